@@ -1,0 +1,4 @@
+//! The `rill` command. (Being implemented.)
+#![forbid(unsafe_code)]
+
+fn main() {}

@@ -1,0 +1,284 @@
+//! The syntax tree of a River file.
+//!
+//! Every node carries a byte [`Span`]. Leaves (identifiers, literals, labels) keep only their span: their text
+//! is read from the source when needed, which keeps the tree small (see the parse benchmark) and lets the
+//! formatter print literals exactly as written.
+
+use crate::span::Span;
+
+/// A parsed file: its source, top-level statements and all comments in source order.
+#[derive(Clone, Debug)]
+pub struct File {
+    /// The whole source text the spans point into.
+    pub source: std::sync::Arc<str>,
+    /// Top-level statements.
+    pub body: Body,
+    /// Every comment in the file, in source order.
+    pub comments: Vec<Comment>,
+}
+
+impl File {
+    /// The text a span covers.
+    pub fn text(&self, span: Span) -> &str {
+        span.text(&self.source)
+    }
+}
+
+/// A sequence of statements (a file or a block body).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Body {
+    /// The statements in source order.
+    pub stmts: Vec<Stmt>,
+}
+
+/// A statement: `name = expr` or `name.parts "label" { body }`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `name = expr`
+    Attribute(Attribute),
+    /// `name "label" { ... }`
+    Block(Block),
+}
+
+impl Stmt {
+    /// The span of the whole statement.
+    pub fn span(&self) -> Span {
+        match self {
+            Stmt::Attribute(a) => a.span(),
+            Stmt::Block(b) => b.span,
+        }
+    }
+}
+
+/// `name = value`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attribute {
+    /// The attribute's name (one identifier).
+    pub name: Span,
+    /// Its value.
+    pub value: Expr,
+}
+
+impl Attribute {
+    /// From the name to the end of the value.
+    pub fn span(&self) -> Span {
+        self.name.to(self.value.span)
+    }
+}
+
+/// `a.b.c "label" { body }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    /// The identifiers of the dotted name, in order.
+    pub name: Box<[Span]>,
+    /// The label string literal, quotes included; `None` when absent or `""`.
+    pub label: Option<Span>,
+    /// The statements inside the braces.
+    pub body: Body,
+    /// Offset of `{`.
+    pub lbrace: u32,
+    /// Offset of `}`.
+    pub rbrace: u32,
+    /// From the first name identifier to the closing brace inclusive.
+    pub span: Span,
+}
+
+impl Block {
+    /// The dotted name as written without spaces, e.g. `pyroscope.scrape`.
+    pub fn name_string(&self, src: &str) -> String {
+        let mut s = String::new();
+        for (i, part) in self.name.iter().enumerate() {
+            if i > 0 {
+                s.push('.');
+            }
+            s.push_str(part.text(src));
+        }
+        s
+    }
+
+    /// The span of the dotted name.
+    pub fn name_span(&self) -> Span {
+        match (self.name.first(), self.name.last()) {
+            (Some(a), Some(b)) => a.to(*b),
+            _ => Span::at(self.span.start),
+        }
+    }
+
+    /// The label's value (without quotes). Labels are checked to be identifiers, so no unescaping is needed.
+    pub fn label_text<'a>(&self, src: &'a str) -> Option<&'a str> {
+        self.label.map(|l| {
+            let t = l.text(src);
+            t.get(1..t.len().saturating_sub(1)).unwrap_or("")
+        })
+    }
+}
+
+/// An expression with its span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    /// What kind of expression.
+    pub kind: ExprKind,
+    /// From its first to its last byte (parentheses included for [`ExprKind::Paren`]).
+    pub span: Span,
+}
+
+/// The kinds of expression.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    /// An identifier; its name is the span's text.
+    Ident,
+    /// A literal; its text is the span's text.
+    Literal(LitKind),
+    /// `[a, b, ...]`
+    Array(Vec<Expr>),
+    /// `{ k = v, "k" = v, ... }`
+    Object(Vec<ObjectField>),
+    /// `value.name`; the second span is the name identifier.
+    Access(Box<Expr>, Span),
+    /// `value[index]`
+    Index(Box<Expr>, Box<Expr>),
+    /// `function(args...)`
+    Call(Box<Expr>, Vec<Expr>),
+    /// `!x`, `-x`
+    Unary(UnaryOp, Box<Expr>),
+    /// `a op b`
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// `(x)`, kept so the formatter prints it back.
+    Paren(Box<Expr>),
+}
+
+/// Literal kinds; the value is decoded from the source text on evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LitKind {
+    /// Integer literal like `42` or `010`.
+    Number,
+    /// Float literal like `1.5`, `.5`, `1e3`.
+    Float,
+    /// Double-quoted string, escapes already validated.
+    String,
+    /// Backtick raw string.
+    RawString,
+    /// `true`
+    True,
+    /// `false`
+    False,
+    /// `null`
+    Null,
+}
+
+/// One `key = value` entry of an object literal.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObjectField {
+    /// The key as written: an identifier or a string literal (quotes included).
+    pub key: Span,
+    /// Whether the key is a quoted string.
+    pub quoted: bool,
+    /// The value.
+    pub value: Expr,
+}
+
+/// Unary operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// `!`
+    Not,
+    /// `-`
+    Neg,
+}
+
+impl UnaryOp {
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnaryOp::Not => "!",
+            UnaryOp::Neg => "-",
+        }
+    }
+}
+
+/// Binary operators, from the loosest binding to the tightest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    /// `||`
+    Or,
+    /// `&&`
+    And,
+    /// `==`
+    Eq,
+    /// `!=`
+    NotEq,
+    /// `<`
+    Lt,
+    /// `<=`
+    LtEq,
+    /// `>`
+    Gt,
+    /// `>=`
+    GtEq,
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+    /// `%`
+    Mod,
+    /// `^` (right-associative)
+    Pow,
+}
+
+impl BinaryOp {
+    /// The operator as written.
+    pub fn as_str(self) -> &'static str {
+        use BinaryOp::*;
+        match self {
+            Or => "||",
+            And => "&&",
+            Eq => "==",
+            NotEq => "!=",
+            Lt => "<",
+            LtEq => "<=",
+            Gt => ">",
+            GtEq => ">=",
+            Add => "+",
+            Sub => "-",
+            Mul => "*",
+            Div => "/",
+            Mod => "%",
+            Pow => "^",
+        }
+    }
+
+    /// Binding power: higher binds tighter.
+    pub fn precedence(self) -> u8 {
+        use BinaryOp::*;
+        match self {
+            Or => 1,
+            And => 2,
+            Eq | NotEq | Lt | LtEq | Gt | GtEq => 3,
+            Add | Sub => 4,
+            Mul | Div | Mod => 5,
+            Pow => 6,
+        }
+    }
+}
+
+/// A comment, kept for the formatter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Comment {
+    /// The comment text including `//` or `/* */` (a line comment excludes its newline).
+    pub span: Span,
+    /// `//` or `/* */`.
+    pub kind: CommentKind,
+}
+
+/// The two comment forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommentKind {
+    /// `// ...` to the end of the line.
+    Line,
+    /// `/* ... */`, possibly over several lines.
+    Block,
+}
