@@ -13,6 +13,7 @@ pub mod encode;
 pub mod eval;
 pub mod format;
 pub mod lexer;
+pub mod literal;
 pub mod ops;
 pub mod parser;
 pub mod render;

@@ -1,0 +1,1 @@
+//! Decoding literal text (strings, numbers) into values. (Being implemented.)
