@@ -84,9 +84,16 @@ fn decode_escapes(content: &str, mut out: Option<&mut Vec<u8>>) -> Result<(), Li
 }
 
 /// Decodes one escape whose first character (after the backslash) is at `start`; returns the index after it.
-fn decode_escape(content: &str, start: usize, out: Option<&mut Vec<u8>>) -> Result<usize, LiteralError> {
+fn decode_escape(
+    content: &str,
+    start: usize,
+    out: Option<&mut Vec<u8>>,
+) -> Result<usize, LiteralError> {
     // +1: offsets are relative to the opening quote, which `content` excludes.
-    let err = |message: String| LiteralError { offset: start + 1, message };
+    let err = |message: String| LiteralError {
+        offset: start + 1,
+        message,
+    };
     let bytes = content.as_bytes();
     let Some(&c) = bytes.get(start) else {
         return Err(err("escape sequence not terminated".into()));
@@ -126,7 +133,12 @@ fn decode_escape(content: &str, start: usize, out: Option<&mut Vec<u8>>) -> Resu
         };
         match ch.to_digit(16).filter(|&d| d < base) {
             Some(d) => x = x * base + d,
-            None => return Err(err(format!("illegal character {} in escape sequence", go_sharp_u(ch)))),
+            None => {
+                return Err(err(format!(
+                    "illegal character {} in escape sequence",
+                    go_sharp_u(ch)
+                )))
+            }
         }
     }
     if x > max || (0xD800..0xE000).contains(&x) {
@@ -178,9 +190,15 @@ pub fn parse_number(text: &str) -> Result<Number, LiteralError> {
 /// for float64 is an error, as in the reference.
 pub fn parse_float(text: &str) -> Result<f64, LiteralError> {
     match text.parse::<f64>() {
-        Ok(f) if f.is_infinite() => Err(LiteralError { offset: 0, message: format!("parsing {text:?}: value out of range") }),
+        Ok(f) if f.is_infinite() => Err(LiteralError {
+            offset: 0,
+            message: format!("parsing {text:?}: value out of range"),
+        }),
         Ok(f) => Ok(f),
-        Err(_) => Err(LiteralError { offset: 0, message: format!("parsing {text:?}: invalid syntax") }),
+        Err(_) => Err(LiteralError {
+            offset: 0,
+            message: format!("parsing {text:?}: invalid syntax"),
+        }),
     }
 }
 
@@ -189,7 +207,9 @@ mod tests {
     use super::*;
 
     fn unq(s: &str) -> Result<String, (usize, String)> {
-        unquote(s).map(|c| c.into_owned()).map_err(|e| (e.offset, e.message))
+        unquote(s)
+            .map(|c| c.into_owned())
+            .map_err(|e| (e.offset, e.message))
     }
 
     #[test]
@@ -201,7 +221,10 @@ mod tests {
 
     #[test]
     fn simple_escapes() {
-        assert_eq!(unq(r#""\a\b\f\n\r\t\v\\\"""#).unwrap(), "\u{7}\u{8}\u{c}\n\r\t\u{b}\\\"");
+        assert_eq!(
+            unq(r#""\a\b\f\n\r\t\v\\\"""#).unwrap(),
+            "\u{7}\u{8}\u{c}\n\r\t\u{b}\\\""
+        );
         assert_eq!(unq(r#""it\'s""#).unwrap(), "it's");
         assert_eq!(unq(r#""a\tb""#).unwrap(), "a\tb");
     }
@@ -220,15 +243,39 @@ mod tests {
     #[test]
     fn escape_errors_point_after_the_backslash() {
         assert_eq!(unq(r#""ab\q""#), Err((4, "unknown escape sequence".into())));
-        assert_eq!(unq(r#""\400""#), Err((2, "escape sequence is invalid Unicode code point".into())));
-        assert_eq!(unq(r#""\uD800""#), Err((2, "escape sequence is invalid Unicode code point".into())));
-        assert_eq!(unq(r#""\U00110000""#), Err((2, "escape sequence is invalid Unicode code point".into())));
-        assert_eq!(unq(r#""\x4g""#), Err((2, "illegal character U+0067 'g' in escape sequence".into())));
-        assert_eq!(unq(r#""\x4""#), Err((2, "illegal character U+0022 '\"' in escape sequence".into())));
-        assert_eq!(unq(r#""\18""#), Err((2, "illegal character U+0038 '8' in escape sequence".into())));
+        assert_eq!(
+            unq(r#""\400""#),
+            Err((2, "escape sequence is invalid Unicode code point".into()))
+        );
+        assert_eq!(
+            unq(r#""\uD800""#),
+            Err((2, "escape sequence is invalid Unicode code point".into()))
+        );
+        assert_eq!(
+            unq(r#""\U00110000""#),
+            Err((2, "escape sequence is invalid Unicode code point".into()))
+        );
+        assert_eq!(
+            unq(r#""\x4g""#),
+            Err((2, "illegal character U+0067 'g' in escape sequence".into()))
+        );
+        assert_eq!(
+            unq(r#""\x4""#),
+            Err((2, "illegal character U+0022 '\"' in escape sequence".into()))
+        );
+        assert_eq!(
+            unq(r#""\18""#),
+            Err((2, "illegal character U+0038 '8' in escape sequence".into()))
+        );
         // Unterminated literal (the lexer reports that part): the escape runs into the end.
-        assert_eq!(unq("\"abc\\"), Err((5, "escape sequence not terminated".into())));
-        assert_eq!(unq("\"\\u12"), Err((2, "escape sequence not terminated".into())));
+        assert_eq!(
+            unq("\"abc\\"),
+            Err((5, "escape sequence not terminated".into()))
+        );
+        assert_eq!(
+            unq("\"\\u12"),
+            Err((2, "escape sequence not terminated".into()))
+        );
         assert_eq!(validate_string(r#""ok\n""#), Ok(()));
         assert_eq!(validate_string(r#""\z""#).map_err(|e| e.offset), Err(2));
         assert_eq!(validate_string("`\\z`"), Ok(()));
@@ -269,6 +316,9 @@ mod tests {
         assert_eq!(parse_float("1e3"), Ok(1000.0));
         assert_eq!(parse_float("2E-2"), Ok(0.02));
         assert_eq!(parse_float("1e-400"), Ok(0.0));
-        assert_eq!(parse_float("1e400").unwrap_err().message, "parsing \"1e400\": value out of range");
+        assert_eq!(
+            parse_float("1e400").unwrap_err().message,
+            "parsing \"1e400\": value out of range"
+        );
     }
 }
