@@ -1,9 +1,708 @@
-//! The parser. (Being implemented.)
+//! The parser: recursive descent with precedence climbing, producing an [`ast::File`] with spans.
+//!
+//! Error recovery follows the reference implementation so that the first diagnostic of a broken file is
+//! exactly what users of Agent Flow saw: `expect` always consumes a token, a failed statement skips to the
+//! next identifier, a failed expression skips to the end of the statement, and of several parse errors on one
+//! line only the first is reported (lexical errors are always reported). Nesting deeper than
+//! [`MAX_NESTING`] stops the parse with one error instead of overflowing the stack.
 
-use crate::ast::{Body, File};
-use crate::diag::Diagnostics;
+use crate::ast::{
+    Attribute, BinaryOp, Block, Body, Expr, ExprKind, File, LitKind, ObjectField, Stmt, UnaryOp,
+};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::lexer::{is_valid_identifier, Lexer};
+use crate::span::{LineIndex, Span};
+use crate::token::{Tok, Token};
 
-/// Parses `src` into a file and the diagnostics found. The file holds whatever could be recovered.
+/// How deeply blocks and expressions may nest. Real configurations nest a handful of levels; the bound keeps
+/// every recursive consumer of the AST (evaluator, formatter) within a small stack.
+pub const MAX_NESTING: usize = 500;
+
+/// Parses `src` into a file and the diagnostics found. The file holds whatever could be recovered; it should
+/// only be used when there are no errors.
 pub fn parse(src: &str) -> (File, Diagnostics) {
-    (File { source: src.into(), body: Body::default(), comments: Vec::new() }, Diagnostics::new())
+    Parser::new(src).parse_file()
+}
+
+/// Parses raw bytes: invalid UTF-8 is reported as `illegal UTF-8 encoding` at each bad sequence.
+pub fn parse_bytes(bytes: &[u8]) -> (File, Diagnostics) {
+    match std::str::from_utf8(bytes) {
+        Ok(src) => parse(src),
+        Err(_) => {
+            let mut diags = Diagnostics::new();
+            let mut rest = bytes;
+            let mut offset = 0usize;
+            while let Err(e) = std::str::from_utf8(rest) {
+                let bad = offset + e.valid_up_to();
+                diags.push(Diagnostic::error(
+                    Span::new(bad as u32, bad as u32 + 1),
+                    "illegal UTF-8 encoding",
+                ));
+                let skip = e.valid_up_to() + e.error_len().unwrap_or(rest.len() - e.valid_up_to());
+                rest = &rest[skip..];
+                offset += skip;
+            }
+            let source = String::from_utf8_lossy(bytes);
+            (
+                File {
+                    source: source.as_ref().into(),
+                    body: Body::default(),
+                    comments: Vec::new(),
+                },
+                diags,
+            )
+        }
+    }
+}
+
+struct Parser<'a> {
+    lexer: Lexer<'a>,
+    src: &'a str,
+    tok: Token,
+    lines: Option<LineIndex>,
+    /// Diagnostics in the order found (lexical errors are in `lexer.diags` and merged by position of discovery).
+    diags: Vec<Diagnostic>,
+    /// Line (0-based) of the last parse error, for the reference's one-error-per-line rule.
+    last_error_line: Option<usize>,
+    depth: usize,
+    /// Set when nesting got too deep: the rest of the input is skipped.
+    aborted: bool,
+}
+
+impl<'a> Parser<'a> {
+    fn new(src: &'a str) -> Self {
+        let mut p = Parser {
+            lexer: Lexer::new(src),
+            src,
+            tok: Token {
+                kind: Tok::Eof,
+                span: Span::default(),
+            },
+            lines: None,
+            diags: Vec::new(),
+            last_error_line: None,
+            depth: 0,
+            aborted: false,
+        };
+        p.next();
+        p
+    }
+
+    fn parse_file(mut self) -> (File, Diagnostics) {
+        if self.src.len() > u32::MAX as usize {
+            let d = Diagnostic::error(Span::default(), "file is too large (over 4 GiB)");
+            let file = File {
+                source: "".into(),
+                body: Body::default(),
+                comments: Vec::new(),
+            };
+            return (file, Diagnostics(vec![d]));
+        }
+        let body = self.parse_body(Tok::Eof);
+        self.take_lexer_diags();
+        let file = File {
+            source: self.src.into(),
+            body,
+            comments: std::mem::take(&mut self.lexer.comments),
+        };
+        (file, Diagnostics(self.diags))
+    }
+
+    /// Moves lexical errors into the diagnostic list, keeping the order in which they were found.
+    fn take_lexer_diags(&mut self) {
+        if !self.lexer.diags.is_empty() {
+            self.diags.append(&mut self.lexer.diags);
+        }
+    }
+
+    fn next(&mut self) {
+        if self.aborted {
+            self.tok = Token {
+                kind: Tok::Eof,
+                span: Span::at(self.src.len() as u32),
+            };
+            return;
+        }
+        self.tok = self.lexer.next_token();
+        self.take_lexer_diags();
+    }
+
+    fn line_of(&mut self, offset: u32) -> usize {
+        let src = self.src;
+        self.lines
+            .get_or_insert_with(|| LineIndex::new(src))
+            .line_of(offset)
+    }
+
+    /// Records a parse error at the current token, unless one was already recorded on this line.
+    fn error_here(&mut self, message: String) {
+        if self.aborted {
+            return;
+        }
+        let at = self.tok.span.start;
+        let line = self.line_of(at);
+        if self.last_error_line == Some(line) {
+            return;
+        }
+        self.last_error_line = Some(line);
+        let span = if self.tok.span.is_empty() {
+            Span::new(at, at)
+        } else {
+            self.tok.span
+        };
+        self.diags.push(Diagnostic::error(span, message));
+    }
+
+    /// Consumes the current token, reporting an error if it is not `t`. Returns the consumed token.
+    fn expect(&mut self, t: Tok) -> Token {
+        let tok = self.tok;
+        if tok.kind != t {
+            self.error_here(format!(
+                "expected {}, got {}",
+                t.describe(),
+                tok.kind.describe()
+            ));
+        }
+        self.next();
+        tok
+    }
+
+    fn advance(&mut self, to: Tok) {
+        while self.tok.kind != Tok::Eof && self.tok.kind != to {
+            self.next();
+        }
+    }
+
+    /// Skips to the end of the statement: a terminator outside of any pair of brackets.
+    fn consume_statement(&mut self) {
+        let (mut curly, mut brack, mut paren) = (0i32, 0i32, 0i32);
+        while self.tok.kind != Tok::Eof {
+            match self.tok.kind {
+                Tok::LCurly => curly += 1,
+                Tok::RCurly => curly -= 1,
+                Tok::LBrack => brack += 1,
+                Tok::RBrack => brack -= 1,
+                Tok::LParen => paren += 1,
+                Tok::RParen => paren -= 1,
+                Tok::Terminator if curly <= 0 && brack <= 0 && paren <= 0 => return,
+                _ => {}
+            }
+            self.next();
+        }
+    }
+
+    /// Enters one nesting level; false (after reporting once and stopping the parse) when too deep.
+    fn enter(&mut self) -> bool {
+        if self.depth >= MAX_NESTING {
+            if !self.aborted {
+                let at = self.tok.span.start;
+                self.diags.push(Diagnostic::error(
+                    Span::new(at, at),
+                    format!("nesting is too deep (more than {MAX_NESTING} levels)"),
+                ));
+                self.aborted = true;
+                self.tok = Token {
+                    kind: Tok::Eof,
+                    span: Span::at(self.src.len() as u32),
+                };
+            }
+            return false;
+        }
+        self.depth += 1;
+        true
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    fn parse_body(&mut self, until: Tok) -> Body {
+        let mut stmts = Vec::new();
+        while self.tok.kind != until && self.tok.kind != Tok::Eof {
+            if let Some(stmt) = self.parse_statement() {
+                stmts.push(stmt);
+            }
+            if self.tok.kind == until {
+                break;
+            }
+            if self.tok.kind != Tok::Terminator {
+                self.error_here(format!(
+                    "expected TERMINATOR, got {}",
+                    self.tok.kind.describe()
+                ));
+                self.consume_statement();
+            }
+            self.next();
+        }
+        Body { stmts }
+    }
+
+    fn parse_statement(&mut self) -> Option<Stmt> {
+        let Some(name) = self.parse_block_name() else {
+            self.advance(Tok::Ident);
+            return None;
+        };
+        match self.tok.kind {
+            Tok::Assign => {
+                self.next();
+                if name.parts.len() != 1 {
+                    self.diags.push(Diagnostic::error(
+                        name.span(),
+                        "attribute names may only consist of a single identifier with no \".\"",
+                    ));
+                } else if let Some(label) = name.label_pos {
+                    self.diags.push(Diagnostic::error(
+                        label,
+                        "attribute names may not have labels",
+                    ));
+                }
+                let value = self.parse_expression();
+                Some(Stmt::Attribute(Attribute {
+                    name: name.parts[0],
+                    value,
+                }))
+            }
+            Tok::LCurly => {
+                if !self.enter() {
+                    return None;
+                }
+                let lbrace = self.expect(Tok::LCurly).span.start;
+                let body = self.parse_body(Tok::RCurly);
+                let rbrace = self.expect(Tok::RCurly).span.start;
+                self.leave();
+                let start = name.parts.first().map_or(lbrace, |s| s.start);
+                Some(Stmt::Block(Block {
+                    span: Span::new(start, rbrace + 1),
+                    name: name.parts.into_boxed_slice(),
+                    label: name.label,
+                    body,
+                    lbrace,
+                    rbrace,
+                }))
+            }
+            kind => {
+                if name.parts.len() == 1 && name.label.is_none() {
+                    self.error_here(format!(
+                        "expected attribute assignment or block body, got {}",
+                        kind.describe()
+                    ));
+                } else {
+                    self.error_here(format!("expected block body, got {}", kind.describe()));
+                }
+                self.advance(Tok::Ident);
+                None
+            }
+        }
+    }
+
+    fn parse_block_name(&mut self) -> Option<BlockName> {
+        if self.tok.kind != Tok::Ident {
+            self.error_here(format!(
+                "expected identifier, got {}",
+                self.tok.kind.describe()
+            ));
+            return None;
+        }
+        let mut name = BlockName {
+            parts: vec![self.tok.span],
+            label: None,
+            label_pos: None,
+        };
+        self.next();
+        while self.tok.kind == Tok::Dot {
+            self.next();
+            if self.tok.kind != Tok::Ident {
+                self.error_here(format!(
+                    "expected identifier, got {}",
+                    self.tok.kind.describe()
+                ));
+            }
+            name.parts.push(self.tok.span);
+            self.next();
+        }
+        if self.tok.kind != Tok::Assign && self.tok.kind != Tok::LCurly {
+            if self.tok.kind == Tok::String {
+                let lit = self.tok.span.text(self.src);
+                if !lit.starts_with('"') {
+                    self.error_here(format!(
+                        "expected block label to be a double quoted string, but got {}",
+                        go_quote(lit)
+                    ));
+                }
+                if lit.len() > 2 {
+                    let inner = &lit[1..lit.len() - 1];
+                    if !is_valid_identifier(inner) {
+                        self.error_here(format!(
+                            "expected block label to be a valid identifier, but got {}",
+                            go_quote(inner)
+                        ));
+                    }
+                    name.label = Some(self.tok.span);
+                }
+                name.label_pos = Some(self.tok.span);
+            } else {
+                self.error_here(format!(
+                    "expected block label, got {}",
+                    self.tok.kind.describe()
+                ));
+            }
+            self.next();
+        }
+        Some(name)
+    }
+
+    /// `Expression = OrExpr`.
+    fn parse_expression(&mut self) -> Expr {
+        self.parse_binary(1)
+    }
+
+    /// Precedence climbing over the left-associative binary operators.
+    fn parse_binary(&mut self, min_prec: u8) -> Expr {
+        let mut lhs = self.parse_pow();
+        loop {
+            let Some(op) = binary_op(self.tok.kind) else {
+                return lhs;
+            };
+            let prec = op.precedence();
+            if prec < min_prec {
+                return lhs;
+            }
+            self.next();
+            let rhs = self.parse_binary(prec + 1);
+            let span = lhs.span.to(rhs.span);
+            lhs = Expr {
+                kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+                span,
+            };
+        }
+    }
+
+    /// `PowExpr = UnaryExpr [ "^" PowExpr ]` (right-associative).
+    fn parse_pow(&mut self) -> Expr {
+        let lhs = self.parse_unary();
+        if self.tok.kind != Tok::Pow {
+            return lhs;
+        }
+        self.next();
+        if !self.enter() {
+            return lhs;
+        }
+        let rhs = self.parse_pow();
+        self.leave();
+        let span = lhs.span.to(rhs.span);
+        Expr {
+            kind: ExprKind::Binary(BinaryOp::Pow, Box::new(lhs), Box::new(rhs)),
+            span,
+        }
+    }
+
+    /// `UnaryExpr = OperExpr | ( "!" | "-" ) UnaryExpr`, and the postfix operators of `OperExpr`.
+    fn parse_unary(&mut self) -> Expr {
+        if !self.enter() {
+            return self.null_at(self.tok.span.start);
+        }
+        let expr = self.parse_unary_inner();
+        self.leave();
+        expr
+    }
+
+    fn parse_unary_inner(&mut self) -> Expr {
+        let op = match self.tok.kind {
+            Tok::Not => Some(UnaryOp::Not),
+            Tok::Sub => Some(UnaryOp::Neg),
+            _ => None,
+        };
+        if let Some(op) = op {
+            let start = self.tok.span.start;
+            self.next();
+            let operand = self.parse_unary();
+            let span = Span::new(start, operand.span.end.max(start + 1));
+            return Expr {
+                kind: ExprKind::Unary(op, Box::new(operand)),
+                span,
+            };
+        }
+
+        let mut primary = self.parse_primary();
+        loop {
+            match self.tok.kind {
+                Tok::Dot => {
+                    self.next();
+                    let name = self.expect(Tok::Ident).span;
+                    let span = primary.span.to(name);
+                    primary = Expr {
+                        kind: ExprKind::Access(Box::new(primary), name),
+                        span,
+                    };
+                }
+                Tok::LBrack => {
+                    self.next();
+                    let index = self.parse_expression();
+                    let rbrack = self.expect(Tok::RBrack).span;
+                    let span = Span::new(primary.span.start, rbrack.end.max(index.span.end));
+                    primary = Expr {
+                        kind: ExprKind::Index(Box::new(primary), Box::new(index)),
+                        span,
+                    };
+                }
+                Tok::LParen => {
+                    self.next();
+                    let args = if self.tok.kind != Tok::RParen {
+                        self.parse_expression_list(Tok::RParen)
+                    } else {
+                        Vec::new()
+                    };
+                    let rparen = self.expect(Tok::RParen).span;
+                    let end = rparen.end.max(args.last().map_or(0, |a| a.span.end));
+                    let span = Span::new(primary.span.start, end);
+                    primary = Expr {
+                        kind: ExprKind::Call(Box::new(primary), args),
+                        span,
+                    };
+                }
+                Tok::String | Tok::LCurly => {
+                    // Probably a block written where an expression belongs, e.g. `x = a.b "l" { ... }`.
+                    if self.tok.kind == Tok::String {
+                        self.next();
+                    }
+                    if self.expect(Tok::LCurly).kind != Tok::LCurly {
+                        self.consume_statement();
+                        return primary;
+                    }
+                    if !self.enter() {
+                        return primary;
+                    }
+                    self.parse_body(Tok::RCurly);
+                    self.leave();
+                    let end = self.expect(Tok::RCurly);
+                    if end.kind != Tok::RCurly {
+                        self.consume_statement();
+                        return primary;
+                    }
+                    self.diags.push(Diagnostic::error(
+                        Span::new(primary.span.start, end.span.end),
+                        "cannot use a block as an expression",
+                    ));
+                }
+                _ => return primary,
+            }
+        }
+    }
+
+    fn null_at(&self, at: u32) -> Expr {
+        Expr {
+            kind: ExprKind::Literal(LitKind::Null),
+            span: Span::new(at, at),
+        }
+    }
+
+    fn parse_primary(&mut self) -> Expr {
+        let tok = self.tok;
+        let lit = |kind| Expr {
+            kind: ExprKind::Literal(kind),
+            span: tok.span,
+        };
+        let expr = match tok.kind {
+            Tok::Ident => Expr {
+                kind: ExprKind::Ident,
+                span: tok.span,
+            },
+            Tok::Number => lit(LitKind::Number),
+            Tok::Float => lit(LitKind::Float),
+            Tok::String => {
+                if self.src.as_bytes().get(tok.span.start as usize) == Some(&b'`') {
+                    lit(LitKind::RawString)
+                } else {
+                    lit(LitKind::String)
+                }
+            }
+            Tok::Bool => {
+                if tok.span.text(self.src) == "true" {
+                    lit(LitKind::True)
+                } else {
+                    lit(LitKind::False)
+                }
+            }
+            Tok::Null => lit(LitKind::Null),
+            Tok::LParen => {
+                self.next();
+                let inner = self.parse_expression();
+                let rparen = self.expect(Tok::RParen).span;
+                let span = Span::new(tok.span.start, rparen.end.max(inner.span.end));
+                return Expr {
+                    kind: ExprKind::Paren(Box::new(inner)),
+                    span,
+                };
+            }
+            Tok::LBrack => {
+                self.next();
+                let items = if self.tok.kind != Tok::RBrack {
+                    self.parse_expression_list(Tok::RBrack)
+                } else {
+                    Vec::new()
+                };
+                let rbrack = self.expect(Tok::RBrack).span;
+                let end = rbrack.end.max(items.last().map_or(0, |a| a.span.end));
+                return Expr {
+                    kind: ExprKind::Array(items),
+                    span: Span::new(tok.span.start, end),
+                };
+            }
+            Tok::LCurly => {
+                self.next();
+                let fields = if self.tok.kind != Tok::RCurly {
+                    self.parse_field_list(Tok::RCurly)
+                } else {
+                    Vec::new()
+                };
+                let rcurly = self.expect(Tok::RCurly).span;
+                let end = rcurly
+                    .end
+                    .max(fields.last().map_or(0, |f| f.value.span.end));
+                return Expr {
+                    kind: ExprKind::Object(fields),
+                    span: Span::new(tok.span.start, end),
+                };
+            }
+            kind => {
+                self.error_here(format!("expected expression, got {}", kind.describe()));
+                let expr = self.null_at(tok.span.start);
+                // Skip the rest of the expression.
+                while !matches!(
+                    self.tok.kind,
+                    Tok::Eof
+                        | Tok::Terminator
+                        | Tok::RParen
+                        | Tok::RCurly
+                        | Tok::RBrack
+                        | Tok::Comma
+                ) {
+                    self.next();
+                }
+                return expr;
+            }
+        };
+        self.next();
+        expr
+    }
+
+    fn parse_expression_list(&mut self, until: Tok) -> Vec<Expr> {
+        let mut items = Vec::new();
+        while self.tok.kind != until && self.tok.kind != Tok::Eof {
+            items.push(self.parse_expression());
+            if self.tok.kind == until {
+                break;
+            }
+            if self.tok.kind != Tok::Comma {
+                self.error_here("missing ',' in expression list".to_string());
+            }
+            self.next();
+        }
+        items
+    }
+
+    fn parse_field_list(&mut self, until: Tok) -> Vec<ObjectField> {
+        let mut fields = Vec::new();
+        while self.tok.kind != until && self.tok.kind != Tok::Eof {
+            fields.push(self.parse_field());
+            if self.tok.kind == until {
+                break;
+            }
+            if self.tok.kind != Tok::Comma {
+                self.error_here("missing ',' in field list".to_string());
+            }
+            self.next();
+        }
+        fields
+    }
+
+    fn parse_field(&mut self) -> ObjectField {
+        let tok = self.tok;
+        let (key, quoted) = match tok.kind {
+            Tok::String | Tok::Ident => {
+                self.next();
+                (tok.span, tok.kind == Tok::String)
+            }
+            kind => {
+                self.error_here(format!(
+                    "expected field name (string or identifier), got {}",
+                    kind.describe()
+                ));
+                self.advance(Tok::Assign);
+                (Span::at(tok.span.start), false)
+            }
+        };
+        self.expect(Tok::Assign);
+        let value = self.parse_expression();
+        ObjectField { key, quoted, value }
+    }
+}
+
+struct BlockName {
+    parts: Vec<Span>,
+    /// The label literal when non-empty.
+    label: Option<Span>,
+    /// The label literal even when it is `""` (an attribute may not have one at all).
+    label_pos: Option<Span>,
+}
+
+impl BlockName {
+    fn span(&self) -> Span {
+        match (self.parts.first(), self.parts.last()) {
+            (Some(a), Some(b)) => a.to(*b),
+            _ => Span::default(),
+        }
+    }
+}
+
+fn binary_op(t: Tok) -> Option<BinaryOp> {
+    Some(match t {
+        Tok::Or => BinaryOp::Or,
+        Tok::And => BinaryOp::And,
+        Tok::Eq => BinaryOp::Eq,
+        Tok::Neq => BinaryOp::NotEq,
+        Tok::Lt => BinaryOp::Lt,
+        Tok::Lte => BinaryOp::LtEq,
+        Tok::Gt => BinaryOp::Gt,
+        Tok::Gte => BinaryOp::GtEq,
+        Tok::Add => BinaryOp::Add,
+        Tok::Sub => BinaryOp::Sub,
+        Tok::Mul => BinaryOp::Mul,
+        Tok::Div => BinaryOp::Div,
+        Tok::Mod => BinaryOp::Mod,
+        Tok::Pow => BinaryOp::Pow,
+        _ => return None,
+    })
+}
+
+/// Go's `%q` quoting of a string, used in messages that the reference formats with `%q`.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control() || c == '\u{FEFF}' => {
+                if (c as u32) <= 0xFFFF {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
