@@ -3,7 +3,9 @@
 //! Error recovery follows the reference implementation so that the first diagnostic of a broken file is
 //! exactly what users of Agent Flow saw: `expect` always consumes a token, a failed statement skips to the
 //! next identifier, a failed expression skips to the end of the statement, and of several parse errors on one
-//! line only the first is reported (lexical errors are always reported). Nesting deeper than
+//! line only the first is reported (lexical errors are always reported). Unlike the reference, errors that
+//! follow another one before the next statement starts are not reported: they are almost always a cascade
+//! of the first (an unclosed bracket, a placeholder like `...`). Nesting deeper than
 //! [`MAX_NESTING`] stops the parse with one error instead of overflowing the stack.
 
 use crate::ast::{
@@ -64,6 +66,9 @@ struct Parser<'a> {
     diags: Vec<Diagnostic>,
     /// Line (0-based) of the last parse error, for the reference's one-error-per-line rule.
     last_error_line: Option<usize>,
+    /// Set by a parse error, cleared when the next statement starts: errors in between are follow-on errors
+    /// of the first one (a cascade), so they are not reported.
+    in_error: bool,
     depth: usize,
     /// Set when nesting got too deep: the rest of the input is skipped.
     aborted: bool,
@@ -81,6 +86,7 @@ impl<'a> Parser<'a> {
             lines: None,
             diags: Vec::new(),
             last_error_line: None,
+            in_error: false,
             depth: 0,
             aborted: false,
         };
@@ -134,11 +140,13 @@ impl<'a> Parser<'a> {
             .line_of(offset)
     }
 
-    /// Records a parse error at the current token, unless one was already recorded on this line.
+    /// Records a parse error at the current token, unless one was already recorded on this line or in
+    /// this statement.
     fn error_here(&mut self, message: String) {
-        if self.aborted {
+        if self.aborted || self.in_error {
             return;
         }
+        self.in_error = true;
         let at = self.tok.span.start;
         let line = self.line_of(at);
         if self.last_error_line == Some(line) {
@@ -219,6 +227,7 @@ impl<'a> Parser<'a> {
     fn parse_body(&mut self, until: Tok) -> Body {
         let mut stmts = Vec::new();
         while self.tok.kind != until && self.tok.kind != Tok::Eof {
+            self.in_error = false;
             if let Some(stmt) = self.parse_statement() {
                 stmts.push(stmt);
             }
@@ -705,4 +714,174 @@ pub fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Prints an expression fully parenthesised, to check precedence and associativity.
+    fn shape(e: &Expr, src: &str) -> String {
+        match &e.kind {
+            ExprKind::Ident | ExprKind::Literal(_) => e.span.text(src).to_string(),
+            ExprKind::Binary(op, l, r) => {
+                format!("({} {} {})", shape(l, src), op.as_str(), shape(r, src))
+            }
+            ExprKind::Unary(op, x) => format!("({}{})", op.as_str(), shape(x, src)),
+            ExprKind::Paren(x) => format!("[{}]", shape(x, src)),
+            ExprKind::Access(x, n) => format!("{}.{}", shape(x, src), n.text(src)),
+            ExprKind::Index(x, i) => format!("{}[{}]", shape(x, src), shape(i, src)),
+            ExprKind::Call(f, args) => {
+                let args: Vec<_> = args.iter().map(|a| shape(a, src)).collect();
+                format!("{}({})", shape(f, src), args.join(", "))
+            }
+            ExprKind::Array(items) => {
+                let items: Vec<_> = items.iter().map(|a| shape(a, src)).collect();
+                format!("[{}]", items.join(", "))
+            }
+            ExprKind::Object(fields) => {
+                let f: Vec<_> = fields
+                    .iter()
+                    .map(|f| format!("{}={}", f.key.text(src), shape(&f.value, src)))
+                    .collect();
+                format!("{{{}}}", f.join(", "))
+            }
+        }
+    }
+
+    fn expr_shape(expr: &str) -> String {
+        let src = format!("x = {expr}");
+        let (file, diags) = parse(&src);
+        assert!(diags.is_empty(), "{expr}: {diags:?}");
+        match &file.body.stmts[..] {
+            [Stmt::Attribute(a)] => shape(&a.value, &src),
+            other => panic!("unexpected statements {other:?}"),
+        }
+    }
+
+    #[test]
+    fn precedence_and_associativity() {
+        assert_eq!(
+            expr_shape("1 || 2 && 3 == 4 + 5 * 6 ^ 7"),
+            "(1 || (2 && (3 == (4 + (5 * (6 ^ 7))))))"
+        );
+        assert_eq!(expr_shape("1 - 2 - 3"), "((1 - 2) - 3)");
+        assert_eq!(expr_shape("2 ^ 3 ^ 2"), "(2 ^ (3 ^ 2))");
+        assert_eq!(expr_shape("-2 ^ 2"), "((-2) ^ 2)");
+        assert_eq!(expr_shape("!a.b[0](1, 2).c"), "(!a.b[0](1, 2).c)");
+        assert_eq!(expr_shape("(1 + 2) * 3"), "([(1 + 2)] * 3)");
+        assert_eq!(expr_shape("1 < 2 != 3 >= 4"), "(((1 < 2) != 3) >= 4)");
+        assert_eq!(
+            expr_shape("{a = [1, {\"b\" = 2},], }"),
+            "{a=[1, {\"b\"=2}]}"
+        );
+    }
+
+    #[test]
+    fn blocks_have_names_labels_and_spans() {
+        let src = "pyroscope.scrape \"default\" {\n  targets = []\n}\nlogging { }\n";
+        let (file, diags) = parse(src);
+        assert!(diags.is_empty());
+        let Stmt::Block(b) = &file.body.stmts[0] else {
+            panic!("not a block")
+        };
+        assert_eq!(b.name_string(src), "pyroscope.scrape");
+        assert_eq!(b.label_text(src), Some("default"));
+        assert_eq!(b.span.text(src), &src[..src.find("}\n").unwrap() + 1]);
+        assert_eq!(b.body.stmts.len(), 1);
+        let Stmt::Block(l) = &file.body.stmts[1] else {
+            panic!("not a block")
+        };
+        assert_eq!((l.name_string(src).as_str(), l.label), ("logging", None));
+    }
+
+    fn messages(src: &str) -> Vec<String> {
+        let (_, d) = parse(src);
+        let f = crate::SourceFile::new("t", src);
+        d.iter()
+            .map(|d| format!("{}: {}", f.position(d.span.start), d.message))
+            .collect()
+    }
+
+    #[test]
+    fn independent_errors_are_each_reported_once() {
+        assert_eq!(
+            messages("a = 1 b = 2\nc = ,\nd = 3\n"),
+            [
+                "1:7: expected TERMINATOR, got IDENT",
+                "2:5: expected expression, got ,"
+            ]
+        );
+        // No terminator follows `=`, so the next line is the value.
+        assert_eq!(
+            messages("c =\nd = 3\n"),
+            ["2:3: expected TERMINATOR, got ="]
+        );
+        // One placeholder: the reference also reported `expected }, got EOF` and more.
+        assert_eq!(
+            messages("b {\n  x = [A, B...]\n}\n"),
+            ["2:13: expected IDENT, got ."]
+        );
+        assert_eq!(
+            messages("a.b = 1\nc \"l\" = 2\n"),
+            [
+                "1:1: attribute names may only consist of a single identifier with no \".\"",
+                "2:3: attribute names may not have labels"
+            ]
+        );
+        assert_eq!(
+            messages("x = a.b \"l\" { }"),
+            ["1:5: cannot use a block as an expression"]
+        );
+        assert_eq!(
+            messages("b \"not valid\" { }"),
+            ["1:3: expected block label to be a valid identifier, but got \"not valid\""]
+        );
+        assert_eq!(
+            messages("x = [\n1,\n2\n]"),
+            ["3:2: missing ',' in expression list"]
+        );
+        assert_eq!(
+            messages("x = {\na = 1\n}"),
+            ["2:6: missing ',' in field list"]
+        );
+        assert_eq!(
+            messages("x = {1 = 2}"),
+            ["1:6: expected field name (string or identifier), got NUMBER"]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_per_sequence() {
+        let (_, d) = parse_bytes(b"a = \"\xff\" \xc3");
+        let at: Vec<_> = d
+            .iter()
+            .map(|d| (d.span.start, d.message.as_str()))
+            .collect();
+        assert_eq!(
+            at,
+            [(5, "illegal UTF-8 encoding"), (8, "illegal UTF-8 encoding")]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let src = format!("x = {}1{}", "[".repeat(20_000), "]".repeat(20_000));
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                parse(&src)
+                    .1
+                    .iter()
+                    .map(|d| d.message.clone())
+                    .collect::<Vec<_>>()
+            });
+        let msgs = handle.expect("spawn").join().expect("no stack overflow");
+        assert_eq!(
+            msgs,
+            [format!(
+                "nesting is too deep (more than {MAX_NESTING} levels)"
+            )]
+        );
+    }
 }
