@@ -164,7 +164,7 @@ mod tests {
                 byte_column: 1
             }
         );
-        assert_eq!(idx.line_range(src, 1), 6..15);
+        assert_eq!(idx.line_range(src, 1), 6..16);
         assert_eq!(idx.line_count(), 3);
     }
 }
