@@ -1035,13 +1035,7 @@ fn object_key_matches(f: &ast::ObjectField, name: &str, src: &str) -> bool {
     if !f.quoted {
         return raw == name;
     }
-    let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or("");
-    // Keys with escapes are compared after unescaping only in the simple cases; otherwise the message
-    // stops at the object, which is still correct, just less precise.
-    if inner.contains('\\') {
-        return inner.replace("\\\"", "\"").replace("\\\\", "\\") == name;
-    }
-    inner == name
+    crate::literal::unquote(raw).is_ok_and(|k| k == name)
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -1409,7 +1403,11 @@ impl<'de, 'c, 'a> MapAccess<'de> for BodyMap<'c, 'a> {
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, Error> {
         match self.pending.take() {
-            Some(Pending::Label(l)) => seed.deserialize(l.into_deserializer()),
+            Some(Pending::Label(l)) => {
+                // Through a value so that `Option<String>` works too.
+                let v = Value::string(l);
+                seed.deserialize(ValueDe::new(&v))
+            }
             Some(Pending::Entry(entry)) => seed.deserialize(EntryDe {
                 ctx: self.ctx,
                 entry,
@@ -2492,5 +2490,965 @@ impl<'de> VariantAccess<'de> for ValueDe<'_> {
         visitor: V,
     ) -> Result<V::Value, Error> {
         de::Deserializer::deserialize_struct(self, "", fields, visitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::types::{Duration, OptionalSecret, TypedCapsule};
+    use crate::value::{CapsuleValue, Secret};
+    use serde::Deserialize;
+    use std::collections::{BTreeMap, HashMap};
+
+    /// Parses and decodes `src` as a file body; errors as `test:line:col: message` lines.
+    fn decode_in<T: DeserializeOwned>(src: &str, scope: &Scope) -> Result<T, Vec<String>> {
+        let (file, diags) = crate::parse(src);
+        assert!(diags.is_empty(), "parse errors: {diags:?}");
+        let sf = SourceFile::new("test", src);
+        decode_body::<T>(&file.body, src, scope)
+            .map_err(|d| d.iter().map(|d| sf.one_line(d)).collect())
+    }
+
+    fn decode<T: DeserializeOwned>(src: &str) -> Result<T, Vec<String>> {
+        decode_in(src, &Scope::with_stdlib())
+    }
+
+    fn errors<T: DeserializeOwned + fmt::Debug>(src: &str) -> Vec<String> {
+        match decode::<T>(src) {
+            Ok(v) => panic!("expected errors, decoded {v:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// Decodes the first block of `src` with `decode_block_body`.
+    fn decode_block<T: DeserializeOwned>(src: &str) -> Result<T, Vec<String>> {
+        let (file, diags) = crate::parse(src);
+        assert!(diags.is_empty(), "parse errors: {diags:?}");
+        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+            panic!("no block")
+        };
+        let sf = SourceFile::new("test", src);
+        decode_block_body::<T>(b, src, &Scope::with_stdlib())
+            .map_err(|d| d.iter().map(|d| sf.one_line(d)).collect())
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Child {
+        attr: bool,
+    }
+    impl Validate for Child {}
+
+    // --- attributes ------------------------------------------------------------------------------------
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Attrs {
+        number: i64,
+        string: String,
+        #[serde(default)]
+        flag: bool,
+        opt: Option<u16>,
+    }
+
+    #[test]
+    fn decodes_required_and_optional_attributes() {
+        let v: Attrs = decode("number = 15\nstring = \"Hello, world!\"\n").unwrap();
+        assert_eq!(
+            v,
+            Attrs {
+                number: 15,
+                string: "Hello, world!".into(),
+                flag: false,
+                opt: None
+            }
+        );
+        let v: Attrs = decode("number = 1 + 2\nstring = \"x\"\nflag = true\nopt = 8080\n").unwrap();
+        assert_eq!(
+            v,
+            Attrs {
+                number: 3,
+                string: "x".into(),
+                flag: true,
+                opt: Some(8080)
+            }
+        );
+    }
+
+    #[test]
+    fn struct_defaults_apply_before_decoding() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(default)]
+        struct Args {
+            scheme: String,
+            interval: Duration,
+            follow_redirects: bool,
+        }
+        impl Default for Args {
+            fn default() -> Self {
+                Args {
+                    scheme: "http".into(),
+                    interval: Duration::from_secs(15),
+                    follow_redirects: true,
+                }
+            }
+        }
+        let v: Args = decode("scheme = \"https\"\n").unwrap();
+        assert_eq!(
+            v,
+            Args {
+                scheme: "https".into(),
+                interval: Duration::from_secs(15),
+                follow_redirects: true
+            }
+        );
+        let v: Args = decode("interval = \"1m\"\nfollow_redirects = false\n").unwrap();
+        assert_eq!(v.interval, Duration::from_secs(60));
+        assert!(!v.follow_redirects);
+        assert_eq!(v.scheme, "http");
+    }
+
+    #[test]
+    fn missing_required_attribute_is_positioned_on_the_block() {
+        let errs = decode_block::<Attrs>("some_block {\n  number = 15\n}\n").unwrap_err();
+        assert_eq!(
+            errs,
+            vec![r#"test:1:1: missing required attribute "string""#]
+        );
+        let errs = errors::<Attrs>("string = \"x\"\n");
+        assert_eq!(
+            errs,
+            vec![r#"test:1:1: missing required attribute "number""#]
+        );
+    }
+
+    #[test]
+    fn duplicate_and_unknown_attributes() {
+        let errs = errors::<Attrs>("number = 1\nstring = \"a\"\nnumber = 2\nzz = 3\n");
+        assert_eq!(
+            errs,
+            vec![
+                r#"test:3:1: attribute "number" may only be provided once"#,
+                r#"test:4:1: unrecognized attribute name "zz""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_quote_the_innermost_literal() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Target {
+            key: Key,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Key {
+            object: Obj,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Obj {
+            field1: Vec<i64>,
+        }
+        assert_eq!(
+            errors::<Target>("key = true"),
+            vec!["test:1:7: true should be object, got bool"]
+        );
+        let src = "\nkey = {\n\tobject = {\n\t\tfield1 = [15, 30, \"Hello, world!\"],\n\t},\n}\n";
+        assert_eq!(
+            errors::<Target>(src),
+            vec![r#"test:4:21: "Hello, world!" should be number, got string"#]
+        );
+
+        let mut scope = Scope::with_stdlib();
+        let field1 = Value::array(vec![
+            Value::int(15),
+            Value::int(30),
+            Value::string("Hello, world!"),
+        ]);
+        let object: crate::value::Object = [("field1".to_string(), field1)].into_iter().collect();
+        let kv: crate::value::Object = [("object".to_string(), Value::object(object))]
+            .into_iter()
+            .collect();
+        scope.insert("key_value", Value::object(kv));
+        assert_eq!(
+            decode_in::<Target>("key = key_value", &scope).unwrap_err(),
+            vec!["test:1:7: key_value.object.field1[2] should be number, got string"]
+        );
+
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct S {
+            key: String,
+        }
+        assert_eq!(
+            errors::<S>("key = [0, 1, 2]"),
+            vec!["test:1:7: [0, 1, 2] should be string, got array"]
+        );
+    }
+
+    #[test]
+    fn conversions_in_attributes() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct C {
+            s: String,
+            n: i32,
+            f: f64,
+            t: u8,
+            z: Vec<String>,
+        }
+        let v: C = decode("s = 12\nn = \"12\"\nf = \"1.5\"\nt = 3.9\nz = null\n").unwrap();
+        assert_eq!(
+            v,
+            C {
+                s: "12".into(),
+                n: 12,
+                f: 1.5,
+                t: 3,
+                z: vec![]
+            }
+        );
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct N {
+            n: i32,
+        }
+        assert_eq!(
+            errors::<N>("n = \"\""),
+            vec![r#"test:1:5: "" should be number, got string"#]
+        );
+        assert_eq!(
+            errors::<N>("n = \"-1.5\""),
+            vec![r#"test:1:5: "-1.5" should be number, got string"#]
+        );
+        assert_eq!(
+            errors::<N>("n = 3000000000"),
+            vec!["test:1:5: 3000000000 number 3000000000 is out of range (-2147483648 to 2147483647)"]
+        );
+    }
+
+    #[test]
+    fn duration_errors_quote_the_expression() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct D {
+            timeout: Duration,
+        }
+        assert_eq!(
+            errors::<D>("timeout = \"abc\""),
+            vec![r#"test:1:11: "abc" time: invalid duration "abc""#]
+        );
+        assert_eq!(
+            errors::<D>("timeout = 5"),
+            vec![r#"test:1:11: 5 time: missing unit in duration "5""#]
+        );
+    }
+
+    // --- blocks ----------------------------------------------------------------------------------------
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct WithChild {
+        value: i64,
+        #[serde(rename = "child.block")]
+        child: Block<Child>,
+    }
+
+    #[test]
+    fn decodes_nested_blocks() {
+        let v: WithChild = decode("value = 15\n\nchild.block { attr = true }\n").unwrap();
+        assert_eq!(
+            v,
+            WithChild {
+                value: 15,
+                child: Block(Child { attr: true })
+            }
+        );
+    }
+
+    #[test]
+    fn decodes_repeated_and_optional_blocks() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct B {
+            #[serde(default, rename = "child.block")]
+            children: Vec<Block<Child>>,
+            other: Option<Block<Child>>,
+        }
+        let v: B = decode("child.block { attr = true }\nchild.block { attr = false }\nchild.block { attr = true }\n").unwrap();
+        let attrs: Vec<bool> = v.children.iter().map(|c| c.attr).collect();
+        assert_eq!(attrs, vec![true, false, true]);
+        assert_eq!(v.other, None);
+        let v: B = decode("other { attr = true }\n").unwrap();
+        assert!(v.children.is_empty());
+        assert_eq!(v.other, Some(Block(Child { attr: true })));
+    }
+
+    #[test]
+    fn block_kind_mismatches() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct B {
+            child: Block<Child>,
+            number: Option<i64>,
+        }
+        assert_eq!(
+            errors::<B>("child = 15\n"),
+            vec![r#"test:1:1: "child" must be a block, but is used as an attribute"#]
+        );
+        assert_eq!(
+            errors::<B>("child { attr = true }\nnumber { }\n"),
+            vec![r#"test:2:1: "number" must be an attribute, but is used as a block"#]
+        );
+        assert_eq!(
+            errors::<B>("child { attr = true }\nchild { attr = false }\n"),
+            vec![r#"test:2:1: block "child" may only be specified once"#]
+        );
+        assert_eq!(
+            errors::<B>("number = 1\n"),
+            vec![r#"test:1:1: missing required block "child""#]
+        );
+        assert_eq!(
+            errors::<WithChild>("value = 15\nchild.blocc { attr = true }\n"),
+            vec![
+                r#"test:2:1: unrecognized block name "child.blocc""#,
+                r#"test:1:1: missing required block "child.block""#
+            ]
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn labels() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct Labeled {
+            #[serde(rename = "$label")]
+            label: String,
+            #[serde(default)]
+            attr: bool,
+        }
+        impl Validate for Labeled {}
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct OptLabel {
+            #[serde(rename = "$label")]
+            label: Option<String>,
+        }
+        impl Validate for OptLabel {}
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct B {
+            #[serde(default)]
+            x: Vec<Block<Labeled>>,
+            #[serde(default)]
+            y: Vec<LabeledBlock<Child>>,
+            z: Option<Block<OptLabel>>,
+            w: Option<Block<Child>>,
+        }
+        let v: B =
+            decode("x \"a\" { attr = true }\nx \"b\" { }\ny \"c\" { attr = false }\nz { }\n")
+                .unwrap();
+        assert_eq!(
+            v.x.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert!(v.x[0].attr);
+        assert_eq!(
+            v.y,
+            vec![LabeledBlock {
+                label: "c".into(),
+                body: Child { attr: false }
+            }]
+        );
+        assert_eq!(v.z, Some(Block(OptLabel { label: None })));
+        let v: B = decode("z \"q\" { }\n").unwrap();
+        assert_eq!(
+            v.z,
+            Some(Block(OptLabel {
+                label: Some("q".into())
+            }))
+        );
+
+        assert_eq!(
+            errors::<B>("x { }\n"),
+            vec![r#"test:1:1: block "x" requires non-empty label"#]
+        );
+        assert_eq!(
+            errors::<B>("x \"\" { }\n"),
+            vec![r#"test:1:1: block "x" requires non-empty label"#]
+        );
+        assert_eq!(
+            errors::<B>("y { attr = true }\n"),
+            vec![r#"test:1:1: block "y" requires non-empty label"#]
+        );
+        assert_eq!(
+            errors::<B>("w \"l\" { attr = true }\n"),
+            vec![r#"test:1:1: block "w" does not support specifying labels"#]
+        );
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Target {
+        enabled: bool,
+        #[serde(default)]
+        path: Option<String>,
+    }
+    impl Validate for Target {}
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Custom {
+        #[serde(rename = "$label")]
+        name: String,
+        path: String,
+    }
+    impl Validate for Custom {}
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    enum Profile {
+        #[serde(rename = "memory")]
+        Memory(Block<Target>),
+        #[serde(rename = "process_cpu")]
+        Cpu(Target),
+        #[serde(rename = "custom")]
+        Custom(Block<Custom>),
+    }
+
+    #[test]
+    fn enum_blocks_keep_source_order() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct P {
+            #[serde(default)]
+            profile: Vec<Profile>,
+        }
+        let src = "profile.custom \"fg\" { path = \"/x\" }\nprofile.memory { enabled = false }\nprofile.process_cpu { enabled = true }\nprofile.memory { enabled = true }\n";
+        let v: P = decode(src).unwrap();
+        assert_eq!(
+            v.profile,
+            vec![
+                Profile::Custom(Block(Custom {
+                    name: "fg".into(),
+                    path: "/x".into()
+                })),
+                Profile::Memory(Block(Target {
+                    enabled: false,
+                    path: None
+                })),
+                Profile::Cpu(Target {
+                    enabled: true,
+                    path: None
+                }),
+                Profile::Memory(Block(Target {
+                    enabled: true,
+                    path: None
+                })),
+            ]
+        );
+        assert_eq!(
+            errors::<P>("profile.memory { enabled = true }\nprofile.heap { enabled = true }\n"),
+            vec![r#"test:2:1: unrecognized block name "profile.heap""#]
+        );
+        assert_eq!(
+            errors::<P>("profile = 1\n"),
+            vec![r#"test:1:11: 1 should be array, got number"#]
+        );
+    }
+
+    #[test]
+    fn plain_dotted_block_names() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct P {
+            #[serde(rename = "profile.memory")]
+            memory: Option<Block<Target>>,
+            #[serde(default, rename = "profile.custom")]
+            custom: Vec<Block<Custom>>,
+        }
+        let v: P = decode("profile.custom \"a\" { path = \"/a\" }\nprofile.memory { enabled = true }\nprofile.custom \"b\" { path = \"/b\" }\n").unwrap();
+        assert_eq!(
+            v.memory,
+            Some(Block(Target {
+                enabled: true,
+                path: None
+            }))
+        );
+        assert_eq!(
+            v.custom.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert_eq!(
+            errors::<P>("profile.memory { enabled = true }\nprofile.memory { enabled = true }\n"),
+            vec![r#"test:2:1: block "profile.memory" may only be specified once"#]
+        );
+        assert_eq!(
+            errors::<P>("profile.block { enabled = true }\n"),
+            vec![r#"test:1:1: unrecognized block name "profile.block""#]
+        );
+    }
+
+    #[test]
+    fn nested_errors_have_positions_inside_blocks() {
+        let errs = errors::<WithChild>("value = 1\nchild.block {\n  attr = 12\n  bogus = 1\n}\n");
+        assert_eq!(
+            errs,
+            vec![
+                r#"test:3:10: 12 should be bool, got number"#,
+                r#"test:4:3: unrecognized attribute name "bogus""#
+            ]
+        );
+        let errs = errors::<WithChild>("value = 1\nchild.block { }\n");
+        assert_eq!(errs, vec![r#"test:2:1: missing required attribute "attr""#]);
+    }
+
+    #[test]
+    fn independent_errors_are_all_reported_once() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Many {
+            a: i64,
+            b: String,
+            c: bool,
+            #[serde(default)]
+            d: Vec<Block<Child>>,
+            e: i64,
+        }
+        let src = "a = \"x\"\nb = [1]\nc = 1\nd { attr = \"no\" }\nd { attr = 2 }\nq = 1\ne = 1\n";
+        assert_eq!(
+            errors::<Many>(src),
+            vec![
+                r#"test:1:5: "x" should be number, got string"#,
+                r#"test:2:5: [1] should be string, got array"#,
+                r#"test:3:5: 1 should be bool, got number"#,
+                r#"test:4:12: "no" should be bool, got string"#,
+                r#"test:5:12: 2 should be bool, got number"#,
+                r#"test:6:1: unrecognized attribute name "q""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn evaluation_errors_are_collected_with_decode_errors() {
+        let errs = errors::<Attrs>("number = nope\nstring = 1 + \"a\"\nflag = 3\n");
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert_eq!(errs[0], r#"test:1:10: identifier "nope" does not exist"#);
+        assert_eq!(errs[1], r#"test:2:14: "a" should be number, got string"#);
+        assert_eq!(errs[2], "test:3:8: 3 should be bool, got number");
+    }
+
+    #[test]
+    fn validation_runs_after_decoding_and_is_positioned() {
+        #[derive(Debug, Deserialize)]
+        struct Inner {
+            n: i64,
+        }
+        impl Validate for Inner {
+            fn validate(&self) -> Result<(), String> {
+                if self.n > 0 {
+                    Ok(())
+                } else {
+                    Err("n must be positive".into())
+                }
+            }
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Option<Block<Inner>>,
+            #[serde(default)]
+            timeout: i64,
+        }
+        impl Validate for Outer {
+            fn validate(&self) -> Result<(), String> {
+                if self.timeout < 0 {
+                    Err("timeout must not be negative".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+        let src = "x {\n  inner {\n    n = 0\n  }\n  timeout = -1\n}\n";
+        let (file, _) = crate::parse(src);
+        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+            panic!()
+        };
+        let sf = SourceFile::new("test", src);
+        let errs: Vec<String> = decode_block_body_validated::<Outer>(b, src, &Scope::with_stdlib())
+            .unwrap_err()
+            .iter()
+            .map(|d| sf.one_line(d))
+            .collect();
+        assert_eq!(errs, vec!["test:2:3: n must be positive"]);
+        let src = "x {\n  inner {\n    n = 1\n  }\n  timeout = -1\n}\n";
+        let (file, _) = crate::parse(src);
+        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+            panic!()
+        };
+        let errs = decode_block_body_validated::<Outer>(b, src, &Scope::with_stdlib()).unwrap_err();
+        assert_eq!(errs.0.len(), 1);
+        assert_eq!(errs.0[0].message, "timeout must not be negative");
+        assert_eq!(errs.0[0].span, block_header(b));
+        // A block that failed to decode is not validated (its value is incomplete).
+        let src = "x {\n  inner {\n    n = \"a\"\n  }\n}\n";
+        let (file, _) = crate::parse(src);
+        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+            panic!()
+        };
+        let errs = decode_block_body_validated::<Outer>(b, src, &Scope::with_stdlib()).unwrap_err();
+        assert_eq!(errs.0.len(), 1, "{errs:?}");
+        assert_eq!(errs.0[0].message, r#""a" should be number, got string"#);
+    }
+
+    #[test]
+    fn maps_from_blocks_and_attributes() {
+        #[derive(Debug, Deserialize)]
+        struct M {
+            #[serde(default)]
+            labels: HashMap<String, String>,
+            settings: Option<Block<BTreeMap<String, Value>>>,
+        }
+        let v: M =
+            decode("labels = { a = \"1\", \"b-c\" = 2 }\nsettings {\n  x = 1\n  y = \"z\"\n}\n")
+                .unwrap();
+        assert_eq!(v.labels.get("b-c").map(String::as_str), Some("2"));
+        let settings = v.settings.unwrap();
+        assert_eq!(settings.get("x"), Some(&Value::int(1)));
+        assert_eq!(
+            errors::<M>("settings \"l\" {\n  inner { }\n}\n"),
+            vec![
+                r#"test:1:1: block "settings" requires empty label"#,
+                "test:2:3: nested blocks not supported here"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_object_attribute() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct O {
+            o: Inner,
+        }
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            a: i64,
+        }
+        assert_eq!(
+            errors::<O>("o = { a = 1, b = 2 }"),
+            vec![r#"test:1:5: { a = 1, b = 2 } has unrecognized field "b""#]
+        );
+        assert_eq!(
+            errors::<O>("o = { }"),
+            vec![r#"test:1:5: { } is missing required field "a""#]
+        );
+    }
+
+    // --- capsules and secrets --------------------------------------------------------------------------
+
+    #[derive(Debug)]
+    struct Receiver(&'static str);
+    impl CapsuleValue for Receiver {
+        fn type_name(&self) -> &str {
+            "pyroscope.Appendable"
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[derive(Debug)]
+    struct Other;
+    impl CapsuleValue for Other {
+        fn type_name(&self) -> &str {
+            "other.Thing"
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    fn receivers_scope() -> Scope {
+        let mut scope = Scope::with_stdlib();
+        for (comp, name) in [("a", "A"), ("b", "B")] {
+            let exports: crate::value::Object = [(
+                "receiver".to_string(),
+                Value::Capsule(Capsule::new(Receiver(name))),
+            )]
+            .into_iter()
+            .collect();
+            let write: crate::value::Object = [(comp.to_string(), Value::object(exports))]
+                .into_iter()
+                .collect();
+            scope.insert(format!("write_{comp}"), Value::object(write));
+        }
+        scope.insert("thing", Value::Capsule(Capsule::new(Other)));
+        scope.insert("token", Value::secret("s3cr3t"));
+        scope
+    }
+
+    #[test]
+    fn arrays_of_capsules_decode_into_typed_capsules() {
+        #[derive(Debug, Deserialize)]
+        struct F {
+            forward_to: Vec<TypedCapsule<Receiver>>,
+            #[serde(default)]
+            raw: Option<Capsule>,
+        }
+        let scope = receivers_scope();
+        let v: F = decode_in(
+            "forward_to = [write_a.a.receiver, write_b.b.receiver]\nraw = thing\n",
+            &scope,
+        )
+        .unwrap();
+        assert_eq!(
+            v.forward_to.iter().map(|r| r.get().0).collect::<Vec<_>>(),
+            vec!["A", "B"]
+        );
+        assert_eq!(
+            v.raw.map(|c| c.0.type_name().to_string()),
+            Some("other.Thing".to_string())
+        );
+        let errs =
+            decode_in::<F>("forward_to = [write_a.a.receiver, thing]\n", &scope).unwrap_err();
+        assert_eq!(
+            errs,
+            vec![r#"test:1:35: thing expected capsule("Receiver"), got capsule("other.Thing")"#]
+        );
+        let errs = decode_in::<F>("forward_to = [\"x\"]\n", &scope).unwrap_err();
+        assert_eq!(
+            errs,
+            vec![r#"test:1:15: "x" should be capsule, got string"#]
+        );
+    }
+
+    #[test]
+    fn secrets() {
+        #[derive(Debug, Deserialize)]
+        struct S {
+            password: Option<Secret>,
+            #[allow(dead_code)]
+            user: Option<String>,
+            id: Option<OptionalSecret>,
+        }
+        let scope = receivers_scope();
+        let v: S = decode_in("password = \"p\"\nid = token\n", &scope).unwrap();
+        assert_eq!(v.password.as_ref().map(Secret::expose), Some("p"));
+        let id = v.id.unwrap();
+        assert!(id.is_secret());
+        assert_eq!(id.expose(), "s3cr3t");
+        let v: S = decode_in("password = token\nid = \"plain\"\n", &scope).unwrap();
+        assert_eq!(v.password.unwrap().expose(), "s3cr3t");
+        assert_eq!(v.id.unwrap().as_plain(), Some("plain"));
+        let errs = decode_in::<S>("user = token\n", &scope).unwrap_err();
+        assert_eq!(
+            errs,
+            vec!["test:1:8: token secrets may not be converted into strings"]
+        );
+        let errs = decode_in::<S>("password = 12\n", &scope).unwrap_err();
+        assert_eq!(errs, vec!["test:1:12: 12 should be capsule, got number"]);
+    }
+
+    // --- decode_value ----------------------------------------------------------------------------------
+
+    #[test]
+    fn decode_value_conversions() {
+        assert_eq!(decode_value::<i64>(&Value::string("12")), Ok(12));
+        assert_eq!(decode_value::<i64>(&Value::string("-12")), Ok(-12));
+        assert_eq!(decode_value::<f64>(&Value::string("1e3")), Ok(1000.0));
+        assert!(decode_value::<u64>(&Value::string("+5")).is_err());
+        assert!(decode_value::<f64>(&Value::string("inf")).is_err());
+        assert_eq!(
+            decode_value::<i64>(&Value::string(""))
+                .unwrap_err()
+                .to_string(),
+            "should be number, got string"
+        );
+        assert_eq!(decode_value::<i64>(&Value::float(2.9)), Ok(2));
+        assert_eq!(decode_value::<i64>(&Value::float(-2.9)), Ok(-2));
+        assert_eq!(
+            decode_value::<String>(&Value::float(1.5)),
+            Ok("1.5".to_string())
+        );
+        assert_eq!(
+            decode_value::<String>(&Value::uint(u64::MAX)),
+            Ok(u64::MAX.to_string())
+        );
+        assert_eq!(decode_value::<String>(&Value::Null), Ok(String::new()));
+        assert_eq!(decode_value::<i32>(&Value::Null), Ok(0));
+        assert_eq!(decode_value::<Option<i32>>(&Value::Null), Ok(None));
+        assert_eq!(decode_value::<Vec<i32>>(&Value::Null), Ok(vec![]));
+        assert!(decode_value::<u8>(&Value::int(256)).is_err());
+        assert!(decode_value::<u32>(&Value::int(-1)).is_err());
+        assert!(decode_value::<i64>(&Value::float(f64::NAN)).is_err());
+        assert!(decode_value::<bool>(&Value::string("true")).is_err());
+        assert_eq!(
+            decode_value::<(i64, String)>(&Value::array(vec![Value::int(1), Value::int(2)])),
+            Ok((1, "2".into()))
+        );
+        assert_eq!(
+            decode_value::<(i64, i64)>(&Value::array(vec![Value::int(1)]))
+                .unwrap_err()
+                .message,
+            "array must have exactly 2 elements, got 1"
+        );
+    }
+
+    #[test]
+    fn decode_value_error_paths() {
+        let obj: crate::value::Object = [(
+            "list".to_string(),
+            Value::array(vec![Value::int(1), Value::Bool(true)]),
+        )]
+        .into_iter()
+        .collect();
+        let err = decode_value::<HashMap<String, Vec<i64>>>(&Value::object(obj)).unwrap_err();
+        assert_eq!(
+            err.path,
+            vec![PathSegment::Field("list".into()), PathSegment::Index(1)]
+        );
+        assert_eq!(err.to_string(), ".list[1] should be number, got bool");
+    }
+
+    #[test]
+    fn decode_value_enums_and_raw_values() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        #[serde(rename_all = "lowercase")]
+        enum Level {
+            Info,
+            Debug,
+        }
+        assert_eq!(
+            decode_value::<Level>(&Value::string("debug")),
+            Ok(Level::Debug)
+        );
+        assert!(decode_value::<Level>(&Value::string("verbose"))
+            .unwrap_err()
+            .message
+            .contains("unknown variant"));
+        let v = Value::array(vec![Value::secret("x"), Value::int(1)]);
+        assert_eq!(decode_value::<Value>(&v), Ok(v.clone()));
+        assert_eq!(decode_value::<Vec<Value>>(&v).map(|x| x.len()), Ok(2));
+        // A capsule passes through a raw Value untouched.
+        let c = Value::Capsule(Capsule::new(Other));
+        assert_eq!(decode_value::<Value>(&c), Ok(c.clone()));
+        // Secrets never turn into strings, not even through `any`.
+        assert!(decode_value::<serde_json::Value>(&Value::secret("x")).is_err());
+    }
+
+    #[test]
+    fn decode_expr_positions_errors() {
+        let src = "[1, \"x\"]";
+        let (file, _) = crate::parse(&format!("a = {src}"));
+        let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+            panic!()
+        };
+        let full = format!("a = {src}");
+        let errs = decode_expr::<Vec<i64>>(&a.value, &full, &Scope::with_stdlib()).unwrap_err();
+        assert_eq!(errs.0[0].message, r#""x" should be number, got string"#);
+        assert_eq!(errs.0[0].span.text(&full), "\"x\"");
+    }
+
+    #[test]
+    fn flow_style_component_arguments() {
+        #[derive(Debug, Deserialize)]
+        #[serde(default)]
+        struct ScrapeArgs {
+            targets: Vec<HashMap<String, String>>,
+            forward_to: Vec<TypedCapsule<Receiver>>,
+            job_name: Option<String>,
+            scrape_interval: Duration,
+            scrape_timeout: Duration,
+            #[serde(rename = "profiling_config")]
+            profiling: Option<Block<ProfilingConfig>>,
+            clustering: Option<Block<Clustering>>,
+        }
+        impl Default for ScrapeArgs {
+            fn default() -> Self {
+                ScrapeArgs {
+                    targets: vec![],
+                    forward_to: vec![],
+                    job_name: None,
+                    scrape_interval: Duration::from_secs(15),
+                    scrape_timeout: Duration::from_secs(15),
+                    profiling: None,
+                    clustering: None,
+                }
+            }
+        }
+        #[derive(Debug, Deserialize, Default)]
+        #[serde(default)]
+        struct ProfilingConfig {
+            #[serde(rename = "profile.memory")]
+            memory: Option<Block<Target>>,
+            #[serde(rename = "profile.custom")]
+            custom: Vec<Block<Custom>>,
+            path_prefix: String,
+        }
+        impl Validate for ProfilingConfig {}
+        #[derive(Debug, Deserialize)]
+        struct Clustering {
+            enabled: bool,
+        }
+        impl Validate for Clustering {}
+
+        let src = r#"pyroscope.scrape "default" {
+  targets    = [{"__address__" = "localhost:4100", "service_name" = "app"}]
+  forward_to = [write_a.a.receiver]
+  scrape_interval = "30s"
+
+  profiling_config {
+    profile.memory {
+      enabled = false
+    }
+    profile.custom "fgprof" {
+      path = "/debug/fgprof"
+    }
+    path_prefix = "/pre"
+  }
+
+  clustering {
+    enabled = true
+  }
+}
+"#;
+        let (file, diags) = crate::parse(src);
+        assert!(diags.is_empty());
+        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+            panic!()
+        };
+        let args: ScrapeArgs = decode_block_body(b, src, &receivers_scope()).unwrap();
+        assert_eq!(args.targets[0]["__address__"], "localhost:4100");
+        assert_eq!(args.forward_to.len(), 1);
+        assert_eq!(args.scrape_interval.to_string(), "30s");
+        assert_eq!(args.scrape_timeout.to_string(), "15s");
+        let p = args.profiling.unwrap();
+        assert_eq!(p.memory.as_ref().map(|m| m.enabled), Some(false));
+        assert_eq!(p.custom[0].name, "fgprof");
+        assert_eq!(p.path_prefix, "/pre");
+        assert!(args.clustering.unwrap().enabled);
+    }
+
+    #[test]
+    fn any_input_never_panics() {
+        // Arbitrary (valid) configs against a rich target type: only diagnostics, no panic.
+        let inputs = [
+            "",
+            "profile = [1]\nprofile.memory { }\n",
+            "a { b { c { d = 1 } } }\n",
+            "x = {a = [1, {b = 2}]}\nx = 1\n",
+            "profile.custom { }\nprofile.custom \"a\" { path = 1 }\n",
+            "forward_to = [1, null, \"x\"]\n",
+        ];
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Rich {
+            #[serde(default)]
+            profile: Vec<Profile>,
+            #[serde(default)]
+            x: HashMap<String, Value>,
+            a: Option<Block<HashMap<String, Value>>>,
+            #[serde(default)]
+            forward_to: Vec<Capsule>,
+        }
+        for src in inputs {
+            let _ = decode::<Rich>(src);
+        }
     }
 }

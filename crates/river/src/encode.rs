@@ -27,14 +27,14 @@ impl ser::Error for EncodeError {
 }
 
 /// A body as statements: what the UI shows for a component's arguments.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct EncodedBody {
     /// The statements in field order.
     pub stmts: Vec<EncodedStmt>,
 }
 
 /// One encoded statement.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum EncodedStmt {
     /// `name = value`
     Attribute {
@@ -83,42 +83,6 @@ pub fn encode_body_hiding_defaults<T: Serialize + Default>(
         })
         .collect();
     Ok(flatten(fields))
-}
-
-/// Deep equality of values, as used to decide whether something changed. Numbers compare by value across
-/// kinds; capsules by their own equality; functions by identity.
-pub fn values_equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Null, Value::Null) => true,
-        (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::Number(x), Value::Number(y)) => numbers_equal(*x, *y),
-        (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => {
-            std::sync::Arc::ptr_eq(x, y)
-                || (x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| values_equal(a, b)))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            std::sync::Arc::ptr_eq(x, y)
-                || (x.len() == y.len()
-                    && x.iter()
-                        .all(|(k, v)| y.get(k).is_some_and(|w| values_equal(v, w))))
-        }
-        (Value::Function(x), Value::Function(y)) => x.ptr_eq(y),
-        (Value::Capsule(x), Value::Capsule(y)) => x == y,
-        (Value::Secret(x), Value::Secret(y)) => x == y,
-        _ => false,
-    }
-}
-
-fn numbers_equal(a: Number, b: Number) -> bool {
-    match (a, b) {
-        (Number::Int(x), Number::Int(y)) => x == y,
-        (Number::Uint(x), Number::Uint(y)) => x == y,
-        (Number::Int(x), Number::Uint(y)) | (Number::Uint(y), Number::Int(x)) => {
-            u64::try_from(x) == Ok(y)
-        }
-        (x, y) => x.as_f64() == y.as_f64(),
-    }
 }
 
 impl Serialize for Value {
@@ -647,7 +611,7 @@ enum Repr {
 fn repr_eq(a: &Repr, b: &Repr) -> bool {
     match (a, b) {
         (Repr::Skip, Repr::Skip) => true,
-        (Repr::Value(x), Repr::Value(y)) => values_equal(x, y),
+        (Repr::Value(x), Repr::Value(y)) => x == y,
         (Repr::Block(x), Repr::Block(y)) => parts_eq(x, y),
         (Repr::Variant(v, x), Repr::Variant(w, y)) => v == w && parts_eq(x, y),
         (Repr::Seq(x), Repr::Seq(y)) => {
