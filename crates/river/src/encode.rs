@@ -1173,3 +1173,278 @@ impl<T: Serialize> Serialize for crate::decode::LabeledBlock<T> {
         s.serialize_newtype_struct(LABELED_MAGIC, &(&self.label, &self.body))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Block, LabeledBlock};
+    use crate::types::Duration;
+    use crate::value::{Capsule, CapsuleValue, Secret};
+    use serde::Serialize;
+    use std::collections::HashMap;
+
+    #[derive(Debug)]
+    struct Recv;
+    impl CapsuleValue for Recv {
+        fn type_name(&self) -> &str {
+            "test.Recv"
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        Value::object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn exports_become_values() {
+        #[derive(Serialize)]
+        struct Exports {
+            receiver: Capsule,
+            targets: Vec<HashMap<String, String>>,
+            token: Secret,
+            count: u32,
+            ratio: f64,
+            name: Option<String>,
+            every: Duration,
+        }
+        let c = Capsule::new(Recv);
+        let mut t = HashMap::new();
+        t.insert("b".to_string(), "2".to_string());
+        t.insert("a".to_string(), "1".to_string());
+        t.insert("c".to_string(), "3".to_string());
+        let v = to_value(&Exports {
+            receiver: c.clone(),
+            targets: vec![t],
+            token: Secret::new("pw"),
+            count: 3,
+            ratio: 0.5,
+            name: None,
+            every: Duration::from_secs(90),
+        })
+        .unwrap();
+        let Value::Object(o) = &v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            o.keys().collect::<Vec<_>>(),
+            ["receiver", "targets", "token", "count", "ratio", "name", "every"]
+        );
+        assert_eq!(o["receiver"], Value::Capsule(c));
+        let Value::Array(targets) = &o["targets"] else {
+            panic!()
+        };
+        let Value::Object(t0) = &targets[0] else {
+            panic!()
+        };
+        // Map keys are sorted for a deterministic result.
+        assert_eq!(t0.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(matches!(&o["token"], Value::Secret(s) if s.expose() == "pw"));
+        assert_eq!(o["count"], Value::uint(3));
+        assert_eq!(o["ratio"], Value::float(0.5));
+        assert_eq!(o["name"], Value::Null);
+        assert_eq!(o["every"], Value::string("1m30s"));
+    }
+
+    #[test]
+    fn raw_values_and_enums_pass_through() {
+        #[derive(Serialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Health {
+            Healthy,
+            Detail { why: String },
+        }
+        let raw = obj(&[
+            ("x", Value::secret("s")),
+            ("f", Value::Capsule(Capsule::new(Recv))),
+        ]);
+        assert_eq!(to_value(&raw), Ok(raw.clone()));
+        assert_eq!(to_value(&Health::Healthy), Ok(Value::string("healthy")));
+        assert_eq!(
+            to_value(&Health::Detail { why: "w".into() }),
+            Ok(obj(&[("detail", obj(&[("why", Value::string("w"))]))]))
+        );
+        assert_eq!(
+            to_value(&(1i8, "a")),
+            Ok(Value::array(vec![Value::int(1), Value::string("a")]))
+        );
+        // Other serializers see secrets and capsules only as placeholders.
+        assert_eq!(
+            serde_json::to_string(&raw).unwrap(),
+            r#"{"x":"(secret)","f":"capsule(\"test.Recv\")"}"#
+        );
+    }
+
+    #[derive(Serialize, Default)]
+    struct Child {
+        attr: bool,
+    }
+
+    #[derive(Serialize, Default)]
+    struct Labeled {
+        #[serde(rename = "$label")]
+        label: String,
+        n: i32,
+    }
+
+    #[derive(Serialize)]
+    enum Stage {
+        #[serde(rename = "json")]
+        Json(Block<Child>),
+        #[serde(rename = "regex")]
+        Regex { expression: String },
+    }
+
+    #[derive(Serialize, Default)]
+    struct Args {
+        number: i64,
+        array: Vec<i64>,
+        #[serde(rename = "labeled_block")]
+        labeled: Vec<Block<Labeled>>,
+        #[serde(rename = "inner_block")]
+        blocks: Vec<Block<Child>>,
+        endpoint: Vec<LabeledBlock<Child>>,
+        stage: Vec<Stage>,
+        #[serde(rename = "profile.memory")]
+        memory: Option<Block<Child>>,
+        unset: Option<String>,
+    }
+
+    fn args() -> Args {
+        Args {
+            number: 5,
+            array: vec![1, 2, 3],
+            labeled: vec![Block(Labeled {
+                label: "label_a".into(),
+                n: 1,
+            })],
+            blocks: vec![Block(Child { attr: true }), Block(Child { attr: false })],
+            endpoint: vec![LabeledBlock {
+                label: "e".into(),
+                body: Child { attr: true },
+            }],
+            stage: vec![
+                Stage::Regex {
+                    expression: ".*".into(),
+                },
+                Stage::Json(Block(Child { attr: true })),
+            ],
+            memory: Some(Block(Child { attr: false })),
+            unset: None,
+        }
+    }
+
+    fn names(body: &EncodedBody) -> Vec<String> {
+        body.stmts
+            .iter()
+            .map(|s| match s {
+                EncodedStmt::Attribute { name, .. } => format!("{name}="),
+                EncodedStmt::Block {
+                    name,
+                    label: Some(l),
+                    ..
+                } => format!("{name} {l:?}"),
+                EncodedStmt::Block {
+                    name, label: None, ..
+                } => name.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn argument_structs_become_bodies() {
+        let body = encode_body(&args()).unwrap();
+        assert_eq!(
+            names(&body),
+            [
+                "number=",
+                "array=",
+                "labeled_block \"label_a\"",
+                "inner_block",
+                "inner_block",
+                "endpoint \"e\"",
+                "stage.regex",
+                "stage.json",
+                "profile.memory",
+            ]
+        );
+        let EncodedStmt::Block { body: inner, .. } = &body.stmts[2] else {
+            panic!()
+        };
+        assert_eq!(
+            inner.stmts,
+            vec![EncodedStmt::Attribute {
+                name: "n".into(),
+                value: Value::int(1)
+            }]
+        );
+        let EncodedStmt::Block { body: regex, .. } = &body.stmts[6] else {
+            panic!()
+        };
+        assert_eq!(
+            regex.stmts,
+            vec![EncodedStmt::Attribute {
+                name: "expression".into(),
+                value: Value::string(".*")
+            }]
+        );
+    }
+
+    #[test]
+    fn defaults_can_be_hidden() {
+        let mut a = Args {
+            number: 5,
+            ..Default::default()
+        };
+        let body = encode_body_hiding_defaults(&a).unwrap();
+        assert_eq!(names(&body), ["number="]);
+        a.number = 0;
+        assert!(encode_body_hiding_defaults(&a).unwrap().stmts.is_empty());
+        // Without hiding, zero values still show (but None and empty lists never do).
+        assert_eq!(names(&encode_body(&a).unwrap()), ["number="]);
+    }
+
+    #[test]
+    fn maps_encode_as_sorted_attributes() {
+        let mut m = HashMap::new();
+        m.insert("z", 1);
+        m.insert("a", 2);
+        let body = encode_body(&m).unwrap();
+        assert_eq!(names(&body), ["a=", "z="]);
+        assert!(encode_body(&5).is_err());
+    }
+
+    #[test]
+    fn decode_then_encode_round_trips() {
+        #[derive(Debug, serde::Deserialize, Serialize, PartialEq)]
+        struct R {
+            a: i64,
+            #[serde(default)]
+            b: Vec<Block<RChild>>,
+        }
+        #[derive(Debug, serde::Deserialize, Serialize, PartialEq)]
+        struct RChild {
+            #[serde(rename = "$label")]
+            label: Option<String>,
+            s: String,
+        }
+        impl crate::decode::Validate for RChild {}
+        let src = "a = 1\nb \"x\" { s = \"q\" }\nb { s = \"r\" }\n";
+        let (file, _) = crate::parse(src);
+        let r: R = crate::decode::decode_body(&file.body, src, &crate::eval::Scope::with_stdlib())
+            .unwrap();
+        let body = encode_body(&r).unwrap();
+        assert_eq!(names(&body), ["a=", "b \"x\"", "b"]);
+        assert_eq!(
+            crate::decode::decode_value::<i64>(&to_value(&r.a).unwrap()),
+            Ok(1)
+        );
+    }
+}

@@ -188,12 +188,17 @@ impl Duration {
                     if overflow {
                         continue;
                     }
-                    if frac > (i64::MAX as u64 - 9) / 10 {
-                        // Further digits cannot matter at nanosecond precision.
+                    // Further digits cannot matter at nanosecond precision (Go's leadingFraction).
+                    if frac > (LIMIT - 1) / 10 {
                         overflow = true;
                         continue;
                     }
-                    frac = frac * 10 + u64::from(b - b'0');
+                    let y = frac * 10 + u64::from(b - b'0');
+                    if y > LIMIT {
+                        overflow = true;
+                        continue;
+                    }
+                    frac = y;
                     scale *= 10.0;
                 }
                 post = fd > 0;
@@ -666,5 +671,276 @@ impl<'de, T: CapsuleValue> Deserialize<'de> for TypedCapsule<T> {
             }
         }
         d.deserialize_newtype_struct(RAW_MAGIC, V(PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::decode_value;
+    use crate::encode::to_value;
+
+    fn parse(s: &str) -> Result<i64, String> {
+        Duration::parse(s)
+            .map(Duration::as_nanos)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_go_durations() {
+        let s = 1_000_000_000i64;
+        let cases: &[(&str, i64)] = &[
+            ("0", 0),
+            ("-0", 0),
+            ("+0", 0),
+            ("5s", 5 * s),
+            ("30s", 30 * s),
+            ("1478s", 1478 * s),
+            ("-5s", -5 * s),
+            ("+5s", 5 * s),
+            ("-0s", 0),
+            ("5.0s", 5 * s),
+            ("5.6s", 5 * s + 600_000_000),
+            ("5.s", 5 * s),
+            (".5s", s / 2),
+            ("1.0s", s),
+            ("1.00s", s),
+            ("1.004s", s + 4_000_000),
+            ("100.00100s", 100 * s + 1_000_000),
+            ("10ns", 10),
+            ("11us", 11_000),
+            ("12µs", 12_000),
+            ("12μs", 12_000),
+            ("13ms", 13_000_000),
+            ("14s", 14 * s),
+            ("15m", 15 * 60 * s),
+            ("16h", 16 * 3600 * s),
+            ("3h30m", (3 * 3600 + 30 * 60) * s),
+            ("10.5s4m", 4 * 60 * s + 10 * s + s / 2),
+            ("-2m3.4s", -(2 * 60 * s + 3 * s + 400_000_000)),
+            (
+                "1h2m3s4ms5us6ns",
+                3600 * s + 2 * 60 * s + 3 * s + 4_000_000 + 5_000 + 6,
+            ),
+            (
+                "39h9m14.425s",
+                39 * 3600 * s + 9 * 60 * s + 14 * s + 425_000_000,
+            ),
+            ("52763797000ns", 52_763_797_000),
+            ("0.3333333333333333333h", 20 * 60 * s),
+            ("9007199254740993ns", 9_007_199_254_740_993),
+            ("9223372036854775807ns", i64::MAX),
+            ("9223372036.854775807s", i64::MAX),
+            ("-9223372036854775808ns", i64::MIN),
+            ("-9223372036.854775808s", i64::MIN),
+            ("0.100000000000000000000h", 6 * 60 * s),
+            (
+                "0.830103483285477580700h",
+                49 * 60 * s + 48 * s + 372_539_827,
+            ),
+            ("1.5h", 5400 * s),
+            ("2d", 2 * 86_400 * s),
+            ("1w", 7 * 86_400 * s),
+            ("1w1d1h", (8 * 86_400 + 3600) * s),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), Ok(*want), "{input}");
+        }
+    }
+
+    #[test]
+    fn rejects_like_go() {
+        let cases: &[(&str, &str)] = &[
+            ("", r#"time: invalid duration """#),
+            ("3", r#"time: missing unit in duration "3""#),
+            ("-", r#"time: invalid duration "-""#),
+            ("s", r#"time: invalid duration "s""#),
+            (".", r#"time: invalid duration ".""#),
+            ("-.", r#"time: invalid duration "-.""#),
+            (".s", r#"time: invalid duration ".s""#),
+            ("+.s", r#"time: invalid duration "+.s""#),
+            ("1d1", r#"time: missing unit in duration "1d1""#),
+            ("1y", r#"time: unknown unit "y" in duration "1y""#),
+            ("3000000h", r#"time: invalid duration "3000000h""#),
+            (
+                "9223372036854775808ns",
+                r#"time: invalid duration "9223372036854775808ns""#,
+            ),
+            (
+                "9223372036.854775808s",
+                r#"time: invalid duration "9223372036.854775808s""#,
+            ),
+            (
+                "-9223372036854775809ns",
+                r#"time: invalid duration "-9223372036854775809ns""#,
+            ),
+            (
+                "1µ",
+                r#"time: unknown unit "\xc2\xb5" in duration "1\xc2\xb5""#,
+            ),
+            ("1 s", r#"time: unknown unit " s" in duration "1 s""#),
+            ("1\"s", r#"time: unknown unit "\"s" in duration "1\"s""#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input), Err(want.to_string()), "{input}");
+        }
+    }
+
+    #[test]
+    fn displays_like_go() {
+        let cases: &[(i64, &str)] = &[
+            (0, "0s"),
+            (1, "1ns"),
+            (1_100, "1.1µs"),
+            (2_200_000, "2.2ms"),
+            (3_300_000_000, "3.3s"),
+            (4 * 60 * 1_000_000_000 + 5_000_000_000, "4m5s"),
+            (4 * 60 * 1_000_000_000 + 5_001_000_000, "4m5.001s"),
+            (
+                5 * 3600 * 1_000_000_000 + 6 * 60 * 1_000_000_000 + 7_001_000_000,
+                "5h6m7.001s",
+            ),
+            (8 * 60 * 1_000_000_000 + 1, "8m0.000000001s"),
+            (60 * 1_000_000_000, "1m0s"),
+            (15 * 1_000_000_000, "15s"),
+            (86_400 * 1_000_000_000, "24h0m0s"),
+            (i64::MAX, "2562047h47m16.854775807s"),
+            (i64::MIN, "-2562047h47m16.854775808s"),
+            (-1_500, "-1.5µs"),
+        ];
+        for (nanos, want) in cases {
+            assert_eq!(Duration::from_nanos(*nanos).to_string(), *want, "{nanos}");
+        }
+        // Display round-trips through the parser.
+        for (nanos, _) in cases {
+            let d = Duration::from_nanos(*nanos);
+            assert_eq!(d.to_string().parse::<Duration>(), Ok(d));
+        }
+    }
+
+    #[test]
+    fn std_conversions() {
+        assert_eq!(
+            Duration::from_secs(2).to_std(),
+            Some(std::time::Duration::from_secs(2))
+        );
+        assert_eq!(Duration::from_secs(-2).to_std(), None);
+        assert_eq!(
+            Duration::from_secs(-2).to_std_saturating(),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            Duration::from_std(std::time::Duration::from_millis(1500)),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            Duration::from_std(std::time::Duration::from_secs(u64::MAX)),
+            None
+        );
+    }
+
+    #[test]
+    fn duration_serde() {
+        assert_eq!(
+            decode_value::<Duration>(&Value::string("1m30s")),
+            Ok(Duration::from_secs(90))
+        );
+        assert_eq!(
+            decode_value::<Duration>(&Value::int(5))
+                .unwrap_err()
+                .message,
+            r#"time: missing unit in duration "5""#
+        );
+        assert_eq!(
+            to_value(&Duration::from_secs(60)),
+            Ok(Value::string("1m0s"))
+        );
+        assert_eq!(
+            serde_json::to_string(&Duration::from_millis(300)).unwrap(),
+            "\"300ms\""
+        );
+    }
+
+    #[test]
+    fn secret_decoding_rules() {
+        assert_eq!(
+            decode_value::<Secret>(&Value::string("a")).map(|s| s.expose().to_string()),
+            Ok("a".into())
+        );
+        assert_eq!(
+            decode_value::<Secret>(&Value::secret("b")).map(|s| s.expose().to_string()),
+            Ok("b".into())
+        );
+        assert_eq!(
+            decode_value::<String>(&Value::secret("b"))
+                .unwrap_err()
+                .message,
+            "secrets may not be converted into strings"
+        );
+        let o = decode_value::<OptionalSecret>(&Value::string("p")).unwrap();
+        assert_eq!((o.is_secret(), o.as_plain()), (false, Some("p")));
+        let o = decode_value::<OptionalSecret>(&Value::secret("q")).unwrap();
+        assert_eq!((o.is_secret(), o.as_plain(), o.expose()), (true, None, "q"));
+        assert_eq!(format!("{o} {o:?}"), "(secret) (secret)");
+        // Other formats can give secrets too (e.g. JSON strings).
+        let s: Secret = serde_json::from_str("\"zz\"").unwrap();
+        assert_eq!(s.expose(), "zz");
+        let o: OptionalSecret = serde_json::from_str("\"zz\"").unwrap();
+        assert!(!o.is_secret());
+    }
+
+    #[test]
+    fn secrets_never_leak_through_serializers() {
+        let s = Secret::new("hunter2");
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"(secret)\"");
+        assert_eq!(
+            serde_json::to_string(&OptionalSecret::secret("hunter2")).unwrap(),
+            "\"(secret)\""
+        );
+        assert_eq!(
+            serde_json::to_string(&OptionalSecret::plain("visible")).unwrap(),
+            "\"visible\""
+        );
+        // River serializers keep the secret as a secret value.
+        match to_value(&s) {
+            Ok(Value::Secret(x)) => assert_eq!(x.expose(), "hunter2"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            to_value(&OptionalSecret::plain("v")),
+            Ok(Value::string("v"))
+        );
+    }
+
+    #[derive(Debug)]
+    struct Recv(u8);
+    impl CapsuleValue for Recv {
+        fn type_name(&self) -> &str {
+            "test.Recv"
+        }
+        fn as_any(&self) -> &dyn std::any::Any {
+            self
+        }
+    }
+
+    #[test]
+    fn typed_capsules() {
+        let c = Capsule::new(Recv(7));
+        let t = decode_value::<TypedCapsule<Recv>>(&Value::Capsule(c.clone())).unwrap();
+        assert_eq!(t.get().0, 7);
+        assert_eq!(t.capsule(), &c);
+        assert_eq!(to_value(&t), Ok(Value::Capsule(c.clone())));
+        assert_eq!(
+            decode_value::<TypedCapsule<Recv>>(&Value::secret("x"))
+                .unwrap_err()
+                .message,
+            r#"expected capsule("Recv"), got capsule("secret")"#
+        );
+        assert!(TypedCapsule::<Recv>::from_capsule(Capsule::new(Recv(1))).is_some());
+        assert_eq!(
+            serde_json::to_string(&t).unwrap(),
+            r#""capsule(\"test.Recv\")""#
+        );
+        assert!(serde_json::from_str::<TypedCapsule<Recv>>("1").is_err());
     }
 }
