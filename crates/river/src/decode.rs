@@ -21,27 +21,31 @@
 //! accepts everything) and its error is reported on the block's header.
 //!
 //! ```
-//! use river::decode::{decode_body_validated, Block, LabeledBlock, Validate};
+//! use river::decode::{decode_block_body_validated, Block, LabeledBlock, Validate};
+//! use river::eval::Scope;
 //! use river::types::Duration;
 //! use serde::Deserialize;
+//! use std::collections::HashMap;
 //!
 //! #[derive(Debug, Deserialize)]
 //! #[serde(default)]
 //! struct Arguments {
-//!     targets: Vec<std::collections::HashMap<String, String>>,
+//!     targets: Vec<HashMap<String, String>>,
 //!     scrape_interval: Duration,
 //!     #[serde(rename = "profile.custom")]
 //!     custom: Vec<LabeledBlock<Custom>>,
 //!     clustering: Option<Block<Clustering>>,
+//!     stage: Vec<Stage>,
 //! }
 //!
 //! impl Default for Arguments {
 //!     fn default() -> Self {
 //!         Arguments {
 //!             targets: Vec::new(),
-//!             scrape_interval: "15s".parse().unwrap(),
+//!             scrape_interval: Duration::from_secs(15),
 //!             custom: Vec::new(),
 //!             clustering: None,
+//!             stage: Vec::new(),
 //!         }
 //!     }
 //! }
@@ -69,17 +73,44 @@
 //! }
 //! impl Validate for Clustering {}
 //!
+//! /// `stage.json { ... }` / `stage.regex { ... }` blocks, kept in source order.
+//! #[derive(Debug, Deserialize)]
+//! enum Stage {
+//!     #[serde(rename = "json")]
+//!     Json(Block<HashMap<String, String>>),
+//!     #[serde(rename = "regex")]
+//!     Regex { expression: String },
+//! }
+//!
 //! let src = r#"
+//! pyroscope.scrape "default" {
+//!     targets         = [{"__address__" = "localhost:4100"}]
 //!     scrape_interval = "1m"
 //!     profile.custom "fgprof" {
 //!         path    = "/debug/fgprof"
 //!         enabled = true
 //!     }
+//!     stage.regex { expression = ".*" }
+//!     stage.json { source = "msg" }
+//! }
 //! "#;
-//! # let _ = src;
-//! // With the parser and evaluator in place:
-//! // let (file, _) = river::parse(src);
-//! // let args: Arguments = decode_body_validated(&file.body, src, &Scope::default())?;
+//! let (file, diags) = river::parse(src);
+//! assert!(diags.is_empty());
+//! let river::ast::Stmt::Block(block) = &file.body.stmts[0] else { unreachable!() };
+//! let args: Arguments = decode_block_body_validated(block, src, &Scope::with_stdlib()).unwrap();
+//! assert_eq!(args.scrape_interval.to_string(), "1m0s");
+//! assert_eq!(args.custom[0].label, "fgprof");
+//! assert!(args.custom[0].body.enabled);
+//! assert!(matches!(args.stage[0], Stage::Regex { .. }));
+//! assert!(args.clustering.is_none());
+//!
+//! // Errors come back as positioned diagnostics with the reference texts.
+//! let bad = "x {\n  scrape_interval = 5\n  bogus = 1\n}\n";
+//! let (file, _) = river::parse(bad);
+//! let river::ast::Stmt::Block(block) = &file.body.stmts[0] else { unreachable!() };
+//! let errs = decode_block_body_validated::<Arguments>(block, bad, &Scope::with_stdlib()).unwrap_err();
+//! let messages: Vec<_> = errs.iter().map(|d| d.message.as_str()).collect();
+//! assert_eq!(messages, [r#"5 time: missing unit in duration "5""#, r#"unrecognized attribute name "bogus""#]);
 //! ```
 //!
 //! Errors carry the reference implementation's messages and always a position: structural problems
@@ -3450,5 +3481,119 @@ mod tests {
         for src in inputs {
             let _ = decode::<Rich>(src);
         }
+    }
+    #[test]
+    fn repeated_block_fields_reject_attributes() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct R {
+            #[serde(default)]
+            rule: Vec<Block<Child>>,
+            single: Option<Block<Child>>,
+        }
+        assert_eq!(
+            errors::<R>("rule = [{ attr = true }]\n"),
+            vec![r#"test:1:1: "rule" must be a block, but is used as an attribute"#]
+        );
+        assert_eq!(
+            errors::<R>("single = { attr = true }\nsingle { attr = true }\n"),
+            vec![r#"test:1:1: "single" must be a block, but is used as an attribute"#]
+        );
+    }
+
+    #[test]
+    fn unit_variants_and_marker_blocks() {
+        #[derive(Debug, Deserialize, PartialEq)]
+        enum Kind {
+            #[serde(rename = "cpu")]
+            Cpu,
+            #[serde(rename = "mem")]
+            Mem(Block<Child>),
+        }
+        #[derive(Debug, Deserialize, PartialEq)]
+        struct K {
+            #[serde(default)]
+            kind: Vec<Kind>,
+            marker: Option<Block<()>>,
+        }
+        let v: K = decode("kind.cpu { }\nkind.mem { attr = true }\nmarker { }\n").unwrap();
+        assert_eq!(
+            v.kind,
+            vec![Kind::Cpu, Kind::Mem(Block(Child { attr: true }))]
+        );
+        assert_eq!(v.marker, Some(Block(())));
+        assert_eq!(
+            errors::<K>("kind.cpu { x = 1 }\nmarker { y = 2 }\n"),
+            vec![
+                r#"test:1:12: unrecognized attribute name "x""#,
+                r#"test:2:10: unrecognized attribute name "y""#,
+            ]
+        );
+        assert_eq!(
+            errors::<K>("kind { }\n"),
+            vec![r#"test:1:1: unrecognized block name "kind""#]
+        );
+    }
+
+    #[test]
+    fn errors_inside_labeled_blocks_and_enum_variants() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct L {
+            #[serde(default)]
+            endpoint: Vec<LabeledBlock<Child>>,
+            #[serde(default)]
+            profile: Vec<Profile>,
+        }
+        let src = "endpoint \"a\" {\n  attr = 1\n}\nendpoint \"b\" { }\nprofile.memory { enabled = \"x\" }\nprofile.custom \"c\" { }\n";
+        assert_eq!(
+            errors::<L>(src),
+            vec![
+                "test:2:10: 1 should be bool, got number",
+                r#"test:4:1: missing required attribute "attr""#,
+                r#"test:5:28: "x" should be bool, got string"#,
+                r#"test:6:1: missing required attribute "path""#,
+            ]
+        );
+    }
+
+    /// Every conformance config, decoded into permissive and strict targets: diagnostics, never a panic.
+    #[test]
+    fn conformance_configs_never_panic() {
+        #[derive(Debug, Deserialize)]
+        struct Nothing {}
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/agent-docs/valid");
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut checked = 0;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("river") {
+                continue;
+            }
+            let Ok(src) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let (file, _) = crate::parse(&src);
+            let scope = Scope::with_stdlib();
+            let top = decode_body::<Nothing>(&file.body, &src, &scope);
+            if file.body.stmts.is_empty() {
+                assert!(top.is_ok());
+            } else {
+                assert!(top.is_err(), "{}", path.display());
+            }
+            for stmt in &file.body.stmts {
+                if let Stmt::Block(b) = stmt {
+                    let _ = decode_block_body::<HashMap<String, Value>>(b, &src, &scope);
+                    let _ = decode_block_body::<Nothing>(b, &src, &scope);
+                }
+            }
+            checked += 1;
+        }
+        assert!(
+            checked > 400,
+            "only {checked} configs found in {}",
+            dir.display()
+        );
     }
 }
