@@ -1512,6 +1512,7 @@ impl<'c, 'a> EntryDe<'c, 'a> {
             self.ctx.fail(a.span);
         }
         let mut first = None;
+        let mut count = 0;
         for (b, variant) in &self.entry.blocks {
             match variant {
                 Some(_) => {
@@ -1519,12 +1520,18 @@ impl<'c, 'a> EntryDe<'c, 'a> {
                         .report(b.span, format!("unrecognized block name {:?}", b.name));
                     self.ctx.fail(b.span);
                 }
-                None if first.is_none() => first = Some(*b),
-                None => self.ctx.report(
-                    b.span,
-                    format!("block {:?} may only be specified once", b.name),
-                ),
+                None => {
+                    count += 1;
+                    first = first.or(Some(*b));
+                }
             }
+        }
+        // Reported once, on the first block, as the reference does.
+        if let (Some(b), true) = (first, count > 1) {
+            self.ctx.report(
+                b.span,
+                format!("block {:?} may only be specified once", b.name),
+            );
         }
         first.ok_or_else(Error::reported)
     }
@@ -2831,8 +2838,8 @@ mod tests {
             vec![r#"test:2:1: "number" must be an attribute, but is used as a block"#]
         );
         assert_eq!(
-            errors::<B>("child { attr = true }\nchild { attr = false }\n"),
-            vec![r#"test:2:1: block "child" may only be specified once"#]
+            errors::<B>("child { attr = true }\nchild { attr = false }\nchild { attr = false }\n"),
+            vec![r#"test:1:1: block "child" may only be specified once"#]
         );
         assert_eq!(
             errors::<B>("number = 1\n"),
@@ -3006,7 +3013,7 @@ mod tests {
         );
         assert_eq!(
             errors::<P>("profile.memory { enabled = true }\nprofile.memory { enabled = true }\n"),
-            vec![r#"test:2:1: block "profile.memory" may only be specified once"#]
+            vec![r#"test:1:1: block "profile.memory" may only be specified once"#]
         );
         assert_eq!(
             errors::<P>("profile.block { enabled = true }\n"),
