@@ -1,0 +1,142 @@
+//! `rill validate`: check River files without running them.
+//!
+//! A file is parsed; if it parses without errors, every [`Check`] of [`default_checks`] runs over its syntax
+//! tree. Today that is [`ExpressionCheck`] (evaluate what can be evaluated without components). The runtime
+//! adds its component checks (known component names, labels, arguments, references) by implementing
+//! [`Check`] and adding it to the list.
+
+use crate::input::Input;
+use crate::{output, ExitCode, ValidateArgs};
+use river::ast::{self, Expr, ExprKind, Stmt};
+use river::eval::{eval_expr, Scope};
+use river::render::Colour;
+use river::{Diagnostic, Diagnostics, SourceFile};
+use std::collections::HashSet;
+
+/// One semantic check run on a file that parsed without errors.
+pub trait Check {
+    /// Adds the problems found in `ast` (parsed from `file`) to `diags`.
+    fn check(&self, file: &SourceFile, ast: &ast::File, diags: &mut Diagnostics);
+}
+
+/// The checks `rill validate` runs, in order. Component checks from the runtime go here.
+pub fn default_checks() -> Vec<Box<dyn Check>> {
+    vec![Box::new(ExpressionCheck)]
+}
+
+/// Runs `rill validate`.
+pub fn run(args: &ValidateArgs, colour: Colour) -> ExitCode {
+    let checks = default_checks();
+    let mut code = ExitCode::Success;
+    for input in Input::from_args(&args.files) {
+        let loaded = match input.read() {
+            Ok(l) => l,
+            Err(e) => {
+                output::error(&e);
+                code = ExitCode::Failure;
+                continue;
+            }
+        };
+        let diags = match loaded.encoding_error {
+            Some(d) => Diagnostics(vec![d]),
+            None => validate_source(&loaded.file, &checks),
+        };
+        output::diagnostics(&loaded.file, &diags, colour);
+        if diags.has_errors() {
+            code = code.max(ExitCode::Problems);
+        }
+    }
+    code
+}
+
+/// All diagnostics for one source: the parser's, then (only when it parsed without errors, so no check sees
+/// a half-recovered tree) those of every check.
+pub fn validate_source(file: &SourceFile, checks: &[Box<dyn Check>]) -> Diagnostics {
+    let (ast, mut diags) = river::parse(file.text());
+    if !diags.has_errors() {
+        for check in checks {
+            check.check(file, &ast, &mut diags);
+        }
+    }
+    diags
+}
+
+/// Evaluates every attribute value, or the largest parts of it, that refers to no component, and reports
+/// evaluation errors (type errors, unknown functions, bad arguments, division by zero, ...).
+///
+/// An expression is skipped when one of its identifiers is the first name of any block in the file: it may
+/// refer to a component (`discovery.static.x.targets`) or an import namespace, which only the runtime can
+/// resolve. Other identifiers must come from the standard library.
+pub struct ExpressionCheck;
+
+impl Check for ExpressionCheck {
+    fn check(&self, _file: &SourceFile, ast: &ast::File, diags: &mut Diagnostics) {
+        let src: &str = &ast.source;
+        let mut roots = HashSet::new();
+        collect_block_roots(&ast.body, src, &mut roots);
+        let scope = Scope::default();
+        let mut closed = Vec::new();
+        each_attribute(&ast.body, &mut |value| {
+            closed.clear();
+            if is_closed(value, src, &roots, &mut closed) {
+                closed.push(value);
+            }
+            for e in &closed {
+                if let Err(err) = eval_expr(e, src, &scope) {
+                    diags.push(Diagnostic::error(err.span, err.message));
+                }
+            }
+        });
+    }
+}
+
+/// The first identifier of every block name, at any depth (components inside `declare` count too).
+fn collect_block_roots<'a>(body: &ast::Body, src: &'a str, roots: &mut HashSet<&'a str>) {
+    for stmt in &body.stmts {
+        if let Stmt::Block(b) = stmt {
+            if let Some(first) = b.name.first() {
+                roots.insert(first.text(src));
+            }
+            collect_block_roots(&b.body, src, roots);
+        }
+    }
+}
+
+fn each_attribute<'a>(body: &'a ast::Body, f: &mut impl FnMut(&'a Expr)) {
+    for stmt in &body.stmts {
+        match stmt {
+            Stmt::Attribute(a) => f(&a.value),
+            Stmt::Block(b) => each_attribute(&b.body, f),
+        }
+    }
+}
+
+/// True when `e` names no identifier in `roots`. When it does, the largest closed sub-expressions are pushed
+/// to `out` instead, so their errors are still found.
+fn is_closed<'a>(e: &'a Expr, src: &str, roots: &HashSet<&str>, out: &mut Vec<&'a Expr>) -> bool {
+    let children: Vec<&Expr> = match &e.kind {
+        ExprKind::Ident => return !roots.contains(e.span.text(src)),
+        ExprKind::Literal(_) => return true,
+        ExprKind::Array(items) => items.iter().collect(),
+        ExprKind::Object(fields) => fields.iter().map(|f| &f.value).collect(),
+        ExprKind::Access(inner, _) | ExprKind::Unary(_, inner) | ExprKind::Paren(inner) => {
+            vec![inner]
+        }
+        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
+        ExprKind::Call(f, args) => std::iter::once(&**f).chain(args).collect(),
+    };
+    let flags: Vec<(bool, &Expr)> = children
+        .into_iter()
+        .map(|c| (is_closed(c, src, roots, out), c))
+        .collect();
+    if flags.iter().all(|(closed, _)| *closed) {
+        return true;
+    }
+    out.extend(
+        flags
+            .into_iter()
+            .filter(|(closed, _)| *closed)
+            .map(|(_, c)| c),
+    );
+    false
+}
