@@ -90,12 +90,23 @@ impl Check for ExpressionCheck {
     }
 }
 
-/// The first identifier of every block name, at any depth (components inside `declare` count too).
+/// The first identifier of every block name, at any depth (components inside `declare` count too), and the
+/// loop variable named by a `foreach` block's `var = "name"`, which its template refers to.
 fn collect_block_roots<'a>(body: &ast::Body, src: &'a str, roots: &mut HashSet<&'a str>) {
     for stmt in &body.stmts {
         if let Stmt::Block(b) = stmt {
             if let Some(first) = b.name.first() {
                 roots.insert(first.text(src));
+            }
+            if b.name_string(src) == "foreach" {
+                for s in &b.body.stmts {
+                    if let Stmt::Attribute(a) = s {
+                        if a.name.text(src) == "var" {
+                            let text = a.value.span.text(src);
+                            roots.insert(text.trim_matches('"'));
+                        }
+                    }
+                }
             }
             collect_block_roots(&b.body, src, roots);
         }

@@ -204,7 +204,7 @@ fn fmt_parse_error_prints_diagnostics_and_exits_1() {
                 "Error: bad.river:2:17: expected TERMINATOR, got IDENT\n\
                  \n\
                  1 | logging {\n\
-                 2 |     level = \"info\" format = \"json\"\n  |                 ^"
+                 2 |     level = \"info\" format = \"json\"\n  |                    ^"
             ),
             "args {args:?}: {}",
             stderr(&o)
@@ -256,7 +256,7 @@ fn validate_reports_pretty_diagnostics() {
         "Error: bad.river:2:17: expected TERMINATOR, got IDENT\n\
          \n\
          1 | logging {\n\
-         2 |     level = \"info\" format = \"json\"\n  |                 ^^^^^^\n\
+         2 |     level = \"info\" format = \"json\"\n  |                    ^^^^^^\n\
          3 | }\n"
     );
 }
