@@ -151,3 +151,60 @@ fn is_closed<'a>(e: &'a Expr, src: &str, roots: &HashSet<&str>, out: &mut Vec<&'
     );
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The source texts of the parts of the first attribute's value that `ExpressionCheck` would evaluate.
+    fn evaluated_parts(src: &str) -> Vec<String> {
+        let (ast, diags) = river::parse(src);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut roots = HashSet::new();
+        collect_block_roots(&ast.body, src, &mut roots);
+        let mut parts = Vec::new();
+        each_attribute(&ast.body, &mut |value| {
+            let mut closed = Vec::new();
+            if is_closed(value, src, &roots, &mut closed) {
+                closed.push(value);
+            }
+            parts.extend(closed.iter().map(|e| e.span.text(src).to_string()));
+        });
+        parts
+    }
+
+    #[test]
+    fn closed_expressions_are_evaluated_whole() {
+        let src = "a {\n\tx = 1 + env(\"A\")\n\ty = string.format(\"%d\", 1)\n}\n";
+        assert_eq!(
+            evaluated_parts(src),
+            ["1 + env(\"A\")", "string.format(\"%d\", 1)"]
+        );
+    }
+
+    #[test]
+    fn component_references_leave_only_the_closed_parts() {
+        let src = "d.h \"x\" {\n}\n\np.s \"y\" {\n\tt = concat(d.h.x.targets, [{\"a\" = 1 / 0}])\n\tf = [p.w.z.receiver]\n}\n";
+        assert_eq!(evaluated_parts(src), ["concat", "[{\"a\" = 1 / 0}]"]);
+    }
+
+    #[test]
+    fn nested_block_names_and_foreach_variables_count_as_references() {
+        let src = "declare \"m\" {\n\targument \"in\" {\n\t}\n\n\tinner.c \"i\" {\n\t\tv = argument.in.value + inner.c.i.out\n\t}\n}\n\nforeach \"f\" {\n\tvar = \"item\"\n\n\ttemplate {\n\t\tk = item + 1\n\t}\n}\n";
+        // `var = "item"` itself is closed; the references inside declare and the template are not.
+        assert_eq!(evaluated_parts(src), ["\"item\""]);
+    }
+
+    #[test]
+    fn parse_errors_stop_before_the_checks() {
+        struct Panics;
+        impl Check for Panics {
+            fn check(&self, _: &SourceFile, _: &ast::File, _: &mut Diagnostics) {
+                panic!("checks must not run on a file that did not parse");
+            }
+        }
+        let file = SourceFile::new("f", "a = (\n");
+        let diags = validate_source(&file, &[Box::new(Panics)]);
+        assert!(diags.has_errors());
+    }
+}
