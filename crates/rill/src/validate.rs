@@ -143,10 +143,12 @@ fn is_closed<'a>(e: &'a Expr, src: &str, roots: &HashSet<&str>, out: &mut Vec<&'
     if flags.iter().all(|(closed, _)| *closed) {
         return true;
     }
+    // A literal beside a reference cannot fail on its own: not worth evaluating.
+    let worth = |c: &Expr| !matches!(c.kind, ExprKind::Literal(_));
     out.extend(
         flags
             .into_iter()
-            .filter(|(closed, _)| *closed)
+            .filter(|&(closed, c)| closed && worth(c))
             .map(|(_, c)| c),
     );
     false
