@@ -5,6 +5,10 @@ use river::render::{self, Colour};
 use river::{Diagnostics, SourceFile};
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether any diagnostic was printed yet by this process.
+static PRINTED_DIAGNOSTICS: AtomicBool = AtomicBool::new(false);
 
 /// The colour mode for diagnostics on standard error. `auto` colours only a terminal, and never when
 /// `NO_COLOR` is set to a non-empty value (<https://no-color.org>); an explicit `--color` wins.
@@ -32,6 +36,10 @@ pub fn diagnostics(file: &SourceFile, diags: &Diagnostics, colour: Colour) {
     sorted.sort();
     let text = render::pretty(file, &sorted, colour);
     let mut err = io::stderr().lock();
+    // A blank line between diagnostics, also when they come from different files.
+    if PRINTED_DIAGNOSTICS.swap(true, Ordering::Relaxed) {
+        let _ = err.write_all(b"\n");
+    }
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
 }

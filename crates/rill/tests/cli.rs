@@ -340,6 +340,16 @@ fn validate_several_files_and_missing_file() {
         "{}",
         stderr(&o)
     );
+    // Diagnostics of different files are separated by a blank line, like those of one file.
+    fs::write(dir.path().join("bad2.river"), "a = 1 b = 2\n").unwrap();
+    let o = rill_in(
+        Some(dir.path()),
+        &["validate", "bad.river", "bad2.river"],
+        "",
+    );
+    assert_code(&o, 1);
+    let want = "3 | }\n\nError: bad2.river:1:7: expected TERMINATOR, got IDENT\n\n1 | a = 1 b = 2\n  |       ^\n2 | \n";
+    assert!(stderr(&o).ends_with(want), "{}", stderr(&o));
     let o = rill_in(
         Some(dir.path()),
         &["validate", "good.river", "nope.river"],
