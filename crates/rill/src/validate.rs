@@ -21,7 +21,7 @@ pub trait Check {
 
 /// The checks `rill validate` runs, in order. Component checks from the runtime go here.
 pub fn default_checks() -> Vec<Box<dyn Check>> {
-    vec![Box::new(ExpressionCheck)]
+    vec![Box::new(ExpressionCheck::default())]
 }
 
 /// Runs `rill validate`.
@@ -62,23 +62,34 @@ pub fn validate_source(file: &SourceFile, checks: &[Box<dyn Check>]) -> Diagnost
 }
 
 /// Evaluates every attribute value, or the largest parts of it, that refers to no component, and reports
-/// evaluation errors (type errors, unknown functions, bad arguments, division by zero, ...).
+/// evaluation errors (type errors, bad arguments, division by zero, ...).
 ///
-/// An expression is skipped when one of its identifiers is the first name of any block in the file: it may
-/// refer to a component (`discovery.static.x.targets`) or an import namespace, which only the runtime can
-/// resolve. Other identifiers must come from the standard library.
-pub struct ExpressionCheck;
+/// Only standard-library names are evaluated here. Any other identifier is a reference to a component (or an
+/// import namespace, a module argument, a `foreach` variable), which only the runtime can resolve, and which
+/// the component check reports when it does not exist. A standard-library name is a reference too when a block
+/// of the file starts with it (a component named like a namespace shadows it).
+pub struct ExpressionCheck {
+    /// Whether an identifier belongs to the standard library.
+    is_stdlib_name: fn(&str) -> bool,
+}
+
+impl Default for ExpressionCheck {
+    fn default() -> Self {
+        ExpressionCheck {
+            is_stdlib_name: river::stdlib::is_stdlib_name,
+        }
+    }
+}
 
 impl Check for ExpressionCheck {
     fn check(&self, _file: &SourceFile, ast: &ast::File, diags: &mut Diagnostics) {
         let src: &str = &ast.source;
-        let mut roots = HashSet::new();
-        collect_block_roots(&ast.body, src, &mut roots);
-        let scope = Scope::default();
+        let names = self.names(ast);
+        let scope = Scope::with_stdlib();
         let mut closed = Vec::new();
         each_attribute(&ast.body, &mut |value| {
             closed.clear();
-            if is_closed(value, src, &roots, &mut closed) {
+            if is_closed(value, src, &names, &mut closed) {
                 closed.push(value);
             }
             for e in &closed {
@@ -87,6 +98,31 @@ impl Check for ExpressionCheck {
                 }
             }
         });
+    }
+}
+
+impl ExpressionCheck {
+    /// The names `ast`'s expressions may use without referring to a component.
+    fn names<'a>(&self, ast: &'a ast::File) -> Names<'a> {
+        let mut roots = HashSet::new();
+        collect_block_roots(&ast.body, &ast.source, &mut roots);
+        Names {
+            roots,
+            is_stdlib_name: self.is_stdlib_name,
+        }
+    }
+}
+
+/// Which identifiers can be evaluated without the runtime.
+struct Names<'a> {
+    /// Names that start a block name: references.
+    roots: HashSet<&'a str>,
+    is_stdlib_name: fn(&str) -> bool,
+}
+
+impl Names<'_> {
+    fn evaluable(&self, name: &str) -> bool {
+        (self.is_stdlib_name)(name) && !self.roots.contains(name)
     }
 }
 
@@ -122,11 +158,11 @@ fn each_attribute<'a>(body: &'a ast::Body, f: &mut impl FnMut(&'a Expr)) {
     }
 }
 
-/// True when `e` names no identifier in `roots`. When it does, the largest closed sub-expressions are pushed
-/// to `out` instead, so their errors are still found.
-fn is_closed<'a>(e: &'a Expr, src: &str, roots: &HashSet<&str>, out: &mut Vec<&'a Expr>) -> bool {
+/// True when every identifier of `e` is evaluable. When one is not, the largest closed sub-expressions are
+/// pushed to `out` instead, so their errors are still found.
+fn is_closed<'a>(e: &'a Expr, src: &str, names: &Names, out: &mut Vec<&'a Expr>) -> bool {
     let children: Vec<&Expr> = match &e.kind {
-        ExprKind::Ident => return !roots.contains(e.span.text(src)),
+        ExprKind::Ident => return names.evaluable(e.span.text(src)),
         ExprKind::Literal(_) => return true,
         ExprKind::Array(items) => items.iter().collect(),
         ExprKind::Object(fields) => fields.iter().map(|f| &f.value).collect(),
@@ -138,7 +174,7 @@ fn is_closed<'a>(e: &'a Expr, src: &str, roots: &HashSet<&str>, out: &mut Vec<&'
     };
     let flags: Vec<(bool, &Expr)> = children
         .into_iter()
-        .map(|c| (is_closed(c, src, roots, out), c))
+        .map(|c| (is_closed(c, src, names, out), c))
         .collect();
     if flags.iter().all(|(closed, _)| *closed) {
         return true;
@@ -162,12 +198,15 @@ mod tests {
     fn evaluated_parts(src: &str) -> Vec<String> {
         let (ast, diags) = river::parse(src);
         assert!(diags.is_empty(), "{diags:?}");
-        let mut roots = HashSet::new();
-        collect_block_roots(&ast.body, src, &mut roots);
+        // A stand-in standard library, so these tests do not depend on its contents.
+        let check = ExpressionCheck {
+            is_stdlib_name: |n| matches!(n, "env" | "concat" | "string" | "constants" | "item"),
+        };
+        let names = check.names(&ast);
         let mut parts = Vec::new();
         each_attribute(&ast.body, &mut |value| {
             let mut closed = Vec::new();
-            if is_closed(value, src, &roots, &mut closed) {
+            if is_closed(value, src, &names, &mut closed) {
                 closed.push(value);
             }
             parts.extend(closed.iter().map(|e| e.span.text(src).to_string()));
@@ -195,6 +234,18 @@ mod tests {
         let src = "declare \"m\" {\n\targument \"in\" {\n\t}\n\n\tinner.c \"i\" {\n\t\tv = argument.in.value + inner.c.i.out\n\t}\n}\n\nforeach \"f\" {\n\tvar = \"item\"\n\n\ttemplate {\n\t\tk = item + 1\n\t}\n}\n";
         // `var = "item"` itself is closed; the references inside declare and the template are not.
         assert_eq!(evaluated_parts(src), ["\"item\""]);
+    }
+
+    #[test]
+    fn unknown_names_and_shadowed_stdlib_names_are_left_to_the_runtime() {
+        // `nope` may be a component that does not exist: the component check reports it, with its message.
+        assert_eq!(
+            evaluated_parts("a {\n\tx = nope + [env(\"A\")]\n}\n"),
+            ["[env(\"A\")]"]
+        );
+        // A component named like a namespace shadows it.
+        let src = "string.thing \"s\" {\n}\n\na {\n\ty = string.format(\"%d\", 1)\n}\n";
+        assert_eq!(evaluated_parts(src), Vec::<String>::new());
     }
 
     #[test]

@@ -293,12 +293,26 @@ fn validate_evaluates_expressions_without_components() {
         "{err}"
     );
 
-    let o = rill(&["validate"], "local.file \"f\" {\n\tfilename = nope\n}\n");
+    // Every independent error is reported, in source order.
+    let o = rill(
+        &["validate"],
+        "local.file \"f\" {\n\tfilename = \"a\" - 1\n\tx = [1, 2][5]\n}\n",
+    );
     assert_code(&o, 1);
+    let err = stderr(&o);
+    let headers: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
+    assert_eq!(headers.len(), 2, "{err}");
     assert!(
-        stderr(&o).starts_with("Error: <stdin>:2:13: identifier \"nope\" does not exist\n"),
-        "{}",
-        stderr(&o)
+        headers[0].starts_with("Error: <stdin>:2:13: \"a\" should be "),
+        "{err}"
+    );
+    assert_eq!(
+        headers[1],
+        "Error: <stdin>:3:13: index 5 is out of range of array with length 2"
+    );
+    assert!(
+        err.contains("2 |     filename = \"a\" - 1\n  |                ^^^\n"),
+        "{err}"
     );
 }
 
