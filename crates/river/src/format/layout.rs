@@ -39,10 +39,16 @@ pub(super) fn layout(file: &File) -> Vec<u8> {
         pos: Pos { offset: 0, line: 1 },
         last: Pos { offset: 0, line: 0 },
         out_col: 1,
+        breaks: 0,
+        marks: Vec::new(),
+        mark_slot: None,
     };
     p.stmts(&file.body);
     // Comments after the last statement.
-    let end = Pos { offset: i64::MAX, line: i64::MAX };
+    let end = Pos {
+        offset: i64::MAX,
+        line: i64::MAX,
+    };
     p.flush(end, true);
     p.out
 }
@@ -114,10 +120,15 @@ fn comment_groups(src: &str, comments: &[CommentInfo<'_>]) -> Vec<std::ops::Rang
     for i in 1..=comments.len() {
         let joined = match (comments.get(i - 1), comments.get(i)) {
             (Some(prev), Some(cur)) => {
-                let between = src.get(prev.end as usize..cur.start as usize).unwrap_or("x");
-                let prev_end_line = prev.line + prev.text.bytes().filter(|&b| b == b'\n').count() as i64;
+                let between = src
+                    .get(prev.end as usize..cur.start as usize)
+                    .unwrap_or("x");
+                let prev_end_line =
+                    prev.line + prev.text.bytes().filter(|&b| b == b'\n').count() as i64;
                 cur.line <= prev_end_line + 1
-                    && between.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                    && between
+                        .bytes()
+                        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             }
             _ => false,
         };
@@ -213,6 +224,12 @@ struct Printer<'a> {
     last: Pos,
     /// 1-based column in the output; indentation is written when text starts at column 1.
     out_col: i64,
+    /// Line breaks written so far (layout and literal), to tell whether a statement printed on one line.
+    breaks: u64,
+    /// `breaks` when the first token after each open [`Printer::mark`] request was written.
+    marks: Vec<u64>,
+    /// The mark waiting for its first token.
+    mark_slot: Option<usize>,
 }
 
 impl<'a> Printer<'a> {
@@ -229,7 +246,10 @@ impl<'a> Printer<'a> {
 
     /// Sets the source position of the next token.
     fn at(&mut self, offset: u32) {
-        self.pos = Pos { offset: offset as i64, line: self.line(offset as i64) };
+        self.pos = Pos {
+            offset: offset as i64,
+            line: self.line(offset as i64),
+        };
     }
 
     /// The offset of the first token at or after `from`, skipping blanks and comments.
@@ -243,7 +263,11 @@ impl<'a> Printer<'a> {
                     i = self.src[i..].find('\n').map_or(bytes.len(), |n| i + n);
                 }
                 b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                    i = self.src.get(i + 2..).and_then(|s| s.find("*/")).map_or(bytes.len(), |n| i + 2 + n + 2);
+                    i = self
+                        .src
+                        .get(i + 2..)
+                        .and_then(|s| s.find("*/"))
+                        .map_or(bytes.len(), |n| i + 2 + n + 2);
                 }
                 _ => break,
             }
@@ -272,7 +296,11 @@ impl<'a> Printer<'a> {
             self.ws.clear();
             self.ws.push(Ws::Blank);
         }
-        self.last_tok = if text == "/" { LastTok::Div } else { LastTok::Other };
+        self.last_tok = if text == "/" {
+            LastTok::Div
+        } else {
+            LastTok::Other
+        };
         self.emit(text, TextKind::Plain);
     }
 
@@ -282,7 +310,11 @@ impl<'a> Printer<'a> {
     }
 
     fn literal(&mut self, text: &str, kind: LitKind) {
-        self.last_tok = if kind == LitKind::Number { LastTok::Number } else { LastTok::Other };
+        self.last_tok = if kind == LitKind::Number {
+            LastTok::Number
+        } else {
+            LastTok::Other
+        };
         let how = match kind {
             LitKind::String | LitKind::RawString => TextKind::Str,
             _ => TextKind::Plain,
@@ -294,7 +326,30 @@ impl<'a> Printer<'a> {
     fn emit(&mut self, text: &str, how: TextKind) {
         let next = self.pos;
         self.flush(next, false);
+        if let Some(slot) = self.mark_slot.take() {
+            if let Some(m) = self.marks.get_mut(slot) {
+                *m = self.breaks;
+            }
+        }
         self.write_text(next, text, how);
+    }
+
+    /// Starts measuring a construct at the next token (comments and whitespace before it excluded).
+    /// Marks nest: a construct's first token is written before any construct inside it starts.
+    fn mark(&mut self) -> usize {
+        self.marks.push(self.breaks);
+        self.mark_slot = Some(self.marks.len() - 1);
+        self.marks.len() - 1
+    }
+
+    /// Ends the measure started by [`Printer::mark`]: whether the construct printed over several lines.
+    fn printed_multi_line(&mut self, slot: usize) -> bool {
+        let start = self.marks.get(slot).copied().unwrap_or(self.breaks);
+        self.marks.truncate(slot);
+        if self.mark_slot.is_some_and(|s| s >= slot) {
+            self.mark_slot = None;
+        }
+        self.breaks > start
     }
 
     fn comment_due(&self, next: Pos) -> bool {
@@ -316,13 +371,18 @@ impl<'a> Printer<'a> {
     fn inject_comments(&mut self, next: Pos, eof: bool) {
         let mut last_comment = None;
         while self.comment_due(next) {
-            let Some(group) = self.groups.get(self.next_group).cloned() else { break };
+            let Some(group) = self.groups.get(self.next_group).cloned() else {
+                break;
+            };
             self.next_group += 1;
             for i in group {
                 let comments = self.comments;
                 if let Some(c) = comments.get(i) {
                     self.comment_prefix(next, c);
-                    let at = Pos { offset: c.start as i64, line: c.line };
+                    let at = Pos {
+                        offset: c.start as i64,
+                        line: c.line,
+                    };
                     self.write_text(at, &c.text, TextKind::Comment);
                     last_comment = Some(c);
                 }
@@ -357,7 +417,11 @@ impl<'a> Printer<'a> {
                 break;
             }
             self.write_ws(count);
-            let newlines = if self.last.line > 0 { c.line - self.last.line } else { 0 };
+            let newlines = if self.last.line > 0 {
+                c.line - self.last.line
+            } else {
+                0
+            };
             if newlines > 0 {
                 self.write_byte(0x0C, newlines.min(MAX_NEWLINES) as usize);
             }
@@ -413,6 +477,7 @@ impl<'a> Printer<'a> {
             }
         }
         self.pos.offset += bytes.len() as i64;
+        self.breaks += newlines as u64;
         if newlines > 0 {
             self.pos.line += newlines;
             self.out_col = (bytes.len() - last_nl) as i64;
@@ -473,6 +538,7 @@ impl<'a> Printer<'a> {
         self.pos.offset += n as i64;
         if ch == b'\n' || ch == 0x0C {
             self.pos.line += n as i64;
+            self.breaks += n as u64;
             self.out_col = 1;
         } else {
             self.out_col += n as i64;
@@ -507,6 +573,7 @@ impl<'a> Printer<'a> {
                     self.space(Ws::Formfeed);
                 }
             }
+            let mark = self.mark();
             match stmt {
                 Stmt::Attribute(a) => {
                     self.at(a.name.start);
@@ -518,18 +585,16 @@ impl<'a> Printer<'a> {
                 }
                 Stmt::Block(b) => self.block(b),
             }
-            // A statement over several lines ends the alignment run.
-            if self.spans_lines(stmt.span()) {
+            // A statement printed over several lines ends the alignment run. (The reference looks at the
+            // source lines, which differs only when a statement collapses to one line, e.g. `x = [\n]`, and
+            // then made a second formatting change the output.)
+            if self.printed_multi_line(mark) {
                 self.space(Ws::Formfeed);
             } else {
                 self.space(Ws::Newline);
             }
             prev = Some(stmt);
         }
-    }
-
-    fn spans_lines(&self, span: Span) -> bool {
-        self.end_line(span) != self.line(span.start as i64)
     }
 
     fn block(&mut self, b: &Block) {
@@ -649,11 +714,11 @@ impl<'a> Printer<'a> {
         self.token("{");
         self.space(Ws::Indent);
         let mut prev = span.start as i64;
-        let mut prev_value: Option<Span> = None;
+        let mut prev_multi_line: Option<bool> = None;
         for (i, field) in fields.iter().enumerate() {
             if self.different_lines(prev, field.key.start as i64) {
-                // Align `=` with the previous field unless that one's value spans lines.
-                let aligned = prev_value.is_some_and(|v| !self.spans_lines(v));
+                // Align `=` with the previous field unless that one's value printed over several lines.
+                let aligned = prev_multi_line == Some(false);
                 self.space(if aligned { Ws::Newline } else { Ws::Formfeed });
             } else if i > 0 {
                 self.space(Ws::Blank);
@@ -674,11 +739,12 @@ impl<'a> Printer<'a> {
             self.space(Ws::VTab);
             self.token("=");
             self.space(Ws::Blank);
+            let mark = self.mark();
             self.expr(&field.value);
+            prev_multi_line = Some(self.printed_multi_line(mark));
             if i + 1 < fields.len() {
                 self.token(",");
             }
-            prev_value = Some(field.value.span);
         }
         if !fields.is_empty() && self.different_lines(prev, rcurly as i64) {
             self.token(",");
