@@ -12,10 +12,18 @@
 //!    widest cell of the run (the semantics of Go's `text/tabwriter` with the reference's settings).
 //! 3. Trailing blanks are trimmed from every line (escaped text such as comments and strings excepted).
 //!
-//! **Decisions** (where the reference's output changes a value): string literals and quoted object keys are
-//! printed byte for byte (the reference re-quoted keys with escapes doubled and let a tab inside a string act
-//! as a column separator); a call with no arguments whose `)` is on another line prints `f()` (the reference
-//! printed `f(,)`, which does not parse).
+//! **Decisions** (where the reference is wrong or unstable; none of them changes a conformance output):
+//! - string literals and quoted object keys are printed byte for byte (the reference re-quoted keys with
+//!   escapes doubled, and let a tab inside a string act as a column separator and trimmed blanks at the end
+//!   of a raw string's lines);
+//! - trailing blanks are trimmed from comment lines too (the reference kept them);
+//! - a call with no arguments whose `)` is on another line prints `f()` (the reference printed `f(,)`, which
+//!   does not parse);
+//! - a comment before a call's `)` stays inside the call (the reference moved it after the call);
+//! - whether a statement or object field ends an alignment run depends on whether it *printed* over several
+//!   lines, not on its source lines (they differ only when, e.g., `x = [\n]` collapses to `x = []`).
+//!
+//! The last three keep `fmt` idempotent: the reference changed such files again on a second run.
 
 mod align;
 mod layout;

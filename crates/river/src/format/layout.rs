@@ -779,8 +779,15 @@ impl<'a> Printer<'a> {
         // Decision: no trailing comma without arguments (the reference printed `f(,)`).
         if !args.is_empty() && self.different_lines(prev, rparen) {
             self.token(",");
+            // Indented like the arguments, for comments before `)` (as the reference does before `]`).
+            self.space(Ws::Indent);
             self.space(Ws::Formfeed);
+            self.space(Ws::Unindent);
         }
+        // Decision: `)` has its source position, so comments before it stay inside the call. The reference
+        // estimated it from the last argument, moved such comments after the call, and a second run then
+        // added a blank line before them.
+        self.at(rparen as u32);
         self.token(")");
     }
 }
