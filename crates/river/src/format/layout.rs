@@ -40,6 +40,7 @@ pub(super) fn layout(file: &File) -> Vec<u8> {
         last: Pos { offset: 0, line: 0 },
         out_col: 1,
         breaks: 0,
+        closer_break: false,
         marks: Vec::new(),
         mark_slot: None,
     };
@@ -226,6 +227,8 @@ struct Printer<'a> {
     out_col: i64,
     /// Line breaks written so far (layout and literal), to tell whether a statement printed on one line.
     breaks: u64,
+    /// A closing bracket was asked to start a new line (after a trailing comma).
+    closer_break: bool,
     /// `breaks` when the first token after each open [`Printer::mark`] request was written.
     marks: Vec<u64>,
     /// The mark waiting for its first token.
@@ -273,6 +276,13 @@ impl<'a> Printer<'a> {
             }
         }
         i.min(u32::MAX as usize) as u32
+    }
+
+    /// Whether a comment starts between two offsets (only blanks, comments and punctuation can be there).
+    fn comment_between(&self, from: u32, to: u32) -> bool {
+        self.src
+            .get(from as usize..to as usize)
+            .is_some_and(|s| s.contains('/'))
     }
 
     // ---- writing ---------------------------------------------------------------------------------------
@@ -369,6 +379,7 @@ impl<'a> Printer<'a> {
     }
 
     fn inject_comments(&mut self, next: Pos, eof: bool) {
+        let breaks_before = self.breaks;
         let mut last_comment = None;
         while self.comment_due(next) {
             let Some(group) = self.groups.get(self.next_group).cloned() else {
@@ -389,7 +400,8 @@ impl<'a> Printer<'a> {
             }
         }
         if let Some(c) = last_comment {
-            self.comment_suffix(next, eof, c);
+            let broke = self.breaks != breaks_before;
+            self.comment_suffix(next, eof, c, broke);
         }
     }
 
@@ -429,7 +441,7 @@ impl<'a> Printer<'a> {
     }
 
     /// Whitespace after the last comment written before a token at `next`.
-    fn comment_suffix(&mut self, next: Pos, eof: bool, c: &CommentInfo<'_>) {
+    fn comment_suffix(&mut self, next: Pos, eof: bool, c: &CommentInfo<'_>, broke: bool) {
         if eof {
             return;
         }
@@ -452,6 +464,11 @@ impl<'a> Printer<'a> {
         if newlines > 0 {
             let ch = if dropped_ff { 0x0C } else { b'\n' };
             self.write_byte(ch, newlines.min(MAX_NEWLINES) as usize);
+        } else if dropped_ff && self.closer_break && !broke {
+            // Decision: a closing bracket after a trailing comma starts a line even when a comment on the
+            // previous line's end was in the source right before it (the reference printed `x, /* c */ }`,
+            // and a second run then dropped the comma).
+            self.write_byte(0x0C, 1);
         }
     }
 
@@ -599,7 +616,10 @@ impl<'a> Printer<'a> {
 
     fn block(&mut self, b: &Block) {
         let name = b.name_string(self.src);
-        self.at(b.span.start);
+        // Decision: the joined name sits at its last part, so comments inside a name split over lines
+        // (`a.\n// c\nb {`) are written before the block. The reference used the first part, which put
+        // them between the name and `{` and printed a file that does not parse.
+        self.at(b.name.last().map_or(b.span.start, |s| s.start));
         self.ident(&name);
         if let Some(label) = b.label {
             self.space(Ws::Blank);
@@ -635,7 +655,17 @@ impl<'a> Printer<'a> {
             ExprKind::Object(fields) => self.object(e.span, fields),
             ExprKind::Access(value, name) => {
                 self.expr(value);
+                // The reference estimates where `.` and the name are, which moves a comment inside a chain
+                // further right on every run; with a comment there, use the real positions.
+                let exact = self.comment_between(value.span.end, name.start);
+                if exact {
+                    let dot = self.token_after(value.span.end);
+                    self.at(dot);
+                }
                 self.token(".");
+                if exact {
+                    self.at(name.start);
+                }
                 self.ident(name.text(self.src));
             }
             ExprKind::Index(value, index) => {
@@ -665,6 +695,11 @@ impl<'a> Printer<'a> {
             ExprKind::Paren(inner) => {
                 self.token("(");
                 self.expr(inner);
+                // As for `.`: the estimated position of `)` makes a comment before it unstable.
+                let rparen = e.span.end.saturating_sub(1);
+                if self.comment_between(inner.span.end, rparen) {
+                    self.at(rparen);
+                }
                 self.token(")");
             }
         }
@@ -703,9 +738,11 @@ impl<'a> Printer<'a> {
             self.space(Ws::Indent);
             self.space(Ws::Formfeed);
             self.space(Ws::Unindent);
+            self.closer_break = true;
         }
         self.at(rbrack);
         self.token("]");
+        self.closer_break = false;
     }
 
     fn object(&mut self, span: Span, fields: &[ObjectField]) {
@@ -749,10 +786,12 @@ impl<'a> Printer<'a> {
         if !fields.is_empty() && self.different_lines(prev, rcurly as i64) {
             self.token(",");
             self.space(Ws::Formfeed);
+            self.closer_break = true;
         }
         self.space(Ws::Unindent);
         self.at(rcurly);
         self.token("}");
+        self.closer_break = false;
     }
 
     fn call(&mut self, span: Span, callee: &Expr, args: &[Expr]) {
@@ -783,11 +822,13 @@ impl<'a> Printer<'a> {
             self.space(Ws::Indent);
             self.space(Ws::Formfeed);
             self.space(Ws::Unindent);
+            self.closer_break = true;
         }
         // Decision: `)` has its source position, so comments before it stay inside the call. The reference
         // estimated it from the last argument, moved such comments after the call, and a second run then
         // added a blank line before them.
         self.at(rparen as u32);
         self.token(")");
+        self.closer_break = false;
     }
 }
