@@ -11,8 +11,9 @@
 //! them, including its odd cases (a comment before a call's `)` moves after the call).
 
 use crate::ast::{Block, Body, CommentKind, Expr, ExprKind, File, LitKind, ObjectField, Stmt};
-use crate::span::{LineIndex, Span};
+use crate::span::Span;
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// Brackets literal text in the layout stream. Never part of valid UTF-8, so it cannot clash with text.
 pub(super) const ESC: u8 = 0xFF;
@@ -23,13 +24,13 @@ const MAX_NEWLINES: i64 = 2;
 /// Produces the layout stream for `file`.
 pub(super) fn layout(file: &File) -> Vec<u8> {
     let src: &str = &file.source;
-    let lines = LineIndex::new(src);
+    let lines = Lines::new(src);
     let comments = comment_infos(file, &lines);
     let groups = comment_groups(src, &comments);
     let mut p = Printer {
         src,
         lines: &lines,
-        out: Vec::with_capacity(src.len() + src.len() / 4 + 16),
+        out: Vec::with_capacity(src.len() + src.len() / 2 + 16),
         indent: 0,
         last_tok: LastTok::Other,
         ws: Vec::with_capacity(16),
@@ -69,16 +70,16 @@ struct CommentInfo<'a> {
     is_block: bool,
 }
 
-fn comment_infos<'a>(file: &'a File, lines: &LineIndex) -> Vec<CommentInfo<'a>> {
+fn comment_infos<'a>(file: &'a File, lines: &Lines) -> Vec<CommentInfo<'a>> {
     let src: &str = &file.source;
     file.comments
         .iter()
         .map(|c| {
             let text = strip_cr(c.span.text(src), c.kind == CommentKind::Block);
-            let line = line_of(lines, c.span.start as i64);
+            let line = lines.line(c.span.start as i64);
             // The reference computes the end from the CR-less text length, so it can fall short for a block
             // comment with Windows line endings; follow it, since it decides the spacing after the comment.
-            let end_line = line_of(lines, c.span.start as i64 + text.len() as i64 - 1);
+            let end_line = lines.line(c.span.start as i64 + text.len() as i64 - 1);
             CommentInfo {
                 start: c.span.start,
                 end: c.span.end,
@@ -141,10 +142,76 @@ fn comment_groups(src: &str, comments: &[CommentInfo<'_>]) -> Vec<std::ops::Rang
     groups
 }
 
-/// 1-based line of a byte offset (offsets past the end count as the last line).
-fn line_of(lines: &LineIndex, offset: i64) -> i64 {
-    let off = offset.clamp(0, u32::MAX as i64) as u32;
-    lines.line_of(off) as i64 + 1
+/// Line starts of the source, with a cursor: the printer asks for lines in nearly increasing order, so most
+/// lookups hit the cursor's line or the next one instead of searching.
+struct Lines {
+    /// Offset of each line's first byte; always starts with 0.
+    starts: Vec<usize>,
+    /// Index of the line of the last lookup.
+    hint: Cell<usize>,
+}
+
+impl Lines {
+    fn new(src: &str) -> Self {
+        let mut starts = Vec::with_capacity(src.len() / 24 + 1);
+        starts.push(0);
+        starts.extend(
+            src.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Lines {
+            starts,
+            hint: Cell::new(0),
+        }
+    }
+
+    /// 1-based line of a byte offset (offsets before the start count as line 1, past the end as the last).
+    fn line(&self, offset: i64) -> i64 {
+        let off = offset.max(0) as usize;
+        let starts = &self.starts;
+        let hint = self.hint.get().min(starts.len().saturating_sub(1));
+        // The line is the last start <= off. Gallop from the hint to a window holding it, then search it.
+        let index = if starts.get(hint).is_some_and(|&s| s <= off) {
+            let mut lo = hint;
+            let mut step = 1;
+            loop {
+                let probe = lo + step;
+                match starts.get(probe) {
+                    Some(&s) if s <= off => {
+                        lo = probe;
+                        step *= 2;
+                    }
+                    _ => break,
+                }
+            }
+            let hi = (lo + step).min(starts.len());
+            lo + starts
+                .get(lo..hi)
+                .map_or(1, |w| w.partition_point(|&s| s <= off))
+                - 1
+        } else {
+            let mut hi = hint;
+            let mut step = 1;
+            while hi > 0 {
+                let probe = hi.saturating_sub(step);
+                if starts.get(probe).is_some_and(|&s| s <= off) {
+                    break;
+                }
+                hi = probe;
+                step *= 2;
+            }
+            let lo = hi.saturating_sub(step);
+            lo + starts
+                .get(lo..hi)
+                .map_or(1, |w| w.partition_point(|&s| s <= off))
+                .max(1)
+                - 1
+        };
+        self.hint.set(index);
+        index as i64 + 1
+    }
 }
 
 /// Buffered whitespace requests.
@@ -211,7 +278,7 @@ enum TextKind {
 
 struct Printer<'a> {
     src: &'a str,
-    lines: &'a LineIndex,
+    lines: &'a Lines,
     out: Vec<u8>,
     indent: usize,
     last_tok: LastTok,
@@ -239,7 +306,7 @@ impl<'a> Printer<'a> {
     // ---- positions -------------------------------------------------------------------------------------
 
     fn line(&self, offset: i64) -> i64 {
-        line_of(self.lines, offset)
+        self.lines.line(offset)
     }
 
     /// The reference's `EndPos` line: the line of a node's last byte.
@@ -483,14 +550,16 @@ impl<'a> Printer<'a> {
             TextKind::Str => self.write_escaped_lines(text, false),
             TextKind::Comment => self.write_escaped_lines(text, true),
         }
-        // Advance positions by the text as the reference holds it.
+        // Advance positions by the text as the reference holds it (tokens have no line breaks).
         let bytes = text.as_bytes();
         let mut newlines = 0i64;
         let mut last_nl = 0usize;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\n' || b == 0x0C {
-                newlines += 1;
-                last_nl = i;
+        if how != TextKind::Plain {
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'\n' || b == 0x0C {
+                    newlines += 1;
+                    last_nl = i;
+                }
             }
         }
         self.pos.offset += bytes.len() as i64;
@@ -573,7 +642,11 @@ impl<'a> Printer<'a> {
                 w => self.write_byte(w.byte(), 1),
             }
         }
-        self.ws.drain(..n);
+        if n == self.ws.len() {
+            self.ws.clear();
+        } else {
+            self.ws.drain(..n);
+        }
     }
 
     // ---- the walk --------------------------------------------------------------------------------------
@@ -615,12 +688,23 @@ impl<'a> Printer<'a> {
     }
 
     fn block(&mut self, b: &Block) {
-        let name = b.name_string(self.src);
+        // The name as written, unless spaces or comments sit between its parts.
+        let written = b.name_span().text(self.src);
+        let joined;
+        let name = if written
+            .bytes()
+            .all(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'/'))
+        {
+            written
+        } else {
+            joined = b.name_string(self.src);
+            joined.as_str()
+        };
         // Decision: the joined name sits at its last part, so comments inside a name split over lines
         // (`a.\n// c\nb {`) are written before the block. The reference used the first part, which put
         // them between the name and `{` and printed a file that does not parse.
         self.at(b.name.last().map_or(b.span.start, |s| s.start));
-        self.ident(&name);
+        self.ident(name);
         if let Some(label) = b.label {
             self.space(Ws::Blank);
             self.at(label.start);
@@ -830,5 +914,28 @@ impl<'a> Printer<'a> {
         self.at(rparen as u32);
         self.token(")");
         self.closer_break = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+    use crate::span::LineIndex;
+
+    #[test]
+    fn line_cursor_agrees_with_the_line_index_in_any_query_order() {
+        let src = "a\n\nbb\nccc\n\n\n\nd\ne\n".repeat(40);
+        let index = LineIndex::new(&src);
+        let lines = Lines::new(&src);
+        let mut x: u64 = 7;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let off = (x % (src.len() as u64 + 3)) as i64;
+            let expect = index.line_of(off.min(src.len() as i64) as u32) as i64 + 1;
+            assert_eq!(lines.line(off), expect, "offset {off}");
+        }
+        assert_eq!(lines.line(-5), 1);
     }
 }
