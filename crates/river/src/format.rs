@@ -19,11 +19,19 @@
 //! - trailing blanks are trimmed from comment lines too (the reference kept them);
 //! - a call with no arguments whose `)` is on another line prints `f()` (the reference printed `f(,)`, which
 //!   does not parse);
-//! - a comment before a call's `)` stays inside the call (the reference moved it after the call);
+//! - a comment before a call's `)` stays inside the call (the reference moved it after the call), and a
+//!   comment inside an access chain (`a. /* c */ b`) or before a `)` stays put (the reference moved it
+//!   right on every run);
+//! - a comment inside a block name split over lines (`a.\n// c\nb {`) is written before the block (the
+//!   reference wrote it before `{`, which does not parse);
+//! - a closing bracket after a trailing comma always starts a line, even after a block comment;
 //! - whether a statement or object field ends an alignment run depends on whether it *printed* over several
 //!   lines, not on its source lines (they differ only when, e.g., `x = [\n]` collapses to `x = []`).
 //!
-//! The last three keep `fmt` idempotent: the reference changed such files again on a second run.
+//! - a raw string's Windows line endings print as `\n` (the reference kept the `\r`; the value is the same).
+//!
+//! The comment, bracket and run decisions keep `fmt` idempotent: the reference changed such files again on
+//! a second run.
 
 mod align;
 mod layout;

@@ -7,8 +7,9 @@
 //! whitespace requests are buffered and only written when the next token comes; before writing a token,
 //! every comment group that starts at or before the token's *source position* is written first. Tokens
 //! that have no position in the reference tree (`,` `.` `=` `(` `)`) are given an estimated one: where the
-//! previous token ended plus the token's length. Comments therefore land exactly where the reference put
-//! them, including its odd cases (a comment before a call's `)` moves after the call).
+//! previous token ended plus the token's length. Comments therefore land where the reference put them,
+//! except where its estimate made a comment move on every run (see the decisions in [`super`]): a call's
+//! `)`, and `.` / `)` with a comment right before them, use their real positions.
 
 use crate::ast::{Block, Body, CommentKind, Expr, ExprKind, File, LitKind, ObjectField, Stmt};
 use crate::span::Span;
