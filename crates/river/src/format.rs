@@ -4,11 +4,11 @@
 //! reference byte for byte, including its quirks. The reference is an elastic-tabstop printer, and exact
 //! output depends on how it places comments and columns; we therefore follow its model in three stages:
 //!
-//! 1. [`layout`] walks the tree and writes tokens with layout control characters: `\v` ends an alignable
+//! 1. `layout` walks the tree and writes tokens with layout control characters: `\v` ends an alignable
 //!    cell (before `=`), `\t` ends an indentation or trailing-comment cell, `\n` ends a line that may align
 //!    with the next, `\f` ends a line and every alignment run. Comments are placed by source position, the
 //!    way the reference does it.
-//! 2. [`align`] turns cells into aligned text: each column of a run of consecutive lines is padded to the
+//! 2. `align` turns cells into aligned text: each column of a run of consecutive lines is padded to the
 //!    widest cell of the run (the semantics of Go's `text/tabwriter` with the reference's settings).
 //! 3. Trailing blanks are trimmed from every line (escaped text such as comments and strings excepted).
 //!
@@ -105,6 +105,14 @@ mod tests {
     fn crlf_bom_and_trailing_space_are_normalised() {
         let src = "\u{FEFF}a = 1   \r\n// c \r\nb = 2\r\n";
         assert_eq!(fmt(src), "a = 1\n// c\nb = 2\n");
+    }
+
+    #[test]
+    fn empty_and_comment_only_files() {
+        // Like `agent fmt`, which always appends one newline.
+        assert_eq!(fmt(""), "\n");
+        assert_eq!(fmt("\n\n"), "\n");
+        assert_eq!(fmt("\n// only\n\n\n/* two */\n"), "// only\n\n/* two */\n");
     }
 
     #[test]
