@@ -57,8 +57,11 @@ pub fn is_valid_identifier(s: &str) -> bool {
     matches!(chars.next(), Some(c) if is_ident_start(c)) && chars.all(is_ident_continue)
 }
 
-fn ascii_ident_tail(input: &str) -> IResult<&str, &str> {
-    take_while(|c: char| c.is_ascii_alphanumeric() || c == '_')(input)
+/// The identifier at the start of `input` (whose first character is a valid start), any characters.
+fn unicode_ident_tail(input: &str) -> IResult<&str, &str> {
+    let first = input.chars().next().map_or(0, char::len_utf8);
+    let (rest, tail) = take_while(is_ident_continue)(&input[first..])?;
+    Ok((rest, &input[..first + tail.len()]))
 }
 
 fn digits(input: &str) -> IResult<&str, &str> {
@@ -106,6 +109,7 @@ impl<'a> Lexer<'a> {
         self.src
     }
 
+    #[inline(never)]
     fn error(&mut self, offset: usize, message: impl Into<String>) {
         self.diags
             .push(Diagnostic::error(span(offset, offset + 1), message));
@@ -293,33 +297,35 @@ impl<'a> Lexer<'a> {
     }
 
     fn scan_identifier(&mut self, start: usize) -> Tok {
-        let rest = &self.src[start..];
+        let bytes = self.src.as_bytes();
         // ASCII fast path; the first character is known to be a valid start.
-        let first_len = rest.chars().next().map_or(1, char::len_utf8);
-        let tail = &rest[first_len..];
-        let (after, _) = ascii_ident_tail(tail).unwrap_or((tail, ""));
-        let mut end = self.src.len() - after.len();
-        if after.as_bytes().first().is_some_and(|b| *b >= 0x80) {
-            for c in after.chars() {
-                if !is_ident_continue(c) {
-                    break;
-                }
-                end += c.len_utf8();
+        let mut end = start + 1;
+        while let Some(&b) = bytes.get(end) {
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                end += 1;
+            } else {
+                break;
             }
-            // After a non-ASCII character, ASCII identifier characters may follow again.
-            while let Some(c) = self.char_at(end) {
-                if !is_ident_continue(c) {
-                    break;
-                }
-                end += c.len_utf8();
-            }
+        }
+        if bytes.get(end).is_some_and(|b| *b >= 0x80)
+            || bytes.get(start).is_some_and(|b| *b >= 0x80)
+        {
+            end = self.scan_unicode_identifier(start);
         }
         self.pos = end;
-        match &self.src[start..end] {
-            "true" | "false" => Tok::Bool,
-            "null" => Tok::Null,
+        match &bytes[start..end] {
+            b"true" | b"false" => Tok::Bool,
+            b"null" => Tok::Null,
             _ => Tok::Ident,
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn scan_unicode_identifier(&self, start: usize) -> usize {
+        let rest = &self.src[start..];
+        let (after, _) = unicode_ident_tail(rest).unwrap_or((rest, ""));
+        self.src.len() - after.len()
     }
 
     fn scan_number_token(&mut self, start: usize) -> Tok {
@@ -332,6 +338,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Reports a NUL byte or a stray BOM at `at`, if there is one; returns true when there was.
+    #[inline(never)]
     fn check_bad_byte(&mut self, at: usize) -> bool {
         let bytes = self.src.as_bytes();
         match bytes.get(at) {
@@ -379,6 +386,7 @@ impl<'a> Lexer<'a> {
 
     /// Validates the escape whose first character (after `\`) is at `at`; returns where scanning resumes.
     /// On an error it stops at the offending character without consuming it, like the reference.
+    #[inline(never)]
     fn scan_escape(&mut self, at: usize) -> usize {
         let bytes = self.src.as_bytes();
         let (mut n, base, max, mut i) = match bytes.get(at) {
@@ -425,6 +433,7 @@ impl<'a> Lexer<'a> {
         i
     }
 
+    #[inline(never)]
     fn scan_raw_string(&mut self, start: usize) {
         match self.src[start + 1..].find('`') {
             Some(rel) => {
@@ -444,6 +453,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline(never)]
     fn scan_comment(&mut self, start: usize) {
         let bytes = self.src.as_bytes();
         let (end, kind) = if bytes.get(start + 1) == Some(&b'/') {
@@ -481,6 +491,7 @@ impl<'a> Lexer<'a> {
 
     /// Whether the comment starting at `start`, and any comments after it on the same line, run to the end
     /// of the line (or of the input), so that a due terminator can be inserted before them.
+    #[inline(never)]
     fn comment_ends_line(&self, start: usize) -> bool {
         let bytes = self.src.as_bytes();
         let mut i = start;

@@ -72,6 +72,11 @@ struct Parser<'a> {
     depth: usize,
     /// Set when nesting got too deep: the rest of the input is skipped.
     aborted: bool,
+    /// Scratch stacks: lists are collected here and moved into exactly-sized allocations when complete,
+    /// which keeps the AST free of growth slack. Nested lists use the stacks in LIFO order.
+    stmt_stack: Vec<Stmt>,
+    expr_stack: Vec<Expr>,
+    field_stack: Vec<ObjectField>,
 }
 
 impl<'a> Parser<'a> {
@@ -89,6 +94,9 @@ impl<'a> Parser<'a> {
             in_error: false,
             depth: 0,
             aborted: false,
+            stmt_stack: Vec::new(),
+            expr_stack: Vec::new(),
+            field_stack: Vec::new(),
         };
         p.next();
         p
@@ -225,11 +233,11 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_body(&mut self, until: Tok) -> Body {
-        let mut stmts = Vec::new();
+        let base = self.stmt_stack.len();
         while self.tok.kind != until && self.tok.kind != Tok::Eof {
             self.in_error = false;
             if let Some(stmt) = self.parse_statement() {
-                stmts.push(stmt);
+                self.stmt_stack.push(stmt);
             }
             if self.tok.kind == until {
                 break;
@@ -243,6 +251,8 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
+        let mut stmts = Vec::with_capacity(self.stmt_stack.len() - base);
+        stmts.extend(self.stmt_stack.drain(base..));
         Body { stmts }
     }
 
@@ -267,7 +277,7 @@ impl<'a> Parser<'a> {
                 }
                 let value = self.parse_expression();
                 Some(Stmt::Attribute(Attribute {
-                    name: name.parts[0],
+                    name: name.parts.first(),
                     value,
                 }))
             }
@@ -279,15 +289,15 @@ impl<'a> Parser<'a> {
                 let body = self.parse_body(Tok::RCurly);
                 let rbrace = self.expect(Tok::RCurly).span.start;
                 self.leave();
-                let start = name.parts.first().map_or(lbrace, |s| s.start);
-                Some(Stmt::Block(Block {
+                let start = name.parts.first().start;
+                Some(Stmt::Block(Box::new(Block {
                     span: Span::new(start, rbrace + 1),
                     name: name.parts.into_boxed_slice(),
                     label: name.label,
                     body,
                     lbrace,
                     rbrace,
-                }))
+                })))
             }
             kind => {
                 if name.parts.len() == 1 && name.label.is_none() {
@@ -313,7 +323,7 @@ impl<'a> Parser<'a> {
             return None;
         }
         let mut name = BlockName {
-            parts: vec![self.tok.span],
+            parts: NameParts::new(self.tok.span),
             label: None,
             label_pos: None,
         };
@@ -459,7 +469,7 @@ impl<'a> Parser<'a> {
                     let args = if self.tok.kind != Tok::RParen {
                         self.parse_expression_list(Tok::RParen)
                     } else {
-                        Vec::new()
+                        Box::default()
                     };
                     let rparen = self.expect(Tok::RParen).span;
                     let end = rparen.end.max(args.last().map_or(0, |a| a.span.end));
@@ -548,7 +558,7 @@ impl<'a> Parser<'a> {
                 let items = if self.tok.kind != Tok::RBrack {
                     self.parse_expression_list(Tok::RBrack)
                 } else {
-                    Vec::new()
+                    Box::default()
                 };
                 let rbrack = self.expect(Tok::RBrack).span;
                 let end = rbrack.end.max(items.last().map_or(0, |a| a.span.end));
@@ -562,7 +572,7 @@ impl<'a> Parser<'a> {
                 let fields = if self.tok.kind != Tok::RCurly {
                     self.parse_field_list(Tok::RCurly)
                 } else {
-                    Vec::new()
+                    Box::default()
                 };
                 let rcurly = self.expect(Tok::RCurly).span;
                 let end = rcurly
@@ -595,10 +605,11 @@ impl<'a> Parser<'a> {
         expr
     }
 
-    fn parse_expression_list(&mut self, until: Tok) -> Vec<Expr> {
-        let mut items = Vec::new();
+    fn parse_expression_list(&mut self, until: Tok) -> Box<[Expr]> {
+        let base = self.expr_stack.len();
         while self.tok.kind != until && self.tok.kind != Tok::Eof {
-            items.push(self.parse_expression());
+            let item = self.parse_expression();
+            self.expr_stack.push(item);
             if self.tok.kind == until {
                 break;
             }
@@ -607,13 +618,14 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        items
+        self.expr_stack.drain(base..).collect()
     }
 
-    fn parse_field_list(&mut self, until: Tok) -> Vec<ObjectField> {
-        let mut fields = Vec::new();
+    fn parse_field_list(&mut self, until: Tok) -> Box<[ObjectField]> {
+        let base = self.field_stack.len();
         while self.tok.kind != until && self.tok.kind != Tok::Eof {
-            fields.push(self.parse_field());
+            let field = self.parse_field();
+            self.field_stack.push(field);
             if self.tok.kind == until {
                 break;
             }
@@ -622,7 +634,7 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        fields
+        self.field_stack.drain(base..).collect()
     }
 
     fn parse_field(&mut self) -> ObjectField {
@@ -647,8 +659,58 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// The parts of a dotted name, kept inline: most names have one to three parts, and the AST gets one
+/// exactly-sized allocation instead of a growing `Vec`.
+struct NameParts {
+    inline: [Span; 4],
+    len: usize,
+    spill: Vec<Span>,
+}
+
+impl NameParts {
+    fn new(first: Span) -> Self {
+        NameParts {
+            inline: [first; 4],
+            len: 1,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, part: Span) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = part;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(part);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[Span] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn first(&self) -> Span {
+        self.inline[0]
+    }
+
+    fn into_boxed_slice(self) -> Box<[Span]> {
+        Box::from(self.as_slice())
+    }
+}
+
 struct BlockName {
-    parts: Vec<Span>,
+    parts: NameParts,
     /// The label literal when non-empty.
     label: Option<Span>,
     /// The label literal even when it is `""` (an attribute may not have one at all).
@@ -657,7 +719,8 @@ struct BlockName {
 
 impl BlockName {
     fn span(&self) -> Span {
-        match (self.parts.first(), self.parts.last()) {
+        let parts = self.parts.as_slice();
+        match (parts.first(), parts.last()) {
             (Some(a), Some(b)) => a.to(*b),
             _ => Span::default(),
         }
