@@ -924,7 +924,10 @@ mod tests {
         // Found by fuzzing the formatter: the label literal runs to the end of the line and ends in a BOM.
         let (_, d) = parse("discovery.kuL\" {\u{FEFF}\n    server = ER");
         let msgs: Vec<_> = d.iter().map(|d| d.message.as_str()).collect();
-        assert_eq!(msgs[..2], ["illegal byte order mark", "string literal not terminated"]);
+        assert_eq!(
+            msgs[..2],
+            ["illegal byte order mark", "string literal not terminated"]
+        );
     }
 
     #[test]
