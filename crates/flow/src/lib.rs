@@ -1,0 +1,15 @@
+//! Rill's component runtime.
+//!
+//! A config (one file, or every `*.river` file of a directory) is turned into a [`graph::Graph`]: one node per
+//! top-level block, edges from each reference to the component it names. The controller (coming next)
+//! evaluates nodes in dependency order, builds and updates components, and propagates export changes.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod graph;
+pub mod registry;
+pub mod source;
+
+pub use graph::{Graph, Node, NodeKind, Reference};
+pub use registry::{ComponentName, NameError};
+pub use source::{LoadDiagnostic, LoadDiagnostics, Sources};
