@@ -59,12 +59,18 @@ pub struct Health {
 impl Health {
     /// A report stamped now.
     pub fn new(state: HealthState, message: impl Into<String>) -> Self {
-        Health { state, message: message.into(), updated: SystemTime::now() }
+        Health {
+            state,
+            message: message.into(),
+            updated: SystemTime::now(),
+        }
     }
 
     /// The least healthy of several reports; ties go to the newest.
     pub fn worst<'a>(reports: impl IntoIterator<Item = &'a Health>) -> Option<&'a Health> {
-        reports.into_iter().max_by(|a, b| a.state.cmp(&b.state).then(a.updated.cmp(&b.updated)))
+        reports
+            .into_iter()
+            .max_by(|a, b| a.state.cmp(&b.state).then(a.updated.cmp(&b.updated)))
     }
 }
 
@@ -78,7 +84,10 @@ pub trait Component: Send + Sync + 'static {
     async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError>;
 
     /// Applies new arguments (already known to differ from the current ones). Called concurrently with `run`.
-    async fn update(&self, args: Arc<dyn std::any::Any + Send + Sync>) -> Result<(), ComponentError>;
+    async fn update(
+        &self,
+        args: Arc<dyn std::any::Any + Send + Sync>,
+    ) -> Result<(), ComponentError>;
 
     /// The component's own health report, if it keeps one.
     fn health(&self) -> Option<Health> {
@@ -110,6 +119,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("id", &self.id).field("data_dir", &self.data_dir).finish()
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("data_dir", &self.data_dir)
+            .finish()
     }
 }

@@ -6,10 +6,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod component;
+pub mod controller;
 pub mod graph;
 pub mod registry;
 pub mod source;
 
+pub use component::{Component, ComponentError, Context, Health, HealthState};
+pub use controller::{ComponentInfo, Controller, ControllerOptions, ExportsHandle, LoadReport};
 pub use graph::{Graph, Node, NodeKind, Reference};
 pub use registry::{ComponentName, NameError};
+pub use registry::{Registration, Registry, TypedComponent};
 pub use source::{LoadDiagnostic, LoadDiagnostics, Sources};

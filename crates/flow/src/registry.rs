@@ -120,3 +120,248 @@ mod tests {
         assert_eq!(suggest("prometheus.remote_write", names), None);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Typed registration
+// ---------------------------------------------------------------------------------------------------------
+
+use crate::component::{Component, ComponentError, Context, Health};
+use async_trait::async_trait;
+use river::decode::Validate;
+use river::eval::Scope;
+use river::{Diagnostics, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What a component author implements. The registry adapts it to the runtime's [`Component`].
+///
+/// `Arguments` decode from the component's block (see [`river::decode`]); they are compared with the
+/// previous ones so that `update` is only called when something changed, and serialized for the UI
+/// (secrets redacted by their own `Serialize`).
+#[async_trait]
+pub trait TypedComponent: Sized + Send + Sync + 'static {
+    /// The River name, e.g. `local.file`.
+    const NAME: &'static str;
+    /// The decoded block.
+    type Arguments: DeserializeOwned
+        + Validate
+        + Serialize
+        + PartialEq
+        + Clone
+        + Send
+        + Sync
+        + 'static;
+
+    /// Builds the component from its first valid arguments. Publish initial exports here.
+    fn build(ctx: Context, args: Self::Arguments) -> Result<Self, ComponentError>;
+
+    /// Runs until `cancel` fires.
+    async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError>;
+
+    /// Applies changed arguments while `run` goes on.
+    async fn update(&self, args: Self::Arguments) -> Result<(), ComponentError>;
+
+    /// The component's own health report.
+    fn health(&self) -> Option<Health> {
+        None
+    }
+
+    /// Debug information for the UI.
+    fn debug_info(&self) -> Option<Value> {
+        None
+    }
+
+    /// Called when cluster membership changes.
+    async fn cluster_changed(&self) {}
+}
+
+/// Decoded arguments, type-erased.
+pub trait DynArguments: Any + Send + Sync {
+    /// Whether these equal `other` (false when the types differ).
+    fn same_as(&self, other: &dyn DynArguments) -> bool;
+    /// The arguments as a riverjson body for the UI (secrets redacted).
+    fn to_riverjson(&self) -> serde_json::Value;
+    /// Upcast for downcasting.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Serialize + PartialEq + Send + Sync + 'static> DynArguments for T {
+    fn same_as(&self, other: &dyn DynArguments) -> bool {
+        other
+            .as_any()
+            .downcast_ref::<T>()
+            .is_some_and(|o| o == self)
+    }
+    fn to_riverjson(&self) -> serde_json::Value {
+        river::riverjson::marshal_body(self).unwrap_or(serde_json::Value::Null)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// Shared, type-erased arguments.
+pub type Arguments = Arc<dyn DynArguments>;
+
+type DecodeFn =
+    dyn Fn(&river::ast::Block, &str, &Scope) -> Result<Arguments, Diagnostics> + Send + Sync;
+type BuildFn = dyn Fn(Context, Arc<dyn Any + Send + Sync>) -> Result<Arc<dyn Component>, ComponentError>
+    + Send
+    + Sync;
+
+/// A registered component type.
+pub struct Registration {
+    name: ComponentName,
+    decode: Box<DecodeFn>,
+    build: Box<BuildFn>,
+}
+
+impl Registration {
+    /// The registration of `C`.
+    pub fn of<C: TypedComponent>() -> Result<Self, NameError> {
+        Ok(Registration {
+            name: ComponentName::new(C::NAME)?,
+            decode: Box::new(|block, src, scope| {
+                let args: C::Arguments =
+                    river::decode::decode_block_body_validated(block, src, scope)?;
+                Ok(Arc::new(args) as Arguments)
+            }),
+            build: Box::new(|ctx, args| {
+                let args = downcast_args::<C>(args)?;
+                Ok(Arc::new(Adapter(C::build(ctx, args)?)) as Arc<dyn Component>)
+            }),
+        })
+    }
+
+    /// The component name.
+    pub fn name(&self) -> &ComponentName {
+        &self.name
+    }
+
+    /// Evaluates and decodes a block of this component.
+    pub fn decode(
+        &self,
+        block: &river::ast::Block,
+        src: &str,
+        scope: &Scope,
+    ) -> Result<Arguments, Diagnostics> {
+        (self.decode)(block, src, scope)
+    }
+
+    /// Builds an instance from decoded arguments.
+    pub fn build(
+        &self,
+        ctx: Context,
+        args: Arguments,
+    ) -> Result<Arc<dyn Component>, ComponentError> {
+        (self.build)(ctx, args)
+    }
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+/// Recovers typed arguments. The runtime keeps the last good arguments to compare with the next ones, so the
+/// component gets its own copy unless the runtime's was the last reference.
+fn downcast_args<C: TypedComponent>(
+    args: Arc<dyn Any + Send + Sync>,
+) -> Result<C::Arguments, ComponentError> {
+    args.downcast::<C::Arguments>()
+        .map(Arc::unwrap_or_clone)
+        .map_err(|_| {
+            ComponentError::new(format!(
+                "internal error: wrong argument type for {}",
+                C::NAME
+            ))
+        })
+}
+
+struct Adapter<C>(C);
+
+#[async_trait]
+impl<C: TypedComponent> Component for Adapter<C> {
+    async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError> {
+        self.0.run(cancel).await
+    }
+
+    async fn update(&self, args: Arc<dyn Any + Send + Sync>) -> Result<(), ComponentError> {
+        self.0.update(downcast_args::<C>(args)?).await
+    }
+
+    fn health(&self) -> Option<Health> {
+        self.0.health()
+    }
+
+    fn debug_info(&self) -> Option<Value> {
+        self.0.debug_info()
+    }
+
+    async fn cluster_changed(&self) {
+        self.0.cluster_changed().await
+    }
+}
+
+/// The set of component types a runtime can build. The binary registers the built-ins; an embedder starts
+/// from those and adds its own.
+#[derive(Debug, Default)]
+pub struct Registry {
+    entries: BTreeMap<String, Arc<Registration>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Registers `C`. Registering a name twice, or a name that is a dotted prefix of another, is an error.
+    pub fn register<C: TypedComponent>(&mut self) -> Result<&mut Self, NameError> {
+        let reg = Registration::of::<C>()?;
+        if self.entries.contains_key(reg.name.as_str()) {
+            return Err(NameError::Duplicate(reg.name.to_string()));
+        }
+        if let Some(other) = self
+            .entries
+            .values()
+            .find(|r| r.name.conflicts_with(&reg.name))
+        {
+            return Err(NameError::PrefixConflict(
+                reg.name.to_string(),
+                other.name.to_string(),
+            ));
+        }
+        self.entries.insert(reg.name.to_string(), Arc::new(reg));
+        Ok(self)
+    }
+
+    /// The registration for a name.
+    pub fn get(&self, name: &str) -> Option<&Arc<Registration>> {
+        self.entries.get(name)
+    }
+
+    /// Registered names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+}
+
+impl crate::graph::NameCatalog for Registry {
+    fn is_component(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+    fn component_names(&self) -> Vec<&str> {
+        self.names().collect()
+    }
+    fn is_stdlib(&self, name: &str) -> bool {
+        river::stdlib::is_stdlib_name(name)
+    }
+}
