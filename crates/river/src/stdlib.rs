@@ -1,15 +1,2190 @@
-//! The standard library. (Being implemented.)
+//! The standard library: the functions and constants every expression can name.
+//!
+//! Both spellings of the reference are provided: Grafana Agent Flow's top-level names (`env`, `concat`,
+//! `json_decode`, `format`, ...) and Alloy's namespaces (`sys.env`, `array.concat`, `encoding.from_json`,
+//! `string.format`, ...). The two names of one function share a single [`Function`] value.
+//!
+//! Arguments are converted the way the reference decodes them into Go parameters: a number passed where a
+//! string is expected becomes its decimal text, `null` becomes the empty value, a secret never becomes a
+//! string ("secrets may not be converted into strings"), anything else is a type error.
 
 use crate::eval::Scope;
+use crate::value::{Function, Number, Object, Value};
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-/// The shared standard-library scope.
+/// The shared standard-library scope, the parent of every evaluation scope. Built once, on first use.
 pub fn scope() -> Arc<Scope> {
     static SCOPE: OnceLock<Arc<Scope>> = OnceLock::new();
-    SCOPE.get_or_init(|| Arc::new(Scope::new())).clone()
+    SCOPE.get_or_init(|| Arc::new(build_scope())).clone()
 }
 
 /// Whether `name` is a top-level standard-library identifier (a function, namespace or `constants`).
 pub fn is_stdlib_name(name: &str) -> bool {
     scope().lookup(name).is_some()
+}
+
+/// Why a standard-library call failed, with what the reference needs to word and place the message.
+///
+/// The reference reports a failed call as the callee's source text followed by the message
+/// (`env expected 1 args, got 0`), and an unusable argument as that argument's source text, the path into it
+/// and the message (`obj should be string, got object`, `[secret_val][0] ...`). [`Function`] results carry only
+/// a message today, so [`CallError::message`] is what callers see; `index` and `path` are kept so the
+/// evaluator can place argument errors once function results carry them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// The call as a whole failed: wrong number of arguments, or the function's own error.
+    Call(String),
+    /// Argument `index` (0-based) could not be converted.
+    Arg {
+        /// Which argument.
+        index: usize,
+        /// Where inside the argument, as River access syntax (`[2]`), or empty for the argument itself.
+        path: String,
+        /// What was wrong, in the reference's words (`expected string, got bool`).
+        message: String,
+    },
+}
+
+impl CallError {
+    /// The message without context, as the reference's error value prints it.
+    pub fn message(&self) -> &str {
+        match self {
+            CallError::Call(m) | CallError::Arg { message: m, .. } => m,
+        }
+    }
+
+    /// Moves an argument error `levels` deeper (into element `[i]`).
+    fn in_element(self, i: usize) -> Self {
+        match self {
+            CallError::Arg {
+                index,
+                path,
+                message,
+            } => CallError::Arg {
+                index,
+                path: format!("[{i}]{path}"),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+impl std::error::Error for CallError {}
+
+type StdResult = Result<Value, CallError>;
+
+/// Wraps a standard-library implementation as a River function value.
+fn function(name: &'static str, imp: fn(&[Value]) -> StdResult) -> Value {
+    Value::Function(Function::new(name, move |args: &[Value]| {
+        imp(args).map_err(|e| match e {
+            CallError::Call(m) | CallError::Arg { message: m, .. } => m,
+        })
+    }))
+}
+
+fn namespace(members: &[(&str, &Value)]) -> Value {
+    Value::object(
+        members
+            .iter()
+            .map(|(name, value)| (name.to_string(), (*value).clone()))
+            .collect(),
+    )
+}
+
+fn build_scope() -> Scope {
+    let env = function("sys.env", env);
+    let nonsensitive = function("convert.nonsensitive", nonsensitive);
+    let concat = function("array.concat", concat);
+    let from_json = function("encoding.from_json", from_json);
+    let from_yaml = function("encoding.from_yaml", from_yaml);
+    let from_base64 = function("encoding.from_base64", from_base64);
+    let from_url_base64 = function("encoding.from_URLbase64", from_url_base64);
+    let to_base64 = function("encoding.to_base64", to_base64);
+    let to_url_base64 = function("encoding.to_URLbase64", to_url_base64);
+    let to_json = function("encoding.to_json", to_json);
+    let url_encode = function("encoding.url_encode", url_encode);
+    let url_decode = function("encoding.url_decode", url_decode);
+    let format = function("string.format", format);
+    let join = function("string.join", join);
+    let replace = function("string.replace", replace);
+    let split = function("string.split", split);
+    let to_lower = function("string.to_lower", to_lower);
+    let to_upper = function("string.to_upper", to_upper);
+    let trim = function("string.trim", trim);
+    let trim_prefix = function("string.trim_prefix", trim_prefix);
+    let trim_suffix = function("string.trim_suffix", trim_suffix);
+    let trim_space = function("string.trim_space", trim_space);
+    let path_join = function("file.path_join", path_join);
+
+    let mut s = Scope::new();
+    s.insert("constants", constants());
+    s.insert("coalesce", function("coalesce", coalesce));
+    s.insert("json_path", function("json_path", json_path));
+
+    // Alloy's namespaces.
+    s.insert("sys", namespace(&[("env", &env)]));
+    s.insert("convert", namespace(&[("nonsensitive", &nonsensitive)]));
+    s.insert("array", namespace(&[("concat", &concat)]));
+    s.insert(
+        "encoding",
+        namespace(&[
+            ("from_json", &from_json),
+            ("from_yaml", &from_yaml),
+            ("from_base64", &from_base64),
+            ("from_URLbase64", &from_url_base64),
+            ("to_json", &to_json),
+            ("to_base64", &to_base64),
+            ("to_URLbase64", &to_url_base64),
+            ("url_encode", &url_encode),
+            ("url_decode", &url_decode),
+        ]),
+    );
+    s.insert(
+        "string",
+        namespace(&[
+            ("format", &format),
+            ("join", &join),
+            ("replace", &replace),
+            ("split", &split),
+            ("to_lower", &to_lower),
+            ("to_upper", &to_upper),
+            ("trim", &trim),
+            ("trim_prefix", &trim_prefix),
+            ("trim_suffix", &trim_suffix),
+            ("trim_space", &trim_space),
+        ]),
+    );
+    s.insert("file", namespace(&[("path_join", &path_join)]));
+
+    // Agent Flow's top-level names (deprecated in Alloy), sharing the implementations above.
+    s.insert("env", env);
+    s.insert("nonsensitive", nonsensitive);
+    s.insert("concat", concat);
+    s.insert("json_decode", from_json);
+    s.insert("yaml_decode", from_yaml);
+    s.insert("base64_decode", from_base64);
+    s.insert("format", format);
+    s.insert("join", join);
+    s.insert("replace", replace);
+    s.insert("split", split);
+    s.insert("to_lower", to_lower);
+    s.insert("to_upper", to_upper);
+    s.insert("trim", trim);
+    s.insert("trim_prefix", trim_prefix);
+    s.insert("trim_suffix", trim_suffix);
+    s.insert("trim_space", trim_space);
+    s
+}
+
+/// `constants`: facts about the machine, with Go's names for the OS and architecture.
+fn constants() -> Value {
+    let mut o = Object::new();
+    o.insert(
+        "hostname".into(),
+        Value::string(gethostname::gethostname().to_string_lossy()),
+    );
+    o.insert("os".into(), Value::string(go_os(std::env::consts::OS)));
+    o.insert(
+        "arch".into(),
+        Value::string(go_arch(std::env::consts::ARCH)),
+    );
+    // The reference normalises its version to start with "v".
+    o.insert(
+        "version".into(),
+        Value::string(concat!("v", env!("CARGO_PKG_VERSION"))),
+    );
+    Value::object(o)
+}
+
+/// Go's `runtime.GOOS` for a Rust `std::env::consts::OS`.
+fn go_os(os: &str) -> &str {
+    match os {
+        "macos" => "darwin",
+        other => other,
+    }
+}
+
+/// Go's `runtime.GOARCH` for a Rust `std::env::consts::ARCH`.
+fn go_arch(arch: &str) -> &str {
+    match arch {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "powerpc" => "ppc",
+        "mips" if cfg!(target_endian = "little") => "mipsle",
+        "mips64" if cfg!(target_endian = "little") => "mips64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Arguments
+
+/// The reference's arity check for a function with exactly `n` parameters.
+fn arity(args: &[Value], n: usize) -> Result<(), CallError> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(CallError::Call(format!(
+            "expected {n} args, got {}",
+            args.len()
+        )))
+    }
+}
+
+/// The reference's arity check for a variadic function with `n` fixed parameters.
+fn arity_at_least(args: &[Value], n: usize) -> Result<(), CallError> {
+    if args.len() >= n {
+        Ok(())
+    } else {
+        Err(CallError::Call(format!(
+            "expected at least {n} args, got {}",
+            args.len()
+        )))
+    }
+}
+
+fn type_error(index: usize, expected: &str, got: &Value) -> CallError {
+    CallError::Arg {
+        index,
+        path: String::new(),
+        message: format!("expected {expected}, got {}", got.value_type()),
+    }
+}
+
+/// Argument `index` as a Go `string` parameter: numbers convert to their text, null to "".
+fn string_arg(v: &Value, index: usize) -> Result<Cow<'_, str>, CallError> {
+    match v {
+        Value::String(s) => Ok(Cow::Borrowed(s)),
+        Value::Null => Ok(Cow::Borrowed("")),
+        Value::Number(n) => Ok(Cow::Owned(n.to_string())),
+        Value::Secret(_) => Err(CallError::Arg {
+            index,
+            path: String::new(),
+            message: "secrets may not be converted into strings".into(),
+        }),
+        other => Err(type_error(index, "string", other)),
+    }
+}
+
+/// Argument `index` as a Go `[]string` parameter.
+fn string_list_arg(v: &Value, index: usize) -> Result<Vec<Cow<'_, str>>, CallError> {
+    match v {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| string_arg(item, index).map_err(|e| e.in_element(i)))
+            .collect(),
+        other => Err(type_error(index, "array", other)),
+    }
+}
+
+/// Arguments 0..n as strings, after checking there are exactly `n`.
+fn strings<const N: usize>(args: &[Value]) -> Result<[Cow<'_, str>; N], CallError> {
+    arity(args, N)?;
+    let mut out: [Cow<'_, str>; N] = std::array::from_fn(|_| Cow::Borrowed(""));
+    for (i, (slot, v)) in out.iter_mut().zip(args).enumerate() {
+        *slot = string_arg(v, i)?;
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Functions
+
+/// `env(name)` / `sys.env(name)`: the variable's value, "" when unset.
+fn env(args: &[Value]) -> StdResult {
+    let [name] = strings::<1>(args)?;
+    // Names the OS cannot hold are never set (and would make `var_os` panic on some platforms).
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Ok(Value::string(""));
+    }
+    Ok(match std::env::var_os(name.as_ref()) {
+        Some(v) => Value::string(v.to_string_lossy()),
+        None => Value::string(""),
+    })
+}
+
+/// `nonsensitive(secret)` / `convert.nonsensitive(secret)`: the secret's text. Strings pass through.
+fn nonsensitive(args: &[Value]) -> StdResult {
+    arity(args, 1)?;
+    match &args[0] {
+        Value::Secret(s) => Ok(Value::string(s.expose())),
+        Value::String(_) => Ok(args[0].clone()),
+        Value::Null => Ok(Value::string("")),
+        Value::Capsule(c) => Err(CallError::Arg {
+            index: 0,
+            path: String::new(),
+            message: format!(
+                "expected capsule(\"rivertypes.Secret\"), got capsule({:?})",
+                c.0.type_name()
+            ),
+        }),
+        other => Err(type_error(0, "capsule", other)),
+    }
+}
+
+/// `concat(arrays...)` / `array.concat(arrays...)`: one array with every element, in order.
+fn concat(args: &[Value]) -> StdResult {
+    let mut total = 0;
+    for (i, arg) in args.iter().enumerate() {
+        match arg {
+            Value::Array(items) => total += items.len(),
+            other => return Err(type_error(i, "array", other)),
+        }
+    }
+    match args {
+        [] => Ok(Value::array(Vec::new())),
+        // One array is returned as is: concat is on the hot path of combining target lists.
+        [one] => Ok(one.clone()),
+        _ => {
+            let mut out = Vec::with_capacity(total);
+            for arg in args {
+                if let Value::Array(items) = arg {
+                    out.extend(items.iter().cloned());
+                }
+            }
+            Ok(Value::array(out))
+        }
+    }
+}
+
+/// `coalesce(values...)`: the first value that is not null, zero, empty or false; else the last argument.
+fn coalesce(args: &[Value]) -> StdResult {
+    Ok(args
+        .iter()
+        .find(|v| !is_zero_or_empty(v))
+        .or(args.last())
+        .cloned()
+        .unwrap_or(Value::Null))
+}
+
+/// Go's `reflect.Value.IsZero`, plus "empty array or object", as `coalesce` tests it.
+fn is_zero_or_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(Number::Int(i)) => *i == 0,
+        Value::Number(Number::Uint(u)) => *u == 0,
+        // IsZero compares the bits: -0.0 is not zero.
+        Value::Number(Number::Float(f)) => f.to_bits() == 0,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Secret(s) => s.expose().is_empty(),
+        Value::Function(_) | Value::Capsule(_) => false,
+    }
+}
+
+/// `join(list, sep)` / `string.join`.
+fn join(args: &[Value]) -> StdResult {
+    arity(args, 2)?;
+    let items = string_list_arg(&args[0], 0)?;
+    let sep = string_arg(&args[1], 1)?;
+    Ok(Value::string(items.join(sep.as_ref())))
+}
+
+/// `replace(s, old, new)` / `string.replace`: every occurrence (Go's `strings.ReplaceAll`).
+fn replace(args: &[Value]) -> StdResult {
+    let [s, old, new] = strings::<3>(args)?;
+    Ok(Value::string(s.replace(old.as_ref(), &new)))
+}
+
+/// `split(s, sep)` / `string.split` (Go's `strings.Split`: an empty separator splits into characters).
+fn split(args: &[Value]) -> StdResult {
+    let [s, sep] = strings::<2>(args)?;
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars()
+            .map(|c| Value::string(c.encode_utf8(&mut [0; 4])))
+            .collect()
+    } else {
+        s.split(sep.as_ref()).map(Value::string).collect()
+    };
+    Ok(Value::array(parts))
+}
+
+/// `to_lower(s)` / `string.to_lower`: Go's per-character simple case mapping.
+fn to_lower(args: &[Value]) -> StdResult {
+    let [s] = strings::<1>(args)?;
+    Ok(Value::string(
+        s.chars().map(simple_lower).collect::<String>(),
+    ))
+}
+
+/// `to_upper(s)` / `string.to_upper`: Go's per-character simple case mapping.
+fn to_upper(args: &[Value]) -> StdResult {
+    let [s] = strings::<1>(args)?;
+    Ok(Value::string(
+        s.chars().map(simple_upper).collect::<String>(),
+    ))
+}
+
+/// Unicode's simple lowercase mapping (one character to one), as Go's `unicode.ToLower`. Rust's
+/// `to_lowercase` gives the full mapping, which differs only where it expands to several characters.
+fn simple_lower(c: char) -> char {
+    let mut it = c.to_lowercase();
+    match (it.next(), it.next()) {
+        (Some(l), None) => l,
+        // U+0130 (İ) is the only character whose full lowercase mapping expands.
+        _ if c == '\u{130}' => 'i',
+        _ => c,
+    }
+}
+
+/// Unicode's simple uppercase mapping, as Go's `unicode.ToUpper`.
+fn simple_upper(c: char) -> char {
+    let mut it = c.to_uppercase();
+    match (it.next(), it.next()) {
+        (Some(u), None) => u,
+        // Characters whose full mapping expands (ß → SS) keep themselves, except the Greek letters with
+        // iota subscript, whose simple mapping is the titlecase letter.
+        _ => match c as u32 {
+            0x1F80..=0x1F87 | 0x1F90..=0x1F97 | 0x1FA0..=0x1FA7 => char::from_u32(c as u32 + 8),
+            0x1FB3 => Some('\u{1FBC}'),
+            0x1FC3 => Some('\u{1FCC}'),
+            0x1FF3 => Some('\u{1FFC}'),
+            _ => None,
+        }
+        .unwrap_or(c),
+    }
+}
+
+/// `trim(s, cutset)` / `string.trim`: drops leading and trailing characters found in `cutset`.
+fn trim(args: &[Value]) -> StdResult {
+    let [s, cutset] = strings::<2>(args)?;
+    Ok(Value::string(s.trim_matches(|c| cutset.contains(c))))
+}
+
+/// `trim_prefix(s, prefix)` / `string.trim_prefix`: drops one leading `prefix`.
+fn trim_prefix(args: &[Value]) -> StdResult {
+    let [s, prefix] = strings::<2>(args)?;
+    Ok(Value::string(s.strip_prefix(prefix.as_ref()).unwrap_or(&s)))
+}
+
+/// `trim_suffix(s, suffix)` / `string.trim_suffix`: drops one trailing `suffix`.
+fn trim_suffix(args: &[Value]) -> StdResult {
+    let [s, suffix] = strings::<2>(args)?;
+    Ok(Value::string(s.strip_suffix(suffix.as_ref()).unwrap_or(&s)))
+}
+
+/// `trim_space(s)` / `string.trim_space`: drops leading and trailing Unicode white space.
+fn trim_space(args: &[Value]) -> StdResult {
+    let [s] = strings::<1>(args)?;
+    Ok(Value::string(s.trim()))
+}
+
+/// `file.path_join(elements...)`: Go's `filepath.Join` (slash-separated, lexically cleaned).
+fn path_join(args: &[Value]) -> StdResult {
+    let mut joined = String::new();
+    for (i, arg) in args.iter().enumerate() {
+        let part = string_arg(arg, i)?;
+        if part.is_empty() {
+            continue;
+        }
+        if !joined.is_empty() {
+            joined.push('/');
+        }
+        joined.push_str(&part);
+    }
+    if joined.is_empty() {
+        return Ok(Value::string(""));
+    }
+    Ok(Value::string(clean_path(&joined)))
+}
+
+/// Go's `path.Clean`: the shortest equivalent path, by purely lexical processing.
+fn clean_path(path: &str) -> String {
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                // `..` at the root is the root.
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            other => parts.push(other),
+        }
+    }
+    let body = parts.join("/");
+    match (rooted, body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".to_string(),
+        (false, false) => body,
+    }
+}
+
+/// `format(fmt, args...)` / `string.format`: Go's `fmt.Sprintf`.
+fn format(args: &[Value]) -> StdResult {
+    arity_at_least(args, 1)?;
+    let fmt = string_arg(&args[0], 0)?;
+    Ok(Value::string(gofmt::sprintf(&fmt, &args[1..])))
+}
+
+/// Go's `fmt.Sprintf` for the values River passes to it.
+///
+/// The reference hands each argument to Go as `interface{}`: numbers become `int` (or `uint64` above the int
+/// range) and `float64`, arrays `[]interface {}`, objects `map[string]interface {}` (printed with sorted keys),
+/// null `nil`. The verbs, flags, widths, precisions, argument indexes and the `%!verb(type=value)`,
+/// `%!verb(MISSING)`, `%!(EXTRA ...)`, `%!(NOVERB)`, `%!(BADWIDTH)`, `%!(BADPREC)` and `%!verb(BADINDEX)`
+/// diagnostics all follow Go. Like the reference, a secret formats as its text.
+mod gofmt {
+    use crate::value::{Number, Object, Value};
+
+    /// Go's limit on widths, precisions and argument numbers.
+    const TOO_LARGE: usize = 1_000_000;
+
+    #[derive(Clone, Copy, Default)]
+    struct Flags {
+        plus: bool,
+        minus: bool,
+        sharp: bool,
+        space: bool,
+        zero: bool,
+        /// `%#v`
+        sharp_v: bool,
+        /// `%+v`
+        plus_v: bool,
+        wid: Option<usize>,
+        prec: Option<usize>,
+    }
+
+    struct Printer {
+        buf: String,
+        f: Flags,
+    }
+
+    /// Formats `args` according to `format`, as Go's `fmt.Sprintf` does.
+    pub(super) fn sprintf(format: &str, args: &[Value]) -> String {
+        let mut p = Printer {
+            buf: String::with_capacity(format.len() + 16 * args.len()),
+            f: Flags::default(),
+        };
+        p.do_printf(format, args);
+        p.buf
+    }
+
+    /// Parses a decimal number at `s[start..]`; `None` when there is none or it is absurdly long.
+    fn parse_num(s: &[u8], mut i: usize) -> (Option<usize>, usize) {
+        let mut num: usize = 0;
+        let mut any = false;
+        while let Some(c @ b'0'..=b'9') = s.get(i).copied() {
+            if num > TOO_LARGE {
+                return (None, s.len());
+            }
+            num = num * 10 + usize::from(c - b'0');
+            any = true;
+            i += 1;
+        }
+        (any.then_some(num), i)
+    }
+
+    /// A width or precision taken from an argument (`*`): only Go integers count.
+    fn int_from_arg(args: &[Value], arg_num: usize) -> (Option<i64>, usize) {
+        let Some(v) = args.get(arg_num) else {
+            return (None, arg_num);
+        };
+        let n = match v {
+            Value::Number(Number::Int(i)) => Some(*i),
+            Value::Number(Number::Uint(u)) => i64::try_from(*u).ok(),
+            _ => None,
+        };
+        let n = n.filter(|n| n.unsigned_abs() <= TOO_LARGE as u64);
+        (n, arg_num + 1)
+    }
+
+    impl Printer {
+        fn do_printf(&mut self, format: &str, args: &[Value]) {
+            let fb = format.as_bytes();
+            let end = fb.len();
+            let mut arg_num = 0usize;
+            let mut reordered = false;
+            let mut i = 0usize;
+            while i < end {
+                let mut good_arg_num = true;
+                let last = i;
+                while i < end && fb[i] != b'%' {
+                    i += 1;
+                }
+                if i > last {
+                    self.buf.push_str(&format[last..i]);
+                }
+                if i >= end {
+                    break;
+                }
+                i += 1; // the '%'
+
+                self.f = Flags::default();
+                while i < end {
+                    match fb[i] {
+                        b'#' => self.f.sharp = true,
+                        b'0' => self.f.zero = !self.f.minus,
+                        b'+' => self.f.plus = true,
+                        b'-' => {
+                            self.f.minus = true;
+                            self.f.zero = false;
+                        }
+                        b' ' => self.f.space = true,
+                        _ => break,
+                    }
+                    i += 1;
+                }
+
+                // An explicit argument index: %[2]d.
+                let mut arg_index = |arg_num: usize, i: usize, good: &mut bool| {
+                    if fb.get(i) != Some(&b'[') {
+                        return (arg_num, i, false);
+                    }
+                    reordered = true;
+                    let (index, width, ok) = parse_arg_number(&fb[i..]);
+                    match index {
+                        Some(ix) if ok && ix < args.len() => (ix, i + width, true),
+                        _ => {
+                            *good = false;
+                            (arg_num, i + width, ok)
+                        }
+                    }
+                };
+                let (n, ni, mut after_index) = arg_index(arg_num, i, &mut good_arg_num);
+                arg_num = n;
+                i = ni;
+
+                // Width.
+                if fb.get(i) == Some(&b'*') {
+                    i += 1;
+                    let (w, n) = int_from_arg(args, arg_num);
+                    arg_num = n;
+                    match w {
+                        None => self.buf.push_str("%!(BADWIDTH)"),
+                        Some(w) if w < 0 => {
+                            self.f.wid = Some(w.unsigned_abs() as usize);
+                            self.f.minus = true;
+                            self.f.zero = false;
+                        }
+                        Some(w) => self.f.wid = Some(w as usize),
+                    }
+                    after_index = false;
+                } else {
+                    let (w, ni) = parse_num(fb, i);
+                    self.f.wid = w;
+                    i = ni;
+                    if after_index && w.is_some() {
+                        good_arg_num = false;
+                    }
+                }
+
+                // Precision.
+                if i + 1 < end && fb[i] == b'.' {
+                    i += 1;
+                    if after_index {
+                        good_arg_num = false;
+                    }
+                    let (n, ni, ai) = arg_index(arg_num, i, &mut good_arg_num);
+                    arg_num = n;
+                    i = ni;
+                    after_index = ai;
+                    if fb.get(i) == Some(&b'*') {
+                        i += 1;
+                        let (p, n) = int_from_arg(args, arg_num);
+                        arg_num = n;
+                        match p {
+                            Some(p) if p >= 0 => self.f.prec = Some(p as usize),
+                            // A negative precision is no precision, silently.
+                            Some(_) => self.f.prec = None,
+                            None => {
+                                self.f.prec = None;
+                                self.buf.push_str("%!(BADPREC)");
+                            }
+                        }
+                        after_index = false;
+                    } else {
+                        let (p, ni) = parse_num(fb, i);
+                        i = ni;
+                        self.f.prec = Some(p.unwrap_or(0));
+                    }
+                }
+
+                if !after_index {
+                    let (n, ni, _) = arg_index(arg_num, i, &mut good_arg_num);
+                    arg_num = n;
+                    i = ni;
+                }
+
+                let Some(verb) = format.get(i..).and_then(|s| s.chars().next()) else {
+                    self.buf.push_str("%!(NOVERB)");
+                    break;
+                };
+                i += verb.len_utf8();
+
+                if verb == '%' {
+                    // Percent does not take an argument and ignores width and precision.
+                    self.buf.push('%');
+                } else if !good_arg_num {
+                    self.buf.push_str("%!");
+                    self.buf.push(verb);
+                    self.buf.push_str("(BADINDEX)");
+                } else if let Some(arg) = args.get(arg_num) {
+                    if verb == 'v' {
+                        self.f.sharp_v = self.f.sharp;
+                        self.f.sharp = false;
+                        self.f.plus_v = self.f.plus;
+                        self.f.plus = false;
+                    }
+                    self.print_arg(arg, verb);
+                    arg_num += 1;
+                } else {
+                    self.buf.push_str("%!");
+                    self.buf.push(verb);
+                    self.buf.push_str("(MISSING)");
+                }
+            }
+
+            // Unused arguments, unless they were addressed out of order.
+            if !reordered && arg_num < args.len() {
+                self.f = Flags::default();
+                self.buf.push_str("%!(EXTRA ");
+                for (k, arg) in args[arg_num..].iter().enumerate() {
+                    if k > 0 {
+                        self.buf.push_str(", ");
+                    }
+                    if arg.is_null() {
+                        self.buf.push_str("<nil>");
+                    } else {
+                        self.buf.push_str(&go_type(arg));
+                        self.buf.push('=');
+                        self.print_arg(arg, 'v');
+                    }
+                }
+                self.buf.push(')');
+            }
+        }
+
+        // --- padding
+
+        fn write_padding(&mut self, n: usize) {
+            let c = if self.f.zero { '0' } else { ' ' };
+            self.buf.extend(std::iter::repeat_n(c, n));
+        }
+
+        /// Appends `s`, padded to the width with spaces (or zeros) on the left, or on the right for `-`.
+        fn pad(&mut self, s: &str) {
+            let Some(wid) = self.f.wid.filter(|w| *w > 0) else {
+                self.buf.push_str(s);
+                return;
+            };
+            let fill = wid.saturating_sub(s.chars().count());
+            if self.f.minus {
+                self.buf.push_str(s);
+                self.write_padding(fill);
+            } else {
+                self.write_padding(fill);
+                self.buf.push_str(s);
+            }
+        }
+
+        /// Like [`Printer::pad`], never with zeros.
+        fn pad_spaces(&mut self, s: &str) {
+            let zero = std::mem::replace(&mut self.f.zero, false);
+            self.pad(s);
+            self.f.zero = zero;
+        }
+
+        /// `%!verb(type=value)`: the verb does not apply to the argument.
+        fn bad_verb(&mut self, verb: char, arg: &Value) {
+            self.buf.push_str("%!");
+            self.buf.push(verb);
+            self.buf.push('(');
+            if arg.is_null() {
+                self.buf.push_str("<nil>");
+            } else {
+                self.buf.push_str(&go_type(arg));
+                self.buf.push('=');
+                self.print_arg(arg, 'v');
+            }
+            self.buf.push(')');
+        }
+
+        // --- dispatch
+
+        fn print_arg(&mut self, arg: &Value, verb: char) {
+            match (arg, verb) {
+                (Value::Null, 'T' | 'v') => self.pad("<nil>"),
+                (_, 'T') => {
+                    let t = go_type(arg);
+                    self.fmt_s(&t);
+                }
+                // Decision: no pointer values to print.
+                (_, 'p') => self.bad_verb(verb, arg),
+                _ => self.print_value(arg, verb, 0),
+            }
+        }
+
+        fn print_value(&mut self, v: &Value, verb: char, depth: usize) {
+            match v {
+                Value::Null if depth == 0 => self.bad_verb(verb, v),
+                Value::Null => self.buf.push_str(if self.f.sharp_v {
+                    "interface {}(nil)"
+                } else {
+                    "<nil>"
+                }),
+                Value::Bool(b) => match verb {
+                    't' | 'v' => self.pad(if *b { "true" } else { "false" }),
+                    _ => self.bad_verb(verb, v),
+                },
+                Value::Number(Number::Int(i)) => self.fmt_integer(*i as u64, true, verb, v),
+                Value::Number(Number::Uint(u)) => match i64::try_from(*u) {
+                    // The reference passes uints that fit as Go ints.
+                    Ok(i) => self.fmt_integer(i as u64, true, verb, v),
+                    Err(_) => self.fmt_integer(*u, false, verb, v),
+                },
+                Value::Number(Number::Float(x)) => self.fmt_float(*x, verb, v),
+                Value::String(s) => self.fmt_string(s, verb, v),
+                Value::Secret(s) => self.fmt_string(s.expose(), verb, v),
+                Value::Array(items) => {
+                    let (open, sep, close) = if self.f.sharp_v {
+                        ("[]interface {}{", ", ", "}")
+                    } else {
+                        ("[", " ", "]")
+                    };
+                    self.buf.push_str(open);
+                    for (k, item) in items.iter().enumerate() {
+                        if k > 0 {
+                            self.buf.push_str(sep);
+                        }
+                        self.print_value(item, verb, depth + 1);
+                    }
+                    self.buf.push_str(close);
+                }
+                Value::Object(fields) => self.print_map(fields, verb, depth),
+                Value::Function(_) | Value::Capsule(_) => match verb {
+                    'v' | 's' => self.pad(&format!("{v:?}")),
+                    _ => self.bad_verb(verb, v),
+                },
+            }
+        }
+
+        fn print_map(&mut self, fields: &Object, verb: char, depth: usize) {
+            let (open, sep, close) = if self.f.sharp_v {
+                ("map[string]interface {}{", ", ", "}")
+            } else {
+                ("map[", " ", "]")
+            };
+            // Go prints map keys sorted.
+            let mut keys: Vec<(&String, &Value)> = fields.iter().collect();
+            keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            self.buf.push_str(open);
+            for (k, (key, value)) in keys.into_iter().enumerate() {
+                if k > 0 {
+                    self.buf.push_str(sep);
+                }
+                self.fmt_key(key, verb);
+                self.buf.push(':');
+                self.print_value(value, verb, depth + 1);
+            }
+            self.buf.push_str(close);
+        }
+
+        fn fmt_key(&mut self, key: &str, verb: char) {
+            match verb {
+                'v' | 's' | 'x' | 'X' | 'q' => self.fmt_string(key, verb, &Value::Null),
+                _ => self.bad_verb(verb, &Value::string(key)),
+            }
+        }
+
+        // --- strings
+
+        fn fmt_string(&mut self, s: &str, verb: char, arg: &Value) {
+            match verb {
+                'v' if self.f.sharp_v => self.fmt_q(s),
+                'v' | 's' => self.fmt_s(s),
+                'x' => self.fmt_sx(s, false),
+                'X' => self.fmt_sx(s, true),
+                'q' => self.fmt_q(s),
+                _ => self.bad_verb(verb, arg),
+            }
+        }
+
+        /// `s` cut to the precision (in characters).
+        fn truncate<'s>(&self, s: &'s str) -> &'s str {
+            match self.f.prec {
+                Some(p) => match s.char_indices().nth(p) {
+                    Some((at, _)) => &s[..at],
+                    None => s,
+                },
+                None => s,
+            }
+        }
+
+        fn fmt_s(&mut self, s: &str) {
+            let s = self.truncate(s);
+            self.pad(s);
+        }
+
+        fn fmt_q(&mut self, s: &str) {
+            let s = self.truncate(s);
+            if self.f.sharp && can_backquote(s) {
+                self.pad(&format!("`{s}`"));
+            } else {
+                let q = quote(s, '"', self.f.plus);
+                self.pad(&q);
+            }
+        }
+
+        /// `%x` of a string: hexadecimal bytes, `% x` spaced, `%#x` with `0x`.
+        fn fmt_sx(&mut self, s: &str, upper: bool) {
+            let digits: &[u8; 16] = if upper {
+                b"0123456789ABCDEF"
+            } else {
+                b"0123456789abcdef"
+            };
+            let x = if upper { 'X' } else { 'x' };
+            let bytes = s.as_bytes();
+            let len = self.f.prec.map_or(bytes.len(), |p| p.min(bytes.len()));
+            let mut width = 2 * len;
+            if width == 0 {
+                if let Some(w) = self.f.wid {
+                    self.write_padding(w);
+                }
+                return;
+            }
+            if self.f.space {
+                if self.f.sharp {
+                    width *= 2;
+                }
+                width += len - 1;
+            } else if self.f.sharp {
+                width += 2;
+            }
+            let fill = self.f.wid.map_or(0, |w| w.saturating_sub(width));
+            if !self.f.minus {
+                self.write_padding(fill);
+            }
+            if self.f.sharp {
+                self.buf.push('0');
+                self.buf.push(x);
+            }
+            for (k, &b) in bytes[..len].iter().enumerate() {
+                if self.f.space && k > 0 {
+                    self.buf.push(' ');
+                    if self.f.sharp {
+                        self.buf.push('0');
+                        self.buf.push(x);
+                    }
+                }
+                self.buf.push(char::from(digits[usize::from(b >> 4)]));
+                self.buf.push(char::from(digits[usize::from(b & 0xF)]));
+            }
+            if self.f.minus {
+                self.write_padding(fill);
+            }
+        }
+
+        // --- integers
+
+        fn fmt_integer(&mut self, u: u64, signed: bool, verb: char, arg: &Value) {
+            match verb {
+                'v' if self.f.sharp_v && !signed => {
+                    let sharp = std::mem::replace(&mut self.f.sharp, true);
+                    self.fmt_int(u, 16, signed, verb, false);
+                    self.f.sharp = sharp;
+                }
+                'v' | 'd' => self.fmt_int(u, 10, signed, verb, false),
+                'b' => self.fmt_int(u, 2, signed, verb, false),
+                'o' | 'O' => self.fmt_int(u, 8, signed, verb, false),
+                'x' => self.fmt_int(u, 16, signed, verb, false),
+                'X' => self.fmt_int(u, 16, signed, verb, true),
+                'c' => {
+                    let c = rune(u);
+                    self.pad_spaces(c.encode_utf8(&mut [0; 4]));
+                }
+                'q' => {
+                    let q = quote(rune(u).encode_utf8(&mut [0; 4]), '\'', self.f.plus);
+                    self.pad_spaces(&q);
+                }
+                'U' => self.fmt_unicode(u),
+                _ => self.bad_verb(verb, arg),
+            }
+        }
+
+        fn fmt_int(&mut self, u: u64, base: u64, signed: bool, verb: char, upper: bool) {
+            let negative = signed && (u as i64) < 0;
+            let mut u = if negative {
+                (u as i64).unsigned_abs()
+            } else {
+                u
+            };
+            // Leading zeros come from the precision, or from the width with the 0 flag.
+            let mut prec = 0;
+            if let Some(p) = self.f.prec {
+                prec = p;
+                if p == 0 && u == 0 {
+                    // Precision 0 and value 0 print nothing but the padding.
+                    let zero = std::mem::replace(&mut self.f.zero, false);
+                    self.write_padding(self.f.wid.unwrap_or(0));
+                    self.f.zero = zero;
+                    return;
+                }
+            } else if let (true, Some(w)) = (self.f.zero, self.f.wid) {
+                prec = w;
+                if negative || self.f.plus || self.f.space {
+                    prec = prec.saturating_sub(1);
+                }
+            }
+            let digits: &[u8; 17] = if upper {
+                b"0123456789ABCDEFX"
+            } else {
+                b"0123456789abcdefx"
+            };
+            // Built right to left.
+            let mut rev: Vec<u8> = Vec::with_capacity(24.max(prec + 4));
+            loop {
+                rev.push(digits[(u % base) as usize]);
+                u /= base;
+                if u == 0 {
+                    break;
+                }
+            }
+            while rev.len() < prec {
+                rev.push(b'0');
+            }
+            if self.f.sharp {
+                match base {
+                    2 => rev.extend_from_slice(b"b0"),
+                    8 if rev.last() != Some(&b'0') => rev.push(b'0'),
+                    16 => {
+                        rev.push(digits[16]);
+                        rev.push(b'0');
+                    }
+                    _ => {}
+                }
+            }
+            if verb == 'O' {
+                rev.extend_from_slice(b"o0");
+            }
+            if negative {
+                rev.push(b'-');
+            } else if self.f.plus {
+                rev.push(b'+');
+            } else if self.f.space {
+                rev.push(b' ');
+            }
+            rev.reverse();
+            let s = String::from_utf8_lossy(&rev);
+            self.pad_spaces(&s);
+        }
+
+        /// `%U`: `U+0041`, with `%#U` also the quoted character.
+        fn fmt_unicode(&mut self, u: u64) {
+            let prec = self.f.prec.filter(|p| *p > 4).unwrap_or(4);
+            let mut s = format!("U+{u:0prec$X}");
+            if self.f.sharp {
+                if let Some(c) = u32::try_from(u).ok().and_then(char::from_u32) {
+                    if is_print(c) {
+                        s.push_str(" '");
+                        s.push(c);
+                        s.push('\'');
+                    }
+                }
+            }
+            self.pad_spaces(&s);
+        }
+
+        // --- floats
+
+        fn fmt_float(&mut self, x: f64, verb: char, arg: &Value) {
+            match verb {
+                'v' => self.fmt_float_as(x, b'g', -1),
+                'b' | 'g' | 'G' | 'x' | 'X' => self.fmt_float_as(x, verb as u8, -1),
+                'f' | 'e' | 'E' => self.fmt_float_as(x, verb as u8, 6),
+                'F' => self.fmt_float_as(x, b'f', 6),
+                _ => self.bad_verb(verb, arg),
+            }
+        }
+
+        fn fmt_float_as(&mut self, x: f64, verb: u8, default_prec: i64) {
+            let prec = self.f.prec.map_or(default_prec, |p| p as i64);
+            let formatted = format_float(x, verb, prec);
+            // Always start with a sign, '+' standing for "positive".
+            let mut num: Vec<u8> = Vec::with_capacity(formatted.len() + 8);
+            if !formatted.starts_with(['-', '+']) {
+                num.push(b'+');
+            }
+            num.extend_from_slice(formatted.as_bytes());
+            if self.f.space && num[0] == b'+' && !self.f.plus {
+                num[0] = b' ';
+            }
+            if matches!(num.get(1), Some(b'I' | b'N')) {
+                // Infinities and NaN are never zero padded; NaN has no sign unless asked.
+                let start = usize::from(num[1] == b'N' && !self.f.space && !self.f.plus);
+                let s = String::from_utf8_lossy(&num[start..]).into_owned();
+                self.pad_spaces(&s);
+                return;
+            }
+            if self.f.sharp && verb != b'b' {
+                sharp_float(&mut num, verb, prec);
+            }
+            let s = String::from_utf8_lossy(&num).into_owned();
+            if self.f.plus || num[0] != b'+' {
+                match self.f.wid {
+                    // Zero padding goes between the sign and the digits.
+                    Some(w) if self.f.zero && w > num.len() => {
+                        self.buf.push_str(&s[..1]);
+                        self.write_padding(w - num.len());
+                        self.buf.push_str(&s[1..]);
+                    }
+                    _ => self.pad(&s),
+                }
+            } else {
+                self.pad(&s[1..]);
+            }
+        }
+    }
+
+    /// `%#g` and friends: keep a decimal point and the trailing zeros up to the precision.
+    fn sharp_float(num: &mut Vec<u8>, verb: u8, prec: i64) {
+        let mut digits: i64 = match verb {
+            b'v' | b'g' | b'G' | b'x' => {
+                if prec == -1 {
+                    6
+                } else {
+                    prec
+                }
+            }
+            _ => 0,
+        };
+        let mut tail: Vec<u8> = Vec::new();
+        let mut has_point = false;
+        let mut saw_nonzero = false;
+        let mut k = 1;
+        while k < num.len() {
+            match num[k] {
+                b'.' => has_point = true,
+                b'p' | b'P' => {
+                    tail.extend_from_slice(&num[k..]);
+                    num.truncate(k);
+                    break;
+                }
+                b'e' | b'E' if verb != b'x' && verb != b'X' => {
+                    tail.extend_from_slice(&num[k..]);
+                    num.truncate(k);
+                    break;
+                }
+                c => {
+                    if c != b'0' {
+                        saw_nonzero = true;
+                    }
+                    if saw_nonzero {
+                        digits -= 1;
+                    }
+                }
+            }
+            k += 1;
+        }
+        if !has_point {
+            if num.len() == 2 && num[1] == b'0' {
+                digits -= 1;
+            }
+            num.push(b'.');
+        }
+        while digits > 0 {
+            num.push(b'0');
+            digits -= 1;
+        }
+        num.extend_from_slice(&tail);
+    }
+
+    /// A Go integer as the rune `%c` and `%q` print: invalid code points become U+FFFD.
+    fn rune(u: u64) -> char {
+        u32::try_from(u)
+            .ok()
+            .and_then(char::from_u32)
+            .unwrap_or('\u{FFFD}')
+    }
+
+    /// Go's `parseArgNumber` on `s` (starting at '['): the 0-based index, bytes consumed, whether it parsed.
+    fn parse_arg_number(s: &[u8]) -> (Option<usize>, usize, bool) {
+        if s.len() < 3 {
+            return (None, 1, false);
+        }
+        for k in 1..s.len() {
+            if s[k] == b']' {
+                let (n, ni) = parse_num(&s[..k], 1);
+                return match n {
+                    Some(n) if ni == k => (n.checked_sub(1), k + 1, true),
+                    _ => (None, k + 1, false),
+                };
+            }
+        }
+        (None, 1, false)
+    }
+
+    /// The Go type the reference passes a value as, as `%T` prints it.
+    fn go_type(v: &Value) -> String {
+        match v {
+            Value::Null => "<nil>".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Number(Number::Int(_)) => "int".into(),
+            Value::Number(Number::Uint(u)) if i64::try_from(*u).is_ok() => "int".into(),
+            Value::Number(Number::Uint(_)) => "uint64".into(),
+            Value::Number(Number::Float(_)) => "float64".into(),
+            Value::String(_) => "string".into(),
+            Value::Secret(_) => "rivertypes.Secret".into(),
+            Value::Array(_) => "[]interface {}".into(),
+            Value::Object(_) => "map[string]interface {}".into(),
+            Value::Function(_) => "func".into(),
+            Value::Capsule(c) => c.0.type_name().to_string(),
+        }
+    }
+
+    /// Go's `strconv.FormatFloat(x, fmt, prec, 64)` for fmt in `b e E f g G x X` (`prec` < 0: shortest).
+    pub(super) fn format_float(x: f64, fmt: u8, prec: i64) -> String {
+        if x.is_nan() {
+            return "NaN".into();
+        }
+        if x.is_infinite() {
+            return if x > 0.0 { "+Inf" } else { "-Inf" }.into();
+        }
+        let neg = x.is_sign_negative();
+        match fmt {
+            b'b' => return format_binary(x),
+            b'x' | b'X' => return format_hex(x, prec, fmt),
+            _ => {}
+        }
+        let a = x.abs();
+        let sign = if neg { "-" } else { "" };
+        let shortest = prec < 0;
+        let mut prec = prec;
+        let (digits, dp) = if shortest {
+            let (d, dp) = decimal_digits(&format!("{a:e}"));
+            prec = match fmt {
+                b'e' | b'E' => (d.len() as i64 - 1).max(0),
+                b'f' => (d.len() as i64 - dp).max(0),
+                _ => d.len() as i64,
+            };
+            (d, dp)
+        } else {
+            match fmt {
+                // Rust's fixed notation is exactly Go's: correctly rounded, no exponent.
+                b'f' => return format!("{sign}{a:.p$}", p = prec as usize),
+                b'e' | b'E' => decimal_digits(&format!("{a:.p$e}", p = prec as usize)),
+                _ => {
+                    if prec == 0 {
+                        prec = 1;
+                    }
+                    decimal_digits(&format!("{a:.p$e}", p = (prec - 1) as usize))
+                }
+            }
+        };
+        let mut out = String::from(sign);
+        match fmt {
+            b'e' | b'E' => fmt_e(&mut out, &digits, dp, prec, fmt),
+            b'f' => fmt_f(&mut out, &digits, dp, prec),
+            _ => {
+                let nd = digits.len() as i64;
+                let mut eprec = prec;
+                if eprec > nd && nd >= dp {
+                    eprec = nd;
+                }
+                if shortest {
+                    eprec = 6;
+                }
+                let exp = dp - 1;
+                let e = if fmt == b'G' { b'E' } else { b'e' };
+                if exp < -4 || exp >= eprec {
+                    fmt_e(&mut out, &digits, dp, prec.min(nd) - 1, e);
+                } else {
+                    let p = if prec > dp { nd } else { prec };
+                    fmt_f(&mut out, &digits, dp, (p - dp).max(0));
+                }
+            }
+        }
+        out
+    }
+
+    /// The significant digits (no trailing zeros; none for zero) and decimal point position of Rust's
+    /// scientific notation `d.ddde±x`.
+    fn decimal_digits(sci: &str) -> (Vec<u8>, i64) {
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((sci, "0"));
+        let mut digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+        }
+        if digits.is_empty() {
+            return (digits, 0);
+        }
+        (digits, exp.parse::<i64>().unwrap_or(0) + 1)
+    }
+
+    /// Go's `%e`: `d.dddde±dd`.
+    fn fmt_e(out: &mut String, digits: &[u8], dp: i64, prec: i64, e: u8) {
+        out.push(char::from(digits.first().copied().unwrap_or(b'0')));
+        if prec > 0 {
+            out.push('.');
+            for k in 1..=prec as usize {
+                out.push(char::from(digits.get(k).copied().unwrap_or(b'0')));
+            }
+        }
+        out.push(char::from(e));
+        let exp = if digits.is_empty() { 0 } else { dp - 1 };
+        out.push(if exp < 0 { '-' } else { '+' });
+        let exp = exp.unsigned_abs();
+        if exp < 10 {
+            out.push('0');
+        }
+        out.push_str(&exp.to_string());
+    }
+
+    /// Go's `%f` from digits: `ddd.ddd`.
+    fn fmt_f(out: &mut String, digits: &[u8], dp: i64, prec: i64) {
+        if dp > 0 {
+            for k in 0..dp as usize {
+                out.push(char::from(digits.get(k).copied().unwrap_or(b'0')));
+            }
+        } else {
+            out.push('0');
+        }
+        if prec > 0 {
+            out.push('.');
+            for k in 0..prec {
+                let j = dp + k;
+                let c = usize::try_from(j)
+                    .ok()
+                    .and_then(|j| digits.get(j).copied())
+                    .unwrap_or(b'0');
+                out.push(char::from(c));
+            }
+        }
+    }
+
+    /// The sign, mantissa and binary exponent of `x`, as Go's strconv splits them.
+    fn float_parts(x: f64) -> (bool, u64, i64) {
+        let bits = x.to_bits();
+        let neg = bits >> 63 != 0;
+        let mut exp = ((bits >> 52) & 0x7FF) as i64;
+        let mut mant = bits & ((1 << 52) - 1);
+        if exp == 0 {
+            exp += 1;
+        } else {
+            mant |= 1 << 52;
+        }
+        (neg, mant, exp - 1023)
+    }
+
+    /// Go's `%b` of a float: `-ddddp±ddd`, a decimal mantissa and binary exponent.
+    fn format_binary(x: f64) -> String {
+        let (neg, mant, exp) = float_parts(x);
+        let exp = exp - 52;
+        format!(
+            "{}{mant}p{}{exp}",
+            if neg { "-" } else { "" },
+            if exp >= 0 { "+" } else { "" }
+        )
+    }
+
+    /// Go's `%x` of a float: `-0x1.yyyyp±dd`.
+    fn format_hex(x: f64, prec: i64, fmt: u8) -> String {
+        let (neg, mut mant, mut exp) = float_parts(x);
+        if mant == 0 {
+            exp = 0;
+        }
+        // Shift so the leading 1 (if any) is at bit 60.
+        mant <<= 60 - 52;
+        while mant != 0 && mant & (1 << 60) == 0 {
+            mant <<= 1;
+            exp -= 1;
+        }
+        if (0..15).contains(&prec) {
+            let shift = (prec * 4) as u32;
+            let extra = (mant << shift) & ((1 << 60) - 1);
+            mant >>= 60 - shift;
+            if extra | (mant & 1) > 1 << 59 {
+                mant += 1;
+            }
+            mant <<= 60 - shift;
+            if mant & (1 << 61) != 0 {
+                mant >>= 1;
+                exp += 1;
+            }
+        }
+        let hex: &[u8; 16] = if fmt == b'X' {
+            b"0123456789ABCDEF"
+        } else {
+            b"0123456789abcdef"
+        };
+        let mut out = String::new();
+        if neg {
+            out.push('-');
+        }
+        out.push('0');
+        out.push(char::from(fmt));
+        out.push(if (mant >> 60) & 1 == 1 { '1' } else { '0' });
+        mant <<= 4;
+        if prec < 0 && mant != 0 {
+            out.push('.');
+            while mant != 0 {
+                out.push(char::from(hex[((mant >> 60) & 15) as usize]));
+                mant <<= 4;
+            }
+        } else if prec > 0 {
+            out.push('.');
+            for _ in 0..prec {
+                out.push(char::from(hex[((mant >> 60) & 15) as usize]));
+                mant <<= 4;
+            }
+        }
+        out.push(if fmt == b'X' { 'P' } else { 'p' });
+        out.push(if exp < 0 { '-' } else { '+' });
+        let exp = exp.unsigned_abs();
+        if exp < 10 {
+            out.push('0');
+        }
+        out.push_str(&exp.to_string());
+        out
+    }
+
+    /// Go's `strconv.CanBackquote`.
+    fn can_backquote(s: &str) -> bool {
+        s.chars()
+            .all(|c| !(c == '\u{FEFF}' || (c < ' ' && c != '\t') || c == '`' || c == '\u{7F}'))
+    }
+
+    /// Go's `strconv.Quote` (with `quote` = '"') and `QuoteRune` ('\''); ASCII-only for `%+q`.
+    pub(super) fn quote(s: &str, quote: char, ascii_only: bool) -> String {
+        let mut out = String::with_capacity(s.len() + 2);
+        out.push(quote);
+        for c in s.chars() {
+            if c == quote || c == '\\' {
+                out.push('\\');
+                out.push(c);
+                continue;
+            }
+            if if ascii_only {
+                c.is_ascii() && is_print(c)
+            } else {
+                is_print(c)
+            } {
+                out.push(c);
+                continue;
+            }
+            match c {
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                c if c < ' ' || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push_str(&format!("\\U{:08x}", c as u32)),
+            }
+        }
+        out.push(quote);
+        out
+    }
+
+    /// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space. Without
+    /// Unicode category tables this treats control, format, separator, private-use and noncharacter code
+    /// points as unprintable, and every other assigned-looking character as printable.
+    pub(super) fn is_print(c: char) -> bool {
+        let u = c as u32;
+        if u < 0x80 {
+            return (0x20..0x7F).contains(&u);
+        }
+        if c.is_control() || c.is_whitespace() {
+            return false;
+        }
+        !matches!(u,
+            0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+            | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+            | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+            | 0xE0001 | 0xE0020..=0xE007F
+            | 0xE000..=0xF8FF | 0xF0000..=0x10FFFF
+            | 0xFDD0..=0xFDEF)
+            && u & 0xFFFE != 0xFFFE
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Encodings
+
+/// `json_decode(s)` / `encoding.from_json(s)`: Go's `json.Unmarshal` into `interface{}`, so every number is a
+/// float64. Object fields keep their order.
+fn from_json(args: &[Value]) -> StdResult {
+    let [text] = strings::<1>(args)?;
+    match serde_json::from_str::<GoJson>(&text) {
+        Ok(GoJson(v)) => Ok(v),
+        Err(e) => Err(CallError::Call(go_json_error(&text).unwrap_or_else(|| {
+            // Valid syntax that serde_json still rejects: a number beyond float64, or deep nesting.
+            if e.to_string().starts_with("number out of range") {
+                format!(
+                    "json: cannot unmarshal number {} into Go value of type float64",
+                    number_at(&text, e.column())
+                )
+            } else {
+                e.to_string()
+            }
+        }))),
+    }
+}
+
+/// The JSON number that ends at (1-based) column `col` of the line serde_json reports it on.
+fn number_at(text: &str, col: usize) -> &str {
+    let line_start = text.len() - text.trim_start_matches(|c: char| c.is_whitespace()).len();
+    let end = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .nth(col.saturating_sub(1).max(line_start))
+        .unwrap_or(text.len());
+    let start = text[..end]
+        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')))
+        .map_or(0, |i| i + 1);
+    let stop = text[end..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')))
+        .map_or(text.len(), |i| end + i);
+    &text[start..stop]
+}
+
+/// A River value read from JSON the way Go's `encoding/json` reads into `interface{}` (numbers as float64).
+struct GoJson(Value);
+
+impl<'de> serde::Deserialize<'de> for GoJson {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(GoJsonVisitor).map(GoJson)
+    }
+}
+
+struct GoJsonVisitor;
+
+impl<'de> serde::de::Visitor<'de> for GoJsonVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::float(i as f64))
+    }
+
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(Value::float(u as f64))
+    }
+
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Value::float(x))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::string(s))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(GoJson(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Object::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some((k, GoJson(v))) = map.next_entry::<String, GoJson>()? {
+            fields.insert(k, v);
+        }
+        Ok(Value::object(fields))
+    }
+}
+
+/// The message Go's `encoding/json` gives for a syntax error in `text`, or `None` if the syntax is valid.
+fn go_json_error(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut stack: Vec<u8> = Vec::new();
+    let eof = || Some("unexpected end of JSON input".to_string());
+    let bad = |c: u8, context: &str| Some(format!("invalid character {} {context}", quote_char(c)));
+    let skip_ws = |i: &mut usize| {
+        while matches!(b.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *i += 1;
+        }
+    };
+    'value: loop {
+        // A value starts here.
+        skip_ws(&mut i);
+        let Some(&c) = b.get(i) else { return eof() };
+        i += 1;
+        match c {
+            b'{' => {
+                skip_ws(&mut i);
+                match b.get(i) {
+                    None => return eof(),
+                    Some(b'}') => i += 1,
+                    Some(b'"') => {
+                        stack.push(b'{');
+                        i += 1;
+                        if let Some(e) = go_json_string(b, &mut i) {
+                            return Some(e);
+                        }
+                        skip_ws(&mut i);
+                        match b.get(i) {
+                            None => return eof(),
+                            Some(b':') => {
+                                i += 1;
+                                continue 'value;
+                            }
+                            Some(&c) => return bad(c, "after object key"),
+                        }
+                    }
+                    Some(&c) => return bad(c, "looking for beginning of object key string"),
+                }
+            }
+            b'[' => {
+                skip_ws(&mut i);
+                match b.get(i) {
+                    None => return eof(),
+                    Some(b']') => i += 1,
+                    Some(_) => {
+                        stack.push(b'[');
+                        continue 'value;
+                    }
+                }
+            }
+            b'"' => {
+                if let Some(e) = go_json_string(b, &mut i) {
+                    return Some(e);
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                i -= 1;
+                if let Some(e) = go_json_number(b, &mut i) {
+                    return Some(e);
+                }
+            }
+            b't' | b'f' | b'n' => {
+                let (word, name): (&[u8], &str) = match c {
+                    b't' => (b"rue", "true"),
+                    b'f' => (b"alse", "false"),
+                    _ => (b"ull", "null"),
+                };
+                for &want in word {
+                    match b.get(i) {
+                        None => return eof(),
+                        Some(&got) if got == want => i += 1,
+                        Some(&got) => {
+                            return bad(
+                                got,
+                                &format!("in literal {name} (expecting {})", quote_char(want)),
+                            )
+                        }
+                    }
+                }
+            }
+            c => return bad(c, "looking for beginning of value"),
+        }
+        // A value ended: what may follow it.
+        loop {
+            skip_ws(&mut i);
+            let Some(&top) = stack.last() else {
+                return match b.get(i) {
+                    None => None,
+                    Some(&c) => bad(c, "after top-level value"),
+                };
+            };
+            let Some(&c) = b.get(i) else { return eof() };
+            i += 1;
+            match (top, c) {
+                (b'[', b',') => continue 'value,
+                (b'[', b']') | (b'{', b'}') => {
+                    stack.pop();
+                }
+                (b'[', c) => return bad(c, "after array element"),
+                (_, b',') => {
+                    skip_ws(&mut i);
+                    match b.get(i) {
+                        None => return eof(),
+                        Some(b'"') => {
+                            i += 1;
+                            if let Some(e) = go_json_string(b, &mut i) {
+                                return Some(e);
+                            }
+                        }
+                        Some(&c) => return bad(c, "looking for beginning of object key string"),
+                    }
+                    skip_ws(&mut i);
+                    match b.get(i) {
+                        None => return eof(),
+                        Some(b':') => {
+                            i += 1;
+                            continue 'value;
+                        }
+                        Some(&c) => return bad(c, "after object key"),
+                    }
+                }
+                (_, c) => return bad(c, "after object key:value pair"),
+            }
+        }
+    }
+}
+
+/// Checks a JSON string body after its opening quote, Go's way.
+fn go_json_string(b: &[u8], i: &mut usize) -> Option<String> {
+    loop {
+        let Some(&c) = b.get(*i) else {
+            return Some("unexpected end of JSON input".into());
+        };
+        *i += 1;
+        match c {
+            b'"' => return None,
+            b'\\' => {
+                let Some(&e) = b.get(*i) else {
+                    return Some("unexpected end of JSON input".into());
+                };
+                *i += 1;
+                match e {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => {
+                        for _ in 0..4 {
+                            match b.get(*i) {
+                                None => return Some("unexpected end of JSON input".into()),
+                                Some(h) if h.is_ascii_hexdigit() => *i += 1,
+                                Some(&h) => {
+                                    return Some(format!(
+                                        "invalid character {} in \\u hexadecimal character escape",
+                                        quote_char(h)
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                    e => {
+                        return Some(format!(
+                            "invalid character {} in string escape code",
+                            quote_char(e)
+                        ))
+                    }
+                }
+            }
+            c if c < 0x20 => {
+                return Some(format!(
+                    "invalid character {} in string literal",
+                    quote_char(c)
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Checks a JSON number starting at `b[*i]`, Go's way, leaving `*i` after it.
+fn go_json_number(b: &[u8], i: &mut usize) -> Option<String> {
+    let digits = |i: &mut usize| {
+        while matches!(b.get(*i), Some(b'0'..=b'9')) {
+            *i += 1;
+        }
+    };
+    let need_digit = |i: &mut usize, context: &str| match b.get(*i) {
+        None => Some("unexpected end of JSON input".to_string()),
+        Some(b'0'..=b'9') => None,
+        Some(&c) => Some(format!("invalid character {} {context}", quote_char(c))),
+    };
+    if b.get(*i) == Some(&b'-') {
+        *i += 1;
+        if let Some(e) = need_digit(i, "in numeric literal") {
+            return Some(e);
+        }
+    }
+    if b.get(*i) == Some(&b'0') {
+        *i += 1;
+    } else {
+        digits(i);
+    }
+    if b.get(*i) == Some(&b'.') {
+        *i += 1;
+        if let Some(e) = need_digit(i, "after decimal point in numeric literal") {
+            return Some(e);
+        }
+        digits(i);
+    }
+    if matches!(b.get(*i), Some(b'e' | b'E')) {
+        *i += 1;
+        if matches!(b.get(*i), Some(b'+' | b'-')) {
+            *i += 1;
+        }
+        if let Some(e) = need_digit(i, "in exponent of numeric literal") {
+            return Some(e);
+        }
+        digits(i);
+    }
+    None
+}
+
+/// Go's `quoteChar`: a byte in single quotes, escaped like a Go string.
+fn quote_char(c: u8) -> String {
+    match c {
+        b'\'' => "'\\''".into(),
+        b'"' => "'\"'".into(),
+        c => {
+            let q = gofmt::quote(char::from(c).encode_utf8(&mut [0; 4]), '"', false);
+            format!("'{}'", &q[1..q.len() - 1])
+        }
+    }
+}
+
+/// A JSON value as River sees the results of `json_path`: integers stay integers.
+fn from_json_value(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::int(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::uint(u)
+            } else {
+                Value::float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        serde_json::Value::String(s) => Value::string(s),
+        serde_json::Value::Array(items) => {
+            Value::array(items.iter().map(from_json_value).collect())
+        }
+        serde_json::Value::Object(fields) => Value::object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), from_json_value(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// `json_path(json, path)`: every match of the JSONPath `path` in the JSON document, as an array.
+fn json_path(args: &[Value]) -> StdResult {
+    let [text, path] = strings::<2>(args)?;
+    // The reference accepts paths without the root `$` (".a", "[0]", "a.b").
+    let path: Cow<'_, str> = match path.as_bytes().first() {
+        Some(b'$') => path,
+        Some(b'@') => Cow::Owned(format!("${}", &path[1..])),
+        Some(b'.' | b'[') => Cow::Owned(format!("${path}")),
+        _ => Cow::Owned(format!("$.{path}")),
+    };
+    let query =
+        serde_json_path::JsonPath::parse(&path).map_err(|e| CallError::Call(e.to_string()))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| CallError::Call(go_json_error(&text).unwrap_or_else(|| e.to_string())))?;
+    let found = query.query(&doc).all();
+    Ok(Value::array(
+        found.into_iter().map(from_json_value).collect(),
+    ))
+}
+
+/// `yaml_decode(s)` / `encoding.from_yaml(s)`: the first YAML document (null if there is none). Integers stay
+/// integers, as with the reference's YAML decoder. Decision: non-string mapping keys become their text.
+fn from_yaml(args: &[Value]) -> StdResult {
+    use serde::Deserialize;
+    let [text] = strings::<1>(args)?;
+    let yaml_error = |e: serde_yaml_ng::Error| {
+        let msg = e.to_string();
+        // serde_yaml_ng says "problem at line L column C, while ..."; the reference says "yaml: line L: problem".
+        let problem = msg.split(" at line ").next().unwrap_or(&msg);
+        CallError::Call(match e.location() {
+            Some(loc) => format!("yaml: line {}: {problem}", loc.line()),
+            None => format!("yaml: {problem}"),
+        })
+    };
+    let Some(doc) = serde_yaml_ng::Deserializer::from_str(&text).next() else {
+        return Ok(Value::Null);
+    };
+    let mut v = serde_yaml_ng::Value::deserialize(doc).map_err(yaml_error)?;
+    v.apply_merge().map_err(yaml_error)?;
+    Ok(from_yaml_value(v))
+}
+
+fn from_yaml_value(v: serde_yaml_ng::Value) -> Value {
+    use serde_yaml_ng::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::int(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::uint(u)
+            } else {
+                Value::float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Y::String(s) => Value::string(s),
+        Y::Sequence(items) => Value::array(items.into_iter().map(from_yaml_value).collect()),
+        Y::Mapping(m) => Value::object(
+            m.into_iter()
+                .map(|(k, v)| (yaml_key(k), from_yaml_value(v)))
+                .collect(),
+        ),
+        Y::Tagged(t) => from_yaml_value(t.value),
+    }
+}
+
+fn yaml_key(k: serde_yaml_ng::Value) -> String {
+    use serde_yaml_ng::Value as Y;
+    match k {
+        Y::String(s) => s,
+        Y::Null => "null".into(),
+        Y::Bool(b) => b.to_string(),
+        Y::Number(n) => n.to_string(),
+        Y::Tagged(t) => yaml_key(t.value),
+        other => serde_yaml_ng::to_string(&other)
+            .map(|s| s.trim_end().to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// Go's `base64.StdEncoding` / `URLEncoding`: padded, lenient about the unused bits of the last symbol.
+fn base64_engine(url: bool) -> base64::engine::GeneralPurpose {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    let config = GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true);
+    let alphabet = if url {
+        &base64::alphabet::URL_SAFE
+    } else {
+        &base64::alphabet::STANDARD
+    };
+    GeneralPurpose::new(alphabet, config)
+}
+
+fn decode_base64(args: &[Value], url: bool) -> StdResult {
+    use base64::Engine;
+    let [text] = strings::<1>(args)?;
+    // Go skips line breaks inside base64 input.
+    let text: Cow<'_, str> = if text.contains(['\r', '\n']) {
+        Cow::Owned(text.replace(['\r', '\n'], ""))
+    } else {
+        text
+    };
+    match base64_engine(url).decode(text.as_bytes()) {
+        // Decision: bytes that are not UTF-8 become U+FFFD (River strings are UTF-8).
+        Ok(bytes) => Ok(Value::string(String::from_utf8_lossy(&bytes))),
+        Err(e) => {
+            let at = match e {
+                base64::DecodeError::InvalidByte(at, _) => at,
+                base64::DecodeError::InvalidLastSymbol { offset, .. } => offset,
+                base64::DecodeError::InvalidLength(len) => len,
+                base64::DecodeError::InvalidPadding => text.len(),
+            };
+            Err(CallError::Call(format!(
+                "illegal base64 data at input byte {at}"
+            )))
+        }
+    }
+}
+
+/// `base64_decode(s)` / `encoding.from_base64(s)`.
+fn from_base64(args: &[Value]) -> StdResult {
+    decode_base64(args, false)
+}
+
+/// `encoding.from_URLbase64(s)`: the URL-safe alphabet.
+fn from_url_base64(args: &[Value]) -> StdResult {
+    decode_base64(args, true)
+}
+
+/// `encoding.to_base64(s)`.
+fn to_base64(args: &[Value]) -> StdResult {
+    use base64::Engine;
+    let [text] = strings::<1>(args)?;
+    Ok(Value::string(base64_engine(false).encode(text.as_bytes())))
+}
+
+/// `encoding.to_URLbase64(s)`.
+fn to_url_base64(args: &[Value]) -> StdResult {
+    use base64::Engine;
+    let [text] = strings::<1>(args)?;
+    Ok(Value::string(base64_engine(true).encode(text.as_bytes())))
+}
+
+/// `encoding.url_encode(s)`: Go's `url.QueryEscape` (space becomes `+`).
+fn url_encode(args: &[Value]) -> StdResult {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~');
+    let [text] = strings::<1>(args)?;
+    let mut out = String::with_capacity(text.len());
+    for (k, part) in text.split(' ').enumerate() {
+        if k > 0 {
+            out.push('+');
+        }
+        out.extend(utf8_percent_encode(part, QUERY));
+    }
+    Ok(Value::string(out))
+}
+
+/// `encoding.url_decode(s)`: Go's `url.QueryUnescape` (`+` is a space; a bad `%` escape is an error).
+fn url_decode(args: &[Value]) -> StdResult {
+    let [text] = strings::<1>(args)?;
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = |k: usize| b.get(k).and_then(|c| char::from(*c).to_digit(16));
+                match (hex(i + 1), hex(i + 2)) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 3;
+                    }
+                    _ => {
+                        let bad = &b[i..b.len().min(i + 3)];
+                        return Err(CallError::Call(format!(
+                            "invalid URL escape {}",
+                            gofmt::quote(&String::from_utf8_lossy(bad), '"', false)
+                        )));
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    // Decision: bytes that are not UTF-8 become U+FFFD.
+    Ok(Value::string(String::from_utf8_lossy(&out)))
+}
+
+/// `encoding.to_json(object)`: Go's `json.Marshal` of the object (sorted keys, HTML-safe escapes).
+fn to_json(args: &[Value]) -> StdResult {
+    arity(args, 1)?;
+    if !matches!(args[0], Value::Object(_)) {
+        return Err(CallError::Call("jsonEncode only supports map".into()));
+    }
+    let mut out = String::new();
+    write_go_json(&mut out, &args[0])?;
+    Ok(Value::string(out))
+}
+
+fn write_go_json(out: &mut String, v: &Value) -> Result<(), CallError> {
+    use fmt::Write;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(Number::Int(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Number(Number::Uint(u)) => {
+            let _ = write!(out, "{u}");
+        }
+        Value::Number(Number::Float(x)) => {
+            if !x.is_finite() {
+                return Err(CallError::Call(format!(
+                    "json: unsupported value: {}",
+                    gofmt::format_float(*x, b'g', -1)
+                )));
+            }
+            let abs = x.abs();
+            let exponent = abs != 0.0 && !(1e-6..1e21).contains(&abs);
+            let s = gofmt::format_float(*x, if exponent { b'e' } else { b'f' }, -1);
+            // Go writes e-7, not e-07.
+            match s.find("e-0") {
+                Some(at) if exponent && s.len() == at + 4 => {
+                    out.push_str(&s[..at + 2]);
+                    out.push_str(&s[at + 3..]);
+                }
+                _ => out.push_str(&s),
+            }
+        }
+        Value::String(s) => write_go_json_string(out, s),
+        // Like the reference, which marshals a secret as the string it holds.
+        Value::Secret(s) => write_go_json_string(out, s.expose()),
+        Value::Array(items) => {
+            out.push('[');
+            for (k, item) in items.iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                write_go_json(out, item)?;
+            }
+            out.push(']');
+        }
+        Value::Object(fields) => {
+            let mut sorted: Vec<(&String, &Value)> = fields.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (k, (key, value)) in sorted.into_iter().enumerate() {
+                if k > 0 {
+                    out.push(',');
+                }
+                write_go_json_string(out, key);
+                out.push(':');
+                write_go_json(out, value)?;
+            }
+            out.push('}');
+        }
+        Value::Function(_) => {
+            return Err(CallError::Call("json: unsupported type: func".into()));
+        }
+        Value::Capsule(c) => {
+            return Err(CallError::Call(format!(
+                "json: unsupported type: {}",
+                c.0.type_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A JSON string as Go's encoder writes it, escaping `<`, `>`, `&`, U+2028 and U+2029 too.
+fn write_go_json_string(out: &mut String, s: &str) {
+    use fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c < ' ' || matches!(c, '<' | '>' | '&' | '\u{2028}' | '\u{2029}') => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
