@@ -706,9 +706,8 @@ mod gofmt {
                         arg_num = n;
                         match p {
                             Some(p) if p >= 0 => self.f.prec = Some(p as usize),
-                            // A negative precision is no precision, silently.
-                            Some(_) => self.f.prec = None,
-                            None => {
+                            // A negative precision is a bad one too.
+                            _ => {
                                 self.f.prec = None;
                                 self.buf.push_str("%!(BADPREC)");
                             }
@@ -1696,10 +1695,10 @@ fn go_json_error(text: &str) -> Option<String> {
                     _ => (b"ull", "null"),
                 };
                 for &want in word {
-                    match b.get(i) {
-                        None => return eof(),
-                        Some(&got) if got == want => i += 1,
-                        Some(&got) => {
+                    // At the end of input Go's scanner sees a space.
+                    match b.get(i).copied().unwrap_or(b' ') {
+                        got if got == want => i += 1,
+                        got => {
                             return bad(
                                 got,
                                 &format!("in literal {name} (expecting {})", quote_char(want)),
@@ -1765,18 +1764,16 @@ fn go_json_string(b: &[u8], i: &mut usize) -> Option<String> {
         match c {
             b'"' => return None,
             b'\\' => {
-                let Some(&e) = b.get(*i) else {
-                    return Some("unexpected end of JSON input".into());
-                };
+                // At the end of input Go's scanner sees a space.
+                let e = b.get(*i).copied().unwrap_or(b' ');
                 *i += 1;
                 match e {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
                     b'u' => {
                         for _ in 0..4 {
-                            match b.get(*i) {
-                                None => return Some("unexpected end of JSON input".into()),
-                                Some(h) if h.is_ascii_hexdigit() => *i += 1,
-                                Some(&h) => {
+                            match b.get(*i).copied().unwrap_or(b' ') {
+                                h if h.is_ascii_hexdigit() => *i += 1,
+                                h => {
                                     return Some(format!(
                                         "invalid character {} in \\u hexadecimal character escape",
                                         quote_char(h)
@@ -1811,10 +1808,10 @@ fn go_json_number(b: &[u8], i: &mut usize) -> Option<String> {
             *i += 1;
         }
     };
-    let need_digit = |i: &mut usize, context: &str| match b.get(*i) {
-        None => Some("unexpected end of JSON input".to_string()),
-        Some(b'0'..=b'9') => None,
-        Some(&c) => Some(format!("invalid character {} {context}", quote_char(c))),
+    // At the end of input Go's scanner sees a space.
+    let need_digit = |i: &mut usize, context: &str| match b.get(*i).copied().unwrap_or(b' ') {
+        b'0'..=b'9' => None,
+        c => Some(format!("invalid character {} {context}", quote_char(c))),
     };
     if b.get(*i) == Some(&b'-') {
         *i += 1;
@@ -1982,6 +1979,11 @@ fn base64_engine(url: bool) -> base64::engine::GeneralPurpose {
 fn decode_base64(args: &[Value], url: bool) -> StdResult {
     use base64::Engine;
     let [text] = strings::<1>(args)?;
+    if let Some(at) = go_base64_error(text.as_bytes(), url) {
+        return Err(CallError::Call(format!(
+            "illegal base64 data at input byte {at}"
+        )));
+    }
     // Go skips line breaks inside base64 input.
     let text: Cow<'_, str> = if text.contains(['\r', '\n']) {
         Cow::Owned(text.replace(['\r', '\n'], ""))
@@ -1991,16 +1993,59 @@ fn decode_base64(args: &[Value], url: bool) -> StdResult {
     match base64_engine(url).decode(text.as_bytes()) {
         // Decision: bytes that are not UTF-8 become U+FFFD (River strings are UTF-8).
         Ok(bytes) => Ok(Value::string(String::from_utf8_lossy(&bytes))),
-        Err(e) => {
-            let at = match e {
-                base64::DecodeError::InvalidByte(at, _) => at,
-                base64::DecodeError::InvalidLastSymbol { offset, .. } => offset,
-                base64::DecodeError::InvalidLength(len) => len,
-                base64::DecodeError::InvalidPadding => text.len(),
+        Err(e) => Err(CallError::Call(e.to_string())),
+    }
+}
+
+/// Where Go's `base64` decoder (padded, line breaks ignored) stops on `src`, or `None` if it accepts it.
+fn go_base64_error(src: &[u8], url: bool) -> Option<usize> {
+    let symbol = |c: u8| {
+        c.is_ascii_alphanumeric()
+            || if url {
+                c == b'-' || c == b'_'
+            } else {
+                c == b'+' || c == b'/'
+            }
+    };
+    let newline = |c: u8| c == b'\n' || c == b'\r';
+    let mut si = 0;
+    loop {
+        // One quantum of four symbols.
+        let mut j = 0;
+        while j < 4 {
+            let Some(&c) = src.get(si) else {
+                return match j {
+                    0 => None,
+                    // An incomplete quantum: Go reports where it started (not counting line breaks).
+                    _ => Some(si - j),
+                };
             };
-            Err(CallError::Call(format!(
-                "illegal base64 data at input byte {at}"
-            )))
+            si += 1;
+            if symbol(c) {
+                j += 1;
+                continue;
+            }
+            if newline(c) {
+                continue;
+            }
+            if c != b'=' || j < 2 {
+                return Some(si - 1);
+            }
+            // Padding ends the input.
+            if j == 2 {
+                while src.get(si).copied().is_some_and(newline) {
+                    si += 1;
+                }
+                match src.get(si) {
+                    None => return Some(src.len()),
+                    Some(b'=') => si += 1,
+                    Some(_) => return Some(si - 1),
+                }
+            }
+            while src.get(si).copied().is_some_and(newline) {
+                si += 1;
+            }
+            return (si < src.len()).then_some(si);
         }
     }
 }
@@ -2187,4 +2232,507 @@ fn write_go_json_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::Stmt;
+
+    /// Evaluates `expr` through the real parser and evaluator, in `scope`.
+    fn eval_in(expr: &str, scope: &Scope) -> Result<Value, String> {
+        let src = format!("x = {expr}");
+        let (file, diags) = crate::parse(&src);
+        assert!(diags.is_empty(), "{expr}: {diags:?}");
+        let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+            panic!("{expr}: no attribute")
+        };
+        crate::eval::eval_expr(&a.value, &src, scope).map_err(|e| e.message)
+    }
+
+    fn eval(expr: &str) -> Result<Value, String> {
+        let mut scope = Scope::with_stdlib();
+        scope.insert("secret", Value::secret("s3cr3t"));
+        scope.insert("empty_secret", Value::secret(""));
+        scope.insert("big", Value::uint(u64::MAX));
+        eval_in(expr, &scope)
+    }
+
+    /// The string an expression gives, or its error.
+    fn text(expr: &str) -> Result<String, String> {
+        match eval(expr)? {
+            Value::String(s) => Ok(s.to_string()),
+            other => Err(format!("{expr}: not a string: {other:?}")),
+        }
+    }
+
+    fn strs(items: &[&str]) -> Value {
+        Value::array(items.iter().map(Value::string).collect())
+    }
+
+    fn obj(fields: Vec<(&str, Value)>) -> Value {
+        Value::object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        )
+    }
+
+    /// Each case: a River expression and what the reference gives (computed with Go's own `fmt.Sprintf`,
+    /// `url`, `base64`, `encoding/json`, `path/filepath` and `strings` packages).
+    fn check(cases: &[(&str, Result<&str, &str>)]) {
+        let mut failures = Vec::new();
+        for (expr, want) in cases {
+            let got = text(expr);
+            let want = want.map(str::to_string).map_err(str::to_string);
+            if got != want {
+                failures.push(format!("{expr}\n   got {got:?}\n  want {want:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn format_matches_go() {
+        check(&[
+            (r#"format("Hello %s", "World")"#, Ok("Hello World")),
+            (r#"format("%d|%d", 42, -7)"#, Ok("42|-7")),
+            (
+                r#"format("%5d|%-5d|%05d|%-05d|", 42, 42, -42, 3)"#,
+                Ok("   42|42   |-0042|3    |"),
+            ),
+            (
+                r#"format("%+d % d %+d % d", 5, 5, -5, -5)"#,
+                Ok("+5  5 -5 -5"),
+            ),
+            (
+                r#"format("%x %X %o %O %b", 255, 255, 8, 8, 5)"#,
+                Ok("ff FF 10 0o10 101"),
+            ),
+            (
+                r#"format("%#x %#X %#o %#b %#o", 255, 255, 8, 5, 0)"#,
+                Ok("0xff 0XFF 010 0b101 0"),
+            ),
+            (
+                r#"format("%08.3d|%.0d|%5.0d|%x", 7, 0, 0, -255)"#,
+                Ok("     007||     |-ff"),
+            ),
+            (
+                r#"format("%c%c %q %q %U %#U %c %U", 65, 128512, 65, 127, 128512, 65, -1, -1)"#,
+                Ok("A😀 'A' '\\x7f' U+1F600 U+0041 'A' � U+FFFFFFFFFFFFFFFF"),
+            ),
+            (
+                r#"format("%v %v %v %v", 1.5, 3.0, 1e21, 1e20)"#,
+                Ok("1.5 3 1e+21 1e+20"),
+            ),
+            (
+                r#"format("%v %v %v %v", 100000.0, 1000000.0, 0.0001, 0.00001)"#,
+                Ok("100000 1e+06 0.0001 1e-05"),
+            ),
+            (
+                r#"format("%f %.2f %8.3f| %-8.2f| %08.2f", 1.5, 3.14159, 3.14159, 2.5, -2.5)"#,
+                Ok("1.500000 3.14    3.142| 2.50    | -0002.50"),
+            ),
+            (
+                r#"format("%e %E %.2e %g %G", 123456.789, 0.000123, 1.0, 123456789.0, 1e-7)"#,
+                Ok("1.234568e+05 1.230000E-04 1.00e+00 1.23456789e+08 1E-07"),
+            ),
+            (
+                r#"format("%.3g %.10g %g %g %.3g %.0g", 3.14159, 1.0 / 3.0, 100000.0, 1000000.0, 0.0, 25.0)"#,
+                Ok("3.14 0.3333333333 100000 1e+06 0 2e+01"),
+            ),
+            (
+                r#"format("%#g %#.3g %#f %#.0f %#e %#v", 1.0, 2.0, 3.0, 4.0, 5.0, 6.0)"#,
+                Ok("1.00000 2.00 3.000000 4. 5.000000e+00 6"),
+            ),
+            (
+                r#"format("%x %X %b %x %.3x %.0x", 1.5, -0.375, 2.0, 0.0, 1.0, 1.5)"#,
+                Ok("0x1.8p+00 -0X1.8P-02 4503599627370496p-51 0x0p+00 0x1.000p+00 0x1p+01"),
+            ),
+            (
+                r#"format("%s|%10s|%-10s|%.2s|%5.1s|%05s|", "hello", "hi", "hi", "hello", "hello", "ab")"#,
+                Ok("hello|        hi|hi        |he|    h|000ab|"),
+            ),
+            (
+                r#"format("%q %+q %#q %#q %q", "héllo\n", "héllo", "back`tick", "plain", "tab\there")"#,
+                Ok("\"héllo\\n\" \"h\\u00e9llo\" \"back`tick\" `plain` \"tab\\there\""),
+            ),
+            (
+                r#"format("%x|% x|%#x|% #X|%X|%5x|%-6x|%.1x", "hi", "hi", "hi", "hi", "", "", "hi", "hi")"#,
+                Ok("6869|68 69|0x6869|0X68 0X69||     |6869  |68"),
+            ),
+            (
+                r#"format("%t %v %5t|", true, false, true)"#,
+                Ok("true false  true|"),
+            ),
+            (
+                r#"format("%v %d %s", [1, "a", true], [1, 2], ["x", null])"#,
+                Ok("[1 a true] [1 2] [x <nil>]"),
+            ),
+            (
+                r#"format("%v %#v", {b = 1, a = "x"}, {b = 1, a = "x"})"#,
+                Ok("map[a:x b:1] map[string]interface {}{\"a\":\"x\", \"b\":1}"),
+            ),
+            (
+                r#"format("%#v %#v %#v %#v %#v", [1, "a"], "s", 1.5, null, [null])"#,
+                Ok("[]interface {}{1, \"a\"} \"s\" 1.5 <nil> []interface {}{interface {}(nil)}"),
+            ),
+            (
+                r#"format("%v %s %d %d", null, null, null, [null])"#,
+                Ok("<nil> %!s(<nil>) %!d(<nil>) [<nil>]"),
+            ),
+            (
+                r#"format("%d %s %t %x %d", "str", 5, 1, true, 1.5)"#,
+                Ok("%!d(string=str) %!s(int=5) %!t(int=1) %!x(bool=true) %!d(float64=1.5)"),
+            ),
+            (r#"format("%d %d", 1)"#, Ok("1 %!d(MISSING)")),
+            (
+                r#"format("%d", 1, 2, "x", null)"#,
+                Ok("1%!(EXTRA int=2, string=x, <nil>)"),
+            ),
+            (r#"format("%[2]d %[1]d", 1, 2)"#, Ok("2 1")),
+            (
+                r#"format("%[3]d %[0]d %[x]d %d", 1, 2)"#,
+                Ok("%!d(BADINDEX) %!d(BADINDEX) %!d(BADINDEX) 1"),
+            ),
+            (
+                r#"format("%*d|%-*d|%.*f|%[1]*d", 5, 1, 5, 2, 2, 3.14159)"#,
+                Ok("    1|2    |3.14|    1"),
+            ),
+            (
+                r#"format("%*d|%.*d|%*d", "a", 1, -1, 5, -4, 7)"#,
+                Ok("%!(BADWIDTH)1|%!(BADPREC)5|7   "),
+            ),
+            (r#"format("100%% %")"#, Ok("100% %!(NOVERB)")),
+            (
+                r#"format("%!|%z|%5%", 1, 2)"#,
+                Ok("%!!(int=1)|%!z(int=2)|%"),
+            ),
+            (
+                r#"format("%T %T %T %T %T %T %T", 1, 1.5, "s", true, [1], {a = 1}, null)"#,
+                Ok("int float64 string bool []interface {} map[string]interface {} <nil>"),
+            ),
+            (
+                r#"format("%v %d %#v %x", 18446744073709551615, 18446744073709551615, 18446744073709551615, 18446744073709551615)"#,
+                Ok("18446744073709551615 18446744073709551615 0xffffffffffffffff ffffffffffffffff"),
+            ),
+            (
+                r#"format("%5v|%-5v|%05v|%6.2v|", [1, 2], "ab", "ab", 3.14159)"#,
+                Ok("[    1     2]|ab   |000ab|   3.1|"),
+            ),
+            (
+                r#"format("%v %v %v", -0.0, 5e-324, 1.7976931348623157e308)"#,
+                Ok("-0 5e-324 1.7976931348623157e+308"),
+            ),
+            (
+                r#"format("%+.3e|% .3e|%+v|%+d", 1234.5678, 1234.5678, 2.5, 0)"#,
+                Ok("+1.235e+03| 1.235e+03|2.5|+0"),
+            ),
+            (
+                r#"format("%.0f %.0f %.0f %.1f %.2f", 0.5, 1.5, 2.5, 0.25, 1.005)"#,
+                Ok("0 2 2 0.2 1.00"),
+            ),
+            (
+                r#"format("%g %g %g %e", 1e20, 1e21, 123456789012.0, 0.0)"#,
+                Ok("1e+20 1e+21 1.23456789012e+11 0.000000e+00"),
+            ),
+            (
+                r#"format("%10.4v|%-10v|%.3s|%.10s|%5s|", "abcdefgh", 1.5, "日本語日本語", "ab", "日本")"#,
+                Ok("      abcd|1.5       |日本語|ab|   日本|"),
+            ),
+            (
+                r#"format("%08.3f|%+08.3f|% 08.3f|%-+5d|%+-5d|", -3.14159, 3.14159, 3.14159, 3, 3)"#,
+                Ok("-003.142|+003.142| 003.142|+3   |+3   |"),
+            ),
+            (
+                r#"format("%v %v %#v %#v", {}, [], {}, [])"#,
+                Ok("map[] [] map[string]interface {}{} []interface {}{}"),
+            ),
+            (
+                r#"format("%v|%x|%6.2f%%", [[1, 2], {a = [null]}], [255, "a"], 12.3456)"#,
+                Ok("[[1 2] map[a:[<nil>]]]|[ff 61]| 12.35%"),
+            ),
+            (
+                r#"format("%d|%q", {k = "v"}, {k = "v"})"#,
+                Ok("map[%!d(string=k):%!d(string=v)]|map[\"k\":\"v\"]"),
+            ),
+            (r#"format("%s %v", "%d", "%%")"#, Ok("%d %%")),
+            (
+                r#"format("%5.1q|%-8q|%x|%X", "abc", "a", "日", -1)"#,
+                Ok("  \"a\"|\"a\"     |e697a5|-1"),
+            ),
+            (
+                r#"format("%.2e %.1e %.3g %.4g", 9.995, 0.05, 1234567.0, 0.0001234567)"#,
+                Ok("9.99e+00 5.0e-02 1.23e+06 0.0001235"),
+            ),
+            (r#"format("%s", 12)"#, Ok("%!s(int=12)")),
+            (
+                r#"format("%v %.3v %10.3e|", 123456789.0, 1e-5, 6.02214076e23)"#,
+                Ok("1.23456789e+08 1e-05  6.022e+23|"),
+            ),
+            (
+                r#"format("% d|% 5d|%+ d|% x", 1, 1, 1, "ab")"#,
+                Ok(" 1|    1|+1|61 62"),
+            ),
+            (
+                r#"format("%-8.3s|%8.3q|", "abcdef", "abcdef")"#,
+                Ok("abc     |   \"abc\"|"),
+            ),
+            (
+                r#"format("%.3d|%+.3d|%8.3d|%-8.3d|%08.3d", 5, 5, -5, 5, 5)"#,
+                Ok("005|+005|    -005|005     |     005"),
+            ),
+            (
+                r#"format("%[2]*[1]d|%[1]d %d %d", 1, 4)"#,
+                Ok("   1|1 4 %!d(MISSING)"),
+            ),
+            (r#"format("%[1]d %[1]d %.[2]d", 7, 3)"#, Ok("7 7 3")),
+            (
+                r#"format("%-010d|%0-10d|", 1, 1)"#,
+                Ok("1         |1         |"),
+            ),
+            (
+                r#"format("%q", "\u00a0\u200b\u2028é\u0007")"#,
+                Ok("\"\\u00a0\\u200b\\u2028é\\a\""),
+            ),
+            (
+                r#"format("%+q %#+q", "日本\u0001", "日本")"#,
+                Ok("\"\\u65e5\\u672c\\x01\" `日本`"),
+            ),
+            (
+                r#"format("%q %+q %q", 26085, 26085, 39)"#,
+                Ok("'日' '\\u65e5' '\\''"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn encodings_match_go() {
+        check(&[
+            (
+                r#"encoding.url_encode("a b&c=d/é~!*'()-_.")"#,
+                Ok("a+b%26c%3Dd%2F%C3%A9~%21%2A%27%28%29-_."),
+            ),
+            (
+                r#"encoding.url_decode("%zz")"#,
+                Err("invalid URL escape \"%zz\""),
+            ),
+            (
+                r#"encoding.url_decode("%4")"#,
+                Err("invalid URL escape \"%4\""),
+            ),
+            (
+                r#"encoding.url_decode("a%")"#,
+                Err("invalid URL escape \"%\""),
+            ),
+            (
+                r#"encoding.url_decode("%é")"#,
+                Err("invalid URL escape \"%é\""),
+            ),
+            (
+                r#"encoding.url_decode("%4x")"#,
+                Err("invalid URL escape \"%4x\""),
+            ),
+            (r#"encoding.url_decode("a+b%20c%2B")"#, Ok("a b c+")),
+            (
+                r#"encoding.from_base64("!!!")"#,
+                Err("illegal base64 data at input byte 0"),
+            ),
+            (
+                r#"encoding.from_base64("abc")"#,
+                Err("illegal base64 data at input byte 0"),
+            ),
+            (
+                r#"encoding.from_base64("YQ")"#,
+                Err("illegal base64 data at input byte 0"),
+            ),
+            (
+                r#"encoding.from_base64("YQ=")"#,
+                Err("illegal base64 data at input byte 3"),
+            ),
+            (
+                r#"encoding.from_base64("YQ==YQ==")"#,
+                Err("illegal base64 data at input byte 4"),
+            ),
+            (r#"encoding.from_base64("Zm9v\nYmFy")"#, Ok("foobar")),
+            (r#"encoding.from_base64("YR==")"#, Ok("a")),
+            (
+                r#"encoding.from_base64("Zm9vYmFy====")"#,
+                Err("illegal base64 data at input byte 8"),
+            ),
+            (
+                r#"encoding.from_base64("Zm9=vYmFy")"#,
+                Err("illegal base64 data at input byte 4"),
+            ),
+            (
+                r#"encoding.from_json("")"#,
+                Err("unexpected end of JSON input"),
+            ),
+            (
+                r#"encoding.from_json(" ")"#,
+                Err("unexpected end of JSON input"),
+            ),
+            (
+                r#"encoding.from_json("{")"#,
+                Err("unexpected end of JSON input"),
+            ),
+            (
+                r#"encoding.from_json("[1,")"#,
+                Err("unexpected end of JSON input"),
+            ),
+            (
+                r#"encoding.from_json("[1 2]")"#,
+                Err("invalid character '2' after array element"),
+            ),
+            (
+                r#"encoding.from_json("{\"a\" 1}")"#,
+                Err("invalid character '1' after object key"),
+            ),
+            (
+                r#"encoding.from_json("{\"a\":1 \"b\":2}")"#,
+                Err("invalid character '\"' after object key:value pair"),
+            ),
+            (
+                r#"encoding.from_json("{1:2}")"#,
+                Err("invalid character '1' looking for beginning of object key string"),
+            ),
+            (
+                r#"encoding.from_json("{,}")"#,
+                Err("invalid character ',' looking for beginning of object key string"),
+            ),
+            (
+                r#"encoding.from_json("tru")"#,
+                Err("invalid character ' ' in literal true (expecting 'e')"),
+            ),
+            (
+                r#"encoding.from_json("trux")"#,
+                Err("invalid character 'x' in literal true (expecting 'e')"),
+            ),
+            (
+                r#"encoding.from_json("nul")"#,
+                Err("invalid character ' ' in literal null (expecting 'l')"),
+            ),
+            (
+                r#"encoding.from_json("nulx")"#,
+                Err("invalid character 'x' in literal null (expecting 'l')"),
+            ),
+            (
+                r#"encoding.from_json("fals")"#,
+                Err("invalid character ' ' in literal false (expecting 'e')"),
+            ),
+            (
+                r#"encoding.from_json("falsy")"#,
+                Err("invalid character 'y' in literal false (expecting 'e')"),
+            ),
+            (
+                r#"encoding.from_json("-")"#,
+                Err("invalid character ' ' in numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("-a")"#,
+                Err("invalid character 'a' in numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("01")"#,
+                Err("invalid character '1' after top-level value"),
+            ),
+            (
+                r#"encoding.from_json("1.")"#,
+                Err("invalid character ' ' after decimal point in numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("1.x")"#,
+                Err("invalid character 'x' after decimal point in numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("1e")"#,
+                Err("invalid character ' ' in exponent of numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("1e+")"#,
+                Err("invalid character ' ' in exponent of numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("1ex")"#,
+                Err("invalid character 'x' in exponent of numeric literal"),
+            ),
+            (
+                r#"encoding.from_json("\"abc")"#,
+                Err("unexpected end of JSON input"),
+            ),
+            (
+                r#"encoding.from_json("\"a\\x\"")"#,
+                Err("invalid character 'x' in string escape code"),
+            ),
+            (
+                r#"encoding.from_json("\"a\\u12g4\"")"#,
+                Err("invalid character 'g' in \\u hexadecimal character escape"),
+            ),
+            (
+                r#"encoding.from_json("\"a\nb\"")"#,
+                Err("invalid character '\\n' in string literal"),
+            ),
+            (
+                r#"encoding.from_json("1 2")"#,
+                Err("invalid character '2' after top-level value"),
+            ),
+            (
+                r#"encoding.from_json("[1]]")"#,
+                Err("invalid character ']' after top-level value"),
+            ),
+            (
+                r#"encoding.from_json("x")"#,
+                Err("invalid character 'x' looking for beginning of value"),
+            ),
+            (
+                r#"encoding.from_json("'a'")"#,
+                Err("invalid character '\\'' looking for beginning of value"),
+            ),
+            (
+                r#"encoding.from_json("[1,]")"#,
+                Err("invalid character ']' looking for beginning of value"),
+            ),
+            (
+                r#"encoding.from_json("{\"a\":1,}")"#,
+                Err("invalid character '}' looking for beginning of object key string"),
+            ),
+            (
+                r#"encoding.from_json("1e400")"#,
+                Err("json: cannot unmarshal number 1e400 into Go value of type float64"),
+            ),
+            (
+                r#"encoding.from_json("[1e400]")"#,
+                Err("json: cannot unmarshal number 1e400 into Go value of type float64"),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn path_join_and_case_mapping_match_go() {
+        check(&[
+            (
+                r#"file.path_join("this/is", "a/path")"#,
+                Ok("this/is/a/path"),
+            ),
+            (r#"file.path_join()"#, Ok("")),
+            (r#"file.path_join("a")"#, Ok("a")),
+            (r#"file.path_join("/a/", "b/")"#, Ok("/a/b")),
+            (r#"file.path_join("a", "../b")"#, Ok("b")),
+            (r#"file.path_join("a", "", "b")"#, Ok("a/b")),
+            (r#"file.path_join("", "")"#, Ok("")),
+            (r#"file.path_join("..", "a")"#, Ok("../a")),
+            (r#"file.path_join("/..", "a")"#, Ok("/a")),
+            (r#"file.path_join("a/./b/../../..")"#, Ok("..")),
+            (r#"file.path_join("/", "/")"#, Ok("/")),
+            (r#"file.path_join("a//b", "./c")"#, Ok("a/b/c")),
+            (r#"file.path_join("../../x", "../y")"#, Ok("../../y")),
+            (r#"to_upper("ß ǅ ᾀ ﬃ ŉ ſ ı")"#, Ok("ß Ǆ ᾈ ﬃ ŉ S I")),
+            (r#"to_lower("İ ΣΑΣ ǅ K Ω")"#, Ok("i σασ ǆ k ω")),
+            (
+                r#"trim_space("\u00a0\u0085\u2003 x \u3000\u200b")"#,
+                Ok("x 　​"),
+            ),
+        ]);
+    }
 }
