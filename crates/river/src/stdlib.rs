@@ -2731,8 +2731,560 @@ mod tests {
             (r#"to_lower("İ ΣΑΣ ǅ K Ω")"#, Ok("i σασ ǆ k ω")),
             (
                 r#"trim_space("\u00a0\u0085\u2003 x \u3000\u200b")"#,
-                Ok("x 　​"),
+                Ok("x \u{3000}\u{200B}"),
             ),
         ]);
+    }
+
+    /// Every function answers under its Agent Flow name and its Alloy name, with the same result.
+    #[test]
+    fn every_function_under_both_names() {
+        std::env::set_var("RILL_STDLIB_UNIT_TEST_ENV_7Q2", "Hello!");
+        let cases: Vec<(&str, &str, &str, Value)> = vec![
+            (
+                "env",
+                "sys.env",
+                r#""RILL_STDLIB_UNIT_TEST_ENV_7Q2""#,
+                Value::string("Hello!"),
+            ),
+            (
+                "env",
+                "sys.env",
+                r#""RILL_STDLIB_UNIT_TEST_UNSET_7Q2""#,
+                Value::string(""),
+            ),
+            (
+                "nonsensitive",
+                "convert.nonsensitive",
+                "secret",
+                Value::string("s3cr3t"),
+            ),
+            (
+                "nonsensitive",
+                "convert.nonsensitive",
+                r#""plain""#,
+                Value::string("plain"),
+            ),
+            (
+                "concat",
+                "array.concat",
+                r#"[true, "foo"], [], [false, 1]"#,
+                Value::array(vec![
+                    Value::Bool(true),
+                    Value::string("foo"),
+                    Value::Bool(false),
+                    Value::int(1),
+                ]),
+            ),
+            ("concat", "array.concat", "", Value::array(vec![])),
+            (
+                "json_decode",
+                "encoding.from_json",
+                r#""{\"b\": [1, 2.5, null, true, \"x\"], \"a\": {}}""#,
+                obj(vec![
+                    (
+                        "b",
+                        Value::array(vec![
+                            Value::float(1.0),
+                            Value::float(2.5),
+                            Value::Null,
+                            Value::Bool(true),
+                            Value::string("x"),
+                        ]),
+                    ),
+                    ("a", obj(vec![])),
+                ]),
+            ),
+            (
+                "yaml_decode",
+                "encoding.from_yaml",
+                r#""b: [1, 2.5, null, true, x]\na: {c: 18446744073709551615}""#,
+                obj(vec![
+                    (
+                        "b",
+                        Value::array(vec![
+                            Value::int(1),
+                            Value::float(2.5),
+                            Value::Null,
+                            Value::Bool(true),
+                            Value::string("x"),
+                        ]),
+                    ),
+                    ("a", obj(vec![("c", Value::uint(u64::MAX))])),
+                ]),
+            ),
+            (
+                "base64_decode",
+                "encoding.from_base64",
+                r#""Zm9vYmFyMTIzIT8kKiYoKSctPUB+""#,
+                Value::string("foobar123!?$*&()'-=@~"),
+            ),
+            (
+                "format",
+                "string.format",
+                r#""%s=%d", "a", 1"#,
+                Value::string("a=1"),
+            ),
+            (
+                "join",
+                "string.join",
+                r#"[0, "a", 1.5, null], "-""#,
+                Value::string("0-a-1.5-"),
+            ),
+            ("join", "string.join", r#"null, "-""#, Value::string("")),
+            (
+                "replace",
+                "string.replace",
+                r#""aXbXc", "X", "--""#,
+                Value::string("a--b--c"),
+            ),
+            (
+                "split",
+                "string.split",
+                r#""a,b,", ",""#,
+                strs(&["a", "b", ""]),
+            ),
+            (
+                "split",
+                "string.split",
+                r#""héj", """#,
+                strs(&["h", "é", "j"]),
+            ),
+            ("split", "string.split", r#""", ",""#, strs(&[""])),
+            (
+                "to_lower",
+                "string.to_lower",
+                r#""HeLLo É""#,
+                Value::string("hello é"),
+            ),
+            (
+                "to_upper",
+                "string.to_upper",
+                r#""HeLLo é""#,
+                Value::string("HELLO É"),
+            ),
+            (
+                "trim",
+                "string.trim",
+                r#""?!hello?!", "!?""#,
+                Value::string("hello"),
+            ),
+            ("trim", "string.trim", r#""abc", """#, Value::string("abc")),
+            (
+                "trim_prefix",
+                "string.trim_prefix",
+                r#""aaa", "a""#,
+                Value::string("aa"),
+            ),
+            (
+                "trim_suffix",
+                "string.trim_suffix",
+                r#""hello.go.go", ".go""#,
+                Value::string("hello.go"),
+            ),
+            (
+                "trim_space",
+                "string.trim_space",
+                r#""\t x y \r\n""#,
+                Value::string("x y"),
+            ),
+        ];
+        for (old, new, args, want) in cases {
+            for name in [old, new] {
+                let expr = format!("{name}({args})");
+                assert_eq!(eval(&expr), Ok(want.clone()), "{expr}");
+            }
+        }
+    }
+
+    #[test]
+    fn both_names_share_one_function_value() {
+        let s = scope();
+        let pairs = [
+            ("env", "sys", "env"),
+            ("nonsensitive", "convert", "nonsensitive"),
+            ("concat", "array", "concat"),
+            ("json_decode", "encoding", "from_json"),
+            ("yaml_decode", "encoding", "from_yaml"),
+            ("base64_decode", "encoding", "from_base64"),
+            ("format", "string", "format"),
+            ("join", "string", "join"),
+            ("replace", "string", "replace"),
+            ("split", "string", "split"),
+            ("to_lower", "string", "to_lower"),
+            ("to_upper", "string", "to_upper"),
+            ("trim", "string", "trim"),
+            ("trim_prefix", "string", "trim_prefix"),
+            ("trim_suffix", "string", "trim_suffix"),
+            ("trim_space", "string", "trim_space"),
+        ];
+        for (top, ns, name) in pairs {
+            let Some(Value::Function(a)) = s.lookup(top) else {
+                panic!("{top} is not a function")
+            };
+            let Some(Value::Object(o)) = s.lookup(ns) else {
+                panic!("{ns} is not a namespace")
+            };
+            let Some(Value::Function(b)) = o.get(name) else {
+                panic!("{ns}.{name} is not a function")
+            };
+            assert!(a.ptr_eq(b), "{top} and {ns}.{name} differ");
+        }
+        for name in [
+            "constants",
+            "coalesce",
+            "json_path",
+            "sys",
+            "file",
+            "encoding",
+            "env",
+        ] {
+            assert!(is_stdlib_name(name), "{name}");
+        }
+        for name in ["nope", "prometheus", "to_json", "path_join"] {
+            assert!(!is_stdlib_name(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn alloy_only_functions() {
+        assert_eq!(
+            text(r#"encoding.to_URLbase64("string123!?$*&()'-=@~")"#),
+            Ok("c3RyaW5nMTIzIT8kKiYoKSctPUB-".into())
+        );
+        assert_eq!(
+            text(r#"encoding.from_URLbase64("c3RyaW5nMTIzIT8kKiYoKSctPUB-")"#),
+            Ok("string123!?$*&()'-=@~".into())
+        );
+        assert_eq!(
+            text(r#"encoding.to_base64("string123!?$*&()'-=@~")"#),
+            Ok("c3RyaW5nMTIzIT8kKiYoKSctPUB+".into())
+        );
+        assert_eq!(
+            text(r#"encoding.url_decode(encoding.url_encode("é ✓ a+b"))"#),
+            Ok("é ✓ a+b".into())
+        );
+        assert_eq!(
+            text(r#"encoding.to_json({modules = {http_2xx = {timeout = "5s", prober = "http"}}})"#),
+            Ok(r#"{"modules":{"http_2xx":{"prober":"http","timeout":"5s"}}}"#.into())
+        );
+        // Go 1.22+ escapes \b and \f by name; like the reference, a secret is marshalled as its text.
+        assert_eq!(
+            text(r#"encoding.to_json({a = "\b\f", s = secret})"#),
+            Ok(r#"{"a":"\b\f","s":"s3cr3t"}"#.into())
+        );
+        assert_eq!(
+            text("file.path_join(\"a\", 1, null, \"b\")"),
+            Ok("a/1/b".into())
+        );
+        assert_eq!(
+            eval("constants.version"),
+            Ok(Value::string(format!("v{}", env!("CARGO_PKG_VERSION"))))
+        );
+    }
+
+    #[test]
+    fn constants_use_go_names() {
+        let Some(Value::Object(c)) = scope().lookup("constants").cloned() else {
+            panic!("constants is not an object")
+        };
+        let host = gethostname::gethostname();
+        assert_eq!(
+            c.get("hostname"),
+            Some(&Value::string(host.to_string_lossy()))
+        );
+        assert_eq!(
+            c.get("os"),
+            Some(&Value::string(go_os(std::env::consts::OS)))
+        );
+        assert_eq!(
+            c.get("arch"),
+            Some(&Value::string(go_arch(std::env::consts::ARCH)))
+        );
+        assert_eq!(go_arch("x86_64"), "amd64");
+        assert_eq!(go_arch("aarch64"), "arm64");
+        assert_eq!(go_arch("x86"), "386");
+        assert_eq!(go_os("macos"), "darwin");
+        assert_eq!(go_os("linux"), "linux");
+        assert_eq!(
+            eval("constants.missing"),
+            Err("field \"missing\" does not exist".into())
+        );
+    }
+
+    #[test]
+    fn arity_errors() {
+        let cases = [
+            ("env()", "expected 1 args, got 0"),
+            ("sys.env(\"a\", \"b\")", "expected 1 args, got 2"),
+            ("to_lower(\"a\", \"b\")", "expected 1 args, got 2"),
+            ("replace(\"a\")", "expected 3 args, got 1"),
+            ("string.trim_prefix()", "expected 2 args, got 0"),
+            ("join([])", "expected 2 args, got 1"),
+            ("format()", "expected at least 1 args, got 0"),
+            ("string.format()", "expected at least 1 args, got 0"),
+            ("nonsensitive()", "expected 1 args, got 0"),
+            ("json_path(\"{}\")", "expected 2 args, got 1"),
+            ("encoding.to_json()", "expected 1 args, got 0"),
+            ("encoding.url_encode()", "expected 1 args, got 0"),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(eval(expr), Err(want.to_string()), "{expr}");
+        }
+        // Variadic functions without fixed parameters take any number.
+        assert_eq!(eval("coalesce()"), Ok(Value::Null));
+        assert_eq!(text("file.path_join()"), Ok(String::new()));
+    }
+
+    #[test]
+    fn argument_conversions_and_type_errors() {
+        // Numbers convert to their text where a string is expected; null is the empty string.
+        assert_eq!(text("to_upper(12)"), Ok("12".into()));
+        assert_eq!(text("trim_space(1.5)"), Ok("1.5".into()));
+        assert_eq!(text("format(12)"), Ok("12".into()));
+        assert_eq!(text("to_lower(null)"), Ok(String::new()));
+        assert_eq!(eval("split(12345, 3)"), Ok(strs(&["12", "45"])));
+        assert_eq!(text("string.join([big], \"\")"), Ok(u64::MAX.to_string()));
+        let cases = [
+            ("to_lower(true)", "expected string, got bool"),
+            ("to_upper([1])", "expected string, got array"),
+            ("string.to_upper({})", "expected string, got object"),
+            ("trim(\"a\", to_lower)", "expected string, got function"),
+            ("concat([1], \"x\")", "expected array, got string"),
+            ("array.concat(null)", "expected array, got null"),
+            ("join(\"a\", \",\")", "expected array, got string"),
+            ("join([\"a\", true], \",\")", "expected string, got bool"),
+            ("nonsensitive(1)", "expected capsule, got number"),
+            ("convert.nonsensitive([])", "expected capsule, got array"),
+            ("encoding.to_json(12)", "jsonEncode only supports map"),
+            ("encoding.to_json(null)", "jsonEncode only supports map"),
+            // Secrets never turn back into strings.
+            (
+                "to_lower(secret)",
+                "secrets may not be converted into strings",
+            ),
+            (
+                "join([secret], \",\")",
+                "secrets may not be converted into strings",
+            ),
+            (
+                "string.format(secret)",
+                "secrets may not be converted into strings",
+            ),
+            ("env(secret)", "secrets may not be converted into strings"),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(eval(expr), Err(want.to_string()), "{expr}");
+        }
+    }
+
+    #[test]
+    fn call_errors_say_which_argument() {
+        let list = Value::array(vec![Value::string("a"), Value::Bool(true)]);
+        assert_eq!(
+            join(&[list, Value::string(",")]),
+            Err(CallError::Arg {
+                index: 0,
+                path: "[1]".into(),
+                message: "expected string, got bool".into()
+            })
+        );
+        assert_eq!(
+            concat(&[Value::array(vec![]), Value::int(1)]),
+            Err(CallError::Arg {
+                index: 1,
+                path: String::new(),
+                message: "expected array, got number".into()
+            })
+        );
+        assert_eq!(
+            replace(&[Value::string("a")]),
+            Err(CallError::Call("expected 3 args, got 1".into()))
+        );
+        assert_eq!(CallError::Call("x".into()).to_string(), "x".to_string());
+    }
+
+    #[test]
+    fn coalesce_picks_the_first_non_empty_value() {
+        let cases: Vec<(&str, Value)> = vec![
+            ("coalesce(\"Hello!\")", Value::string("Hello!")),
+            (
+                "coalesce(env(\"RILL_STDLIB_UNIT_TEST_UNSET_7Q2\"), \"World!\")",
+                Value::string("World!"),
+            ),
+            ("coalesce([], [\"fallback\"])", strs(&["fallback"])),
+            (
+                "coalesce(array.concat([\"item\"]), [\"fallback\"])",
+                strs(&["item"]),
+            ),
+            ("coalesce(0, 1, 2)", Value::int(1)),
+            ("coalesce(false, 1, 2)", Value::int(1)),
+            ("coalesce(false, true)", Value::Bool(true)),
+            (
+                "coalesce(encoding.from_json(\"[]\"), true)",
+                Value::Bool(true),
+            ),
+            (
+                "coalesce(encoding.from_json(\"{}\"), false)",
+                Value::Bool(false),
+            ),
+            ("coalesce([], null)", Value::Null),
+            (
+                "coalesce(null, \"\", 0.0, {a = 1})",
+                obj(vec![("a", Value::int(1))]),
+            ),
+            ("coalesce(empty_secret, secret)", Value::secret("s3cr3t")),
+            ("coalesce(\"\", 0, false)", Value::Bool(false)),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(eval(expr), Ok(want), "{expr}");
+        }
+        // Go's IsZero compares bits: -0.0 is not zero.
+        let Ok(Value::Number(Number::Float(z))) = eval("coalesce(0.0, -0.0, 3)") else {
+            panic!("coalesce(0.0, -0.0, 3) is not a float")
+        };
+        assert!(z == 0.0 && z.is_sign_negative());
+    }
+
+    #[test]
+    fn json_numbers_are_floats_and_fields_keep_their_order() {
+        let Ok(Value::Number(Number::Float(one))) = eval("json_decode(\"1\")") else {
+            panic!("json_decode(\"1\") is not a float")
+        };
+        assert_eq!(one, 1.0);
+        assert_eq!(
+            eval("json_decode(\"[1, 2]\")[0] / 2"),
+            Ok(Value::float(0.5))
+        );
+        let Ok(Value::Object(o)) = eval(r#"json_decode("{\"z\": 1, \"a\": 2, \"m\": 3}")"#) else {
+            panic!("not an object")
+        };
+        assert_eq!(o.keys().collect::<Vec<_>>(), ["z", "a", "m"]);
+        assert_eq!(
+            eval(r#"json_decode(" {\"a\": {\"b\": [true, \"c\"]}} ").a.b[1]"#),
+            Ok(Value::string("c"))
+        );
+        assert_eq!(eval("json_decode(\"null\")"), Ok(Value::Null));
+    }
+
+    #[test]
+    fn json_path_keeps_integers_and_accepts_paths_without_root() {
+        let doc = r#""{\"a\": {\"b\": [1, 2.5]}, \"items\": [{\"name\": \"x\", \"v\": 1}, {\"name\": \"y\", \"v\": 2}]}""#;
+        let cases: Vec<(&str, Value)> = vec![
+            (
+                "$.a.b[*]",
+                Value::array(vec![Value::int(1), Value::float(2.5)]),
+            ),
+            (".a.b[0]", Value::array(vec![Value::int(1)])),
+            ("a.b[1]", Value::array(vec![Value::float(2.5)])),
+            ("@.a.b[1]", Value::array(vec![Value::float(2.5)])),
+            ("$.nothing", Value::array(vec![])),
+            (
+                "$.items[?(@.name == \\\"y\\\")].v",
+                Value::array(vec![Value::int(2)]),
+            ),
+        ];
+        for (path, want) in cases {
+            let expr = format!("json_path({doc}, \"{path}\")");
+            assert_eq!(eval(&expr), Ok(want), "{expr}");
+        }
+        assert_eq!(
+            eval(r#"json_path("{\"a\": \"b\"}", ".a")[0]"#),
+            Ok(Value::string("b"))
+        );
+        assert_eq!(
+            eval(r#"json_path("{", ".a")"#),
+            Err("unexpected end of JSON input".into())
+        );
+        assert!(eval(r#"json_path("{}", "$[")"#).is_err());
+    }
+
+    #[test]
+    fn yaml_documents() {
+        assert_eq!(eval("encoding.from_yaml(\"\")"), Ok(Value::Null));
+        assert_eq!(eval("encoding.from_yaml(\"15\")"), Ok(Value::int(15)));
+        assert_eq!(
+            eval("encoding.from_yaml(\"[0.0, 1.5]\")"),
+            Ok(Value::array(vec![Value::float(0.0), Value::float(1.5)]))
+        );
+        // Only the first document counts.
+        assert_eq!(
+            eval("encoding.from_yaml(\"a: 1\\n---\\nb: 2\")"),
+            Ok(obj(vec![("a", Value::int(1))]))
+        );
+        // Merge keys, as the reference's decoder applies them.
+        assert_eq!(
+            eval("encoding.from_yaml(\"base: &b {x: 1}\\nd:\\n  <<: *b\\n  y: 2\").d"),
+            Ok(obj(vec![("x", Value::int(1)), ("y", Value::int(2))]))
+        );
+        // Decision: non-string keys become their text.
+        assert_eq!(
+            eval("encoding.from_yaml(\"1: a\\ntrue: b\")"),
+            Ok(obj(vec![
+                ("1", Value::string("a")),
+                ("true", Value::string("b"))
+            ]))
+        );
+        let Err(e) = eval("encoding.from_yaml(\"a: [\")") else {
+            panic!("invalid YAML decoded")
+        };
+        assert!(e.starts_with("yaml: "), "{e}");
+    }
+
+    #[test]
+    fn format_with_secrets_and_large_numbers() {
+        // Like the reference, which passes the secret's Go string to fmt.
+        assert_eq!(
+            text("format(\"%s|%v|%q|%d\", secret, secret, secret, secret)"),
+            Ok("s3cr3t|s3cr3t|\"s3cr3t\"|%!d(rivertypes.Secret=s3cr3t)".into())
+        );
+        assert_eq!(
+            text("format(\"%T\", secret)"),
+            Ok("rivertypes.Secret".into())
+        );
+        assert_eq!(
+            text("format(\"%d %T %v\", big, big, 7)"),
+            Ok(format!("{} uint64 7", u64::MAX))
+        );
+        assert_eq!(
+            text("format(\"%v\", to_lower)").map(|s| s.is_empty()),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn to_json_rejects_unrepresentable_values() {
+        let mut out = String::new();
+        let nan = obj(vec![("x", Value::float(f64::NAN))]);
+        assert_eq!(
+            write_go_json(&mut out, &nan),
+            Err(CallError::Call("json: unsupported value: NaN".into()))
+        );
+        let inf = Value::array(vec![Value::float(f64::NEG_INFINITY)]);
+        assert_eq!(
+            write_go_json(&mut String::new(), &inf),
+            Err(CallError::Call("json: unsupported value: -Inf".into()))
+        );
+        assert_eq!(
+            eval("encoding.to_json({f = to_lower})"),
+            Err("json: unsupported type: func".into())
+        );
+    }
+
+    #[test]
+    fn env_reads_the_process_environment() {
+        std::env::set_var("RILL_STDLIB_UNIT_TEST_ENV_9XK", "from the test");
+        assert_eq!(
+            text("env(\"RILL_STDLIB_UNIT_TEST_ENV_9XK\")"),
+            Ok("from the test".into())
+        );
+        assert_eq!(
+            text("sys.env(\"RILL_STDLIB_UNIT_TEST_ENV_\" + \"9XK\")"),
+            Ok("from the test".into())
+        );
+        // Names no environment can hold are simply unset.
+        assert_eq!(text("env(\"\")"), Ok(String::new()));
+        assert_eq!(text("env(\"A=B\")"), Ok(String::new()));
+        assert_eq!(text("env(\"A\\x00B\")"), Ok(String::new()));
     }
 }
