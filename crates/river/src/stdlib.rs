@@ -9,7 +9,7 @@
 //! string ("secrets may not be converted into strings"), anything else is a type error.
 
 use crate::eval::Scope;
-use crate::value::{Function, Number, Object, Value};
+use crate::value::{Function, Number, Object, Value, ValueType};
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -28,10 +28,13 @@ pub fn is_stdlib_name(name: &str) -> bool {
 /// Why a standard-library call failed, with what the reference needs to word and place the message.
 ///
 /// The reference reports a failed call as the callee's source text followed by the message
-/// (`env expected 1 args, got 0`), and an unusable argument as that argument's source text, the path into it
-/// and the message (`obj should be string, got object`, `[secret_val][0] ...`). [`Function`] results carry only
-/// a message today, so [`CallError::message`] is what callers see; `index` and `path` are kept so the
-/// evaluator can place argument errors once function results carry them.
+/// (`env expected 1 args, got 0`, `encoding.to_json jsonEncode only supports map`), and an unusable argument
+/// at that argument: its source text (or that of the array element at fault, when the argument is an array
+/// literal), any remaining element path, then the problem (`obj should be string, got object`,
+/// `arr[1] should be string, got bool`, `secret_val secrets may not be converted into strings`).
+///
+/// [`Function`] results carry only a message today, so callers see [`CallError::message`]; the structure is
+/// here for the evaluator to place and word argument errors as the reference does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CallError {
     /// The call as a whole failed: wrong number of arguments, or the function's own error.
@@ -40,33 +43,72 @@ pub enum CallError {
     Arg {
         /// Which argument.
         index: usize,
-        /// Where inside the argument, as River access syntax (`[2]`), or empty for the argument itself.
-        path: String,
-        /// What was wrong, in the reference's words (`expected string, got bool`).
-        message: String,
+        /// The element indexes leading to the value at fault inside the argument (empty: the argument).
+        elements: Vec<usize>,
+        /// What was wrong with it.
+        problem: ArgProblem,
     },
 }
 
-impl CallError {
-    /// The message without context, as the reference's error value prints it.
-    pub fn message(&self) -> &str {
+/// What was wrong with an argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgProblem {
+    /// The value has the wrong type: `expected string, got bool` on its own, `should be string, got bool`
+    /// after the value's source text.
+    Type {
+        /// The type the parameter needs.
+        expected: ValueType,
+        /// The type it got.
+        got: ValueType,
+    },
+    /// Any other conversion failure, worded the same with or without the source text
+    /// (`secrets may not be converted into strings`).
+    Other(String),
+}
+
+impl ArgProblem {
+    /// The text that follows the value's source text in the reference's diagnostic.
+    pub fn after_source_text(&self) -> Cow<'_, str> {
         match self {
-            CallError::Call(m) | CallError::Arg { message: m, .. } => m,
+            ArgProblem::Type { expected, got } => {
+                Cow::Owned(format!("should be {expected}, got {got}"))
+            }
+            ArgProblem::Other(m) => Cow::Borrowed(m),
+        }
+    }
+}
+
+impl CallError {
+    /// The message without source context, as the reference's error value prints it.
+    pub fn message(&self) -> Cow<'_, str> {
+        match self {
+            CallError::Call(m)
+            | CallError::Arg {
+                problem: ArgProblem::Other(m),
+                ..
+            } => Cow::Borrowed(m),
+            CallError::Arg {
+                problem: ArgProblem::Type { expected, got },
+                ..
+            } => Cow::Owned(format!("expected {expected}, got {got}")),
         }
     }
 
-    /// Moves an argument error `levels` deeper (into element `[i]`).
+    /// The same error, one array level further out: the fault is inside element `i` of the value.
     fn in_element(self, i: usize) -> Self {
         match self {
             CallError::Arg {
                 index,
-                path,
-                message,
-            } => CallError::Arg {
-                index,
-                path: format!("[{i}]{path}"),
-                message,
-            },
+                mut elements,
+                problem,
+            } => {
+                elements.insert(0, i);
+                CallError::Arg {
+                    index,
+                    elements,
+                    problem,
+                }
+            }
             other => other,
         }
     }
@@ -74,7 +116,7 @@ impl CallError {
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.message())
+        f.write_str(&self.message())
     }
 }
 
@@ -86,7 +128,12 @@ type StdResult = Result<Value, CallError>;
 fn function(name: &'static str, imp: fn(&[Value]) -> StdResult) -> Value {
     Value::Function(Function::new(name, move |args: &[Value]| {
         imp(args).map_err(|e| match e {
-            CallError::Call(m) | CallError::Arg { message: m, .. } => m,
+            CallError::Call(m)
+            | CallError::Arg {
+                problem: ArgProblem::Other(m),
+                ..
+            } => m,
+            other => other.message().into_owned(),
         })
     }))
 }
@@ -256,11 +303,22 @@ fn arity_at_least(args: &[Value], n: usize) -> Result<(), CallError> {
     }
 }
 
-fn type_error(index: usize, expected: &str, got: &Value) -> CallError {
+fn type_error(index: usize, expected: ValueType, got: &Value) -> CallError {
     CallError::Arg {
         index,
-        path: String::new(),
-        message: format!("expected {expected}, got {}", got.value_type()),
+        elements: Vec::new(),
+        problem: ArgProblem::Type {
+            expected,
+            got: got.value_type(),
+        },
+    }
+}
+
+fn other_arg_error(index: usize, message: impl Into<String>) -> CallError {
+    CallError::Arg {
+        index,
+        elements: Vec::new(),
+        problem: ArgProblem::Other(message.into()),
     }
 }
 
@@ -270,12 +328,11 @@ fn string_arg(v: &Value, index: usize) -> Result<Cow<'_, str>, CallError> {
         Value::String(s) => Ok(Cow::Borrowed(s)),
         Value::Null => Ok(Cow::Borrowed("")),
         Value::Number(n) => Ok(Cow::Owned(n.to_string())),
-        Value::Secret(_) => Err(CallError::Arg {
+        Value::Secret(_) => Err(other_arg_error(
             index,
-            path: String::new(),
-            message: "secrets may not be converted into strings".into(),
-        }),
-        other => Err(type_error(index, "string", other)),
+            "secrets may not be converted into strings",
+        )),
+        other => Err(type_error(index, ValueType::String, other)),
     }
 }
 
@@ -288,7 +345,7 @@ fn string_list_arg(v: &Value, index: usize) -> Result<Vec<Cow<'_, str>>, CallErr
             .enumerate()
             .map(|(i, item)| string_arg(item, index).map_err(|e| e.in_element(i)))
             .collect(),
-        other => Err(type_error(index, "array", other)),
+        other => Err(type_error(index, ValueType::Array, other)),
     }
 }
 
@@ -325,15 +382,14 @@ fn nonsensitive(args: &[Value]) -> StdResult {
         Value::Secret(s) => Ok(Value::string(s.expose())),
         Value::String(_) => Ok(args[0].clone()),
         Value::Null => Ok(Value::string("")),
-        Value::Capsule(c) => Err(CallError::Arg {
-            index: 0,
-            path: String::new(),
-            message: format!(
+        Value::Capsule(c) => Err(other_arg_error(
+            0,
+            format!(
                 "expected capsule(\"rivertypes.Secret\"), got capsule({:?})",
                 c.0.type_name()
             ),
-        }),
-        other => Err(type_error(0, "capsule", other)),
+        )),
+        other => Err(type_error(0, ValueType::Capsule, other)),
     }
 }
 
@@ -343,7 +399,7 @@ fn concat(args: &[Value]) -> StdResult {
     for (i, arg) in args.iter().enumerate() {
         match arg {
             Value::Array(items) => total += items.len(),
-            other => return Err(type_error(i, "array", other)),
+            other => return Err(type_error(i, ValueType::Array, other)),
         }
     }
     match args {
@@ -3085,16 +3141,22 @@ mod tests {
             join(&[list, Value::string(",")]),
             Err(CallError::Arg {
                 index: 0,
-                path: "[1]".into(),
-                message: "expected string, got bool".into()
+                elements: vec![1],
+                problem: ArgProblem::Type {
+                    expected: ValueType::String,
+                    got: ValueType::Bool
+                }
             })
         );
         assert_eq!(
             concat(&[Value::array(vec![]), Value::int(1)]),
             Err(CallError::Arg {
                 index: 1,
-                path: String::new(),
-                message: "expected array, got number".into()
+                elements: vec![],
+                problem: ArgProblem::Type {
+                    expected: ValueType::Array,
+                    got: ValueType::Number
+                }
             })
         );
         assert_eq!(
