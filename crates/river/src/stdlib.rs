@@ -1591,7 +1591,7 @@ fn from_json(args: &[Value]) -> StdResult {
             if e.to_string().starts_with("number out of range") {
                 format!(
                     "json: cannot unmarshal number {} into Go value of type float64",
-                    number_at(&text, e.column())
+                    number_at(&text, e.line(), e.column())
                 )
             } else {
                 e.to_string()
@@ -1600,20 +1600,26 @@ fn from_json(args: &[Value]) -> StdResult {
     }
 }
 
-/// The JSON number that ends at (1-based) column `col` of the line serde_json reports it on.
-fn number_at(text: &str, col: usize) -> &str {
-    let line_start = text.len() - text.trim_start_matches(|c: char| c.is_whitespace()).len();
-    let end = text
+/// The JSON number around (1-based) `line` and `column`, where serde_json reports it.
+fn number_at(text: &str, line: usize, column: usize) -> &str {
+    let line_start = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>();
+    let at = text[line_start..]
         .char_indices()
-        .map(|(i, _)| i)
-        .nth(col.saturating_sub(1).max(line_start))
-        .unwrap_or(text.len());
-    let start = text[..end]
-        .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')))
-        .map_or(0, |i| i + 1);
-    let stop = text[end..]
-        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.')))
-        .map_or(text.len(), |i| end + i);
+        .nth(column.saturating_sub(1))
+        .map_or(text.len(), |(i, _)| line_start + i);
+    let in_number = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.');
+    let start = text[..at]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !in_number(*c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    let stop = text[at..]
+        .find(|c| !in_number(c))
+        .map_or(text.len(), |i| at + i);
     &text[start..stop]
 }
 
@@ -3227,6 +3233,33 @@ mod tests {
             Ok(Value::string("c"))
         );
         assert_eq!(eval("json_decode(\"null\")"), Ok(Value::Null));
+    }
+
+    #[test]
+    fn json_errors_on_later_lines_match_go() {
+        // Expected messages from Go's encoding/json.
+        check(&[
+            (
+                r#"json_decode("{\"é\": 1,\n \"b\": -2e999}")"#,
+                Err("json: cannot unmarshal number -2e999 into Go value of type float64"),
+            ),
+            (
+                r#"json_decode("[\n1,\n\n  \"x\", 3e500]")"#,
+                Err("json: cannot unmarshal number 3e500 into Go value of type float64"),
+            ),
+            (
+                r#"json_decode("{\"a\"\n:\n1}x")"#,
+                Err("invalid character 'x' after top-level value"),
+            ),
+            (
+                r#"json_decode("[1,\n2,\n\"\\q\"]")"#,
+                Err("invalid character 'q' in string escape code"),
+            ),
+            (
+                r#"json_decode("\"\\")"#,
+                Err("invalid character ' ' in string escape code"),
+            ),
+        ]);
     }
 
     #[test]
