@@ -151,6 +151,7 @@ fn build_scope() -> Scope {
     let env = function("sys.env", env);
     let nonsensitive = function("convert.nonsensitive", nonsensitive);
     let concat = function("array.concat", concat);
+    let combine_maps = function("array.combine_maps", combine_maps);
     let from_json = function("encoding.from_json", from_json);
     let from_yaml = function("encoding.from_yaml", from_yaml);
     let from_base64 = function("encoding.from_base64", from_base64);
@@ -180,7 +181,10 @@ fn build_scope() -> Scope {
     // Alloy's namespaces.
     s.insert("sys", namespace(&[("env", &env)]));
     s.insert("convert", namespace(&[("nonsensitive", &nonsensitive)]));
-    s.insert("array", namespace(&[("concat", &concat)]));
+    s.insert(
+        "array",
+        namespace(&[("concat", &concat), ("combine_maps", &combine_maps)]),
+    );
     s.insert(
         "encoding",
         namespace(&[
@@ -415,6 +419,84 @@ fn concat(args: &[Value]) -> StdResult {
             }
             Ok(Value::array(out))
         }
+    }
+}
+
+/// `array.combine_maps(left, right, keys, keep_unmatched?)`: for every pair of objects from `left` and
+/// `right` whose `keys` fields are all present and equal, the two merged (`right` wins); with
+/// `keep_unmatched`, the `left` object too, once per `right` object it did not match (as the reference does).
+fn combine_maps(args: &[Value]) -> StdResult {
+    if !(3..=4).contains(&args.len()) {
+        return Err(CallError::Call(format!(
+            "combine_maps: expected 3 or 4 arguments, got {}",
+            args.len()
+        )));
+    }
+    let mut sides: [&[Value]; 2] = [&[], &[]];
+    for (i, side) in sides.iter_mut().enumerate() {
+        let Value::Array(items) = &args[i] else {
+            return Err(type_error(i, ValueType::Array, &args[i]));
+        };
+        for (j, item) in items.iter().enumerate() {
+            if !matches!(item, Value::Object(_)) {
+                return Err(type_error(i, ValueType::Object, item).in_element(j));
+            }
+        }
+        *side = items;
+    }
+    let Value::Array(conditions) = &args[2] else {
+        return Err(type_error(2, ValueType::Array, &args[2]));
+    };
+    if conditions.is_empty() {
+        return Err(other_arg_error(
+            2,
+            "combine_maps: merge conditions must not be empty",
+        ));
+    }
+    let mut keys = Vec::with_capacity(conditions.len());
+    for (j, c) in conditions.iter().enumerate() {
+        match c {
+            Value::String(k) => keys.push(k.as_ref()),
+            other => return Err(type_error(2, ValueType::String, other).in_element(j)),
+        }
+    }
+    let keep_unmatched = match args.get(3) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => return Err(type_error(3, ValueType::Bool, other)),
+    };
+    let mut out = Vec::new();
+    for l in sides[0] {
+        let Value::Object(lo) = l else { continue };
+        for r in sides[1] {
+            let Value::Object(ro) = r else { continue };
+            let joins = keys.iter().all(|k| match (lo.get(*k), ro.get(*k)) {
+                (Some(a), Some(b)) => strictly_equal(a, b),
+                _ => false,
+            });
+            if joins {
+                let mut merged = Object::with_capacity(lo.len() + ro.len());
+                merged.extend(lo.iter().map(|(k, v)| (k.clone(), v.clone())));
+                merged.extend(ro.iter().map(|(k, v)| (k.clone(), v.clone())));
+                out.push(Value::object(merged));
+            } else if keep_unmatched {
+                out.push(l.clone());
+            }
+        }
+    }
+    Ok(Value::array(out))
+}
+
+/// Go's `Value.Equal` as `combine_maps` uses it: same type and same Go value, so `1` is not `1.0`.
+/// Decision: arrays and objects (which make the reference panic) compare deeply.
+fn strictly_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x, y) {
+            (Number::Float(x), Number::Float(y)) => x == y,
+            (Number::Float(_), _) | (_, Number::Float(_)) => false,
+            _ => a == b,
+        },
+        _ => a.value_type() == b.value_type() && a == b,
     }
 }
 
@@ -3043,6 +3125,78 @@ mod tests {
             eval("constants.version"),
             Ok(Value::string(format!("v{}", env!("CARGO_PKG_VERSION"))))
         );
+    }
+
+    #[test]
+    fn combine_maps_joins_on_equal_keys() {
+        let cases: Vec<(&str, Value)> = vec![
+            (
+                r#"array.combine_maps([{"a" = "a1", "b" = "b1"}], [{"a" = "a1", "c" = "c1"}], ["a"])"#,
+                Value::array(vec![obj(vec![
+                    ("a", Value::string("a1")),
+                    ("b", Value::string("b1")),
+                    ("c", Value::string("c1")),
+                ])]),
+            ),
+            (
+                r#"array.combine_maps([{"a" = 1, "b" = 2.2}], [{"a" = 1, "b" = "3.3"}], ["a"])"#,
+                Value::array(vec![obj(vec![
+                    ("a", Value::int(1)),
+                    ("b", Value::string("3.3")),
+                ])]),
+            ),
+            // Different types never match.
+            (
+                r#"array.combine_maps([{"a" = 1}], [{"a" = "1"}, {"a" = 1.0}], ["a"])"#,
+                Value::array(vec![]),
+            ),
+            // A missing key never matches.
+            (
+                r#"array.combine_maps([{"a" = 1, "n" = 1.1}, {"n" = 1.2}], [{"a" = 1, "n" = 2.1}], ["a"])"#,
+                Value::array(vec![obj(vec![
+                    ("a", Value::int(1)),
+                    ("n", Value::float(2.1)),
+                ])]),
+            ),
+            // Unmatched left objects are kept once per right object they did not match.
+            (
+                r#"array.combine_maps([{"a" = 1}, {"a" = 2}], [{"a" = 1, "x" = 0}, {"a" = 3}], ["a"], true)"#,
+                Value::array(vec![
+                    obj(vec![("a", Value::int(1)), ("x", Value::int(0))]),
+                    obj(vec![("a", Value::int(1))]),
+                    obj(vec![("a", Value::int(2))]),
+                    obj(vec![("a", Value::int(2))]),
+                ]),
+            ),
+        ];
+        for (expr, want) in cases {
+            assert_eq!(eval(expr), Ok(want), "{expr}");
+        }
+        let errors = [
+            (
+                r#"array.combine_maps([], [])"#,
+                "combine_maps: expected 3 or 4 arguments, got 2",
+            ),
+            (
+                r#"array.combine_maps([{"a" = "a1"}], "a", ["a"])"#,
+                "expected array, got string",
+            ),
+            (
+                r#"array.combine_maps([{"a" = "a1"}], ["a"], ["a"])"#,
+                "expected object, got string",
+            ),
+            (
+                r#"array.combine_maps([{"a" = "a1"}], [{"a" = "a1"}], [])"#,
+                "combine_maps: merge conditions must not be empty",
+            ),
+            (
+                r#"array.combine_maps([], [], ["a"], 1)"#,
+                "expected bool, got number",
+            ),
+        ];
+        for (expr, want) in errors {
+            assert_eq!(eval(expr), Err(want.to_string()), "{expr}");
+        }
     }
 
     #[test]
