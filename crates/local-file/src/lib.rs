@@ -312,10 +312,7 @@ impl LocalFile {
                     }
                 },
             };
-            let period = args
-                .poll_frequency
-                .to_std_saturating()
-                .max(MIN_POLL_PERIOD);
+            let period = args.poll_frequency.to_std_saturating().max(MIN_POLL_PERIOD);
             let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             tracing::debug!(path = %args.filename, detector = %args.detector, ?period, "watching file");
@@ -373,7 +370,10 @@ mod tests {
         let path = Path::new("/nonexistent/dir/token");
         let err = decode_content(path, std::fs::read(path)).unwrap_err();
         let text = err.to_string();
-        assert!(text.starts_with("failed to read file \"/nonexistent/dir/token\": "), "{text}");
+        assert!(
+            text.starts_with("failed to read file \"/nonexistent/dir/token\": "),
+            "{text}"
+        );
         assert!(text.contains("os error"), "{text}");
     }
 
@@ -381,7 +381,10 @@ mod tests {
     fn invalid_utf8_is_an_error_without_the_content() {
         let err = decode_content(Path::new("f"), Ok(b"ok\xffsecret".to_vec())).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("not valid UTF-8") && text.contains("offset 2"), "{text}");
+        assert!(
+            text.contains("not valid UTF-8") && text.contains("offset 2"),
+            "{text}"
+        );
         assert!(!text.contains("secret"), "{text}");
     }
 }

@@ -1,7 +1,9 @@
 //! `local.file` in a real controller, reading real files in a temporary directory.
 
 use async_trait::async_trait;
-use flow::{ComponentError, Context, Controller, ControllerOptions, HealthState, Sources, TypedComponent};
+use flow::{
+    ComponentError, Context, Controller, ControllerOptions, HealthState, Sources, TypedComponent,
+};
 use river::decode::Validate;
 use river::Value;
 use serde::{Deserialize, Serialize};
@@ -104,11 +106,18 @@ impl Env {
     }
 
     fn health(&self) -> flow::Health {
-        self.c.component("local.file.a").expect("node exists").health
+        self.c
+            .component("local.file.a")
+            .expect("node exists")
+            .health
     }
 
     fn debug_number(&self, name: &str) -> u64 {
-        let info = self.c.component("local.file.a").expect("node exists").debug_info;
+        let info = self
+            .c
+            .component("local.file.a")
+            .expect("node exists")
+            .debug_info;
         let text = info.to_string();
         // riverjson object: [{"key": name, "value": {"type": "number", "value": N}}]
         info["value"]
@@ -156,7 +165,10 @@ async fn content_is_exported_and_a_rewrite_reaches_the_dependant_through_file_ev
     assert_eq!(env.health().state, HealthState::Healthy);
 
     env.write("a.txt", "second");
-    eventually("the rewrite reaches test.pass.x", || env.passed() == string("second")).await;
+    eventually("the rewrite reaches test.pass.x", || {
+        env.passed() == string("second")
+    })
+    .await;
     assert_eq!(env.content(), string("second"));
     env.c.shutdown().await;
 }
@@ -169,7 +181,10 @@ async fn unchanged_content_is_neither_published_again_nor_read_in_a_loop() {
         .await;
     // Let several polls happen.
     let reads = env.debug_number("read_count");
-    eventually("a few polls", || env.debug_number("read_count") >= reads + 3).await;
+    eventually("a few polls", || {
+        env.debug_number("read_count") >= reads + 3
+    })
+    .await;
     assert_eq!(env.debug_number("publish_count"), 1);
 
     // With events only (hour-long poll), an idle file is not re-read at all: our own reads must not
@@ -184,7 +199,10 @@ async fn unchanged_content_is_neither_published_again_nor_read_in_a_loop() {
 
     // A write of the same bytes is read but not published.
     env.write("a.txt", "same");
-    eventually("the rewrite is read", || env.debug_number("read_count") > idle).await;
+    eventually("the rewrite is read", || {
+        env.debug_number("read_count") > idle
+    })
+    .await;
     assert_eq!(env.debug_number("publish_count"), 1);
     env.c.shutdown().await;
 }
@@ -194,9 +212,7 @@ async fn a_secret_is_exported_as_a_secret_and_never_shown() {
     let env = Env::new();
     const TOKEN: &str = "hunter2-very-secret";
     env.write("token", TOKEN);
-    let report = env
-        .load(&env.config("token", "is_secret = true"))
-        .await;
+    let report = env.load(&env.config("token", "is_secret = true")).await;
     assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
     assert!(
         matches!(env.content(), Value::Secret(ref s) if s.expose() == TOKEN),
@@ -213,7 +229,11 @@ async fn a_secret_is_exported_as_a_secret_and_never_shown() {
             ("debug info", &info.debug_info),
         ] {
             let text = json.to_string();
-            assert!(!text.contains("hunter2"), "{} {what} leak the secret: {text}", info.id);
+            assert!(
+                !text.contains("hunter2"),
+                "{} {what} leak the secret: {text}",
+                info.id
+            );
         }
     }
     let exports = env.c.component("local.file.a").unwrap().exports.to_string();
@@ -286,7 +306,10 @@ async fn a_file_replaced_by_rename_is_followed() {
         let tmp = format!("a.txt.tmp{i}");
         env.write(&tmp, content);
         std::fs::rename(env.dir.path().join(&tmp), env.dir.path().join("a.txt")).unwrap();
-        eventually("the renamed file's content", || env.passed() == string(content)).await;
+        eventually("the renamed file's content", || {
+            env.passed() == string(content)
+        })
+        .await;
     }
     env.c.shutdown().await;
 }
