@@ -186,7 +186,7 @@ impl Shared {
                         OptionalSecret::plain(content.as_str())
                     },
                 };
-                tracing::debug!(path = %st.args.filename, bytes = content.len(), "publishing new content");
+                tracing::debug!(path = %st.args.filename, "publishing new content");
                 st.published = Some((content, is_secret));
                 st.publish_count += 1;
                 // Publish without our state lock: the runtime may be waiting on it (for `health`) while
