@@ -258,6 +258,25 @@ async fn a_missing_file_at_start_fails_the_build_with_a_clear_error() {
     let health = env.health();
     assert_eq!(health.state, HealthState::Unhealthy);
     assert!(health.message.contains("missing.txt"), "{}", health.message);
+    let dependant = env.c.component("test.pass.x").unwrap().health;
+    assert_eq!(
+        dependant.state,
+        HealthState::Unhealthy,
+        "{}",
+        dependant.message
+    );
+
+    // Once the file exists, a reload builds the component.
+    env.write("missing.txt", "found");
+    let report = env.load(&env.config("missing.txt", "")).await;
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    assert!(
+        report.started.contains(&"local.file.a".to_string()),
+        "{report:?}"
+    );
+    assert_eq!(env.health().state, HealthState::Healthy);
+    env.c.settle().await;
+    assert_eq!(env.passed(), string("found"));
     env.c.shutdown().await;
 }
 
