@@ -140,7 +140,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// The file name, secrecy and generation a read should use now.
+    /// The file name and generation a read should use now.
     fn snapshot(&self) -> (PathBuf, u64) {
         let st = lock(&self.state);
         (PathBuf::from(&st.args.filename), st.generation)
