@@ -78,6 +78,7 @@ impl<'a> Runner<'a> {
             stop_timeout: o.stop_timeout,
             restart_backoff: o.restart_backoff,
             max_restart_backoff: o.max_restart_backoff,
+            ..ControllerOptions::default()
         };
         Ok(Runner {
             scenario,
