@@ -178,8 +178,10 @@ pub fn take_events(storage: &Path) -> Vec<String> {
 
 /// Like `test.pass`, and records its lifecycle (`build`, `run`, `update`, `stop` + its ID) for
 /// [`take_events`]. `update_delay` makes `update` take that long before it applies the new input;
-/// `fail_build` makes building fail with that message; `unhealthy` makes the component report itself
-/// unhealthy with that message.
+/// `fail_build` makes building fail with that message; `fail_update` / `panic_update` make an `update` to
+/// these arguments fail / panic with that message (without applying them); `unhealthy` makes the component
+/// report itself unhealthy with that message; `stubborn` makes `run` ignore cancellation and keep
+/// publishing its input every 10ms (a component that does not stop when asked).
 pub struct Probe {
     ctx: Context,
     args: Mutex<ProbeArgs>,
@@ -194,7 +196,13 @@ pub struct ProbeArgs {
     #[serde(default)]
     pub fail_build: String,
     #[serde(default)]
+    pub fail_update: String,
+    #[serde(default)]
+    pub panic_update: String,
+    #[serde(default)]
     pub unhealthy: String,
+    #[serde(default)]
+    pub stubborn: bool,
 }
 impl Validate for ProbeArgs {}
 
@@ -219,6 +227,13 @@ impl TypedComponent for Probe {
 
     async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError> {
         record(&self.ctx, "run");
+        if self.args.lock().unwrap().stubborn {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let input = self.args.lock().unwrap().input.clone();
+                self.ctx.exports.publish(&PassExports { output: &input })?;
+            }
+        }
         cancel.cancelled().await;
         record(&self.ctx, "stop");
         Ok(())
@@ -227,6 +242,12 @@ impl TypedComponent for Probe {
     async fn update(&self, args: ProbeArgs) -> Result<(), ComponentError> {
         if let Some(delay) = args.update_delay.to_std() {
             tokio::time::sleep(delay).await;
+        }
+        if !args.panic_update.is_empty() {
+            panic!("{}", args.panic_update);
+        }
+        if !args.fail_update.is_empty() {
+            return Err(ComponentError::new(args.fail_update));
         }
         self.ctx.exports.publish(&PassExports {
             output: &args.input,
