@@ -16,11 +16,18 @@ fn runtime_scenarios() {
         .filter(|p| p.extension().is_some_and(|x| x == "scenario"))
         .collect();
     files.sort();
-    assert!(files.len() >= 20, "expected the scenario files in {}", dir.display());
+    assert!(
+        files.len() >= 20,
+        "expected the scenario files in {}",
+        dir.display()
+    );
 
     let (mut failures, mut known, mut ran) = (Vec::new(), Vec::new(), 0);
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
@@ -55,23 +62,65 @@ mod harness {
     #[test]
     fn unknown_or_malformed_directives_are_errors() {
         let cases = [
-            ("config:\n  test.pass \"a\" { }\nexpect: exprots test.pass.a.output == null\n", "t:3: unknown expectation \"exprots\""),
-            ("config:\n  test.pass \"a\" { }\nstep: relaod\nexpect: runs test.pass.a == 1\n", "t:3: unknown step \"relaod\""),
-            ("confg:\n  test.pass \"a\" { }\n", "t:1: unknown directive \"confg\""),
-            ("config:\n  test.pass \"a\" { }\n", "t: a scenario needs at least one `expect:`"),
-            ("config:\n test.pass \"a\" { }\nexpect: runs test.pass.a == 1\n", "t:2: body lines are indented by two spaces"),
-            ("config:\n  x\nexpect: exports test.pass.a.output\n", "t:3: expected `EXPR == EXPR`, got \"test.pass.a.output\""),
-            ("config:\n  x\nexpect: exports test.pass.a.output == [1,\n", "t:3: not a River expression"),
-            ("config:\n  x\nexpect: error 3 boom\n", "t:3: expected `[FILE:]LINE:COL`, got \"3\""),
-            ("config:\n  x\nexpect: runs test.pass.a == many\n", "t:3: expected a count, got \"many\""),
-            ("config:\n  x\nexpect: healthy test.pass.a \"unterminated\n", "t:3: the message is a quoted River string"),
-            ("config:\n  x\noption: deadline 1s\nexpect: runs a == 1\n", "t:3: options come before the first step"),
-            ("step: reload\n  x\nexpect: runs a == 1\n", "t:1: the first load is `config:`"),
-            ("config:\n  x\nexpect: runs a == 1 within soon\n", "t:3: expected a duration such as 200ms, got \"soon\""),
+            (
+                "config:\n  test.pass \"a\" { }\nexpect: exprots test.pass.a.output == null\n",
+                "t:3: unknown expectation \"exprots\"",
+            ),
+            (
+                "config:\n  test.pass \"a\" { }\nstep: relaod\nexpect: runs test.pass.a == 1\n",
+                "t:3: unknown step \"relaod\"",
+            ),
+            (
+                "confg:\n  test.pass \"a\" { }\n",
+                "t:1: unknown directive \"confg\"",
+            ),
+            (
+                "config:\n  test.pass \"a\" { }\n",
+                "t: a scenario needs at least one `expect:`",
+            ),
+            (
+                "config:\n test.pass \"a\" { }\nexpect: runs test.pass.a == 1\n",
+                "t:2: body lines are indented by two spaces",
+            ),
+            (
+                "config:\n  x\nexpect: exports test.pass.a.output\n",
+                "t:3: expected `EXPR == EXPR`, got \"test.pass.a.output\"",
+            ),
+            (
+                "config:\n  x\nexpect: exports test.pass.a.output == [1,\n",
+                "t:3: not a River expression",
+            ),
+            (
+                "config:\n  x\nexpect: error 3 boom\n",
+                "t:3: expected `[FILE:]LINE:COL`, got \"3\"",
+            ),
+            (
+                "config:\n  x\nexpect: runs test.pass.a == many\n",
+                "t:3: expected a count, got \"many\"",
+            ),
+            (
+                "config:\n  x\nexpect: healthy test.pass.a \"unterminated\n",
+                "t:3: the message is a quoted River string",
+            ),
+            (
+                "config:\n  x\noption: deadline 1s\nexpect: runs a == 1\n",
+                "t:3: options come before the first step",
+            ),
+            (
+                "step: reload\n  x\nexpect: runs a == 1\n",
+                "t:1: the first load is `config:`",
+            ),
+            (
+                "config:\n  x\nexpect: runs a == 1 within soon\n",
+                "t:3: expected a duration such as 200ms, got \"soon\"",
+            ),
         ];
         for (text, want) in cases {
             let err = parse("t", text).expect_err(text);
-            assert!(err.starts_with(want), "{text:?}\n  gave {err:?}\n  want {want:?}");
+            assert!(
+                err.starts_with(want),
+                "{text:?}\n  gave {err:?}\n  want {want:?}"
+            );
         }
     }
 
@@ -87,7 +136,10 @@ expect: exports test.pass.a.output == 3
     #[test]
     fn a_wrong_expectation_fails_naming_file_line_and_step() {
         let err = judge("wrong.scenario", WRONG).unwrap_err();
-        assert!(err.starts_with("wrong.scenario:7: `test.pass.a.output` is 2, expected 3"), "{err}");
+        assert!(
+            err.starts_with("wrong.scenario:7: `test.pass.a.output` is 2, expected 3"),
+            "{err}"
+        );
         assert!(err.contains("(after `step: reload` at line 4)"), "{err}");
     }
 
@@ -95,12 +147,21 @@ expect: exports test.pass.a.output == 3
     fn unexpected_diagnostics_fail_the_scenario() {
         let rejected = "config:\n  test.pass \"a\" { input = nope.x }\nexpect: components none\n";
         let err = judge("r.scenario", rejected).unwrap_err();
-        assert!(err.contains("the load was rejected with unexpected errors"), "{err}");
-        assert!(err.contains("main.river:1:25: component \"nope.x\" does not exist or is out of scope"), "{err}");
+        assert!(
+            err.contains("the load was rejected with unexpected errors"),
+            "{err}"
+        );
+        assert!(
+            err.contains("main.river:1:25: component \"nope.x\" does not exist or is out of scope"),
+            "{err}"
+        );
 
         let accepted = "config:\n  test.pass \"a\" { input = 1 }\nexpect: error 1:1 boom\n";
         let err = judge("a.scenario", accepted).unwrap_err();
-        assert!(err.contains("a.scenario:3: expected the load to be rejected, but it was accepted"), "{err}");
+        assert!(
+            err.contains("a.scenario:3: expected the load to be rejected, but it was accepted"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -162,7 +162,11 @@ fn events() -> &'static Mutex<HashMap<PathBuf, Vec<String>>> {
 }
 
 fn record(ctx: &Context, what: &str) {
-    let key = ctx.data_dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let key = ctx
+        .data_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     events()
         .lock()
         .unwrap()
@@ -292,7 +296,12 @@ impl FileReader {
         let filename = self.state.lock().unwrap().filename.clone();
         let result = std::fs::read_to_string(&filename);
         let error = match result {
-            Ok(content) => self.ctx.exports.publish(&FileExports { content }).err().map(|e| e.0),
+            Ok(content) => self
+                .ctx
+                .exports
+                .publish(&FileExports { content })
+                .err()
+                .map(|e| e.0),
             Err(e) => Some(format!("reading {filename}: {e}")),
         };
         self.state.lock().unwrap().error = error;

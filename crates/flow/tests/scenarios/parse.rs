@@ -101,7 +101,11 @@ pub enum Counter {
 pub enum StateExpect {
     /// `LEFT == RIGHT`, both River expressions evaluated over every component's exports. The text is kept
     /// with the expression because spans point into it.
-    Exports { src: String, left: Expr, right: Expr },
+    Exports {
+        src: String,
+        left: Expr,
+        right: Expr,
+    },
     /// A counter of a component.
     Count(Counter, String, u64),
     /// The combined health of a component, and a substring of its message.
@@ -137,11 +141,15 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, String> {
         if line.starts_with(' ') || line.starts_with('\t') {
             return Err(err(
                 line_no,
-                "indented text outside a `config:`, `step: reload` or `step: write file` body".into(),
+                "indented text outside a `config:`, `step: reload` or `step: write file` body"
+                    .into(),
             ));
         }
         let Some((directive, rest)) = line.split_once(':') else {
-            return Err(err(line_no, format!("expected `directive: ...`, got {line:?}")));
+            return Err(err(
+                line_no,
+                format!("expected `directive: ...`, got {line:?}"),
+            ));
         };
         let rest = rest.trim();
         // A body: the following lines indented by two spaces (blank lines included, trailing ones dropped).
@@ -195,9 +203,13 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, String> {
                     return Err(err(line_no, "`config:` takes no argument".into()));
                 }
                 if loaded {
-                    return Err(err(line_no, "only the first load is `config:`; later ones are `step: reload`".into()));
+                    return Err(err(
+                        line_no,
+                        "only the first load is `config:`; later ones are `step: reload`".into(),
+                    ));
                 }
-                let text = body(&mut i)?.ok_or_else(|| err(line_no, "`config:` needs a body".into()))?;
+                let text =
+                    body(&mut i)?.ok_or_else(|| err(line_no, "`config:` needs a body".into()))?;
                 loaded = true;
                 ItemKind::Step(Step::Load(Some(split_files(&text))))
             }
@@ -209,8 +221,13 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, String> {
                         if !loaded {
                             return Err(err(line_no, "the first load is `config:`".into()));
                         }
-                        let text = body(&mut i)?
-                            .ok_or_else(|| err(line_no, "`step: reload` needs a body (or say `step: reload unchanged`)".into()))?;
+                        let text = body(&mut i)?.ok_or_else(|| {
+                            err(
+                                line_no,
+                                "`step: reload` needs a body (or say `step: reload unchanged`)"
+                                    .into(),
+                            )
+                        })?;
                         Step::Load(Some(split_files(&text)))
                     }
                     ("reload", "unchanged") => {
@@ -220,11 +237,13 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, String> {
                         Step::Load(None)
                     }
                     ("write", arg) if arg.starts_with("file ") => {
-                        let file = file_name(arg.trim_start_matches("file ").trim()).map_err(|e| err(line_no, e))?;
+                        let file = file_name(arg.trim_start_matches("file ").trim())
+                            .map_err(|e| err(line_no, e))?;
                         Step::WriteFile(file, body(&mut i)?.unwrap_or_default())
                     }
                     ("delete", arg) if arg.starts_with("file ") => {
-                        let file = file_name(arg.trim_start_matches("file ").trim()).map_err(|e| err(line_no, e))?;
+                        let file = file_name(arg.trim_start_matches("file ").trim())
+                            .map_err(|e| err(line_no, e))?;
                         Step::DeleteFile(file)
                     }
                     ("settle", "") => Step::Settle,
@@ -242,8 +261,15 @@ pub fn parse(name: &str, text: &str) -> Result<Scenario, String> {
             }
             other => return Err(err(line_no, format!("unknown directive {other:?}"))),
         };
-        if !matches!(kind, ItemKind::Step(Step::WriteFile(..)) | ItemKind::Step(Step::DeleteFile(_))) && !loaded {
-            return Err(err(line_no, "the first step that runs anything is `config:`".into()));
+        if !matches!(
+            kind,
+            ItemKind::Step(Step::WriteFile(..)) | ItemKind::Step(Step::DeleteFile(_))
+        ) && !loaded
+        {
+            return Err(err(
+                line_no,
+                "the first step that runs anything is `config:`".into(),
+            ));
         }
         scenario.items.push(Item {
             line: line_no,

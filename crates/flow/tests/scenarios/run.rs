@@ -1,6 +1,8 @@
 //! Runs a parsed scenario against a real controller with the test components.
 
-use super::parse::{Counter, Expect, ItemKind, LoadExpect, ReportList, Scenario, StateExpect, Step};
+use super::parse::{
+    Counter, Expect, ItemKind, LoadExpect, ReportList, Scenario, StateExpect, Step,
+};
 use crate::common;
 use flow::{Controller, ControllerOptions, LoadReport, Sources};
 use river::eval::{eval_expr, Scope};
@@ -151,7 +153,10 @@ impl<'a> Runner<'a> {
                 };
                 return Err(self.fail(
                     line,
-                    format!("the load was {verdict}:\n      {}", unmatched.join("\n      ")),
+                    format!(
+                        "the load was {verdict}:\n      {}",
+                        unmatched.join("\n      ")
+                    ),
                 ));
             }
         }
@@ -166,7 +171,10 @@ impl<'a> Runner<'a> {
             if !self.events.is_empty() {
                 return Err(self.fail(
                     line,
-                    format!("more probe events arrived afterwards: [{}]", self.events.join(", ")),
+                    format!(
+                        "more probe events arrived afterwards: [{}]",
+                        self.events.join(", ")
+                    ),
                 ));
             }
         }
@@ -176,7 +184,10 @@ impl<'a> Runner<'a> {
                 if let Err(e) = self.check_state(e) {
                     return Err(self.fail(
                         item.line,
-                        format!("held at first but no longer {}ms later: {e}", QUIET.as_millis()),
+                        format!(
+                            "held at first but no longer {}ms later: {e}",
+                            QUIET.as_millis()
+                        ),
                     ));
                 }
             }
@@ -215,13 +226,15 @@ impl<'a> Runner<'a> {
             }
             Step::WriteFile(name, content) => {
                 let path = self.dir.path().join(name);
-                std::fs::write(&path, content)
-                    .map_err(|e| self.fail(line, format!("cannot write {}: {e}", path.display())))?;
+                std::fs::write(&path, content).map_err(|e| {
+                    self.fail(line, format!("cannot write {}: {e}", path.display()))
+                })?;
             }
             Step::DeleteFile(name) => {
                 let path = self.dir.path().join(name);
-                std::fs::remove_file(&path)
-                    .map_err(|e| self.fail(line, format!("cannot delete {}: {e}", path.display())))?;
+                std::fs::remove_file(&path).map_err(|e| {
+                    self.fail(line, format!("cannot delete {}: {e}", path.display()))
+                })?;
             }
             Step::Settle => self.controller.settle().await,
             Step::Wait(d) => tokio::time::sleep(*d).await,
@@ -238,7 +251,11 @@ impl<'a> Runner<'a> {
             LoadExpect::Error(want) | LoadExpect::Diagnostic(want) => {
                 let rejected = matches!(e, LoadExpect::Error(_));
                 if rejected != load.result.is_err() {
-                    let got = if load.result.is_err() { "rejected" } else { "accepted" };
+                    let got = if load.result.is_err() {
+                        "rejected"
+                    } else {
+                        "accepted"
+                    };
                     let all = load.diagnostics();
                     return Err(self.fail(
                         line,
@@ -291,8 +308,12 @@ impl<'a> Runner<'a> {
                 if got != want {
                     return Err(self.fail(
                         line,
-                        format!("the load {list:?} {} but expected {}", show_ids(&got), show_ids(&want))
-                            .to_lowercase(),
+                        format!(
+                            "the load {list:?} {} but expected {}",
+                            show_ids(&got),
+                            show_ids(&want)
+                        )
+                        .to_lowercase(),
                     ));
                 }
                 Ok(())
@@ -300,7 +321,12 @@ impl<'a> Runner<'a> {
         }
     }
 
-    async fn poll(&mut self, line: usize, e: &StateExpect, deadline: Instant) -> Result<(), String> {
+    async fn poll(
+        &mut self,
+        line: usize,
+        e: &StateExpect,
+        deadline: Instant,
+    ) -> Result<(), String> {
         loop {
             self.controller.settle().await;
             let result = if let StateExpect::Events(want, unordered) = e {
@@ -330,12 +356,19 @@ impl<'a> Runner<'a> {
                 Ok(()) => return Ok(()),
                 Err(why) if Instant::now() >= deadline => {
                     let waited = Instant::now().duration_since(self.step_started);
-                    let mut msg = format!("{why} (still, {}ms after the step started)", waited.as_millis());
+                    let mut msg = format!(
+                        "{why} (still, {}ms after the step started)",
+                        waited.as_millis()
+                    );
                     // A failed load usually explains a failed expectation about the graph.
                     if let Some(load) = &self.load {
                         let diags = load.diagnostics();
                         if !diags.is_empty() {
-                            let verdict = if load.result.is_ok() { "accepted" } else { "rejected" };
+                            let verdict = if load.result.is_ok() {
+                                "accepted"
+                            } else {
+                                "rejected"
+                            };
                             msg.push_str(&format!(
                                 "\n    note: the load was {verdict} with:\n      {}",
                                 diags.join("\n      ")
@@ -355,15 +388,17 @@ impl<'a> Runner<'a> {
             StateExpect::Exports { src, left, right } => {
                 let scope = self.exports_scope();
                 let eval = |x| {
-                    eval_expr(x, src, &scope).map_err(|err| {
-                        format!("cannot evaluate `{}`: {err}", x.span.text(src))
-                    })
+                    eval_expr(x, src, &scope)
+                        .map_err(|err| format!("cannot evaluate `{}`: {err}", x.span.text(src)))
                 };
                 let (l, r) = (eval(left)?, eval(right)?);
                 if l == r {
                     Ok(())
                 } else {
-                    Err(format!("`{}` is {l:?}, expected {r:?}", left.span.text(src)))
+                    Err(format!(
+                        "`{}` is {l:?}, expected {r:?}",
+                        left.span.text(src)
+                    ))
                 }
             }
             StateExpect::Count(counter, id, want) => {
@@ -396,7 +431,9 @@ impl<'a> Runner<'a> {
                         h.state.as_str(),
                         h.message,
                         state.as_str(),
-                        msg.as_ref().map(|m| format!(" with a message containing {m:?}")).unwrap_or_default()
+                        msg.as_ref()
+                            .map(|m| format!(" with a message containing {m:?}"))
+                            .unwrap_or_default()
                     ))
                 }
             }
@@ -405,14 +442,20 @@ impl<'a> Runner<'a> {
                 if &got == want {
                     Ok(())
                 } else {
-                    Err(format!("the components are {}, expected {}", show_ids(&got), show_ids(want)))
+                    Err(format!(
+                        "the components are {}, expected {}",
+                        show_ids(&got),
+                        show_ids(want)
+                    ))
                 }
             }
             StateExpect::Absent(id) => {
                 if c.component(id).is_some() || c.counters(id).is_some() {
                     Err(format!("{id} is still in the graph"))
                 } else if let Some(v) = c.exports(id) {
-                    Err(format!("{id} is gone but its exports {v:?} are still published"))
+                    Err(format!(
+                        "{id} is gone but its exports {v:?} are still published"
+                    ))
                 } else {
                     Ok(())
                 }
