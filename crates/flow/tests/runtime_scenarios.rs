@@ -6,8 +6,26 @@ mod scenarios;
 
 use scenarios::{judge, run::testdata_dir, Verdict};
 
+/// Keeps the deliberate panics of the test components (`test.panicky`, `panic_update`) out of the output;
+/// any other panic is reported as usual.
+fn quiet_component_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let deliberate = info
+                .payload_as_str()
+                .is_some_and(|m| m == "test panic" || m.starts_with("deliberate: "));
+            if !deliberate {
+                default(info);
+            }
+        }));
+    });
+}
+
 #[test]
 fn runtime_scenarios() {
+    quiet_component_panics();
     let dir = testdata_dir();
     let filter = std::env::var("RILL_SCENARIO").ok();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -22,20 +40,43 @@ fn runtime_scenarios() {
         dir.display()
     );
 
-    let (mut failures, mut known, mut ran) = (Vec::new(), Vec::new(), 0);
-    for path in &files {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
+    let selected: Vec<(String, &std::path::PathBuf)> = files
+        .iter()
+        .map(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            (name.unwrap_or_default(), p)
+        })
+        .filter(|(name, _)| filter.as_deref().is_none_or(|f| name.contains(f)))
+        .collect();
+    let ran = selected.len();
+
+    // Scenarios are independent (each has its own controller, runtime and directory) and mostly wait, so a
+    // few run at a time; results are reported in file order.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((name, path)) = selected.get(i) else {
+                    return;
+                };
+                let started = std::time::Instant::now();
+                let verdict = match std::fs::read_to_string(path) {
+                    Ok(text) => judge(name, &text),
+                    Err(e) => Err(format!("{name}: {e}")),
+                };
+                let ms = started.elapsed().as_millis();
+                results.lock().unwrap().push((i, ms, verdict));
+            });
         }
-        ran += 1;
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let started = std::time::Instant::now();
-        let verdict = judge(&name, &text);
-        let ms = started.elapsed().as_millis();
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by_key(|r| r.0);
+
+    let (mut failures, mut known) = (Vec::new(), Vec::new());
+    for (i, ms, verdict) in results {
+        let name = &selected[i].0;
         match verdict {
             Ok(Verdict::Passed) => eprintln!("ok        {name} ({ms}ms)"),
             Ok(Verdict::KnownBug(e)) => {

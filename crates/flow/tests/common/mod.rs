@@ -248,7 +248,7 @@ impl TypedComponent for Probe {
             tokio::time::sleep(delay).await;
         }
         if !args.panic_update.is_empty() {
-            panic!("{}", args.panic_update);
+            panic!("deliberate: {}", args.panic_update);
         }
         if !args.fail_update.is_empty() {
             return Err(ComponentError::new(args.fail_update));
