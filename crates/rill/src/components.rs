@@ -1,0 +1,10 @@
+//! The components built into the `rill` binary.
+
+use std::sync::Arc;
+
+/// The registry of built-in components. An embedder builds its own from [`flow::Registry::new`] and
+/// registers these plus its own.
+pub fn builtin_registry() -> Arc<flow::Registry> {
+    let registry = flow::Registry::new();
+    Arc::new(registry)
+}
