@@ -27,8 +27,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Receives the `logging` block's settings whenever they are (re)applied.
+pub type LoggingHook = Arc<dyn Fn(&crate::LoggingConfig) + Send + Sync>;
+
 /// Settings of a controller.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControllerOptions {
     /// Where components keep their data: each gets `<storage_path>/<id>`.
     pub storage_path: PathBuf,
@@ -38,6 +41,17 @@ pub struct ControllerOptions {
     pub restart_backoff: Duration,
     /// The longest delay between restarts.
     pub max_restart_backoff: Duration,
+    /// Applies the `logging` block (defaults when the config has none).
+    pub on_logging: Option<LoggingHook>,
+}
+
+impl std::fmt::Debug for ControllerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerOptions")
+            .field("storage_path", &self.storage_path)
+            .field("stop_timeout", &self.stop_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ControllerOptions {
@@ -47,6 +61,7 @@ impl Default for ControllerOptions {
             stop_timeout: Duration::from_secs(10),
             restart_backoff: Duration::from_millis(100),
             max_restart_backoff: Duration::from_secs(30),
+            on_logging: None,
         }
     }
 }
@@ -137,6 +152,9 @@ struct State {
 
 struct NodeState {
     args: Option<Arguments>,
+    /// What the last successful evaluation saw; an identical block with identical inputs is not
+    /// evaluated again (reloads of unchanged configs cost almost nothing).
+    stamp: Option<EvalStamp>,
     component: Option<Arc<dyn Component>>,
     runner: Option<Runner>,
     eval_health: Health,
@@ -220,7 +238,15 @@ impl Controller {
             st.graph = graph;
         }
 
-        let order = lock(&shared.state).graph.order.clone();
+        let (order, has_logging) = {
+            let st = lock(&shared.state);
+            (st.graph.order.clone(), st.graph.get("logging").is_some())
+        };
+        if !has_logging {
+            if let Some(hook) = &shared.options.on_logging {
+                hook(&crate::LoggingConfig::default());
+            }
+        }
         for index in order {
             shared.evaluate(index, Some(&mut report));
         }
@@ -393,21 +419,6 @@ impl State {
         })
     }
 
-    /// The scope a node evaluates in: the exports of the components it refers to, over the stdlib.
-    fn scope_for(&self, index: usize) -> Scope {
-        let mut roots: Object = Object::new();
-        for &dep in &self.graph.dependencies[index] {
-            let id = &self.graph.nodes[dep].id;
-            let exports = self
-                .exports
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| Value::object(Object::new()));
-            insert_path(&mut roots, &id.split('.').collect::<Vec<_>>(), exports);
-        }
-        Scope::from_vars_with_stdlib(roots)
-    }
-
     fn mark_dependants_dirty(&mut self, id: &str) -> bool {
         let Some(index) = self.graph.index_of(id) else {
             return false;
@@ -418,6 +429,19 @@ impl State {
         }
         any
     }
+}
+
+/// The scope a node evaluates in: the exports of the components it refers to (by ID), over the stdlib.
+fn scope_from(inputs: &[(String, Value)]) -> Scope {
+    let mut roots: Object = Object::new();
+    for (id, exports) in inputs {
+        insert_path(
+            &mut roots,
+            &id.split('.').collect::<Vec<_>>(),
+            exports.clone(),
+        );
+    }
+    Scope::from_vars_with_stdlib(roots)
 }
 
 /// Inserts `value` at the dotted path in nested objects (`a.b.c` → `{a = {b = {c = value}}}`).
@@ -457,7 +481,7 @@ impl Shared {
     /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
     /// the node's evaluation health (and diagnostics in `report` during a load).
     fn evaluate(self: &Arc<Self>, index: usize, mut report: Option<&mut LoadReport>) {
-        let (file, stmt, kind, id, scope) = {
+        let (file, stmt, kind, id, inputs, previous) = {
             let mut st = lock(&self.state);
             let Some(&rank) = st.rank.get(index) else {
                 return;
@@ -465,26 +489,76 @@ impl Shared {
             st.dirty.remove(&(rank, index));
             let node = &st.graph.nodes[index];
             let file = st.sources.files[node.file].clone();
+            let mut inputs: Vec<(String, Value)> = st.graph.dependencies[index]
+                .iter()
+                .map(|&d| {
+                    let dep = &st.graph.nodes[d].id;
+                    let exports = st.exports.get(dep).cloned();
+                    (
+                        dep.clone(),
+                        exports.unwrap_or_else(|| Value::object(Object::new())),
+                    )
+                })
+                .collect();
+            inputs.sort_by(|a, b| a.0.cmp(&b.0));
+            let previous = st.nodes.get(&node.id).and_then(|n| n.stamp.clone());
             (
                 file,
                 node.stmt,
                 node.kind.clone(),
                 node.id.clone(),
-                st.scope_for(index),
+                inputs,
+                previous,
             )
         };
         let src = file.source.text();
         let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
             return;
         };
+        let stamp = EvalStamp {
+            text_hash: hash_text(block.span.text(src)),
+            inputs,
+        };
+        let is_component = matches!(kind, NodeKind::Component { .. });
+        if is_component && previous.is_some_and(|p| p.same_as(&stamp)) {
+            return;
+        }
+        let scope = scope_from(&stamp.inputs);
 
         let NodeKind::Component { name, .. } = &kind else {
-            // Config blocks (logging, tracing) are applied by the embedding program; nothing to run here.
-            lock(&self.state)
-                .nodes
-                .entry(id)
-                .or_insert_with(NodeState::new)
-                .eval_health = Health::new(HealthState::Healthy, "");
+            let result = match id.as_str() {
+                "logging" => river::decode::decode_block_body_validated::<crate::LoggingConfig>(
+                    block, src, &scope,
+                )
+                .map(|config| {
+                    if let Some(hook) = &self.options.on_logging {
+                        hook(&config);
+                    }
+                }),
+                // `tracing` is accepted for compatibility; Rill exports no traces yet.
+                _ => Ok(()),
+            };
+            let mut st = lock(&self.state);
+            let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
+            node.eval_health = match result {
+                Ok(()) => Health::new(HealthState::Healthy, ""),
+                Err(diags) => {
+                    let message = diags
+                        .iter()
+                        .map(|d| file.source.one_line(d))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    if let Some(r) = report {
+                        for d in diags {
+                            r.diagnostics.push(&file.source, d);
+                        }
+                    }
+                    Health::new(
+                        HealthState::Unhealthy,
+                        format!("failed to evaluate config: {message}"),
+                    )
+                }
+            };
             return;
         };
         let Some(registration) = self.registry.get(name).cloned() else {
@@ -498,6 +572,7 @@ impl Shared {
         let args = match decoded {
             Ok(args) => args,
             Err(diags) => {
+                node.stamp = None;
                 let message = diags
                     .iter()
                     .map(|d| file.source.one_line(d))
@@ -517,6 +592,7 @@ impl Shared {
             }
         };
         node.eval_health = Health::new(HealthState::Healthy, "");
+        node.stamp = Some(stamp);
         if node
             .args
             .as_ref()
@@ -567,6 +643,7 @@ impl Shared {
             }
             Err(e) => {
                 node.args = None;
+                node.stamp = None;
                 node.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
@@ -691,6 +768,7 @@ impl NodeState {
     fn new() -> Self {
         NodeState {
             args: None,
+            stamp: None,
             component: None,
             runner: None,
             eval_health: Health::new(HealthState::Unknown, "not evaluated yet"),
@@ -698,6 +776,41 @@ impl NodeState {
             counters: Arc::new(NodeCounters::default()),
         }
     }
+}
+
+/// The inputs of one evaluation: the block's text (hashed) and the exports it read, by component ID.
+#[derive(Clone, Debug)]
+struct EvalStamp {
+    text_hash: u64,
+    inputs: Vec<(String, Value)>,
+}
+
+impl EvalStamp {
+    fn same_as(&self, other: &EvalStamp) -> bool {
+        self.text_hash == other.text_hash
+            && self.inputs.len() == other.inputs.len()
+            && self
+                .inputs
+                .iter()
+                .zip(&other.inputs)
+                .all(|((a, x), (b, y))| a == b && same_value(x, y))
+    }
+}
+
+/// Equality with a shortcut for values shared by reference (exports are usually passed along unchanged).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) if Arc::ptr_eq(x, y) => true,
+        (Value::Object(x), Value::Object(y)) if Arc::ptr_eq(x, y) => true,
+        _ => a == b,
+    }
+}
+
+fn hash_text(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Re-evaluates dirty nodes in dependency order whenever woken.
