@@ -22,7 +22,9 @@ pub trait Check {
 pub fn default_checks() -> Vec<Box<dyn Check>> {
     vec![
         Box::new(ExpressionCheck::default()),
-        Box::new(ComponentCheck { registry: crate::components::builtin_registry() }),
+        Box::new(ComponentCheck {
+            registry: crate::components::builtin_registry(),
+        }),
     ]
 }
 
@@ -37,7 +39,10 @@ pub struct ComponentCheck {
 impl Check for ComponentCheck {
     fn check(&self, file: &SourceFile, ast: &ast::File, diags: &mut Diagnostics) {
         let sources = flow::Sources {
-            files: vec![flow::source::ParsedFile { source: file.clone(), ast: std::sync::Arc::new(ast.clone()) }],
+            files: vec![flow::source::ParsedFile {
+                source: file.clone(),
+                ast: std::sync::Arc::new(ast.clone()),
+            }],
         };
         let graph = match flow::Graph::build(&sources, self.registry.as_ref()) {
             Ok(g) => g,
@@ -48,10 +53,14 @@ impl Check for ComponentCheck {
         };
         let src: &str = &ast.source;
         for node in &graph.nodes {
-            let (flow::NodeKind::Component { name, .. }, true) = (&node.kind, node.references.is_empty()) else {
+            let (flow::NodeKind::Component { name, .. }, true) =
+                (&node.kind, node.references.is_empty())
+            else {
                 continue;
             };
-            let (Some(reg), Some(block)) = (self.registry.get(name), node.block(&sources)) else { continue };
+            let (Some(reg), Some(block)) = (self.registry.get(name), node.block(&sources)) else {
+                continue;
+            };
             if let Err(errors) = reg.decode(block, src, &Scope::with_stdlib()) {
                 diags.extend(errors);
             }
