@@ -1,0 +1,61 @@
+//! The data-driven conformance suites under `testdata/`, one test per suite. The file formats are described in
+//! `testdata/README.md`; each failure names the file, the line or case, and what differed.
+
+#[path = "testdata/common.rs"]
+mod common;
+#[path = "testdata/eval.rs"]
+mod eval;
+#[path = "testdata/parse.rs"]
+mod parse;
+
+use common::{pattern_matches, read, testdata_dir};
+
+#[test]
+fn parse_valid() {
+    parse::valid();
+}
+
+#[test]
+fn parse_invalid() {
+    parse::invalid();
+}
+
+#[test]
+fn eval_expressions() {
+    eval::run();
+}
+
+/// Every expected message the suites state, for the coverage check.
+fn all_expected_messages() -> Vec<String> {
+    let mut out = Vec::new();
+    for path in common::files_with_suffix(&testdata_dir().join("parse/invalid"), ".river") {
+        if let Ok(a) = parse::annotations(&read(&path)) {
+            out.extend(a.into_iter().map(|e| e.message));
+        }
+    }
+    out.extend(eval::expected_messages());
+    out
+}
+
+/// Every message pattern in `testdata/messages.txt` (the messages of the language reference) is expected by
+/// at least one case of some suite.
+#[test]
+fn every_reference_message_has_a_case() {
+    let list = read(&testdata_dir().join("messages.txt"));
+    let expected = all_expected_messages();
+    let mut uncovered = Vec::new();
+    let mut total = 0;
+    for pattern in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        total += 1;
+        if !expected.iter().any(|m| pattern_matches(pattern, m)) {
+            uncovered.push(pattern);
+        }
+    }
+    println!("messages: {}/{total} reference message patterns have a case", total - uncovered.len());
+    assert!(
+        uncovered.is_empty(),
+        "{} message patterns of testdata/messages.txt have no case:\n  {}",
+        uncovered.len(),
+        uncovered.join("\n  ")
+    );
+}
