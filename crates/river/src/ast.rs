@@ -27,7 +27,7 @@ impl File {
 /// A sequence of statements (a file or a block body).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Body {
-    /// The statements in source order.
+    /// The statements in source order (allocated at exactly their number).
     pub stmts: Vec<Stmt>,
 }
 
@@ -36,8 +36,8 @@ pub struct Body {
 pub enum Stmt {
     /// `name = expr`
     Attribute(Attribute),
-    /// `name "label" { ... }`
-    Block(Block),
+    /// `name "label" { ... }` (boxed: blocks are larger than attributes and rarer).
+    Block(Box<Block>),
 }
 
 impl Stmt {
@@ -130,15 +130,15 @@ pub enum ExprKind {
     /// A literal; its text is the span's text.
     Literal(LitKind),
     /// `[a, b, ...]`
-    Array(Vec<Expr>),
+    Array(Box<[Expr]>),
     /// `{ k = v, "k" = v, ... }`
-    Object(Vec<ObjectField>),
+    Object(Box<[ObjectField]>),
     /// `value.name`; the second span is the name identifier.
     Access(Box<Expr>, Span),
     /// `value[index]`
     Index(Box<Expr>, Box<Expr>),
     /// `function(args...)`
-    Call(Box<Expr>, Vec<Expr>),
+    Call(Box<Expr>, Box<[Expr]>),
     /// `!x`, `-x`
     Unary(UnaryOp, Box<Expr>),
     /// `a op b`

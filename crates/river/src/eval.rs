@@ -24,5 +24,8 @@ pub struct Scope {
 /// Evaluates `expr` (whose spans point into `src`) in `scope`.
 pub fn eval_expr(expr: &Expr, src: &str, scope: &Scope) -> Result<Value, EvalError> {
     let _ = (src, scope);
-    Err(EvalError { span: expr.span, message: "evaluation is not implemented yet".into() })
+    Err(EvalError {
+        span: expr.span,
+        message: "evaluation is not implemented yet".into(),
+    })
 }

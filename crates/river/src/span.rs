@@ -21,12 +21,18 @@ impl Span {
 
     /// An empty span at `offset`.
     pub const fn at(offset: u32) -> Self {
-        Span { start: offset, end: offset }
+        Span {
+            start: offset,
+            end: offset,
+        }
     }
 
     /// The smallest span covering both `self` and `other`.
     pub fn to(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
 
     /// Length in bytes.
@@ -41,7 +47,8 @@ impl Span {
 
     /// The text this span covers in `src` (empty if the span is out of range).
     pub fn text(self, src: &str) -> &str {
-        src.get(self.start as usize..self.end as usize).unwrap_or("")
+        src.get(self.start as usize..self.end as usize)
+            .unwrap_or("")
     }
 
     /// The span as a `usize` range.
@@ -81,7 +88,10 @@ impl LineIndex {
         let mut line_starts = Vec::with_capacity(src.len() / 32 + 1);
         line_starts.push(0);
         line_starts.extend(
-            src.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| (i + 1) as u32),
+            src.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| (i + 1) as u32),
         );
         LineIndex { line_starts }
     }
@@ -101,7 +111,11 @@ impl LineIndex {
 
     /// Byte range of 0-based line `line` in `src`, without its `\n` (and without a `\r` before it).
     pub fn line_range(&self, src: &str, line: usize) -> std::ops::Range<usize> {
-        let start = self.line_starts.get(line).copied().unwrap_or(src.len() as u32) as usize;
+        let start = self
+            .line_starts
+            .get(line)
+            .copied()
+            .unwrap_or(src.len() as u32) as usize;
         let mut end = self
             .line_starts
             .get(line + 1)
@@ -123,7 +137,11 @@ impl LineIndex {
             end -= 1;
         }
         let column = src[start..end].chars().count() + 1;
-        Position { line: line + 1, column, byte_column: offset as usize - start + 1 }
+        Position {
+            line: line + 1,
+            column,
+            byte_column: offset as usize - start + 1,
+        }
     }
 }
 
@@ -138,8 +156,15 @@ mod tests {
         let x = src.find('x').unwrap() as u32;
         let p = idx.position(src, x);
         assert_eq!((p.line, p.column, p.byte_column), (2, 9, 10));
-        assert_eq!(idx.position(src, 0), Position { line: 1, column: 1, byte_column: 1 });
-        assert_eq!(idx.line_range(src, 1), 6..15);
+        assert_eq!(
+            idx.position(src, 0),
+            Position {
+                line: 1,
+                column: 1,
+                byte_column: 1
+            }
+        );
+        assert_eq!(idx.line_range(src, 1), 6..16);
         assert_eq!(idx.line_count(), 3);
     }
 }

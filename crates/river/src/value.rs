@@ -228,8 +228,14 @@ pub struct Function {
 
 impl Function {
     /// A function called `name` (used in messages) implemented by `call`.
-    pub fn new(name: impl AsRef<str>, call: impl Fn(&[Value]) -> CallResult + Send + Sync + 'static) -> Self {
-        Function { name: Arc::from(name.as_ref()), call: Arc::new(call) }
+    pub fn new(
+        name: impl AsRef<str>,
+        call: impl Fn(&[Value]) -> CallResult + Send + Sync + 'static,
+    ) -> Self {
+        Function {
+            name: Arc::from(name.as_ref()),
+            call: Arc::new(call),
+        }
     }
 
     /// The function's name.
@@ -261,7 +267,10 @@ pub trait CapsuleValue: Any + Send + Sync + fmt::Debug {
 
     /// Equality used to decide whether arguments changed. The default compares identity.
     fn capsule_eq(&self, other: &dyn CapsuleValue) -> bool {
-        std::ptr::eq(self as *const Self as *const u8, other as *const dyn CapsuleValue as *const u8)
+        std::ptr::eq(
+            self as *const Self as *const u8,
+            other as *const dyn CapsuleValue as *const u8,
+        )
     }
 
     /// Upcast for downcasting.
