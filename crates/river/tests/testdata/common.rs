@@ -4,9 +4,9 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The project's `testdata/` directory.
+/// The crate's `testdata/` directory.
 pub fn testdata_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
 /// Files directly in `dir` whose name ends with `suffix`, sorted by name.
@@ -22,7 +22,7 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The path relative to `testdata/`, for messages.
+/// The path from the crate root (`testdata/...`), for messages.
 pub fn rel(path: &Path) -> String {
     let base = testdata_dir();
     let shown = path.strip_prefix(&base).unwrap_or(path);
