@@ -60,13 +60,27 @@ pub fn annotations(src: &str) -> Result<Vec<Expected>, String> {
     Ok(out)
 }
 
+/// 1-based line and column (in characters; an invalid UTF-8 byte counts as one) of byte `offset` in `bytes`.
+fn line_col_bytes(bytes: &[u8], offset: u32) -> (usize, usize) {
+    let offset = (offset as usize).min(bytes.len());
+    let before = &bytes[..offset];
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    (line, String::from_utf8_lossy(&before[line_start..]).chars().count() + 1)
+}
+
 /// Every `invalid/*.river` yields exactly the annotated diagnostics (position and message), no more, no fewer.
+/// Files are read as bytes and parsed with `parse_bytes`, so invalid UTF-8 can be tested too.
 pub fn invalid() {
     let dir = testdata_dir().join("parse/invalid");
     let mut report = Report::new("parse/invalid");
     for path in files_with_suffix(&dir, ".river") {
-        let src = read(&path);
-        let mut want = match annotations(&src) {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => panic!("cannot read {}: {e}", path.display()),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mut want = match annotations(&text) {
             Ok(w) if w.is_empty() => {
                 report.fail(rel(&path), "no `// ERROR line:col: message` annotation in an invalid file");
                 continue;
@@ -77,11 +91,11 @@ pub fn invalid() {
                 continue;
             }
         };
-        let (_, diags) = river::parse(&src);
+        let (_, diags) = river::parser::parse_bytes(&bytes);
         let mut got: Vec<Expected> = diags
             .iter()
             .map(|d| {
-                let (line, col) = line_col(&src, d.span.start);
+                let (line, col) = line_col_bytes(&bytes, d.span.start);
                 Expected { line, col, message: d.message.clone() }
             })
             .collect();
@@ -174,4 +188,14 @@ fn annotations_are_read() {
     assert_eq!(a[0], Expected { line: 1, col: 7, message: "expected TERMINATOR, got IDENT".into() });
     assert_eq!(a[1].message, "x: y");
     assert!(annotations("// ERROR nope\n").is_err());
+}
+
+#[test]
+fn byte_positions_count_characters() {
+    let b = "ab\néx".as_bytes();
+    assert_eq!(line_col_bytes(b, 0), (1, 1));
+    assert_eq!(line_col_bytes(b, 3), (2, 1));
+    assert_eq!(line_col_bytes(b, 5), (2, 2));
+    let bad = b"a\xffb";
+    assert_eq!(line_col_bytes(bad, 2), (1, 3));
 }
