@@ -1,8 +1,15 @@
-//! Evaluation of expressions against a scope. (Being implemented.)
+//! Evaluation of expressions against a [`Scope`].
+//!
+//! Errors carry the span of the offending sub-expression and the reference implementation's wording; where
+//! the reference names a value by its source text (`"a" should be number, got string`), so do we.
 
-use crate::ast::Expr;
+use crate::ast::{Expr, ExprKind, LitKind};
+use crate::literal;
+use crate::ops::{self, OpError, Side};
 use crate::span::Span;
-use crate::value::Value;
+use crate::value::{Object, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// An evaluation error: where and what.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -14,18 +21,359 @@ pub struct EvalError {
     pub message: String,
 }
 
-/// Names visible to expressions: component exports (as nested objects) over the standard library.
+impl EvalError {
+    fn new(span: Span, message: impl Into<String>) -> Self {
+        EvalError {
+            span,
+            message: message.into(),
+        }
+    }
+}
+
+/// Names visible to expressions. A scope looks in its own variables first, then in its parent: the runtime
+/// puts component exports in a child of the standard library scope, so a component named like a namespace
+/// shadows it.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
-    /// Variables defined at this level.
-    pub vars: crate::value::Object,
+    vars: HashMap<String, Value>,
+    parent: Option<Arc<Scope>>,
+}
+
+impl Scope {
+    /// An empty scope with no parent (not even the standard library).
+    pub fn new() -> Self {
+        Scope::default()
+    }
+
+    /// An empty scope whose parent is the standard library.
+    pub fn with_stdlib() -> Self {
+        Scope {
+            vars: HashMap::new(),
+            parent: Some(crate::stdlib::scope()),
+        }
+    }
+
+    /// An empty scope with the given parent.
+    pub fn child_of(parent: Arc<Scope>) -> Self {
+        Scope {
+            vars: HashMap::new(),
+            parent: Some(parent),
+        }
+    }
+
+    /// Defines (or replaces) a variable.
+    pub fn insert(&mut self, name: impl Into<String>, value: Value) {
+        self.vars.insert(name.into(), value);
+    }
+
+    /// A mutable reference to a variable of this level (not the parents').
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Value> {
+        self.vars.get_mut(name)
+    }
+
+    /// Looks a name up here, then in the parents.
+    pub fn lookup(&self, name: &str) -> Option<&Value> {
+        let mut scope = self;
+        loop {
+            if let Some(v) = scope.vars.get(name) {
+                return Some(v);
+            }
+            scope = scope.parent.as_deref()?;
+        }
+    }
+
+    /// Builds a scope from `(name, value)` pairs over the standard library.
+    pub fn from_vars_with_stdlib(vars: impl IntoIterator<Item = (String, Value)>) -> Self {
+        let mut s = Scope::with_stdlib();
+        s.vars.extend(vars);
+        s
+    }
 }
 
 /// Evaluates `expr` (whose spans point into `src`) in `scope`.
 pub fn eval_expr(expr: &Expr, src: &str, scope: &Scope) -> Result<Value, EvalError> {
-    let _ = (src, scope);
-    Err(EvalError {
-        span: expr.span,
-        message: "evaluation is not implemented yet".into(),
-    })
+    Evaluator { src, scope }.eval(expr)
+}
+
+struct Evaluator<'a> {
+    src: &'a str,
+    scope: &'a Scope,
+}
+
+impl Evaluator<'_> {
+    fn text(&self, span: Span) -> &str {
+        span.text(self.src)
+    }
+
+    fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        match &expr.kind {
+            ExprKind::Literal(kind) => self.literal(*kind, expr.span),
+            ExprKind::Ident => {
+                let name = self.text(expr.span);
+                self.scope.lookup(name).cloned().ok_or_else(|| {
+                    EvalError::new(expr.span, format!("identifier {name:?} does not exist"))
+                })
+            }
+            ExprKind::Array(items) => {
+                let values = items
+                    .iter()
+                    .map(|e| self.eval(e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Value::array(values))
+            }
+            ExprKind::Object(fields) => {
+                let mut object = Object::with_capacity(fields.len());
+                for field in fields.iter() {
+                    let key_text = self.text(field.key);
+                    let key = if field.quoted {
+                        literal::unquote(key_text)
+                            .map_err(|e| EvalError::new(field.key, e.message))?
+                            .into_owned()
+                    } else {
+                        key_text.to_string()
+                    };
+                    let value = self.eval(&field.value)?;
+                    object.insert(key, value);
+                }
+                Ok(Value::object(object))
+            }
+            ExprKind::Access(value, name_span) => {
+                let value = self.eval(value)?;
+                let name = self.text(*name_span);
+                match &value {
+                    Value::Object(o) => o.get(name).cloned().ok_or_else(|| {
+                        EvalError::new(*name_span, format!("field {name:?} does not exist"))
+                    }),
+                    other => Err(EvalError::new(
+                        expr.span,
+                        format!(
+                            "cannot access field {name:?} on value of type {}",
+                            other.value_type()
+                        ),
+                    )),
+                }
+            }
+            ExprKind::Index(value, index) => {
+                let container = self.eval(value)?;
+                let key = self.eval(index)?;
+                self.index(&container, value, &key, index)
+            }
+            ExprKind::Call(func, args) => {
+                let callee = self.eval(func)?;
+                let Value::Function(f) = callee else {
+                    return Err(EvalError::new(
+                        func.span,
+                        format!(
+                            "{} {}",
+                            self.text(func.span),
+                            ops::type_error(crate::ValueType::Function, callee.value_type())
+                        ),
+                    ));
+                };
+                let values = args
+                    .iter()
+                    .map(|e| self.eval(e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                f.call(&values)
+                    .map_err(|message| EvalError::new(expr.span, message))
+            }
+            ExprKind::Unary(op, operand) => {
+                let v = self.eval(operand)?;
+                ops::unary(*op, &v).map_err(|m| {
+                    EvalError::new(operand.span, format!("{} {m}", self.text(operand.span)))
+                })
+            }
+            ExprKind::Binary(op, lhs, rhs) => {
+                // River evaluates (and type-checks) both operands of && and || too.
+                let l = self.eval(lhs)?;
+                let r = self.eval(rhs)?;
+                ops::binary(*op, &l, &r).map_err(|e| match e {
+                    OpError::Operand { side, message } => {
+                        let operand = if side == Side::Left { lhs } else { rhs };
+                        EvalError::new(
+                            operand.span,
+                            format!("{} {message}", self.text(operand.span)),
+                        )
+                    }
+                    OpError::DivideByZero => EvalError::new(expr.span, "divide by zero"),
+                })
+            }
+            ExprKind::Paren(inner) => self.eval(inner),
+        }
+    }
+
+    fn literal(&self, kind: LitKind, span: Span) -> Result<Value, EvalError> {
+        let text = self.text(span);
+        Ok(match kind {
+            LitKind::Number => Value::Number(
+                literal::parse_number(text).map_err(|e| EvalError::new(span, e.message))?,
+            ),
+            LitKind::Float => Value::float(
+                literal::parse_float(text).map_err(|e| EvalError::new(span, e.message))?,
+            ),
+            LitKind::String | LitKind::RawString => {
+                Value::string(literal::unquote(text).map_err(|e| EvalError::new(span, e.message))?)
+            }
+            LitKind::True => Value::Bool(true),
+            LitKind::False => Value::Bool(false),
+            LitKind::Null => Value::Null,
+        })
+    }
+
+    fn index(
+        &self,
+        container: &Value,
+        container_expr: &Expr,
+        key: &Value,
+        key_expr: &Expr,
+    ) -> Result<Value, EvalError> {
+        let type_error = |expected| {
+            EvalError::new(
+                key_expr.span,
+                format!(
+                    "{} {}",
+                    self.text(key_expr.span),
+                    ops::type_error(expected, key.value_type())
+                ),
+            )
+        };
+        match container {
+            Value::Array(items) => {
+                let Value::Number(n) = key else {
+                    return Err(type_error(crate::ValueType::Number));
+                };
+                let i = match *n {
+                    crate::Number::Int(i) => i,
+                    crate::Number::Uint(u) => i64::try_from(u).unwrap_or(i64::MAX),
+                    crate::Number::Float(f) => f as i64,
+                };
+                usize::try_from(i)
+                    .ok()
+                    .and_then(|i| items.get(i))
+                    .cloned()
+                    .ok_or_else(|| {
+                        EvalError::new(
+                            key_expr.span,
+                            format!(
+                                "index {i} is out of range of array with length {}",
+                                items.len()
+                            ),
+                        )
+                    })
+            }
+            Value::Object(fields) => {
+                let Value::String(k) = key else {
+                    return Err(type_error(crate::ValueType::String));
+                };
+                Ok(fields.get(k.as_ref()).cloned().unwrap_or(Value::Null))
+            }
+            other => Err(EvalError::new(
+                container_expr.span,
+                format!("expected object or array, got {}", other.value_type()),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ast::Stmt;
+
+    fn eval_in(expr: &str, scope: &Scope) -> Result<Value, String> {
+        let src = format!("x = {expr}");
+        let (file, diags) = crate::parse(&src);
+        assert!(diags.is_empty(), "{expr}: {diags:?}");
+        let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+            panic!("no attribute")
+        };
+        eval_expr(&a.value, &src, scope).map_err(|e| format!("{}: {}", e.span.start - 4, e.message))
+    }
+
+    fn eval(expr: &str) -> Result<Value, String> {
+        let mut scope = Scope::new();
+        let mut inner = Object::new();
+        inner.insert(
+            "list".into(),
+            Value::array(vec![Value::int(1), Value::string("two")]),
+        );
+        scope.insert("obj", Value::object(inner));
+        eval_in(expr, &scope)
+    }
+
+    #[test]
+    fn literals_and_collections() {
+        assert_eq!(eval("010"), Ok(Value::int(8)));
+        assert_eq!(eval("\"a\\tb\""), Ok(Value::string("a\tb")));
+        assert_eq!(eval("`a\\tb`"), Ok(Value::string("a\\tb")));
+        assert_eq!(
+            eval("[1, true, null]"),
+            Ok(Value::array(vec![
+                Value::int(1),
+                Value::Bool(true),
+                Value::Null
+            ]))
+        );
+        let mut o = Object::new();
+        o.insert("a b".into(), Value::int(1));
+        o.insert("c".into(), Value::float(2.5));
+        assert_eq!(eval("{\"a b\" = 1, c = 2.5}"), Ok(Value::object(o)));
+    }
+
+    #[test]
+    fn access_index_and_errors() {
+        assert_eq!(eval("obj.list[1]"), Ok(Value::string("two")));
+        assert_eq!(eval("obj[\"missing\"]"), Ok(Value::Null));
+        assert_eq!(
+            eval("obj.missing"),
+            Err("4: field \"missing\" does not exist".into())
+        );
+        assert_eq!(
+            eval("nope"),
+            Err("0: identifier \"nope\" does not exist".into())
+        );
+        assert_eq!(
+            eval("obj.list.x"),
+            Err("0: cannot access field \"x\" on value of type array".into())
+        );
+        assert_eq!(
+            eval("obj.list[5]"),
+            Err("9: index 5 is out of range of array with length 2".into())
+        );
+        assert_eq!(
+            eval("obj.list[\"a\"]"),
+            Err("9: \"a\" should be number, got string".into())
+        );
+        assert_eq!(
+            eval("obj[1]"),
+            Err("4: 1 should be string, got number".into())
+        );
+        assert_eq!(
+            eval("1 + \"a\""),
+            Err("4: \"a\" should be number, got string".into())
+        );
+        assert_eq!(eval("1 / 0"), Err("0: divide by zero".into()));
+        assert_eq!(
+            eval("\"a\"(1)"),
+            Err("0: \"a\" should be function, got string".into())
+        );
+    }
+
+    #[test]
+    fn operators_and_precedence() {
+        assert_eq!(eval("-2 ^ 2"), Ok(Value::int(4)));
+        assert_eq!(eval("1 / 2 == 0"), Ok(Value::Bool(true)));
+        assert_eq!(eval("(1 + 2) * 3"), Ok(Value::int(9)));
+        assert_eq!(eval("[1, {a = 2}] == [1, {a = 2}]"), Ok(Value::Bool(true)));
+    }
+
+    #[test]
+    fn child_scopes_shadow_parents() {
+        let mut parent = Scope::new();
+        parent.insert("a", Value::int(1));
+        parent.insert("b", Value::int(2));
+        let mut child = Scope::child_of(Arc::new(parent));
+        child.insert("a", Value::int(10));
+        assert_eq!(eval_in("a + b", &child), Ok(Value::int(12)));
+    }
 }

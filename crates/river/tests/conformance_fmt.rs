@@ -11,7 +11,11 @@ fn valid_dir() -> PathBuf {
 fn first_difference(expected: &str, got: &str) -> String {
     let e: Vec<&str> = expected.split('\n').collect();
     let g: Vec<&str> = got.split('\n').collect();
-    let i = e.iter().zip(&g).position(|(a, b)| a != b).unwrap_or(e.len().min(g.len()));
+    let i = e
+        .iter()
+        .zip(&g)
+        .position(|(a, b)| a != b)
+        .unwrap_or(e.len().min(g.len()));
     let from = i.saturating_sub(2);
     let mut out = String::new();
     for (tag, lines) in [("expect", &e), ("got   ", &g)] {
@@ -45,7 +49,10 @@ fn conformance_valid_files_format_like_the_reference() {
     let mut passed = 0;
     let mut failures = Vec::new();
     for path in &inputs {
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let src = std::fs::read_to_string(path).expect("read .river");
         let expect = std::fs::read_to_string(path.with_extension("expect")).expect("read .expect");
         let got = match river::format::format_source(&src) {
@@ -56,7 +63,10 @@ fn conformance_valid_files_format_like_the_reference() {
             }
         };
         if got != expect {
-            failures.push(format!("{name}: differs\n{}", first_difference(&expect, &got)));
+            failures.push(format!(
+                "{name}: differs\n{}",
+                first_difference(&expect, &got)
+            ));
             continue;
         }
         match river::format::format_source(&got) {
@@ -72,5 +82,10 @@ fn conformance_valid_files_format_like_the_reference() {
     for f in failures.iter().take(8) {
         println!("{f}");
     }
-    assert!(failures.is_empty(), "{} of {} files differ", failures.len(), inputs.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} files differ",
+        failures.len(),
+        inputs.len()
+    );
 }

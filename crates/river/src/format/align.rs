@@ -62,7 +62,8 @@ pub(super) fn align(input: &[u8]) -> Vec<u8> {
         let mut use_tabs = true;
         for (j, cell) in line_cells.iter().enumerate() {
             let width = if j < columns {
-                runs.get(cell.run).map(|r| if r.discardable { 0 } else { r.width })
+                runs.get(cell.run)
+                    .map(|r| if r.discardable { 0 } else { r.width })
             } else {
                 None
             };
@@ -104,7 +105,13 @@ fn split(input: &[u8]) -> (Vec<Cell>, Vec<Line>) {
         }
         match b {
             b'\t' | 0x0B | b'\n' | 0x0C => {
-                cells.push(Cell { start: cell_start, end: i, width, htab: b == b'\t', run: 0 });
+                cells.push(Cell {
+                    start: cell_start,
+                    end: i,
+                    width,
+                    htab: b == b'\t',
+                    run: 0,
+                });
                 cell_start = i + 1;
                 width = 0;
                 if b == b'\n' || b == 0x0C {
@@ -124,9 +131,20 @@ fn split(input: &[u8]) -> (Vec<Cell>, Vec<Line>) {
     }
     // The final partial cell counts only when it has text.
     if cell_start < input.len() {
-        cells.push(Cell { start: cell_start, end: input.len(), width, htab: false, run: 0 });
+        cells.push(Cell {
+            start: cell_start,
+            end: input.len(),
+            width,
+            htab: false,
+            run: 0,
+        });
     }
-    lines.push(Line { first: line_first, end: cells.len(), formfeed: false, terminated: false });
+    lines.push(Line {
+        first: line_first,
+        end: cells.len(),
+        formfeed: false,
+        terminated: false,
+    });
     (cells, lines)
 }
 
@@ -139,11 +157,16 @@ fn assign_runs(mut cells: Vec<Cell>, lines: &[Line]) -> (Vec<Cell>, Vec<Run>) {
         let columns = (line.end - line.first).saturating_sub(1);
         open.truncate(columns);
         for j in 0..columns {
-            let Some(cell) = cells.get_mut(line.first + j) else { break };
+            let Some(cell) = cells.get_mut(line.first + j) else {
+                break;
+            };
             let run = match open.get(j) {
                 Some(&r) => r,
                 None => {
-                    runs.push(Run { width: 0, discardable: true });
+                    runs.push(Run {
+                        width: 0,
+                        discardable: true,
+                    });
                     open.push(runs.len() - 1);
                     runs.len() - 1
                 }
@@ -183,7 +206,11 @@ struct Trimmer {
 
 impl Trimmer {
     fn new(capacity: usize) -> Self {
-        Trimmer { out: Vec::with_capacity(capacity), state: TrimState::Space, space: Vec::new() }
+        Trimmer {
+            out: Vec::with_capacity(capacity),
+            state: TrimState::Space,
+            space: Vec::new(),
+        }
     }
 
     /// Padding to `cell_width` for a cell whose text is `text_width` wide.
@@ -216,7 +243,10 @@ impl Trimmer {
                     break;
                 }
             } else if self.state == TrimState::Escape {
-                let run = data[i..].iter().position(|&b| b == ESC).unwrap_or(data.len() - i);
+                let run = data[i..]
+                    .iter()
+                    .position(|&b| b == ESC)
+                    .unwrap_or(data.len() - i);
                 self.out.extend_from_slice(&data[i..i + run]);
                 i += run;
                 if i >= data.len() {
@@ -292,7 +322,10 @@ mod tests {
 
     #[test]
     fn columns_align_over_consecutive_lines_only() {
-        assert_eq!(run(b"a\x0b= 1\nlong\x0b= 2\nx\n"), "a    = 1\nlong = 2\nx\n");
+        assert_eq!(
+            run(b"a\x0b= 1\nlong\x0b= 2\nx\n"),
+            "a    = 1\nlong = 2\nx\n"
+        );
         // A line without the column ends the run.
         assert_eq!(run(b"a\x0b= 1\nx\nlong\x0b= 2"), "a = 1\nx\nlong = 2");
         // A formfeed ends every run.
@@ -301,13 +334,19 @@ mod tests {
 
     #[test]
     fn leading_empty_cells_become_tabs_and_empty_soft_columns_vanish() {
-        assert_eq!(run(b"\t\ta\x0b= 1\n\t\tbb\x0b= 2"), "\t\ta  = 1\n\t\tbb = 2");
+        assert_eq!(
+            run(b"\t\ta\x0b= 1\n\t\tbb\x0b= 2"),
+            "\t\ta  = 1\n\t\tbb = 2"
+        );
         assert_eq!(run(b"\x0ba\n\x0bb"), "a\nb");
     }
 
     #[test]
     fn escaped_text_is_literal_and_widths_count_characters() {
-        assert_eq!(run(b"\xffa\tb\xff\x0b= 1\n\xc3\xa9\x0b= 2"), "a\tb = 1\né   = 2");
+        assert_eq!(
+            run(b"\xffa\tb\xff\x0b= 1\n\xc3\xa9\x0b= 2"),
+            "a\tb = 1\né   = 2"
+        );
     }
 
     #[test]

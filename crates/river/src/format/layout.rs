@@ -42,7 +42,10 @@ pub(super) fn layout(file: &File) -> Vec<u8> {
     };
     p.stmts(&file.body);
     // Comments after the last statement.
-    let end = Pos { offset: i64::MAX, line: i64::MAX };
+    let end = Pos {
+        offset: i64::MAX,
+        line: i64::MAX,
+    };
     p.flush(end, true);
     p.out
 }
@@ -114,10 +117,15 @@ fn comment_groups(src: &str, comments: &[CommentInfo<'_>]) -> Vec<std::ops::Rang
     for i in 1..=comments.len() {
         let joined = match (comments.get(i - 1), comments.get(i)) {
             (Some(prev), Some(cur)) => {
-                let between = src.get(prev.end as usize..cur.start as usize).unwrap_or("x");
-                let prev_end_line = prev.line + prev.text.bytes().filter(|&b| b == b'\n').count() as i64;
+                let between = src
+                    .get(prev.end as usize..cur.start as usize)
+                    .unwrap_or("x");
+                let prev_end_line =
+                    prev.line + prev.text.bytes().filter(|&b| b == b'\n').count() as i64;
                 cur.line <= prev_end_line + 1
-                    && between.bytes().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+                    && between
+                        .bytes()
+                        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
             }
             _ => false,
         };
@@ -229,7 +237,10 @@ impl<'a> Printer<'a> {
 
     /// Sets the source position of the next token.
     fn at(&mut self, offset: u32) {
-        self.pos = Pos { offset: offset as i64, line: self.line(offset as i64) };
+        self.pos = Pos {
+            offset: offset as i64,
+            line: self.line(offset as i64),
+        };
     }
 
     /// The offset of the first token at or after `from`, skipping blanks and comments.
@@ -243,7 +254,11 @@ impl<'a> Printer<'a> {
                     i = self.src[i..].find('\n').map_or(bytes.len(), |n| i + n);
                 }
                 b'/' if bytes.get(i + 1) == Some(&b'*') => {
-                    i = self.src.get(i + 2..).and_then(|s| s.find("*/")).map_or(bytes.len(), |n| i + 2 + n + 2);
+                    i = self
+                        .src
+                        .get(i + 2..)
+                        .and_then(|s| s.find("*/"))
+                        .map_or(bytes.len(), |n| i + 2 + n + 2);
                 }
                 _ => break,
             }
@@ -272,7 +287,11 @@ impl<'a> Printer<'a> {
             self.ws.clear();
             self.ws.push(Ws::Blank);
         }
-        self.last_tok = if text == "/" { LastTok::Div } else { LastTok::Other };
+        self.last_tok = if text == "/" {
+            LastTok::Div
+        } else {
+            LastTok::Other
+        };
         self.emit(text, TextKind::Plain);
     }
 
@@ -282,7 +301,11 @@ impl<'a> Printer<'a> {
     }
 
     fn literal(&mut self, text: &str, kind: LitKind) {
-        self.last_tok = if kind == LitKind::Number { LastTok::Number } else { LastTok::Other };
+        self.last_tok = if kind == LitKind::Number {
+            LastTok::Number
+        } else {
+            LastTok::Other
+        };
         let how = match kind {
             LitKind::String | LitKind::RawString => TextKind::Str,
             _ => TextKind::Plain,
@@ -316,13 +339,18 @@ impl<'a> Printer<'a> {
     fn inject_comments(&mut self, next: Pos, eof: bool) {
         let mut last_comment = None;
         while self.comment_due(next) {
-            let Some(group) = self.groups.get(self.next_group).cloned() else { break };
+            let Some(group) = self.groups.get(self.next_group).cloned() else {
+                break;
+            };
             self.next_group += 1;
             for i in group {
                 let comments = self.comments;
                 if let Some(c) = comments.get(i) {
                     self.comment_prefix(next, c);
-                    let at = Pos { offset: c.start as i64, line: c.line };
+                    let at = Pos {
+                        offset: c.start as i64,
+                        line: c.line,
+                    };
                     self.write_text(at, &c.text, TextKind::Comment);
                     last_comment = Some(c);
                 }
@@ -357,7 +385,11 @@ impl<'a> Printer<'a> {
                 break;
             }
             self.write_ws(count);
-            let newlines = if self.last.line > 0 { c.line - self.last.line } else { 0 };
+            let newlines = if self.last.line > 0 {
+                c.line - self.last.line
+            } else {
+                0
+            };
             if newlines > 0 {
                 self.write_byte(0x0C, newlines.min(MAX_NEWLINES) as usize);
             }
