@@ -54,7 +54,7 @@ fn obj(fields: Vec<(&str, Value)>) -> Value {
 /// | `secret_val` | secret `"s3cr3t"` |
 /// | `capsule_val` | an opaque capsule |
 pub fn scope() -> Scope {
-    let vars: Object = [
+    let vars: Vec<(&str, Value)> = vec![
         (
             "obj",
             obj(vec![
@@ -81,11 +81,12 @@ pub fn scope() -> Scope {
         ("null_val", Value::Null),
         ("secret_val", Value::secret("s3cr3t")),
         ("capsule_val", Value::Capsule(river::Capsule::new(TestCapsule))),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    Scope { vars, ..Scope::default() }
+    ];
+    let mut scope = Scope::with_stdlib();
+    for (k, v) in vars {
+        scope.insert(k, v);
+    }
+    scope
 }
 
 /// One eval case.
@@ -259,7 +260,7 @@ fn run_case(case: &EvalCase, scope: &Scope, empty: &Scope) -> Result<(), String>
 pub fn run() {
     std::env::set_var(ENV_VAR.0, ENV_VAR.1);
     let scope = scope();
-    let empty = Scope::default();
+    let empty = Scope::new();
     let mut report = Report::new("eval");
     for path in files_with_suffix(&testdata_dir().join("eval"), ".txt") {
         let cases = match read_cases(&read(&path)) {
