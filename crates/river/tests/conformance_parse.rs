@@ -15,7 +15,10 @@ fn conformance_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("conformance data not found at {} (required under CI=true)", dir.display());
+        panic!(
+            "conformance data not found at {} (required under CI=true)",
+            dir.display()
+        );
     }
     println!("SKIPPED: conformance data not found at {}", dir.display());
     None
@@ -33,7 +36,9 @@ fn river_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// `line:byte_col: message` of the earliest diagnostic, as the reference prints it.
@@ -50,7 +55,8 @@ fn conformance_valid_files_parse_without_diagnostics() {
     let mut mismatches = String::new();
     let mut failed = 0;
     for path in &files {
-        let src = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let src =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let (_, diags) = river::parse(&src);
         if !diags.is_empty() {
             failed += 1;
@@ -60,15 +66,27 @@ fn conformance_valid_files_parse_without_diagnostics() {
             let _ = writeln!(mismatches, "  valid/{}:", name(path));
             for d in sorted.iter().take(3) {
                 let p = index.position(&src, d.span.start);
-                let _ = writeln!(mismatches, "      {}:{}: {}", p.line, p.byte_column, d.message);
+                let _ = writeln!(
+                    mismatches,
+                    "      {}:{}: {}",
+                    p.line, p.byte_column, d.message
+                );
             }
             if sorted.len() > 3 {
                 let _ = writeln!(mismatches, "      ... and {} more", sorted.len() - 3);
             }
         }
     }
-    println!("conformance valid: {}/{} files parse with no diagnostics", files.len() - failed, files.len());
-    assert!(failed == 0, "{failed} of {} valid conformance files have diagnostics:\n{mismatches}", files.len());
+    println!(
+        "conformance valid: {}/{} files parse with no diagnostics",
+        files.len() - failed,
+        files.len()
+    );
+    assert!(
+        failed == 0,
+        "{failed} of {} valid conformance files have diagnostics:\n{mismatches}",
+        files.len()
+    );
 }
 
 #[test]
@@ -78,7 +96,8 @@ fn conformance_invalid_files_report_the_reference_first_error() {
     let mut mismatches = String::new();
     let mut failed = 0;
     for path in &files {
-        let src = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let src =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let errors_path = path.with_extension("errors");
         let errors = std::fs::read_to_string(&errors_path)
             .unwrap_or_else(|e| panic!("{}: {e}", errors_path.display()));
@@ -100,5 +119,9 @@ fn conformance_invalid_files_report_the_reference_first_error() {
         files.len() - failed,
         files.len()
     );
-    assert!(failed == 0, "{failed} of {} invalid conformance files differ:\n{mismatches}", files.len());
+    assert!(
+        failed == 0,
+        "{failed} of {} invalid conformance files differ:\n{mismatches}",
+        files.len()
+    );
 }

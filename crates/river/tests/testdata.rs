@@ -45,13 +45,20 @@ fn every_reference_message_has_a_case() {
     let expected = all_expected_messages();
     let mut uncovered = Vec::new();
     let mut total = 0;
-    for pattern in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for pattern in list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         total += 1;
         if !expected.iter().any(|m| pattern_matches(pattern, m)) {
             uncovered.push(pattern);
         }
     }
-    println!("messages: {}/{total} reference message patterns have a case", total - uncovered.len());
+    println!(
+        "messages: {}/{total} reference message patterns have a case",
+        total - uncovered.len()
+    );
     assert!(
         uncovered.is_empty(),
         "{} message patterns of testdata/messages.txt have no case:\n  {}",

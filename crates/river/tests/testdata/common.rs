@@ -14,7 +14,12 @@ pub fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(suffix)))
+            .filter(|p| {
+                p.is_file()
+                    && p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.ends_with(suffix))
+            })
             .collect(),
         Err(e) => panic!("cannot read {}: {e}", dir.display()),
     };
@@ -58,7 +63,10 @@ pub struct Case {
 impl Case {
     /// The text of the section called `name`, if present.
     pub fn section(&self, name: &str) -> Option<&str> {
-        self.sections.iter().find(|(n, _)| n == name).map(|(_, t)| t.as_str())
+        self.sections
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
     }
 }
 
@@ -74,10 +82,16 @@ pub fn parse_cases(text: &str) -> Result<Vec<Case>, String> {
             if let (Some(case), Some(sec)) = (cases.last_mut(), current_section.take()) {
                 case.sections.push(finish_section(sec));
             }
-            cases.push(Case { name: name.trim().to_string(), line: line_no, sections: Vec::new() });
+            cases.push(Case {
+                name: name.trim().to_string(),
+                line: line_no,
+                sections: Vec::new(),
+            });
         } else if let Some(name) = line_trimmed.strip_prefix("--- ") {
             let Some(case) = cases.last_mut() else {
-                return Err(format!("line {line_no}: section before the first `=== name`"));
+                return Err(format!(
+                    "line {line_no}: section before the first `=== name`"
+                ));
             };
             if let Some(sec) = current_section.take() {
                 case.sections.push(finish_section(sec));
@@ -86,8 +100,13 @@ pub fn parse_cases(text: &str) -> Result<Vec<Case>, String> {
         } else if let Some((_, body)) = current_section.as_mut() {
             body.push_str(line);
             body.push('\n');
-        } else if !cases.is_empty() && !line_trimmed.trim().is_empty() && !line_trimmed.starts_with('#') {
-            return Err(format!("line {line_no}: text outside a `--- section`: {line_trimmed:?}"));
+        } else if !cases.is_empty()
+            && !line_trimmed.trim().is_empty()
+            && !line_trimmed.starts_with('#')
+        {
+            return Err(format!(
+                "line {line_no}: text outside a `--- section`: {line_trimmed:?}"
+            ));
         }
     }
     if let (Some(case), Some(sec)) = (cases.last_mut(), current_section.take()) {
@@ -116,7 +135,11 @@ pub struct Report {
 impl Report {
     /// A report for `suite`.
     pub fn new(suite: &'static str) -> Self {
-        Report { suite, total: 0, failures: Vec::new() }
+        Report {
+            suite,
+            total: 0,
+            failures: Vec::new(),
+        }
     }
 
     /// Records a passing case.
@@ -146,7 +169,10 @@ impl Report {
     /// Prints the summary and panics when any case failed.
     pub fn finish(self) {
         let passed = self.total - self.failures.len();
-        println!("testdata suite {}: {passed}/{} cases passed", self.suite, self.total);
+        println!(
+            "testdata suite {}: {passed}/{} cases passed",
+            self.suite, self.total
+        );
         if self.failures.is_empty() {
             return;
         }
@@ -232,7 +258,9 @@ fn match_from(pat: &[PatTok], msg: &[char], pos: usize) -> bool {
                 end += 1;
             }
             // Try every digit-run length so a following literal digit can still match.
-            (digits_start + 1..=end).rev().any(|e| match_from(rest, msg, e))
+            (digits_start + 1..=end)
+                .rev()
+                .any(|e| match_from(rest, msg, e))
         }
         PatTok::Quoted => {
             if msg.get(pos) != Some(&'"') {
@@ -254,13 +282,28 @@ fn match_from(pat: &[PatTok], msg: &[char], pos: usize) -> bool {
 
 #[test]
 fn patterns_match_placeholders() {
-    assert!(pattern_matches("index %d is out of range of array with length %d", "5 index 5 is out of range of array with length 2"));
+    assert!(pattern_matches(
+        "index %d is out of range of array with length %d",
+        "5 index 5 is out of range of array with length 2"
+    ));
     assert!(!pattern_matches("index %d is out", "index x is out"));
-    assert!(pattern_matches("field %q does not exist", r#"field "a\"b" does not exist"#));
-    assert!(!pattern_matches("field %q does not exist", "field a does not exist"));
-    assert!(pattern_matches("expected %s, got %s", "expected }, got EOF"));
+    assert!(pattern_matches(
+        "field %q does not exist",
+        r#"field "a\"b" does not exist"#
+    ));
+    assert!(!pattern_matches(
+        "field %q does not exist",
+        "field a does not exist"
+    ));
+    assert!(pattern_matches(
+        "expected %s, got %s",
+        "expected }, got EOF"
+    ));
     assert!(pattern_matches("100%% sure", "100% sure"));
-    assert!(!pattern_matches("expected TERMINATOR, got IDENT", "expected TERMINATOR, got EOF"));
+    assert!(!pattern_matches(
+        "expected TERMINATOR, got IDENT",
+        "expected TERMINATOR, got EOF"
+    ));
 }
 
 #[test]

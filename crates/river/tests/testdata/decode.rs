@@ -4,7 +4,9 @@
 //! `errors` lists every diagnostic as `line:col: message` (columns in characters), or `line:col: ~text` when
 //! the message only has to contain `text`.
 
-use super::common::{files_with_suffix, line_col, parse_cases, read, rel, testdata_dir, Case, Report};
+use super::common::{
+    files_with_suffix, line_col, parse_cases, read, rel, testdata_dir, Case, Report,
+};
 use river::ast::Stmt;
 use river::decode::{decode_block_body_validated, Block, LabeledBlock, Validate};
 use river::types::{Duration, OptionalSecret};
@@ -181,31 +183,35 @@ macro_rules! no_validation {
     ($($t:ty),*) => {$( impl Validate for $t {} )*};
 }
 
-target!(struct Person {
-    name: String,
-    age: Option<i64>,
-    #[serde(default)]
-    nickname: String,
-    #[serde(default)]
-    admin: bool,
-    #[serde(default)]
-    tags: Vec<String>,
-});
+target!(
+    struct Person {
+        name: String,
+        age: Option<i64>,
+        #[serde(default)]
+        nickname: String,
+        #[serde(default)]
+        admin: bool,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+);
 
-target!(struct Numbers {
-    #[serde(default)]
-    int: i64,
-    #[serde(default)]
-    uint: u64,
-    #[serde(default)]
-    float: f64,
-    #[serde(default)]
-    small: i32,
-    #[serde(default)]
-    text: String,
-    #[serde(default)]
-    flag: bool,
-});
+target!(
+    struct Numbers {
+        #[serde(default)]
+        int: i64,
+        #[serde(default)]
+        uint: u64,
+        #[serde(default)]
+        float: f64,
+        #[serde(default)]
+        small: i32,
+        #[serde(default)]
+        text: String,
+        #[serde(default)]
+        flag: bool,
+    }
+);
 
 target!(
     #[serde(default)]
@@ -219,70 +225,99 @@ target!(
 
 impl Default for Defaults {
     fn default() -> Self {
-        Defaults { port: 8080, host: "localhost".into(), enabled: true, tags: vec!["default".into()] }
+        Defaults {
+            port: 8080,
+            host: "localhost".into(),
+            enabled: true,
+            tags: vec!["default".into()],
+        }
     }
 }
 
-target!(struct Parent {
-    name: String,
-    child: Block<Child>,
-    extra: Option<Block<Child>>,
-    #[serde(default)]
-    rule: Vec<Block<Rule>>,
-    #[serde(rename = "child.block", default)]
-    dotted: Option<Block<Child>>,
-});
+target!(
+    struct Parent {
+        name: String,
+        child: Block<Child>,
+        extra: Option<Block<Child>>,
+        #[serde(default)]
+        rule: Vec<Block<Rule>>,
+        #[serde(rename = "child.block", default)]
+        dotted: Option<Block<Child>>,
+    }
+);
 
-target!(struct Child {
-    attr: bool,
-    #[serde(default)]
-    value: i64,
-});
+target!(
+    struct Child {
+        attr: bool,
+        #[serde(default)]
+        value: i64,
+    }
+);
 
-target!(struct Rule {
-    action: String,
-    inner: Option<Block<Child>>,
-});
+target!(
+    struct Rule {
+        action: String,
+        inner: Option<Block<Child>>,
+    }
+);
 
-target!(struct Endpoints {
-    #[serde(default)]
-    endpoint: Vec<LabeledBlock<Endpoint>>,
-    single: Option<LabeledBlock<Endpoint>>,
-    maybe: Option<Block<MaybeLabel>>,
-});
+target!(
+    struct Endpoints {
+        #[serde(default)]
+        endpoint: Vec<LabeledBlock<Endpoint>>,
+        single: Option<LabeledBlock<Endpoint>>,
+        maybe: Option<Block<MaybeLabel>>,
+    }
+);
 
-target!(struct Endpoint { url: String });
+target!(
+    struct Endpoint {
+        url: String,
+    }
+);
 
-target!(struct MaybeLabel {
-    #[serde(rename = "$label")]
-    label: Option<String>,
-    #[serde(default)]
-    x: i64,
-});
+target!(
+    struct MaybeLabel {
+        #[serde(rename = "$label")]
+        label: Option<String>,
+        #[serde(default)]
+        x: i64,
+    }
+);
 
-target!(struct Profiling {
-    #[serde(rename = "profile.memory")]
-    memory: Option<Block<Toggle>>,
-    #[serde(rename = "profile.process_cpu")]
-    cpu: Option<Block<Toggle>>,
-    #[serde(rename = "profile.custom", default)]
-    custom: Vec<LabeledBlock<Custom>>,
-});
+target!(
+    struct Profiling {
+        #[serde(rename = "profile.memory")]
+        memory: Option<Block<Toggle>>,
+        #[serde(rename = "profile.process_cpu")]
+        cpu: Option<Block<Toggle>>,
+        #[serde(rename = "profile.custom", default)]
+        custom: Vec<LabeledBlock<Custom>>,
+    }
+);
 
-target!(struct Toggle { enabled: bool });
+target!(
+    struct Toggle {
+        enabled: bool,
+    }
+);
 
-target!(struct Custom {
-    path: String,
-    #[serde(default)]
-    enabled: bool,
-    #[serde(default)]
-    delta: bool,
-});
+target!(
+    struct Custom {
+        path: String,
+        #[serde(default)]
+        enabled: bool,
+        #[serde(default)]
+        delta: bool,
+    }
+);
 
-target!(struct Pipeline {
-    #[serde(default)]
-    stage: Vec<Stage>,
-});
+target!(
+    struct Pipeline {
+        #[serde(default)]
+        stage: Vec<Stage>,
+    }
+);
 
 /// The kinds of `stage.*` block, in source order.
 #[derive(Debug, Deserialize)]
@@ -309,14 +344,28 @@ impl Show for Stage {
     }
 }
 
-target!(struct JsonStage { expressions: BTreeMap<String, String> });
-target!(struct RegexStage { expression: String });
-target!(struct LabelsStage { values: BTreeMap<String, String> });
+target!(
+    struct JsonStage {
+        expressions: BTreeMap<String, String>,
+    }
+);
+target!(
+    struct RegexStage {
+        expression: String,
+    }
+);
+target!(
+    struct LabelsStage {
+        values: BTreeMap<String, String>,
+    }
+);
 
-target!(struct Timing {
-    interval: Duration,
-    timeout: Option<Duration>,
-});
+target!(
+    struct Timing {
+        interval: Duration,
+        timeout: Option<Duration>,
+    }
+);
 
 impl Validate for Timing {
     fn validate(&self) -> Result<(), String> {
@@ -327,34 +376,77 @@ impl Validate for Timing {
     }
 }
 
-target!(struct Auth {
-    username: String,
-    password: Secret,
-    #[serde(default)]
-    token: OptionalSecret,
-    other: Option<OptionalSecret>,
-});
+target!(
+    struct Auth {
+        username: String,
+        password: Secret,
+        #[serde(default)]
+        token: OptionalSecret,
+        other: Option<OptionalSecret>,
+    }
+);
 
-target!(struct Receivers {
-    receiver: Capsule,
-    #[serde(default)]
-    forward_to: Vec<Capsule>,
-});
+target!(
+    struct Receivers {
+        receiver: Capsule,
+        #[serde(default)]
+        forward_to: Vec<Capsule>,
+    }
+);
 
-target!(struct Target { key: Key });
-target!(struct Key { object: KeyObject });
-target!(struct KeyObject { field1: Vec<i64> });
-target!(struct Text { key: String });
+target!(
+    struct Target {
+        key: Key,
+    }
+);
+target!(
+    struct Key {
+        object: KeyObject,
+    }
+);
+target!(
+    struct KeyObject {
+        field1: Vec<i64>,
+    }
+);
+target!(
+    struct Text {
+        key: String,
+    }
+);
 
-target!(struct Maps {
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-    any: Option<Value>,
-});
+target!(
+    struct Maps {
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+        any: Option<Value>,
+    }
+);
 
 no_validation!(
-    Person, Numbers, Defaults, Parent, Child, Rule, Endpoints, Endpoint, MaybeLabel, Profiling, Toggle, Custom,
-    Pipeline, JsonStage, RegexStage, LabelsStage, Auth, Receivers, Target, Key, KeyObject, Text, Maps
+    Person,
+    Numbers,
+    Defaults,
+    Parent,
+    Child,
+    Rule,
+    Endpoints,
+    Endpoint,
+    MaybeLabel,
+    Profiling,
+    Toggle,
+    Custom,
+    Pipeline,
+    JsonStage,
+    RegexStage,
+    LabelsStage,
+    Auth,
+    Receivers,
+    Target,
+    Key,
+    KeyObject,
+    Text,
+    Maps
 );
 
 /// The outcome of decoding: the canonical print, or the diagnostics as `line:col: message`.
@@ -384,7 +476,10 @@ where
                 })
                 .collect();
             lines.sort();
-            Err(lines.into_iter().map(|(l, c, m)| format!("{l}:{c}: {m}")).collect())
+            Err(lines
+                .into_iter()
+                .map(|(l, c, m)| format!("{l}:{c}: {m}"))
+                .collect())
         }
     })
 }
@@ -414,18 +509,27 @@ fn line_matches(want: &str, got: &str) -> bool {
     let split = |s: &str| -> Option<(String, String)> {
         let mut parts = s.splitn(3, ':');
         let (l, c, m) = (parts.next()?, parts.next()?, parts.next()?);
-        Some((format!("{l}:{c}"), m.strip_prefix(' ').unwrap_or(m).to_string()))
+        Some((
+            format!("{l}:{c}"),
+            m.strip_prefix(' ').unwrap_or(m).to_string(),
+        ))
     };
     match (split(want), split(got)) {
         (Some((wp, wm)), Some((gp, gm))) => {
-            wp == gp && wm.strip_prefix('~').map_or(wm == gm, |part| gm.contains(part))
+            wp == gp
+                && wm
+                    .strip_prefix('~')
+                    .map_or(wm == gm, |part| gm.contains(part))
         }
         _ => false,
     }
 }
 
 fn run_case(case: &Case) -> Result<(), String> {
-    let ty = case.section("type").map(str::trim).ok_or("case has no `--- type`")?;
+    let ty = case
+        .section("type")
+        .map(str::trim)
+        .ok_or("case has no `--- type`")?;
     let input = case.section("input").ok_or("case has no `--- input`")?;
     let got = decode_named(ty, input)?;
     match (case.section("expect"), case.section("errors"), got) {
@@ -436,16 +540,32 @@ fn run_case(case: &Case) -> Result<(), String> {
                 Err(format!("want {}\ngot  {got}", want.trim()))
             }
         }
-        (Some(want), None, Err(diags)) => Err(format!("want {}\ngot errors:\n  {}", want.trim(), diags.join("\n  "))),
+        (Some(want), None, Err(diags)) => Err(format!(
+            "want {}\ngot errors:\n  {}",
+            want.trim(),
+            diags.join("\n  ")
+        )),
         (None, Some(want), Err(diags)) => {
-            let want: Vec<&str> = want.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            if want.len() == diags.len() && want.iter().zip(&diags).all(|(w, g)| line_matches(w, g)) {
+            let want: Vec<&str> = want
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            if want.len() == diags.len() && want.iter().zip(&diags).all(|(w, g)| line_matches(w, g))
+            {
                 Ok(())
             } else {
-                Err(format!("want errors:\n  {}\ngot errors:\n  {}", want.join("\n  "), diags.join("\n  ")))
+                Err(format!(
+                    "want errors:\n  {}\ngot errors:\n  {}",
+                    want.join("\n  "),
+                    diags.join("\n  ")
+                ))
             }
         }
-        (None, Some(want), Ok(got)) => Err(format!("want errors:\n  {}\ngot  {got}", want.trim().replace('\n', "\n  "))),
+        (None, Some(want), Ok(got)) => Err(format!(
+            "want errors:\n  {}\ngot  {got}",
+            want.trim().replace('\n', "\n  ")
+        )),
         _ => Err("case needs exactly one of `--- expect` and `--- errors`".into()),
     }
 }
@@ -457,7 +577,10 @@ pub fn run() {
         match parse_cases(&read(&path)) {
             Ok(cases) => {
                 for case in &cases {
-                    report.check(format!("{}:{}: {}", rel(&path), case.line, case.name), run_case(case));
+                    report.check(
+                        format!("{}:{}: {}", rel(&path), case.line, case.name),
+                        run_case(case),
+                    );
                 }
             }
             Err(e) => report.fail(rel(&path), e),
@@ -482,8 +605,17 @@ pub fn expected_messages() -> Vec<String> {
 
 #[test]
 fn diagnostic_lines_match() {
-    assert!(line_matches("2:3: unrecognized attribute name \"zz\"", "2:3: unrecognized attribute name \"zz\""));
-    assert!(!line_matches("2:3: unrecognized attribute name \"zz\"", "2:4: unrecognized attribute name \"zz\""));
-    assert!(line_matches("2:14: ~missing unit", "2:14: time: missing unit in duration \"5\""));
+    assert!(line_matches(
+        "2:3: unrecognized attribute name \"zz\"",
+        "2:3: unrecognized attribute name \"zz\""
+    ));
+    assert!(!line_matches(
+        "2:3: unrecognized attribute name \"zz\"",
+        "2:4: unrecognized attribute name \"zz\""
+    ));
+    assert!(line_matches(
+        "2:14: ~missing unit",
+        "2:14: time: missing unit in duration \"5\""
+    ));
     assert!(!line_matches("2:14: ~missing unit", "2:14: something else"));
 }

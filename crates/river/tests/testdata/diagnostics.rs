@@ -37,7 +37,8 @@ fn parse_pos(s: &str) -> Option<(usize, usize)> {
 
 /// Reads one synthetic diagnostic line.
 fn synthetic(src: &str, line: &str) -> Result<Diagnostic, String> {
-    let bad = || format!("bad diagnostic {line:?}: want `error|warning LINE:COL[-LINE:COL] message`");
+    let bad =
+        || format!("bad diagnostic {line:?}: want `error|warning LINE:COL[-LINE:COL] message`");
     let (severity, rest) = line.split_once(' ').ok_or_else(bad)?;
     let (range, message) = rest.split_once(' ').ok_or_else(bad)?;
     let (start, end) = match range.split_once('-') {
@@ -47,8 +48,10 @@ fn synthetic(src: &str, line: &str) -> Result<Diagnostic, String> {
             (p, p)
         }
     };
-    let (start_off, _) = offset_of(src, start.0, start.1).ok_or_else(|| format!("{range}: outside the input"))?;
-    let (end_off, end_len) = offset_of(src, end.0, end.1).ok_or_else(|| format!("{range}: outside the input"))?;
+    let (start_off, _) =
+        offset_of(src, start.0, start.1).ok_or_else(|| format!("{range}: outside the input"))?;
+    let (end_off, end_len) =
+        offset_of(src, end.0, end.1).ok_or_else(|| format!("{range}: outside the input"))?;
     let span = Span::new(start_off as u32, (end_off + end_len) as u32);
     match severity {
         "error" => Ok(Diagnostic::error(span, message)),
@@ -62,7 +65,10 @@ fn run_case(case: &Case) -> Result<(), String> {
     let want = case.section("output").ok_or("case has no `--- output`")?;
     let diags = match case.section("diagnostics") {
         Some(spec) => Diagnostics(
-            spec.lines().filter(|l| !l.trim().is_empty()).map(|l| synthetic(input, l)).collect::<Result<_, _>>()?,
+            spec.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| synthetic(input, l))
+                .collect::<Result<_, _>>()?,
         ),
         None => river::parse(input).1,
     };
@@ -70,12 +76,17 @@ fn run_case(case: &Case) -> Result<(), String> {
     let got = pretty(&file, &diags, Colour::Never);
     let mut problems = String::new();
     if got != want {
-        problems.push_str(&format!("rendering differs\n--- want\n{want}--- got\n{got}"));
+        problems.push_str(&format!(
+            "rendering differs\n--- want\n{want}--- got\n{got}"
+        ));
     }
     if let Some(summary) = case.section("summary") {
         let got_summary = diags.summary(&file);
         if got_summary != summary.trim_end() {
-            problems.push_str(&format!("summary differs\nwant {}\ngot  {got_summary}\n", summary.trim_end()));
+            problems.push_str(&format!(
+                "summary differs\nwant {}\ngot  {got_summary}\n",
+                summary.trim_end()
+            ));
         }
     }
     if problems.is_empty() {
@@ -92,7 +103,10 @@ pub fn run() {
         match parse_cases(&read(&path)) {
             Ok(cases) => {
                 for case in &cases {
-                    report.check(format!("{}:{}: {}", rel(&path), case.line, case.name), run_case(case));
+                    report.check(
+                        format!("{}:{}: {}", rel(&path), case.line, case.name),
+                        run_case(case),
+                    );
                 }
             }
             Err(e) => report.fail(rel(&path), e),
@@ -119,7 +133,10 @@ fn synthetic_positions_are_inclusive_character_ranges() {
     let d = synthetic(src, "error 2:1-2:3 m").unwrap();
     assert_eq!((d.span.start, d.span.end), (3, 7));
     let p = synthetic(src, "warning 2:1 m n").unwrap();
-    assert_eq!((p.span.start, p.span.end, p.message.as_str()), (3, 5, "m n"));
+    assert_eq!(
+        (p.span.start, p.span.end, p.message.as_str()),
+        (3, 5, "m n")
+    );
     assert!(synthetic(src, "error 9:1 m").is_err());
     assert!(synthetic(src, "fatal 1:1 m").is_err());
 }

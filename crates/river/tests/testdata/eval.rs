@@ -36,7 +36,12 @@ impl river::CapsuleValue for TestCapsule {
 }
 
 fn obj(fields: Vec<(&str, Value)>) -> Value {
-    Value::object(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Object>())
+    Value::object(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect::<Object>(),
+    )
 }
 
 /// The variables visible to the cases:
@@ -59,18 +64,31 @@ pub fn scope() -> Scope {
             "obj",
             obj(vec![
                 ("a", Value::int(1)),
-                ("b", obj(vec![("c", Value::array(vec![Value::int(1), Value::int(2), Value::int(3)]))])),
+                (
+                    "b",
+                    obj(vec![(
+                        "c",
+                        Value::array(vec![Value::int(1), Value::int(2), Value::int(3)]),
+                    )]),
+                ),
                 ("with space", Value::Bool(true)),
             ]),
         ),
-        ("arr", Value::array(vec![Value::int(10), Value::int(20), Value::int(30)])),
+        (
+            "arr",
+            Value::array(vec![Value::int(10), Value::int(20), Value::int(30)]),
+        ),
         (
             "key_value",
             obj(vec![(
                 "object",
                 obj(vec![(
                     "field1",
-                    Value::array(vec![Value::int(15), Value::int(30), Value::string("Hello, world!")]),
+                    Value::array(vec![
+                        Value::int(15),
+                        Value::int(30),
+                        Value::string("Hello, world!"),
+                    ]),
                 )]),
             )]),
         ),
@@ -80,7 +98,10 @@ pub fn scope() -> Scope {
         ("float_val", Value::float(2.5)),
         ("null_val", Value::Null),
         ("secret_val", Value::secret("s3cr3t")),
-        ("capsule_val", Value::Capsule(river::Capsule::new(TestCapsule))),
+        (
+            "capsule_val",
+            Value::Capsule(river::Capsule::new(TestCapsule)),
+        ),
     ];
     let mut scope = Scope::with_stdlib();
     for (k, v) in vars {
@@ -126,7 +147,10 @@ pub fn read_cases(text: &str) -> Result<Vec<EvalCase>, String> {
             continue;
         }
         let Some((expr, expect)) = t.split_once(" => ") else {
-            return Err(format!("line {}: want `EXPRESSION => EXPECTED`, got {t:?}", i + 1));
+            return Err(format!(
+                "line {}: want `EXPRESSION => EXPECTED`, got {t:?}",
+                i + 1
+            ));
         };
         let expect = expect.trim();
         let expect = if expect == "error" {
@@ -145,7 +169,11 @@ pub fn read_cases(text: &str) -> Result<Vec<EvalCase>, String> {
         } else {
             Expect::Value(expect.to_string())
         };
-        out.push(EvalCase { line: i + 1, expr: expr.trim().to_string(), expect });
+        out.push(EvalCase {
+            line: i + 1,
+            expr: expr.trim().to_string(),
+            expect,
+        });
     }
     Ok(out)
 }
@@ -155,7 +183,10 @@ fn evaluate(text: &str, scope: &Scope) -> Result<Result<Value, String>, String> 
     let src = format!("v = {text}\n");
     let (file, diags) = river::parse(&src);
     if let Some(d) = diags.iter().next() {
-        return Err(format!("does not parse: {} (at byte {})", d.message, d.span.start));
+        return Err(format!(
+            "does not parse: {} (at byte {})",
+            d.message, d.span.start
+        ));
     }
     let expr: &Expr = match file.body.stmts.as_slice() {
         [Stmt::Attribute(a)] => &a.value,
@@ -176,7 +207,9 @@ pub fn same(a: &Value, b: &Value) -> bool {
             _ => false,
         },
         (Value::String(x), Value::String(y)) => x == y,
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| same(a, b)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(a, b)| same(a, b))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -191,9 +224,18 @@ pub fn describe(v: &Value) -> String {
         Value::Number(Number::Int(i)) => format!("{i} (int)"),
         Value::Number(Number::Uint(u)) => format!("{u} (uint)"),
         Value::Number(Number::Float(f)) => format!("{f:?} (float)"),
-        Value::Array(a) => format!("[{}]", a.iter().map(describe).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(describe).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(o) => {
-            format!("{{{}}}", o.iter().map(|(k, v)| format!("{k:?} = {}", describe(v))).collect::<Vec<_>>().join(", "))
+            format!(
+                "{{{}}}",
+                o.iter()
+                    .map(|(k, v)| format!("{k:?} = {}", describe(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
         other => format!("{other:?}"),
     }
@@ -215,7 +257,9 @@ pub fn from_json(j: &serde_json::Value) -> Value {
         }
         serde_json::Value::String(s) => Value::string(s),
         serde_json::Value::Array(a) => Value::array(a.iter().map(from_json).collect()),
-        serde_json::Value::Object(o) => Value::object(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect()),
+        serde_json::Value::Object(o) => {
+            Value::object(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
+        }
     }
 }
 
@@ -235,21 +279,29 @@ fn run_case(case: &EvalCase, scope: &Scope, empty: &Scope) -> Result<(), String>
             Err(e) => Err(format!("bad JSON in expectation: {e}")),
         },
         (Expect::Uint(u), Ok(got)) => compare(&Value::uint(*u), &got),
-        (Expect::Json(want) | Expect::Value(want), Err(e)) => Err(format!("want {want}\ngot error: {e}")),
+        (Expect::Json(want) | Expect::Value(want), Err(e)) => {
+            Err(format!("want {want}\ngot error: {e}"))
+        }
         (Expect::Uint(u), Err(e)) => Err(format!("want uint {u}\ngot error: {e}")),
         (Expect::AnyError, Err(_)) => Ok(()),
         (Expect::AnyError, Ok(v)) => Err(format!("want an error\ngot value: {}", describe(&v))),
         (Expect::Value(want_src), Ok(got)) => {
             let want = match evaluate(want_src, empty) {
                 Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Err(format!("expected value `{want_src}` fails to evaluate: {e}")),
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "expected value `{want_src}` fails to evaluate: {e}"
+                    ))
+                }
                 Err(e) => return Err(format!("expected value `{want_src}` {e}")),
             };
             compare(&want, &got)
         }
         (Expect::Error(m), Err(e)) if *m == e => Ok(()),
         (Expect::ErrorContains(m), Err(e)) if e.contains(m.as_str()) => Ok(()),
-        (Expect::Error(m) | Expect::ErrorContains(m), Err(e)) => Err(format!("want error: {m}\ngot error:  {e}")),
+        (Expect::Error(m) | Expect::ErrorContains(m), Err(e)) => {
+            Err(format!("want error: {m}\ngot error:  {e}"))
+        }
         (Expect::Error(m) | Expect::ErrorContains(m), Ok(v)) => {
             Err(format!("want error: {m}\ngot value:  {}", describe(&v)))
         }
@@ -310,5 +362,8 @@ fn strict_equality_keeps_number_kinds_apart() {
     let a = obj(vec![("x", Value::int(1)), ("y", Value::Null)]);
     let b = obj(vec![("y", Value::Null), ("x", Value::int(1))]);
     assert!(same(&a, &b));
-    assert!(!same(&Value::array(vec![Value::int(1)]), &Value::array(vec![])));
+    assert!(!same(
+        &Value::array(vec![Value::int(1)]),
+        &Value::array(vec![])
+    ));
 }

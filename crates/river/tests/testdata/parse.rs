@@ -22,10 +22,21 @@ pub fn valid() {
             let want = read(&ast_path);
             let got = dump_body(&file.body, &src);
             if got.trim_end() != want.trim_end() {
-                let _ = writeln!(problems, "syntax tree differs from {}\n--- want\n{want}--- got\n{got}", rel(&ast_path));
+                let _ = writeln!(
+                    problems,
+                    "syntax tree differs from {}\n--- want\n{want}--- got\n{got}",
+                    rel(&ast_path)
+                );
             }
         }
-        report.check(rel(&path), if problems.is_empty() { Ok(()) } else { Err(problems) });
+        report.check(
+            rel(&path),
+            if problems.is_empty() {
+                Ok(())
+            } else {
+                Err(problems)
+            },
+        );
     }
     report.finish();
 }
@@ -45,16 +56,27 @@ pub struct Expected {
 pub fn annotations(src: &str) -> Result<Vec<Expected>, String> {
     let mut out = Vec::new();
     for (i, line) in src.lines().enumerate() {
-        let Some(idx) = line.find("// ERROR ") else { continue };
+        let Some(idx) = line.find("// ERROR ") else {
+            continue;
+        };
         let rest = &line[idx + "// ERROR ".len()..];
         let parsed = (|| {
             let (pos, msg) = rest.split_once(": ")?;
             let (l, c) = pos.split_once(':')?;
-            Some(Expected { line: l.trim().parse().ok()?, col: c.trim().parse().ok()?, message: msg.trim_end().to_string() })
+            Some(Expected {
+                line: l.trim().parse().ok()?,
+                col: c.trim().parse().ok()?,
+                message: msg.trim_end().to_string(),
+            })
         })();
         match parsed {
             Some(e) => out.push(e),
-            None => return Err(format!("line {}: malformed annotation, want `// ERROR line:col: message`", i + 1)),
+            None => {
+                return Err(format!(
+                    "line {}: malformed annotation, want `// ERROR line:col: message`",
+                    i + 1
+                ))
+            }
         }
     }
     Ok(out)
@@ -64,9 +86,18 @@ pub fn annotations(src: &str) -> Result<Vec<Expected>, String> {
 fn line_col_bytes(bytes: &[u8], offset: u32) -> (usize, usize) {
     let offset = (offset as usize).min(bytes.len());
     let before = &bytes[..offset];
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    (line, String::from_utf8_lossy(&before[line_start..]).chars().count() + 1)
+    (
+        line,
+        String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1,
+    )
 }
 
 /// Every `invalid/*.river` yields exactly the annotated diagnostics (position and message), no more, no fewer.
@@ -82,7 +113,10 @@ pub fn invalid() {
         let text = String::from_utf8_lossy(&bytes);
         let mut want = match annotations(&text) {
             Ok(w) if w.is_empty() => {
-                report.fail(rel(&path), "no `// ERROR line:col: message` annotation in an invalid file");
+                report.fail(
+                    rel(&path),
+                    "no `// ERROR line:col: message` annotation in an invalid file",
+                );
                 continue;
             }
             Ok(w) => w,
@@ -96,7 +130,11 @@ pub fn invalid() {
             .iter()
             .map(|d| {
                 let (line, col) = line_col_bytes(&bytes, d.span.start);
-                Expected { line, col, message: d.message.clone() }
+                Expected {
+                    line,
+                    col,
+                    message: d.message.clone(),
+                }
             })
             .collect();
         want.sort();
@@ -118,7 +156,10 @@ fn compare_diags(want: &[Expected], got: &[Expected]) -> Result<(), String> {
         let _ = writeln!(s, "unexpected {}:{}: {}", g.line, g.col, g.message);
     }
     if s.is_empty() {
-        let _ = writeln!(s, "same diagnostics but different counts: want {want:?}, got {got:?}");
+        let _ = writeln!(
+            s,
+            "same diagnostics but different counts: want {want:?}, got {got:?}"
+        );
     }
     Err(s)
 }
@@ -135,10 +176,18 @@ fn dump_body_into(out: &mut String, body: &Body, src: &str, depth: usize) {
         let indent = "  ".repeat(depth);
         match stmt {
             Stmt::Attribute(a) => {
-                let _ = writeln!(out, "{indent}{} = {}", a.name.text(src), dump_expr(&a.value, src));
+                let _ = writeln!(
+                    out,
+                    "{indent}{} = {}",
+                    a.name.text(src),
+                    dump_expr(&a.value, src)
+                );
             }
             Stmt::Block(b) => {
-                let label = b.label.map(|l| format!(" {}", l.text(src))).unwrap_or_default();
+                let label = b
+                    .label
+                    .map(|l| format!(" {}", l.text(src)))
+                    .unwrap_or_default();
                 let _ = writeln!(out, "{indent}block {}{label} {{", b.name_string(src));
                 dump_body_into(out, &b.body, src, depth + 1);
                 let _ = writeln!(out, "{indent}}}");
@@ -153,7 +202,14 @@ pub fn dump_expr(e: &Expr, src: &str) -> String {
     match &e.kind {
         ExprKind::Ident | ExprKind::Literal(_) => e.span.text(src).to_string(),
         ExprKind::Array(items) => {
-            format!("[{}]", items.iter().map(|i| dump_expr(i, src)).collect::<Vec<_>>().join(" "))
+            format!(
+                "[{}]",
+                items
+                    .iter()
+                    .map(|i| dump_expr(i, src))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
         ExprKind::Object(fields) => format!(
             "{{{}}}",
@@ -175,7 +231,12 @@ pub fn dump_expr(e: &Expr, src: &str) -> String {
             s
         }
         ExprKind::Unary(op, x) => format!("({} {})", op.as_str(), dump_expr(x, src)),
-        ExprKind::Binary(op, l, r) => format!("({} {} {})", op.as_str(), dump_expr(l, src), dump_expr(r, src)),
+        ExprKind::Binary(op, l, r) => format!(
+            "({} {} {})",
+            op.as_str(),
+            dump_expr(l, src),
+            dump_expr(r, src)
+        ),
         ExprKind::Paren(x) => format!("(paren {})", dump_expr(x, src)),
     }
 }
@@ -185,7 +246,14 @@ fn annotations_are_read() {
     let src = "a = 1 b = 2 // ERROR 1:7: expected TERMINATOR, got IDENT\n// ERROR 3:1: x: y\n";
     let a = annotations(src).unwrap();
     assert_eq!(a.len(), 2);
-    assert_eq!(a[0], Expected { line: 1, col: 7, message: "expected TERMINATOR, got IDENT".into() });
+    assert_eq!(
+        a[0],
+        Expected {
+            line: 1,
+            col: 7,
+            message: "expected TERMINATOR, got IDENT".into()
+        }
+    );
     assert_eq!(a[1].message, "x: y");
     assert!(annotations("// ERROR nope\n").is_err());
 }
