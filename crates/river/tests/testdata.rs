@@ -66,3 +66,41 @@ fn every_reference_message_has_a_case() {
         uncovered.join("\n  ")
     );
 }
+
+/// Every standard library function in `testdata/stdlib-functions.txt` (both the Agent Flow and the Alloy
+/// names) is called by at least one eval case.
+#[test]
+fn every_stdlib_function_has_a_case() {
+    let list = read(&testdata_dir().join("stdlib-functions.txt"));
+    let exprs = eval::expressions();
+    let names: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let uncovered: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| {
+            // A call `name(` or, for values like `constants.os`, a use not followed by more name characters.
+            !exprs.iter().any(|e| {
+                e.match_indices(name).any(|(i, _)| {
+                    let before = e[..i].chars().next_back();
+                    let after = e[i + name.len()..].chars().next();
+                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
+                        && !after.is_some_and(|c| c.is_alphanumeric() || c == '_')
+                })
+            })
+        })
+        .collect();
+    println!(
+        "stdlib: {}/{} names have a case",
+        names.len() - uncovered.len(),
+        names.len()
+    );
+    assert!(
+        uncovered.is_empty(),
+        "standard library names without an eval case:\n  {}",
+        uncovered.join("\n  ")
+    );
+}

@@ -12,7 +12,8 @@
 //! compared regardless of order. Blank lines and lines starting with `#` are ignored.
 //!
 //! The expression is evaluated in a scope the harness defines (see [`scope`]), and the environment variable
-//! `RILL_TESTDATA_ENV` is set to `Hello!`.
+//! `RILL_TESTDATA_ENV` is set to `Hello!`. A line `#! var NAME = EXPRESSION` adds a variable for the rest of
+//! its file (evaluated in the scope so far), e.g. to shadow a standard library namespace.
 
 use super::common::{files_with_suffix, read, rel, testdata_dir, Report};
 use river::ast::{Expr, Stmt};
@@ -110,6 +111,15 @@ pub fn scope() -> Scope {
     scope
 }
 
+/// A line of an eval file: a case, or a variable for the cases after it.
+#[derive(Debug, Clone)]
+pub enum Line {
+    /// `EXPRESSION => EXPECTED`
+    Case(EvalCase),
+    /// `#! var NAME = EXPRESSION` (1-based line, name, expression)
+    Var(usize, String, String),
+}
+
 /// One eval case.
 #[derive(Debug, Clone)]
 pub struct EvalCase {
@@ -140,9 +150,31 @@ pub enum Expect {
 
 /// Reads the cases of one eval file.
 pub fn read_cases(text: &str) -> Result<Vec<EvalCase>, String> {
+    Ok(read_lines(text)?
+        .into_iter()
+        .filter_map(|l| match l {
+            Line::Case(c) => Some(c),
+            Line::Var(..) => None,
+        })
+        .collect())
+}
+
+/// Reads the cases and variable lines of one eval file.
+pub fn read_lines(text: &str) -> Result<Vec<Line>, String> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
+        if let Some(var) = t.strip_prefix("#! var ") {
+            let Some((name, expr)) = var.split_once('=') else {
+                return Err(format!("line {}: want `#! var NAME = EXPRESSION`", i + 1));
+            };
+            out.push(Line::Var(
+                i + 1,
+                name.trim().to_string(),
+                expr.trim().to_string(),
+            ));
+            continue;
+        }
         if t.is_empty() || t.starts_with('#') {
             continue;
         }
@@ -169,11 +201,11 @@ pub fn read_cases(text: &str) -> Result<Vec<EvalCase>, String> {
         } else {
             Expect::Value(expect.to_string())
         };
-        out.push(EvalCase {
+        out.push(Line::Case(EvalCase {
             line: i + 1,
             expr: expr.trim().to_string(),
             expect,
-        });
+        }));
     }
     Ok(out)
 }
@@ -311,23 +343,47 @@ fn run_case(case: &EvalCase, scope: &Scope, empty: &Scope) -> Result<(), String>
 /// Runs every eval file.
 pub fn run() {
     std::env::set_var(ENV_VAR.0, ENV_VAR.1);
-    let scope = scope();
     let empty = Scope::new();
     let mut report = Report::new("eval");
     for path in files_with_suffix(&testdata_dir().join("eval"), ".txt") {
-        let cases = match read_cases(&read(&path)) {
+        let lines = match read_lines(&read(&path)) {
             Ok(c) => c,
             Err(e) => {
                 report.fail(rel(&path), e);
                 continue;
             }
         };
-        for case in &cases {
-            let loc = format!("{}:{}: {}", rel(&path), case.line, case.expr);
-            report.check(loc, run_case(case, &scope, &empty));
+        let mut scope = scope();
+        for line in &lines {
+            match line {
+                Line::Case(case) => {
+                    let loc = format!("{}:{}: {}", rel(&path), case.line, case.expr);
+                    report.check(loc, run_case(case, &scope, &empty));
+                }
+                Line::Var(n, name, expr) => match evaluate(expr, &scope) {
+                    Ok(Ok(v)) => scope.insert(name.as_str(), v),
+                    Ok(Err(e)) | Err(e) => {
+                        report.fail(format!("{}:{n}: #! var {name}", rel(&path)), e)
+                    }
+                },
+            }
         }
     }
     report.finish();
+}
+
+/// Every case expression of the eval files, for the standard library coverage check.
+pub fn expressions() -> Vec<String> {
+    let mut out = Vec::new();
+    for path in files_with_suffix(&testdata_dir().join("eval"), ".txt") {
+        out.extend(
+            read_cases(&read(&path))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.expr),
+        );
+    }
+    out
 }
 
 /// Every expected error message of the eval files, for the message-coverage check.
