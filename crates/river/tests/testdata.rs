@@ -3,6 +3,8 @@
 
 #[path = "testdata/common.rs"]
 mod common;
+#[path = "testdata/diagnostics.rs"]
+mod diagnostics;
 #[path = "testdata/eval.rs"]
 mod eval;
 #[path = "testdata/parse.rs"]
@@ -21,6 +23,11 @@ fn parse_invalid() {
 }
 
 #[test]
+fn diagnostics_render() {
+    diagnostics::run();
+}
+
+#[test]
 fn eval_expressions() {
     eval::run();
 }
@@ -34,6 +41,7 @@ fn all_expected_messages() -> Vec<String> {
         }
     }
     out.extend(eval::expected_messages());
+    out.extend(diagnostics::expected_messages());
     out
 }
 
