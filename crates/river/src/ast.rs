@@ -107,8 +107,10 @@ impl Block {
     /// The label's value (without quotes). Labels are checked to be identifiers, so no unescaping is needed.
     pub fn label_text<'a>(&self, src: &'a str) -> Option<&'a str> {
         self.label.map(|l| {
-            let t = l.text(src);
-            t.get(1..t.len().saturating_sub(1)).unwrap_or("")
+            let mut chars = l.text(src).chars();
+            chars.next();
+            chars.next_back();
+            chars.as_str()
         })
     }
 }

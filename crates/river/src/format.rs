@@ -4,18 +4,34 @@
 //! reference byte for byte, including its quirks. The reference is an elastic-tabstop printer, and exact
 //! output depends on how it places comments and columns; we therefore follow its model in three stages:
 //!
-//! 1. [`layout`] walks the tree and writes tokens with layout control characters: `\v` ends an alignable
+//! 1. `layout` walks the tree and writes tokens with layout control characters: `\v` ends an alignable
 //!    cell (before `=`), `\t` ends an indentation or trailing-comment cell, `\n` ends a line that may align
 //!    with the next, `\f` ends a line and every alignment run. Comments are placed by source position, the
 //!    way the reference does it.
-//! 2. [`align`] turns cells into aligned text: each column of a run of consecutive lines is padded to the
+//! 2. `align` turns cells into aligned text: each column of a run of consecutive lines is padded to the
 //!    widest cell of the run (the semantics of Go's `text/tabwriter` with the reference's settings).
 //! 3. Trailing blanks are trimmed from every line (escaped text such as comments and strings excepted).
 //!
-//! **Decisions** (where the reference's output changes a value): string literals and quoted object keys are
-//! printed byte for byte (the reference re-quoted keys with escapes doubled and let a tab inside a string act
-//! as a column separator); a call with no arguments whose `)` is on another line prints `f()` (the reference
-//! printed `f(,)`, which does not parse).
+//! **Decisions** (where the reference is wrong or unstable; none of them changes a conformance output):
+//! - string literals and quoted object keys are printed byte for byte (the reference re-quoted keys with
+//!   escapes doubled, and let a tab inside a string act as a column separator and trimmed blanks at the end
+//!   of a raw string's lines);
+//! - trailing blanks are trimmed from comment lines too (the reference kept them);
+//! - a call with no arguments whose `)` is on another line prints `f()` (the reference printed `f(,)`, which
+//!   does not parse);
+//! - a comment before a call's `)` stays inside the call (the reference moved it after the call), and a
+//!   comment inside an access chain (`a. /* c */ b`) or before a `)` stays put (the reference moved it
+//!   right on every run);
+//! - a comment inside a block name split over lines (`a.\n// c\nb {`) is written before the block (the
+//!   reference wrote it before `{`, which does not parse);
+//! - a closing bracket after a trailing comma always starts a line, even after a block comment;
+//! - whether a statement or object field ends an alignment run depends on whether it *printed* over several
+//!   lines, not on its source lines (they differ only when, e.g., `x = [\n]` collapses to `x = []`).
+//!
+//! - a raw string's Windows line endings print as `\n` (the reference kept the `\r`; the value is the same).
+//!
+//! The comment, bracket and run decisions keep `fmt` idempotent: the reference changed such files again on
+//! a second run.
 
 mod align;
 mod layout;
@@ -89,6 +105,14 @@ mod tests {
     fn crlf_bom_and_trailing_space_are_normalised() {
         let src = "\u{FEFF}a = 1   \r\n// c \r\nb = 2\r\n";
         assert_eq!(fmt(src), "a = 1\n// c\nb = 2\n");
+    }
+
+    #[test]
+    fn empty_and_comment_only_files() {
+        // Like `agent fmt`, which always appends one newline.
+        assert_eq!(fmt(""), "\n");
+        assert_eq!(fmt("\n\n"), "\n");
+        assert_eq!(fmt("\n// only\n\n\n/* two */\n"), "// only\n\n/* two */\n");
     }
 
     #[test]

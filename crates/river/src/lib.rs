@@ -1,7 +1,7 @@
 //! River, the configuration language of Rill (and of Grafana Agent Flow / Alloy).
 //!
 //! The pipeline is: [`lexer`] → [`parser`] → [`ast`] (with spans and comments) → [`eval`] against a scope →
-//! [`Value`]s → [`decode`] into typed argument structs via serde. [`format`] prints a file back in canonical
+//! [`Value`]s → [`decode`] into typed argument structs via serde. [`mod@format`] prints a file back in canonical
 //! layout; [`render`] shows [`diag::Diagnostic`]s to people.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

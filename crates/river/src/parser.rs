@@ -1,4 +1,4 @@
-//! The parser: recursive descent with precedence climbing, producing an [`ast::File`] with spans.
+//! The parser: recursive descent with precedence climbing, producing an [`File`] with spans.
 //!
 //! Error recovery follows the reference implementation so that the first diagnostic of a broken file is
 //! exactly what users of Agent Flow saw: `expect` always consumes a token, a failed statement skips to the
@@ -348,8 +348,13 @@ impl<'a> Parser<'a> {
                         go_quote(lit)
                     ));
                 }
-                if lit.len() > 2 {
-                    let inner = &lit[1..lit.len() - 1];
+                // The text between the quotes. An unterminated literal (already reported by the lexer) may end
+                // in a multi-byte character, so strip characters, not bytes.
+                let mut chars = lit.chars();
+                chars.next();
+                chars.next_back();
+                let inner = chars.as_str();
+                if !inner.is_empty() {
                     if !is_valid_identifier(inner) {
                         self.error_here(format!(
                             "expected block label to be a valid identifier, but got {}",
@@ -911,6 +916,17 @@ mod tests {
         assert_eq!(
             messages("x = {1 = 2}"),
             ["1:6: expected field name (string or identifier), got NUMBER"]
+        );
+    }
+
+    #[test]
+    fn unterminated_label_ending_in_a_multibyte_character_does_not_panic() {
+        // Found by fuzzing the formatter: the label literal runs to the end of the line and ends in a BOM.
+        let (_, d) = parse("discovery.kuL\" {\u{FEFF}\n    server = ER");
+        let msgs: Vec<_> = d.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            msgs[..2],
+            ["illegal byte order mark", "string literal not terminated"]
         );
     }
 

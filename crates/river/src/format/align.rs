@@ -15,23 +15,25 @@
 //! literal text, and drops the [`ESC`] bytes.
 //!
 //! Unlike the Go writer (recursive per column, with a stack as deep as a line has cells), the runs are
-//! found in one pass, which keeps this linear and safe for lines with very many cells.
+//! found in one pass per segment, which keeps this linear and safe for lines with very many cells.
 
 use super::layout::ESC;
 
-const TAB_WIDTH: usize = 8;
-const PADDING: usize = 1;
+const TAB_WIDTH: u32 = 8;
+const PADDING: u32 = 1;
 
 #[derive(Clone, Copy)]
 struct Cell {
     start: usize,
     end: usize,
     /// Width in characters, escape bytes excluded.
-    width: usize,
+    width: u32,
+    /// Index into the column runs; meaningful for all but a line's final cell.
+    run: u32,
     /// Ended by `\t` (never discarded when empty).
     htab: bool,
-    /// Index into the column runs; meaningful for all but a line's final cell.
-    run: usize,
+    /// Contains literal text (escape bytes).
+    escaped: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -39,151 +41,196 @@ struct Line {
     /// Range into the cell list.
     first: usize,
     end: usize,
-    /// Ended by `\f`: no column run continues past it.
-    formfeed: bool,
     /// Ended by a line break (the last line of the input may not be).
     terminated: bool,
 }
 
 #[derive(Clone, Copy)]
 struct Run {
-    width: usize,
+    width: u32,
     discardable: bool,
+}
+
+/// The lines since the last point where no column run can continue (a `\f`, or a line with a single
+/// cell, which has no column). Like Go's writer, lines are aligned and written segment by segment, so the
+/// buffers stay small and are reused.
+#[derive(Default)]
+struct Segment {
+    cells: Vec<Cell>,
+    lines: Vec<Line>,
+    runs: Vec<Run>,
+    /// `open[j]`: the run that column `j` continues on the next line, if it has that column.
+    open: Vec<u32>,
+}
+
+/// Bytes that end a cell or start/end literal text.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b'\t' as usize] = true;
+    t[0x0B] = true;
+    t[b'\n' as usize] = true;
+    t[0x0C] = true;
+    t[ESC as usize] = true;
+    t
+};
+
+/// Width in characters of a cell's bytes, escape bytes excluded.
+fn width_of(bytes: &[u8]) -> u32 {
+    bytes
+        .iter()
+        .filter(|&&b| b & 0xC0 != 0x80 && b != ESC)
+        .count() as u32
 }
 
 /// Aligns and trims a layout stream; the result has no trailing newline.
 pub(super) fn align(input: &[u8]) -> Vec<u8> {
-    let (cells, lines) = split(input);
-    let (cells, runs) = assign_runs(cells, &lines);
-    let mut out = Trimmer::new(input.len() + input.len() / 8);
-    for line in &lines {
-        let line_cells = cells.get(line.first..line.end).unwrap_or(&[]);
-        let columns = line_cells.len().saturating_sub(1);
-        let mut use_tabs = true;
-        for (j, cell) in line_cells.iter().enumerate() {
-            let width = if j < columns {
-                runs.get(cell.run)
-                    .map(|r| if r.discardable { 0 } else { r.width })
-            } else {
-                None
-            };
-            if cell.start == cell.end {
-                if let Some(w) = width {
-                    out.pad(cell.width, w, use_tabs);
-                }
-            } else {
-                use_tabs = false;
-                out.write(input.get(cell.start..cell.end).unwrap_or(&[]));
-                if let Some(w) = width {
-                    out.pad(cell.width, w, false);
-                }
-            }
-        }
-        if line.terminated {
-            out.write(b"\n");
-        }
-    }
-    out.finish()
-}
-
-/// Splits the stream into cells and lines.
-fn split(input: &[u8]) -> (Vec<Cell>, Vec<Line>) {
-    let mut cells = Vec::with_capacity(input.len() / 8 + 1);
-    let mut lines = Vec::with_capacity(input.len() / 24 + 1);
+    let mut out = Trimmer::new(input.len());
+    let mut seg = Segment::default();
     let mut cell_start = 0;
     let mut line_first = 0;
-    let mut width = 0;
     let mut escaped = false;
-    for (i, &b) in input.iter().enumerate() {
-        if escaped {
-            if b == ESC {
-                escaped = false;
-            } else if b & 0xC0 != 0x80 {
-                width += 1;
+    let mut i = 0;
+    while i < input.len() {
+        // Skip to the next special byte (ordinary text is most of the stream).
+        while input.get(i).is_some_and(|&b| !SPECIAL[b as usize]) {
+            i += 1;
+        }
+        let Some(&b) = input.get(i) else { break };
+        if b == ESC {
+            escaped = true;
+            // Literal text runs to the closing escape byte.
+            i += 1;
+            while input.get(i).is_some_and(|&b| b != ESC) {
+                i += 1;
             }
+            i += 1;
             continue;
         }
-        match b {
-            b'\t' | 0x0B | b'\n' | 0x0C => {
-                cells.push(Cell {
-                    start: cell_start,
-                    end: i,
-                    width,
-                    htab: b == b'\t',
-                    run: 0,
-                });
-                cell_start = i + 1;
-                width = 0;
-                if b == b'\n' || b == 0x0C {
-                    lines.push(Line {
-                        first: line_first,
-                        end: cells.len(),
-                        formfeed: b == 0x0C,
-                        terminated: true,
-                    });
-                    line_first = cells.len();
-                }
+        let end_of_line = b == b'\n' || b == 0x0C;
+        // Only column cells need a width; a line's final cell never belongs to a column.
+        let bytes = input.get(cell_start..i).unwrap_or(&[]);
+        let width = if end_of_line { 0 } else { width_of(bytes) };
+        seg.cells.push(Cell {
+            start: cell_start,
+            end: i,
+            width,
+            run: 0,
+            htab: b == b'\t',
+            escaped,
+        });
+        cell_start = i + 1;
+        escaped = false;
+        if end_of_line {
+            let end = seg.cells.len();
+            seg.lines.push(Line {
+                first: line_first,
+                end,
+                terminated: true,
+            });
+            if b == 0x0C || end - line_first <= 1 {
+                seg.write(input, &mut out);
+                line_first = 0;
+            } else {
+                line_first = end;
             }
-            ESC => escaped = true,
-            _ if b & 0xC0 != 0x80 => width += 1,
-            _ => {}
         }
+        i += 1;
     }
     // The final partial cell counts only when it has text.
     if cell_start < input.len() {
-        cells.push(Cell {
+        seg.cells.push(Cell {
             start: cell_start,
             end: input.len(),
-            width,
-            htab: false,
+            width: 0,
             run: 0,
+            htab: false,
+            escaped,
         });
     }
-    lines.push(Line {
+    let end = seg.cells.len();
+    seg.lines.push(Line {
         first: line_first,
-        end: cells.len(),
-        formfeed: false,
+        end,
         terminated: false,
     });
-    (cells, lines)
+    seg.write(input, &mut out);
+    out.finish()
 }
 
-/// Finds the column runs and gives each column cell its run.
-fn assign_runs(mut cells: Vec<Cell>, lines: &[Line]) -> (Vec<Cell>, Vec<Run>) {
-    let mut runs: Vec<Run> = Vec::new();
-    // `open[j]`: the run column `j` continues on the next line, if it has that column.
-    let mut open: Vec<usize> = Vec::new();
-    for line in lines {
-        let columns = (line.end - line.first).saturating_sub(1);
-        open.truncate(columns);
-        for j in 0..columns {
-            let Some(cell) = cells.get_mut(line.first + j) else {
-                break;
-            };
-            let run = match open.get(j) {
-                Some(&r) => r,
-                None => {
-                    runs.push(Run {
-                        width: 0,
-                        discardable: true,
-                    });
-                    open.push(runs.len() - 1);
-                    runs.len() - 1
+impl Segment {
+    /// Aligns the buffered lines, writes them and empties the buffers.
+    fn write(&mut self, input: &[u8], out: &mut Trimmer) {
+        self.assign_runs();
+        for line in &self.lines {
+            let cells = self.cells.get(line.first..line.end).unwrap_or(&[]);
+            let columns = cells.len().saturating_sub(1);
+            let mut use_tabs = true;
+            for (j, cell) in cells.iter().enumerate() {
+                let width = if j < columns {
+                    self.runs
+                        .get(cell.run as usize)
+                        .map(|r| if r.discardable { 0 } else { r.width })
+                } else {
+                    None
+                };
+                if cell.start == cell.end {
+                    if let Some(w) = width {
+                        out.pad(cell.width, w, use_tabs);
+                    }
+                } else {
+                    use_tabs = false;
+                    let text = input.get(cell.start..cell.end).unwrap_or(&[]);
+                    if cell.escaped {
+                        out.write(text);
+                    } else {
+                        out.plain(text);
+                    }
+                    if let Some(w) = width {
+                        out.pad(cell.width, w, false);
+                    }
                 }
-            };
-            cell.run = run;
-            if let Some(r) = runs.get_mut(run) {
-                r.width = r.width.max(cell.width + PADDING);
-                if cell.width > 0 || cell.htab {
-                    r.discardable = false;
+            }
+            if line.terminated {
+                out.newline();
+            }
+        }
+        self.cells.clear();
+        self.lines.clear();
+        self.runs.clear();
+        self.open.clear();
+    }
+
+    /// Finds the column runs: cell `j` of consecutive lines that all have more than `j + 1` cells.
+    fn assign_runs(&mut self) {
+        for line in &self.lines {
+            let columns = (line.end - line.first).saturating_sub(1);
+            self.open.truncate(columns);
+            for j in 0..columns {
+                let Some(cell) = self.cells.get_mut(line.first + j) else {
+                    break;
+                };
+                let run = match self.open.get(j) {
+                    Some(&r) => r,
+                    None => {
+                        self.runs.push(Run {
+                            width: 0,
+                            discardable: true,
+                        });
+                        let r = (self.runs.len() - 1) as u32;
+                        self.open.push(r);
+                        r
+                    }
+                };
+                cell.run = run;
+                if let Some(r) = self.runs.get_mut(run as usize) {
+                    r.width = r.width.max(cell.width + PADDING);
+                    if cell.width > 0 || cell.htab {
+                        r.discardable = false;
+                    }
                 }
             }
         }
-        if line.formfeed {
-            open.clear();
-        }
     }
-    (cells, runs)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -214,17 +261,69 @@ impl Trimmer {
     }
 
     /// Padding to `cell_width` for a cell whose text is `text_width` wide.
-    fn pad(&mut self, text_width: usize, cell_width: usize, use_tabs: bool) {
-        if use_tabs {
+    fn pad(&mut self, text_width: u32, cell_width: u32, use_tabs: bool) {
+        let (byte, n) = if use_tabs {
             let cell_width = cell_width.div_ceil(TAB_WIDTH) * TAB_WIDTH;
-            let n = cell_width.saturating_sub(text_width);
-            for _ in 0..n.div_ceil(TAB_WIDTH) {
-                self.byte(b'\t');
-            }
+            (
+                b'\t',
+                cell_width.saturating_sub(text_width).div_ceil(TAB_WIDTH),
+            )
         } else {
-            for _ in 0..cell_width.saturating_sub(text_width) {
-                self.byte(b' ');
+            (b' ', cell_width.saturating_sub(text_width))
+        };
+        if n == 0 {
+            return;
+        }
+        match self.state {
+            // Blanks are held back until text follows (dropped before a line end).
+            TrimState::Space | TrimState::Text => {
+                if self.state == TrimState::Text {
+                    self.space.clear();
+                    self.state = TrimState::Space;
+                }
+                self.space.resize(self.space.len() + n as usize, byte);
             }
+            TrimState::Escape => self.out.resize(self.out.len() + n as usize, byte),
+        }
+    }
+
+    /// A line end outside literal text.
+    fn newline(&mut self) {
+        if self.state == TrimState::Escape {
+            self.out.push(b'\n');
+        } else {
+            self.space.clear();
+            self.state = TrimState::Space;
+            self.out.push(b'\n');
+        }
+    }
+
+    /// Text without escape bytes or line breaks: only its trailing blanks are held back.
+    fn plain(&mut self, text: &[u8]) {
+        let body = text
+            .iter()
+            .rposition(|&b| b != b' ' && b != b'\t' && b != 0x0B)
+            .map_or(0, |p| p + 1);
+        if self.state == TrimState::Escape {
+            self.out.extend_from_slice(text);
+            return;
+        }
+        if body > 0 {
+            self.out.extend_from_slice(&self.space);
+            self.space.clear();
+            self.out.extend_from_slice(&text[..body]);
+            self.state = TrimState::Text;
+        }
+        if body < text.len() {
+            if self.state == TrimState::Text {
+                self.space.clear();
+                self.state = TrimState::Space;
+            }
+            self.space.extend(
+                text[body..]
+                    .iter()
+                    .map(|&b| if b == 0x0B { b'\t' } else { b }),
+            );
         }
     }
 

@@ -7,12 +7,14 @@
 //! whitespace requests are buffered and only written when the next token comes; before writing a token,
 //! every comment group that starts at or before the token's *source position* is written first. Tokens
 //! that have no position in the reference tree (`,` `.` `=` `(` `)`) are given an estimated one: where the
-//! previous token ended plus the token's length. Comments therefore land exactly where the reference put
-//! them, including its odd cases (a comment before a call's `)` moves after the call).
+//! previous token ended plus the token's length. Comments therefore land where the reference put them,
+//! except where its estimate made a comment move on every run (see the decisions in [`super`]): a call's
+//! `)`, and `.` / `)` with a comment right before them, use their real positions.
 
 use crate::ast::{Block, Body, CommentKind, Expr, ExprKind, File, LitKind, ObjectField, Stmt};
-use crate::span::{LineIndex, Span};
+use crate::span::Span;
 use std::borrow::Cow;
+use std::cell::Cell;
 
 /// Brackets literal text in the layout stream. Never part of valid UTF-8, so it cannot clash with text.
 pub(super) const ESC: u8 = 0xFF;
@@ -23,13 +25,13 @@ const MAX_NEWLINES: i64 = 2;
 /// Produces the layout stream for `file`.
 pub(super) fn layout(file: &File) -> Vec<u8> {
     let src: &str = &file.source;
-    let lines = LineIndex::new(src);
+    let lines = Lines::new(src);
     let comments = comment_infos(file, &lines);
     let groups = comment_groups(src, &comments);
     let mut p = Printer {
         src,
         lines: &lines,
-        out: Vec::with_capacity(src.len() + src.len() / 4 + 16),
+        out: Vec::with_capacity(src.len() + src.len() / 2 + 16),
         indent: 0,
         last_tok: LastTok::Other,
         ws: Vec::with_capacity(16),
@@ -39,6 +41,10 @@ pub(super) fn layout(file: &File) -> Vec<u8> {
         pos: Pos { offset: 0, line: 1 },
         last: Pos { offset: 0, line: 0 },
         out_col: 1,
+        breaks: 0,
+        closer_break: false,
+        marks: Vec::new(),
+        mark_slot: None,
     };
     p.stmts(&file.body);
     // Comments after the last statement.
@@ -65,16 +71,16 @@ struct CommentInfo<'a> {
     is_block: bool,
 }
 
-fn comment_infos<'a>(file: &'a File, lines: &LineIndex) -> Vec<CommentInfo<'a>> {
+fn comment_infos<'a>(file: &'a File, lines: &Lines) -> Vec<CommentInfo<'a>> {
     let src: &str = &file.source;
     file.comments
         .iter()
         .map(|c| {
             let text = strip_cr(c.span.text(src), c.kind == CommentKind::Block);
-            let line = line_of(lines, c.span.start as i64);
+            let line = lines.line(c.span.start as i64);
             // The reference computes the end from the CR-less text length, so it can fall short for a block
             // comment with Windows line endings; follow it, since it decides the spacing after the comment.
-            let end_line = line_of(lines, c.span.start as i64 + text.len() as i64 - 1);
+            let end_line = lines.line(c.span.start as i64 + text.len() as i64 - 1);
             CommentInfo {
                 start: c.span.start,
                 end: c.span.end,
@@ -137,10 +143,76 @@ fn comment_groups(src: &str, comments: &[CommentInfo<'_>]) -> Vec<std::ops::Rang
     groups
 }
 
-/// 1-based line of a byte offset (offsets past the end count as the last line).
-fn line_of(lines: &LineIndex, offset: i64) -> i64 {
-    let off = offset.clamp(0, u32::MAX as i64) as u32;
-    lines.line_of(off) as i64 + 1
+/// Line starts of the source, with a cursor: the printer asks for lines in nearly increasing order, so most
+/// lookups hit the cursor's line or the next one instead of searching.
+struct Lines {
+    /// Offset of each line's first byte; always starts with 0.
+    starts: Vec<usize>,
+    /// Index of the line of the last lookup.
+    hint: Cell<usize>,
+}
+
+impl Lines {
+    fn new(src: &str) -> Self {
+        let mut starts = Vec::with_capacity(src.len() / 24 + 1);
+        starts.push(0);
+        starts.extend(
+            src.bytes()
+                .enumerate()
+                .filter(|&(_, b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Lines {
+            starts,
+            hint: Cell::new(0),
+        }
+    }
+
+    /// 1-based line of a byte offset (offsets before the start count as line 1, past the end as the last).
+    fn line(&self, offset: i64) -> i64 {
+        let off = offset.max(0) as usize;
+        let starts = &self.starts;
+        let hint = self.hint.get().min(starts.len().saturating_sub(1));
+        // The line is the last start <= off. Gallop from the hint to a window holding it, then search it.
+        let index = if starts.get(hint).is_some_and(|&s| s <= off) {
+            let mut lo = hint;
+            let mut step = 1;
+            loop {
+                let probe = lo + step;
+                match starts.get(probe) {
+                    Some(&s) if s <= off => {
+                        lo = probe;
+                        step *= 2;
+                    }
+                    _ => break,
+                }
+            }
+            let hi = (lo + step).min(starts.len());
+            lo + starts
+                .get(lo..hi)
+                .map_or(1, |w| w.partition_point(|&s| s <= off))
+                - 1
+        } else {
+            let mut hi = hint;
+            let mut step = 1;
+            while hi > 0 {
+                let probe = hi.saturating_sub(step);
+                if starts.get(probe).is_some_and(|&s| s <= off) {
+                    break;
+                }
+                hi = probe;
+                step *= 2;
+            }
+            let lo = hi.saturating_sub(step);
+            lo + starts
+                .get(lo..hi)
+                .map_or(1, |w| w.partition_point(|&s| s <= off))
+                .max(1)
+                - 1
+        };
+        self.hint.set(index);
+        index as i64 + 1
+    }
 }
 
 /// Buffered whitespace requests.
@@ -207,7 +279,7 @@ enum TextKind {
 
 struct Printer<'a> {
     src: &'a str,
-    lines: &'a LineIndex,
+    lines: &'a Lines,
     out: Vec<u8>,
     indent: usize,
     last_tok: LastTok,
@@ -221,13 +293,21 @@ struct Printer<'a> {
     last: Pos,
     /// 1-based column in the output; indentation is written when text starts at column 1.
     out_col: i64,
+    /// Line breaks written so far (layout and literal), to tell whether a statement printed on one line.
+    breaks: u64,
+    /// A closing bracket was asked to start a new line (after a trailing comma).
+    closer_break: bool,
+    /// `breaks` when the first token after each open [`Printer::mark`] request was written.
+    marks: Vec<u64>,
+    /// The mark waiting for its first token.
+    mark_slot: Option<usize>,
 }
 
 impl<'a> Printer<'a> {
     // ---- positions -------------------------------------------------------------------------------------
 
     fn line(&self, offset: i64) -> i64 {
-        line_of(self.lines, offset)
+        self.lines.line(offset)
     }
 
     /// The reference's `EndPos` line: the line of a node's last byte.
@@ -264,6 +344,13 @@ impl<'a> Printer<'a> {
             }
         }
         i.min(u32::MAX as usize) as u32
+    }
+
+    /// Whether a comment starts between two offsets (only blanks, comments and punctuation can be there).
+    fn comment_between(&self, from: u32, to: u32) -> bool {
+        self.src
+            .get(from as usize..to as usize)
+            .is_some_and(|s| s.contains('/'))
     }
 
     // ---- writing ---------------------------------------------------------------------------------------
@@ -317,7 +404,30 @@ impl<'a> Printer<'a> {
     fn emit(&mut self, text: &str, how: TextKind) {
         let next = self.pos;
         self.flush(next, false);
+        if let Some(slot) = self.mark_slot.take() {
+            if let Some(m) = self.marks.get_mut(slot) {
+                *m = self.breaks;
+            }
+        }
         self.write_text(next, text, how);
+    }
+
+    /// Starts measuring a construct at the next token (comments and whitespace before it excluded).
+    /// Marks nest: a construct's first token is written before any construct inside it starts.
+    fn mark(&mut self) -> usize {
+        self.marks.push(self.breaks);
+        self.mark_slot = Some(self.marks.len() - 1);
+        self.marks.len() - 1
+    }
+
+    /// Ends the measure started by [`Printer::mark`]: whether the construct printed over several lines.
+    fn printed_multi_line(&mut self, slot: usize) -> bool {
+        let start = self.marks.get(slot).copied().unwrap_or(self.breaks);
+        self.marks.truncate(slot);
+        if self.mark_slot.is_some_and(|s| s >= slot) {
+            self.mark_slot = None;
+        }
+        self.breaks > start
     }
 
     fn comment_due(&self, next: Pos) -> bool {
@@ -337,6 +447,7 @@ impl<'a> Printer<'a> {
     }
 
     fn inject_comments(&mut self, next: Pos, eof: bool) {
+        let breaks_before = self.breaks;
         let mut last_comment = None;
         while self.comment_due(next) {
             let Some(group) = self.groups.get(self.next_group).cloned() else {
@@ -357,7 +468,8 @@ impl<'a> Printer<'a> {
             }
         }
         if let Some(c) = last_comment {
-            self.comment_suffix(next, eof, c);
+            let broke = self.breaks != breaks_before;
+            self.comment_suffix(next, eof, c, broke);
         }
     }
 
@@ -397,7 +509,7 @@ impl<'a> Printer<'a> {
     }
 
     /// Whitespace after the last comment written before a token at `next`.
-    fn comment_suffix(&mut self, next: Pos, eof: bool, c: &CommentInfo<'_>) {
+    fn comment_suffix(&mut self, next: Pos, eof: bool, c: &CommentInfo<'_>, broke: bool) {
         if eof {
             return;
         }
@@ -420,6 +532,11 @@ impl<'a> Printer<'a> {
         if newlines > 0 {
             let ch = if dropped_ff { 0x0C } else { b'\n' };
             self.write_byte(ch, newlines.min(MAX_NEWLINES) as usize);
+        } else if dropped_ff && self.closer_break && !broke {
+            // Decision: a closing bracket after a trailing comma starts a line even when a comment on the
+            // previous line's end was in the source right before it (the reference printed `x, /* c */ }`,
+            // and a second run then dropped the comma).
+            self.write_byte(0x0C, 1);
         }
     }
 
@@ -434,17 +551,20 @@ impl<'a> Printer<'a> {
             TextKind::Str => self.write_escaped_lines(text, false),
             TextKind::Comment => self.write_escaped_lines(text, true),
         }
-        // Advance positions by the text as the reference holds it.
+        // Advance positions by the text as the reference holds it (tokens have no line breaks).
         let bytes = text.as_bytes();
         let mut newlines = 0i64;
         let mut last_nl = 0usize;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\n' || b == 0x0C {
-                newlines += 1;
-                last_nl = i;
+        if how != TextKind::Plain {
+            for (i, &b) in bytes.iter().enumerate() {
+                if b == b'\n' || b == 0x0C {
+                    newlines += 1;
+                    last_nl = i;
+                }
             }
         }
         self.pos.offset += bytes.len() as i64;
+        self.breaks += newlines as u64;
         if newlines > 0 {
             self.pos.line += newlines;
             self.out_col = (bytes.len() - last_nl) as i64;
@@ -505,6 +625,7 @@ impl<'a> Printer<'a> {
         self.pos.offset += n as i64;
         if ch == b'\n' || ch == 0x0C {
             self.pos.line += n as i64;
+            self.breaks += n as u64;
             self.out_col = 1;
         } else {
             self.out_col += n as i64;
@@ -522,7 +643,11 @@ impl<'a> Printer<'a> {
                 w => self.write_byte(w.byte(), 1),
             }
         }
-        self.ws.drain(..n);
+        if n == self.ws.len() {
+            self.ws.clear();
+        } else {
+            self.ws.drain(..n);
+        }
     }
 
     // ---- the walk --------------------------------------------------------------------------------------
@@ -539,6 +664,7 @@ impl<'a> Printer<'a> {
                     self.space(Ws::Formfeed);
                 }
             }
+            let mark = self.mark();
             match stmt {
                 Stmt::Attribute(a) => {
                     self.at(a.name.start);
@@ -550,8 +676,10 @@ impl<'a> Printer<'a> {
                 }
                 Stmt::Block(b) => self.block(b),
             }
-            // A statement over several lines ends the alignment run.
-            if self.spans_lines(stmt.span()) {
+            // A statement printed over several lines ends the alignment run. (The reference looks at the
+            // source lines, which differs only when a statement collapses to one line, e.g. `x = [\n]`, and
+            // then made a second formatting change the output.)
+            if self.printed_multi_line(mark) {
                 self.space(Ws::Formfeed);
             } else {
                 self.space(Ws::Newline);
@@ -560,14 +688,24 @@ impl<'a> Printer<'a> {
         }
     }
 
-    fn spans_lines(&self, span: Span) -> bool {
-        self.end_line(span) != self.line(span.start as i64)
-    }
-
     fn block(&mut self, b: &Block) {
-        let name = b.name_string(self.src);
-        self.at(b.span.start);
-        self.ident(&name);
+        // The name as written, unless spaces or comments sit between its parts.
+        let written = b.name_span().text(self.src);
+        let joined;
+        let name = if written
+            .bytes()
+            .all(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'/'))
+        {
+            written
+        } else {
+            joined = b.name_string(self.src);
+            joined.as_str()
+        };
+        // Decision: the joined name sits at its last part, so comments inside a name split over lines
+        // (`a.\n// c\nb {`) are written before the block. The reference used the first part, which put
+        // them between the name and `{` and printed a file that does not parse.
+        self.at(b.name.last().map_or(b.span.start, |s| s.start));
+        self.ident(name);
         if let Some(label) = b.label {
             self.space(Ws::Blank);
             self.at(label.start);
@@ -602,7 +740,17 @@ impl<'a> Printer<'a> {
             ExprKind::Object(fields) => self.object(e.span, fields),
             ExprKind::Access(value, name) => {
                 self.expr(value);
+                // The reference estimates where `.` and the name are, which moves a comment inside a chain
+                // further right on every run; with a comment there, use the real positions.
+                let exact = self.comment_between(value.span.end, name.start);
+                if exact {
+                    let dot = self.token_after(value.span.end);
+                    self.at(dot);
+                }
                 self.token(".");
+                if exact {
+                    self.at(name.start);
+                }
                 self.ident(name.text(self.src));
             }
             ExprKind::Index(value, index) => {
@@ -632,6 +780,11 @@ impl<'a> Printer<'a> {
             ExprKind::Paren(inner) => {
                 self.token("(");
                 self.expr(inner);
+                // As for `.`: the estimated position of `)` makes a comment before it unstable.
+                let rparen = e.span.end.saturating_sub(1);
+                if self.comment_between(inner.span.end, rparen) {
+                    self.at(rparen);
+                }
                 self.token(")");
             }
         }
@@ -670,9 +823,11 @@ impl<'a> Printer<'a> {
             self.space(Ws::Indent);
             self.space(Ws::Formfeed);
             self.space(Ws::Unindent);
+            self.closer_break = true;
         }
         self.at(rbrack);
         self.token("]");
+        self.closer_break = false;
     }
 
     fn object(&mut self, span: Span, fields: &[ObjectField]) {
@@ -681,11 +836,11 @@ impl<'a> Printer<'a> {
         self.token("{");
         self.space(Ws::Indent);
         let mut prev = span.start as i64;
-        let mut prev_value: Option<Span> = None;
+        let mut prev_multi_line: Option<bool> = None;
         for (i, field) in fields.iter().enumerate() {
             if self.different_lines(prev, field.key.start as i64) {
-                // Align `=` with the previous field unless that one's value spans lines.
-                let aligned = prev_value.is_some_and(|v| !self.spans_lines(v));
+                // Align `=` with the previous field unless that one's value printed over several lines.
+                let aligned = prev_multi_line == Some(false);
                 self.space(if aligned { Ws::Newline } else { Ws::Formfeed });
             } else if i > 0 {
                 self.space(Ws::Blank);
@@ -706,19 +861,22 @@ impl<'a> Printer<'a> {
             self.space(Ws::VTab);
             self.token("=");
             self.space(Ws::Blank);
+            let mark = self.mark();
             self.expr(&field.value);
+            prev_multi_line = Some(self.printed_multi_line(mark));
             if i + 1 < fields.len() {
                 self.token(",");
             }
-            prev_value = Some(field.value.span);
         }
         if !fields.is_empty() && self.different_lines(prev, rcurly as i64) {
             self.token(",");
             self.space(Ws::Formfeed);
+            self.closer_break = true;
         }
         self.space(Ws::Unindent);
         self.at(rcurly);
         self.token("}");
+        self.closer_break = false;
     }
 
     fn call(&mut self, span: Span, callee: &Expr, args: &[Expr]) {
@@ -745,8 +903,40 @@ impl<'a> Printer<'a> {
         // Decision: no trailing comma without arguments (the reference printed `f(,)`).
         if !args.is_empty() && self.different_lines(prev, rparen) {
             self.token(",");
+            // Indented like the arguments, for comments before `)` (as the reference does before `]`).
+            self.space(Ws::Indent);
             self.space(Ws::Formfeed);
+            self.space(Ws::Unindent);
+            self.closer_break = true;
         }
+        // Decision: `)` has its source position, so comments before it stay inside the call. The reference
+        // estimated it from the last argument, moved such comments after the call, and a second run then
+        // added a blank line before them.
+        self.at(rparen as u32);
         self.token(")");
+        self.closer_break = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+    use crate::span::LineIndex;
+
+    #[test]
+    fn line_cursor_agrees_with_the_line_index_in_any_query_order() {
+        let src = "a\n\nbb\nccc\n\n\n\nd\ne\n".repeat(40);
+        let index = LineIndex::new(&src);
+        let lines = Lines::new(&src);
+        let mut x: u64 = 7;
+        for _ in 0..5000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let off = (x % (src.len() as u64 + 3)) as i64;
+            let expect = index.line_of(off.min(src.len() as i64) as u32) as i64 + 1;
+            assert_eq!(lines.line(off), expect, "offset {off}");
+        }
+        assert_eq!(lines.line(-5), 1);
     }
 }

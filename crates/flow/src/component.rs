@@ -1,0 +1,127 @@
+//! The component contract: what a component implements and what the runtime gives it.
+
+use async_trait::async_trait;
+use river::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio_util::sync::CancellationToken;
+
+/// An error a component reports from `build`, `run` or `update`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ComponentError(pub String);
+
+impl ComponentError {
+    /// An error with this message.
+    pub fn new(msg: impl Into<String>) -> Self {
+        ComponentError(msg.into())
+    }
+}
+
+/// Health states, from best to worst.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    /// Working as intended.
+    Healthy,
+    /// Not known yet.
+    Unknown,
+    /// Not working as intended.
+    Unhealthy,
+    /// Its run loop ended.
+    Exited,
+}
+
+impl HealthState {
+    /// The name used in the API and UI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthState::Healthy => "healthy",
+            HealthState::Unknown => "unknown",
+            HealthState::Unhealthy => "unhealthy",
+            HealthState::Exited => "exited",
+        }
+    }
+}
+
+/// A health report: state, message and when it was last set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Health {
+    /// The state.
+    pub state: HealthState,
+    /// Why, for people.
+    pub message: String,
+    /// When the state was set.
+    pub updated: SystemTime,
+}
+
+impl Health {
+    /// A report stamped now.
+    pub fn new(state: HealthState, message: impl Into<String>) -> Self {
+        Health {
+            state,
+            message: message.into(),
+            updated: SystemTime::now(),
+        }
+    }
+
+    /// The least healthy of several reports; ties go to the newest.
+    pub fn worst<'a>(reports: impl IntoIterator<Item = &'a Health>) -> Option<&'a Health> {
+        reports
+            .into_iter()
+            .max_by(|a, b| a.state.cmp(&b.state).then(a.updated.cmp(&b.updated)))
+    }
+}
+
+/// A running component instance, type-erased for the runtime.
+///
+/// Component authors implement [`crate::TypedComponent`] instead; the registry adapts it to this trait.
+#[async_trait]
+pub trait Component: Send + Sync + 'static {
+    /// Runs until `cancel` fires. Returning early (with or without an error) marks the component exited and
+    /// the runtime restarts it with backoff.
+    async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError>;
+
+    /// Applies new arguments (already known to differ from the current ones). Called concurrently with `run`.
+    async fn update(
+        &self,
+        args: Arc<dyn std::any::Any + Send + Sync>,
+    ) -> Result<(), ComponentError>;
+
+    /// The component's own health report, if it keeps one.
+    fn health(&self) -> Option<Health> {
+        None
+    }
+
+    /// Debug information for the UI (never referenced by other components).
+    fn debug_info(&self) -> Option<Value> {
+        None
+    }
+
+    /// Called when cluster membership changes.
+    async fn cluster_changed(&self) {}
+}
+
+/// What the runtime hands a component when it builds it.
+#[derive(Clone)]
+pub struct Context {
+    /// The component's ID, e.g. `pyroscope.scrape.default`.
+    pub id: String,
+    /// A private directory for the component's state: `<storage.path>/<id>` (created on first use by the
+    /// component).
+    pub data_dir: PathBuf,
+    /// A tracing span carrying the ID; enter it (or instrument futures with it) for structured logs.
+    pub span: tracing::Span,
+    /// Publishes the component's exports.
+    pub exports: crate::controller::ExportsHandle,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("id", &self.id)
+            .field("data_dir", &self.data_dir)
+            .finish()
+    }
+}

@@ -1,0 +1,723 @@
+//! The controller: runs a graph of components and keeps it in step with its config.
+//!
+//! - **Load/reload** ([`Controller::load`]): the new config is parsed, resolved and checked completely first; a
+//!   rejected config changes nothing. An accepted one stops removed components (with a deadline) before
+//!   anything new starts, then evaluates every node in dependency order: new components are built and
+//!   started, existing ones get exactly one `update` if (and only if) their evaluated arguments changed. A node
+//!   whose evaluation fails keeps its last good arguments and is marked unhealthy; the rest is applied.
+//! - **Propagation**: when a component publishes exports that differ from its previous ones, every node that
+//!   refers to it is marked dirty. One evaluator task drains the dirty set in dependency order, so repeated
+//!   notifications coalesce, a diamond (C refers to A and B, B to A) sees A's change, and there is no bounded
+//!   queue to deadlock on. Evaluation only decodes arguments; `update` runs in each component's own task, so
+//!   a slow component never holds up the others.
+//! - **Supervision**: a component whose `run` returns or panics is marked exited and restarted with backoff.
+
+use crate::component::{Component, ComponentError, Context, Health, HealthState};
+use crate::graph::{Graph, NodeKind};
+use crate::registry::{Arguments, Registry};
+use crate::source::{LoadDiagnostics, Sources};
+use river::eval::Scope;
+use river::{Diagnostic, Object, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of a controller.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    /// Where components keep their data: each gets `<storage_path>/<id>`.
+    pub storage_path: PathBuf,
+    /// How long a removed or shut-down component may take to stop before it is abandoned.
+    pub stop_timeout: Duration,
+    /// The first delay before restarting a component whose run ended; doubles up to `max_restart_backoff`.
+    pub restart_backoff: Duration,
+    /// The longest delay between restarts.
+    pub max_restart_backoff: Duration,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        ControllerOptions {
+            storage_path: PathBuf::from("data-rill"),
+            stop_timeout: Duration::from_secs(10),
+            restart_backoff: Duration::from_millis(100),
+            max_restart_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a load applied.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Problems that did not reject the config: nodes whose evaluation or build failed (they keep their last
+    /// good arguments and are unhealthy).
+    pub diagnostics: LoadDiagnostics,
+    /// Components started by this load.
+    pub started: Vec<String>,
+    /// Components updated by this load.
+    pub updated: Vec<String>,
+    /// Components stopped by this load.
+    pub stopped: Vec<String>,
+}
+
+/// Counters per component, for tests and metrics.
+#[derive(Debug, Default)]
+pub struct NodeCounters {
+    /// `update` calls made.
+    pub updates: AtomicU64,
+    /// Times `run` was started (1 + restarts).
+    pub runs: AtomicU64,
+    /// Times the node was evaluated.
+    pub evaluations: AtomicU64,
+}
+
+/// Publishes a component's exports. Cheap to clone.
+#[derive(Clone)]
+pub struct ExportsHandle {
+    id: Arc<str>,
+    shared: Weak<Shared>,
+}
+
+impl ExportsHandle {
+    /// Publishes new exports. Dependants are re-evaluated only when the value differs from the last one.
+    pub fn publish<T: serde::Serialize>(&self, exports: &T) -> Result<(), ComponentError> {
+        let value =
+            river::encode::to_value(exports).map_err(|e| ComponentError::new(e.to_string()))?;
+        self.publish_value(value);
+        Ok(())
+    }
+
+    /// Publishes exports already encoded as a River value.
+    pub fn publish_value(&self, value: Value) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.exports_changed(&self.id, value);
+        }
+    }
+}
+
+impl std::fmt::Debug for ExportsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExportsHandle({})", self.id)
+    }
+}
+
+/// Runs a component graph. Cheap to clone; all clones drive the same graph.
+#[derive(Clone)]
+pub struct Controller {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    registry: Arc<Registry>,
+    options: ControllerOptions,
+    state: Mutex<State>,
+    /// Serializes loads with evaluation of dirty nodes.
+    load_lock: tokio::sync::Mutex<()>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+}
+
+#[derive(Default)]
+struct State {
+    sources: Sources,
+    graph: Graph,
+    /// Position of each node in the dependency order.
+    rank: Vec<usize>,
+    nodes: HashMap<String, NodeState>,
+    exports: HashMap<String, Value>,
+    /// (rank, node index) of nodes to re-evaluate.
+    dirty: BTreeSet<(usize, usize)>,
+    loaded: bool,
+}
+
+struct NodeState {
+    args: Option<Arguments>,
+    component: Option<Arc<dyn Component>>,
+    runner: Option<Runner>,
+    eval_health: Health,
+    run_health: Arc<Mutex<Health>>,
+    counters: Arc<NodeCounters>,
+}
+
+struct Runner {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+    updates: watch::Sender<Option<Arguments>>,
+    updater: JoinHandle<()>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Controller {
+    /// A controller with no config loaded yet. Must be created inside a tokio runtime.
+    pub fn new(registry: Arc<Registry>, options: ControllerOptions) -> Self {
+        let shared = Arc::new(Shared {
+            registry,
+            options,
+            state: Mutex::new(State::default()),
+            load_lock: tokio::sync::Mutex::new(()),
+            wake: Arc::new(Notify::new()),
+            cancel: CancellationToken::new(),
+        });
+        tokio::spawn(evaluator(
+            Arc::downgrade(&shared),
+            shared.wake.clone(),
+            shared.cancel.clone(),
+        ));
+        Controller { shared }
+    }
+
+    /// Loads (or reloads) a config. A config with errors is rejected whole and nothing running changes.
+    pub async fn load(&self, sources: Sources) -> Result<LoadReport, LoadDiagnostics> {
+        let shared = &self.shared;
+        let _guard = shared.load_lock.lock().await;
+        let graph = Graph::build(&sources, shared.registry.as_ref())?;
+        let mut report = LoadReport::default();
+
+        // Stop what the new config no longer has, before anything new starts (a renamed component may hold
+        // a port or a file its successor needs).
+        let removed: Vec<(String, Option<Runner>)> = {
+            let mut st = lock(&shared.state);
+            let gone: Vec<String> = st
+                .nodes
+                .keys()
+                .filter(|id| graph.get(id).is_none())
+                .cloned()
+                .collect();
+            gone.into_iter()
+                .map(|id| {
+                    st.exports.remove(&id);
+                    let runner = st.nodes.remove(&id).and_then(|n| n.runner);
+                    (id, runner)
+                })
+                .collect()
+        };
+        for (id, runner) in removed {
+            if let Some(r) = runner {
+                stop_runner(r, shared.options.stop_timeout, &id).await;
+            }
+            report.stopped.push(id);
+        }
+
+        // Swap in the new graph; surviving nodes keep their state.
+        {
+            let mut st = lock(&shared.state);
+            let mut rank = vec![0; graph.nodes.len()];
+            for (r, &i) in graph.order.iter().enumerate() {
+                rank[i] = r;
+            }
+            st.rank = rank;
+            st.dirty.clear();
+            st.sources = sources;
+            st.graph = graph;
+        }
+
+        let order = lock(&shared.state).graph.order.clone();
+        for index in order {
+            shared.evaluate(index, Some(&mut report));
+        }
+        lock(&shared.state).loaded = true;
+        // Exports published while loading may have dirtied nodes evaluated earlier in this pass.
+        shared.wake.notify_one();
+        Ok(report)
+    }
+
+    /// Whether a config has been loaded successfully.
+    pub fn is_loaded(&self) -> bool {
+        lock(&self.shared.state).loaded
+    }
+
+    /// Waits until no node is waiting to be re-evaluated.
+    pub async fn settle(&self) {
+        loop {
+            {
+                let _guard = self.shared.load_lock.lock().await;
+                if lock(&self.shared.state).dirty.is_empty() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Counters of a component, if it exists.
+    pub fn counters(&self, id: &str) -> Option<Arc<NodeCounters>> {
+        lock(&self.shared.state)
+            .nodes
+            .get(id)
+            .map(|n| n.counters.clone())
+    }
+
+    /// The current exports of a component.
+    pub fn exports(&self, id: &str) -> Option<Value> {
+        lock(&self.shared.state).exports.get(id).cloned()
+    }
+
+    /// Introspection of every node, in source order.
+    pub fn components(&self) -> Vec<ComponentInfo> {
+        let st = lock(&self.shared.state);
+        (0..st.graph.nodes.len())
+            .filter_map(|i| st.info(i))
+            .collect()
+    }
+
+    /// Introspection of one node.
+    pub fn component(&self, id: &str) -> Option<ComponentInfo> {
+        let st = lock(&self.shared.state);
+        st.graph.index_of(id).and_then(|i| st.info(i))
+    }
+
+    /// Stops every component (each within the stop timeout) and the evaluator.
+    pub async fn shutdown(&self) {
+        let _guard = self.shared.load_lock.lock().await;
+        self.shared.cancel.cancel();
+        let runners: Vec<(String, Runner)> = {
+            let mut st = lock(&self.shared.state);
+            st.nodes
+                .iter_mut()
+                .filter_map(|(id, n)| n.runner.take().map(|r| (id.clone(), r)))
+                .collect()
+        };
+        let timeout = self.shared.options.stop_timeout;
+        let stops = runners
+            .into_iter()
+            .map(|(id, r)| async move { stop_runner(r, timeout, &id).await });
+        futures_join_all(stops).await;
+    }
+}
+
+/// Awaits all futures concurrently (a tiny join_all without an extra dependency).
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) {
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn stop_runner(runner: Runner, timeout: Duration, id: &str) {
+    runner.cancel.cancel();
+    runner.updater.abort();
+    drop(runner.updates);
+    if tokio::time::timeout(timeout, runner.task).await.is_err() {
+        tracing::warn!(
+            component = id,
+            ?timeout,
+            "component did not stop in time; abandoning it"
+        );
+    }
+}
+
+/// What the UI and API show about a node.
+#[derive(Clone, Debug)]
+pub struct ComponentInfo {
+    /// `name.label`, or the block name of a config block.
+    pub id: String,
+    /// The component or block name.
+    pub name: String,
+    /// The label (empty for config blocks).
+    pub label: String,
+    /// Combined health.
+    pub health: Health,
+    /// IDs this node refers to.
+    pub references_to: Vec<String>,
+    /// IDs that refer to this node.
+    pub referenced_by: Vec<String>,
+    /// Arguments as riverjson (secrets redacted), if evaluated.
+    pub arguments: serde_json::Value,
+    /// Exports as a riverjson value.
+    pub exports: serde_json::Value,
+    /// Debug info as a riverjson value.
+    pub debug_info: serde_json::Value,
+}
+
+impl State {
+    fn info(&self, index: usize) -> Option<ComponentInfo> {
+        let node = self.graph.nodes.get(index)?;
+        let (name, label) = match &node.kind {
+            NodeKind::Component { name, label } => (name.clone(), label.clone()),
+            NodeKind::Config { name } => (name.clone(), String::new()),
+        };
+        let ids = |list: &[usize]| {
+            list.iter()
+                .map(|&i| self.graph.nodes[i].id.clone())
+                .collect()
+        };
+        let state = self.nodes.get(&node.id);
+        let mut reports = vec![];
+        if let Some(s) = state {
+            reports.push(s.eval_health.clone());
+            reports.push(
+                s.run_health
+                    .lock()
+                    .map(|h| h.clone())
+                    .unwrap_or_else(|e| e.into_inner().clone()),
+            );
+            if let Some(h) = s.component.as_ref().and_then(|c| c.health()) {
+                reports.push(h);
+            }
+        }
+        let health = Health::worst(reports.iter())
+            .cloned()
+            .unwrap_or_else(|| Health::new(HealthState::Unknown, "not evaluated yet"));
+        Some(ComponentInfo {
+            id: node.id.clone(),
+            name,
+            label,
+            health,
+            references_to: ids(&self.graph.dependencies[index]),
+            referenced_by: ids(&self.graph.dependants[index]),
+            arguments: state
+                .and_then(|s| s.args.as_ref())
+                .map(|a| a.to_riverjson())
+                .unwrap_or_default(),
+            exports: self
+                .exports
+                .get(&node.id)
+                .map(river::riverjson::value_to_json)
+                .unwrap_or_default(),
+            debug_info: state
+                .and_then(|s| s.component.as_ref())
+                .and_then(|c| c.debug_info())
+                .map(|v| river::riverjson::value_to_json(&v))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The scope a node evaluates in: the exports of the components it refers to, over the stdlib.
+    fn scope_for(&self, index: usize) -> Scope {
+        let mut roots: Object = Object::new();
+        for &dep in &self.graph.dependencies[index] {
+            let id = &self.graph.nodes[dep].id;
+            let exports = self
+                .exports
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| Value::object(Object::new()));
+            insert_path(&mut roots, &id.split('.').collect::<Vec<_>>(), exports);
+        }
+        Scope::from_vars_with_stdlib(roots)
+    }
+
+    fn mark_dependants_dirty(&mut self, id: &str) -> bool {
+        let Some(index) = self.graph.index_of(id) else {
+            return false;
+        };
+        let mut any = false;
+        for &d in &self.graph.dependants[index] {
+            any |= self.dirty.insert((self.rank[d], d));
+        }
+        any
+    }
+}
+
+/// Inserts `value` at the dotted path in nested objects (`a.b.c` → `{a = {b = {c = value}}}`).
+fn insert_path(root: &mut Object, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            root.insert(last.to_string(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = root
+                .entry(first.to_string())
+                .or_insert_with(|| Value::object(Object::new()));
+            if !matches!(entry, Value::Object(_)) {
+                *entry = Value::object(Object::new());
+            }
+            if let Value::Object(obj) = entry {
+                insert_path(Arc::make_mut(obj), rest, value);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn exports_changed(self: &Arc<Self>, id: &str, value: Value) {
+        let mut st = lock(&self.state);
+        if st.exports.get(id) == Some(&value) {
+            return;
+        }
+        st.exports.insert(id.to_string(), value);
+        if st.mark_dependants_dirty(id) {
+            drop(st);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
+    /// the node's evaluation health (and diagnostics in `report` during a load).
+    fn evaluate(self: &Arc<Self>, index: usize, mut report: Option<&mut LoadReport>) {
+        let (file, stmt, kind, id, scope) = {
+            let mut st = lock(&self.state);
+            let Some(&rank) = st.rank.get(index) else {
+                return;
+            };
+            st.dirty.remove(&(rank, index));
+            let node = &st.graph.nodes[index];
+            let file = st.sources.files[node.file].clone();
+            (
+                file,
+                node.stmt,
+                node.kind.clone(),
+                node.id.clone(),
+                st.scope_for(index),
+            )
+        };
+        let src = file.source.text();
+        let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
+            return;
+        };
+
+        let NodeKind::Component { name, .. } = &kind else {
+            // Config blocks (logging, tracing) are applied by the embedding program; nothing to run here.
+            lock(&self.state)
+                .nodes
+                .entry(id)
+                .or_insert_with(NodeState::new)
+                .eval_health = Health::new(HealthState::Healthy, "");
+            return;
+        };
+        let Some(registration) = self.registry.get(name).cloned() else {
+            return;
+        };
+        let decoded = registration.decode(block, src, &scope);
+
+        let mut st = lock(&self.state);
+        let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
+        node.counters.evaluations.fetch_add(1, Ordering::Relaxed);
+        let args = match decoded {
+            Ok(args) => args,
+            Err(diags) => {
+                let message = diags
+                    .iter()
+                    .map(|d| file.source.one_line(d))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                node.eval_health = Health::new(
+                    HealthState::Unhealthy,
+                    format!("failed to evaluate config: {message}"),
+                );
+                tracing::error!(component = %id, error = %message, "failed to evaluate component arguments");
+                if let Some(r) = report.as_deref_mut() {
+                    for d in diags {
+                        r.diagnostics.push(&file.source, d);
+                    }
+                }
+                return;
+            }
+        };
+        node.eval_health = Health::new(HealthState::Healthy, "");
+        if node
+            .args
+            .as_ref()
+            .is_some_and(|old| old.same_as(args.as_ref()))
+        {
+            return;
+        }
+        node.args = Some(args.clone());
+        if let Some(runner) = &node.runner {
+            node.counters.updates.fetch_add(1, Ordering::Relaxed);
+            runner.updates.send_replace(Some(args));
+            if let Some(r) = report {
+                r.updated.push(id);
+            }
+            return;
+        }
+        if node.component.is_some() {
+            return;
+        }
+        // Build outside the lock: components publish their first exports from `build`.
+        drop(st);
+        let ctx = Context {
+            id: id.clone(),
+            data_dir: self.options.storage_path.join(&id),
+            span: tracing::info_span!("component", component = %id),
+            exports: ExportsHandle {
+                id: Arc::from(id.as_str()),
+                shared: Arc::downgrade(self),
+            },
+        };
+        let built = registration.build(ctx, args);
+        let mut st = lock(&self.state);
+        let Some(node) = st.nodes.get_mut(&id) else {
+            return;
+        };
+        match built {
+            Ok(component) => {
+                node.component = Some(component.clone());
+                node.runner = Some(self.start(
+                    &id,
+                    component,
+                    node.run_health.clone(),
+                    node.counters.clone(),
+                ));
+                if let Some(r) = report {
+                    r.started.push(id);
+                }
+            }
+            Err(e) => {
+                node.args = None;
+                node.eval_health = Health::new(
+                    HealthState::Unhealthy,
+                    format!("failed to build component: {e}"),
+                );
+                tracing::error!(component = %id, error = %e, "failed to build component");
+                if let (Some(r), Some(b)) =
+                    (report, st.graph.get(&id).and_then(|n| n.block(&st.sources)))
+                {
+                    let d =
+                        Diagnostic::error(b.name_span(), format!("failed to build component: {e}"));
+                    r.diagnostics.push(&file.source, d);
+                }
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        id: &str,
+        component: Arc<dyn Component>,
+        health: Arc<Mutex<Health>>,
+        counters: Arc<NodeCounters>,
+    ) -> Runner {
+        let cancel = self.cancel.child_token();
+        set_health(&health, HealthState::Healthy, "started".into());
+        let (updates, mut rx) = watch::channel::<Option<Arguments>>(None);
+        let updater_component = component.clone();
+        let updater_health = health.clone();
+        let updater_id = id.to_string();
+        let updater = tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some(args) = rx.borrow_and_update().clone() else {
+                    continue;
+                };
+                if let Err(e) = updater_component.update(args).await {
+                    tracing::error!(component = %updater_id, error = %e, "failed to update component");
+                    set_health(
+                        &updater_health,
+                        HealthState::Unhealthy,
+                        format!("failed to update: {e}"),
+                    );
+                }
+            }
+        });
+        let task = tokio::spawn(supervise(
+            id.to_string(),
+            component,
+            cancel.clone(),
+            health,
+            counters,
+            self.options.restart_backoff,
+            self.options.max_restart_backoff,
+        ));
+        Runner {
+            cancel,
+            task,
+            updates,
+            updater,
+        }
+    }
+}
+
+fn set_health(h: &Mutex<Health>, state: HealthState, message: String) {
+    let mut g = h.lock().unwrap_or_else(|e| e.into_inner());
+    *g = Health::new(state, message);
+}
+
+/// Runs a component, restarting it with backoff when its run ends or panics, until cancelled.
+async fn supervise(
+    id: String,
+    component: Arc<dyn Component>,
+    cancel: CancellationToken,
+    health: Arc<Mutex<Health>>,
+    counters: Arc<NodeCounters>,
+    first_backoff: Duration,
+    max_backoff: Duration,
+) {
+    let mut backoff = first_backoff;
+    loop {
+        if counters.runs.fetch_add(1, Ordering::Relaxed) > 0 {
+            set_health(&health, HealthState::Healthy, "restarted".into());
+        }
+        let c = component.clone();
+        let token = cancel.child_token();
+        let result = tokio::spawn(async move { c.run(token).await }).await;
+        if cancel.is_cancelled() {
+            set_health(&health, HealthState::Exited, "stopped".into());
+            return;
+        }
+        let why = match result {
+            Ok(Ok(())) => "run exited without an error".to_string(),
+            Ok(Err(e)) => format!("run exited with error: {e}"),
+            Err(join) if join.is_panic() => {
+                let payload = join.into_panic();
+                let msg = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                format!("run panicked: {msg}")
+            }
+            Err(_) => "run was aborted".to_string(),
+        };
+        tracing::error!(component = %id, reason = %why, ?backoff, "component exited; restarting");
+        set_health(&health, HealthState::Exited, why);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Stops the evaluator and every component still running.
+        self.cancel.cancel();
+    }
+}
+
+impl NodeState {
+    fn new() -> Self {
+        NodeState {
+            args: None,
+            component: None,
+            runner: None,
+            eval_health: Health::new(HealthState::Unknown, "not evaluated yet"),
+            run_health: Arc::new(Mutex::new(Health::new(HealthState::Unknown, "not started"))),
+            counters: Arc::new(NodeCounters::default()),
+        }
+    }
+}
+
+/// Re-evaluates dirty nodes in dependency order whenever woken.
+async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: CancellationToken) {
+    loop {
+        // Holds only the `Notify`, so a dropped controller is freed; `shutdown` (or the drop) cancels.
+        let notified = wake.notified();
+        if shared.strong_count() == 0 {
+            return;
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = notified => {}
+        }
+        let Some(s) = shared.upgrade() else { return };
+        let _guard = s.load_lock.lock().await;
+        loop {
+            let next = lock(&s.state).dirty.first().copied();
+            let Some((_, index)) = next else { break };
+            s.evaluate(index, None);
+        }
+    }
+}

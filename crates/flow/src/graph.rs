@@ -1,0 +1,539 @@
+//! The component graph: one node per top-level block, edges from references.
+//!
+//! References are found like the reference implementation does: an identifier followed by `.name` accesses
+//! forms a traversal (`a.b.c.d`); indexing or calling ends it. A traversal is resolved by growing its prefix
+//! until it equals a component ID; what remains is the path into that component's exports. A traversal that
+//! names no component but starts with a standard-library name (`env`, `constants`, `string`) is not a
+//! reference, so a component named like a namespace shadows it.
+
+use crate::registry::suggest;
+use crate::source::{LoadDiagnostics, Sources};
+use river::ast::{Block, Body, Expr, ExprKind, Stmt};
+use river::{Diagnostic, Span};
+use std::collections::HashMap;
+
+/// Top-level blocks that configure the runtime itself rather than declare a component.
+pub const CONFIG_BLOCKS: &[&str] = &["logging", "tracing"];
+
+/// What a node is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A component instance: its registered name and its label.
+    Component {
+        /// The component name, e.g. `pyroscope.scrape`.
+        name: String,
+        /// The label, e.g. `default`.
+        label: String,
+    },
+    /// A runtime config block such as `logging`.
+    Config {
+        /// The block name.
+        name: String,
+    },
+}
+
+/// A reference from a node's expressions to a component.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// Index of the referenced node in [`Graph::nodes`].
+    pub target: usize,
+    /// The whole traversal in the source, e.g. `local.file.token.content`.
+    pub span: Span,
+    /// The path into the target's exports, e.g. `["content"]`.
+    pub path: Vec<String>,
+}
+
+/// One node of the graph.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// `name.label` for components, the block name for config blocks.
+    pub id: String,
+    /// What it is.
+    pub kind: NodeKind,
+    /// Index of its file in [`Sources::files`].
+    pub file: usize,
+    /// Index of its statement in that file's top-level body.
+    pub stmt: usize,
+    /// Its references to other nodes, in source order.
+    pub references: Vec<Reference>,
+}
+
+impl Node {
+    /// The block this node was declared by.
+    pub fn block<'s>(&self, sources: &'s Sources) -> Option<&'s Block> {
+        match sources
+            .files
+            .get(self.file)?
+            .ast
+            .body
+            .stmts
+            .get(self.stmt)?
+        {
+            Stmt::Block(b) => Some(b),
+            Stmt::Attribute(_) => None,
+        }
+    }
+}
+
+/// A checked, acyclic graph of nodes.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    /// The nodes, in source order.
+    pub nodes: Vec<Node>,
+    /// For each node, the nodes that refer to it (deduplicated, ascending).
+    pub dependants: Vec<Vec<usize>>,
+    /// For each node, the nodes it refers to (deduplicated, ascending).
+    pub dependencies: Vec<Vec<usize>>,
+    /// Node indices in an order where every node comes after everything it refers to.
+    pub order: Vec<usize>,
+    ids: HashMap<String, usize>,
+}
+
+/// What the graph builder needs to know about names.
+pub trait NameCatalog {
+    /// Whether `name` is a registered component name.
+    fn is_component(&self, name: &str) -> bool;
+    /// All registered component names (for suggestions).
+    fn component_names(&self) -> Vec<&str>;
+    /// Whether `name` is a standard-library identifier (a function or namespace).
+    fn is_stdlib(&self, name: &str) -> bool;
+}
+
+impl Graph {
+    /// The node with this ID.
+    pub fn get(&self, id: &str) -> Option<&Node> {
+        self.ids.get(id).map(|&i| &self.nodes[i])
+    }
+
+    /// The index of the node with this ID.
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.ids.get(id).copied()
+    }
+
+    /// Builds and checks the graph of `sources`. Every independent problem is reported: unknown components
+    /// (with a suggestion), missing labels, duplicate IDs (pointing at both places), top-level attributes,
+    /// unresolvable and self references, and cycles (naming every member).
+    pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
+        let mut diags = LoadDiagnostics::default();
+        let mut graph = Graph::default();
+        let mut first_seen: HashMap<String, (usize, Span)> = HashMap::new();
+
+        for (file_index, file) in sources.files.iter().enumerate() {
+            let src = file.source.text();
+            for (stmt_index, stmt) in file.ast.body.stmts.iter().enumerate() {
+                let block = match stmt {
+                    Stmt::Block(b) => b,
+                    Stmt::Attribute(a) => {
+                        let msg = format!("unrecognized attribute {}", a.name.text(src));
+                        diags.push(&file.source, Diagnostic::error(a.name, msg));
+                        continue;
+                    }
+                };
+                let name = block.name_string(src);
+                let label = block.label_text(src);
+                let name_span = block.name_span();
+                let (id, kind) = if CONFIG_BLOCKS.contains(&name.as_str()) {
+                    (name.clone(), NodeKind::Config { name })
+                } else if names.is_component(&name) {
+                    let Some(label) = label else {
+                        let msg = format!("component {name:?} must have a label");
+                        diags.push(&file.source, Diagnostic::error(name_span, msg));
+                        continue;
+                    };
+                    (
+                        format!("{name}.{label}"),
+                        NodeKind::Component {
+                            name,
+                            label: label.to_string(),
+                        },
+                    )
+                } else {
+                    let mut msg = format!("cannot find the definition of component name {name:?}");
+                    if let Some(s) = suggest(&name, names.component_names()) {
+                        msg.push_str(&format!(" (did you mean {s:?}?)"));
+                    }
+                    diags.push(&file.source, Diagnostic::error(name_span, msg));
+                    continue;
+                };
+                if let Some(&(other_file, other_span)) = first_seen.get(&id) {
+                    let other = &sources.files[other_file].source;
+                    let pos = other.position(other_span.start);
+                    let msg = format!(
+                        "block {id} already declared at {}:{}:{}",
+                        other.name(),
+                        pos.line,
+                        pos.column
+                    );
+                    diags.push(&file.source, Diagnostic::error(name_span, msg));
+                    continue;
+                }
+                first_seen.insert(id.clone(), (file_index, name_span));
+                graph.ids.insert(id.clone(), graph.nodes.len());
+                graph.nodes.push(Node {
+                    id,
+                    kind,
+                    file: file_index,
+                    stmt: stmt_index,
+                    references: Vec::new(),
+                });
+            }
+        }
+
+        // Resolve references now that every ID is known.
+        for index in 0..graph.nodes.len() {
+            let node = &graph.nodes[index];
+            let file = &sources.files[node.file];
+            let src = file.source.text();
+            let Some(block) = node.block(sources) else {
+                continue;
+            };
+            let mut traversals = Vec::new();
+            collect_body(&block.body, &mut traversals);
+            let mut refs = Vec::new();
+            for t in traversals {
+                match graph.resolve(&t, src) {
+                    Some((target, _)) if target == index => {
+                        diags.push(
+                            &file.source,
+                            Diagnostic::error(t.span(), "cannot reference self"),
+                        );
+                    }
+                    Some((target, path)) => refs.push(Reference {
+                        target,
+                        span: t.span(),
+                        path,
+                    }),
+                    None if names.is_stdlib(t.parts[0].text(src)) => {}
+                    None => {
+                        let full: Vec<&str> = t.parts.iter().map(|p| p.text(src)).collect();
+                        let msg = format!(
+                            "component {:?} does not exist or is out of scope",
+                            full.join(".")
+                        );
+                        diags.push(&file.source, Diagnostic::error(t.span(), msg));
+                    }
+                }
+            }
+            graph.nodes[index].references = refs;
+        }
+
+        let n = graph.nodes.len();
+        graph.dependencies = vec![Vec::new(); n];
+        graph.dependants = vec![Vec::new(); n];
+        for (i, node) in graph.nodes.iter().enumerate() {
+            for r in &node.references {
+                graph.dependencies[i].push(r.target);
+                graph.dependants[r.target].push(i);
+            }
+        }
+        for list in graph
+            .dependencies
+            .iter_mut()
+            .chain(graph.dependants.iter_mut())
+        {
+            list.sort_unstable();
+            list.dedup();
+        }
+
+        for cycle in strongly_connected(&graph.dependencies)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+        {
+            let members: Vec<&str> = cycle.iter().map(|&i| graph.nodes[i].id.as_str()).collect();
+            let first = &graph.nodes[cycle[0]];
+            let span = first
+                .block(sources)
+                .map(|b| b.name_span())
+                .unwrap_or_default();
+            let msg = format!("cycle detected: {}", members.join(", "));
+            diags.push(
+                &sources.files[first.file].source,
+                Diagnostic::error(span, msg),
+            );
+        }
+
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        graph.order = topological_order(&graph.dependencies);
+        Ok(graph)
+    }
+
+    /// Resolves a traversal to (target node, remaining path) by growing its prefix until it is an ID.
+    fn resolve(&self, t: &Traversal, src: &str) -> Option<(usize, Vec<String>)> {
+        let mut id = String::new();
+        for (i, part) in t.parts.iter().enumerate() {
+            if i > 0 {
+                id.push('.');
+            }
+            id.push_str(part.text(src));
+            if let Some(&target) = self.ids.get(&id) {
+                let path = t.parts[i + 1..]
+                    .iter()
+                    .map(|p| p.text(src).to_string())
+                    .collect();
+                return Some((target, path));
+            }
+        }
+        None
+    }
+}
+
+/// An identifier followed by field accesses: `a.b.c`.
+struct Traversal {
+    parts: Vec<Span>,
+}
+
+impl Traversal {
+    fn span(&self) -> Span {
+        match (self.parts.first(), self.parts.last()) {
+            (Some(a), Some(b)) => a.to(*b),
+            _ => Span::default(),
+        }
+    }
+}
+
+fn collect_body(body: &Body, out: &mut Vec<Traversal>) {
+    for stmt in &body.stmts {
+        match stmt {
+            Stmt::Attribute(a) => collect_expr(&a.value, out),
+            Stmt::Block(b) => collect_body(&b.body, out),
+        }
+    }
+}
+
+/// Collects the traversals in `expr`. Returns the traversal `expr` itself forms, if it is one, so that an
+/// enclosing access can extend it.
+fn collect_expr(expr: &Expr, out: &mut Vec<Traversal>) {
+    if let Some(t) = traversal_of(expr, out) {
+        out.push(t);
+    }
+}
+
+/// If `expr` is an identifier with accesses, returns it as a traversal (and collects nothing else);
+/// otherwise collects the traversals inside it and returns `None`.
+fn traversal_of(expr: &Expr, out: &mut Vec<Traversal>) -> Option<Traversal> {
+    match &expr.kind {
+        ExprKind::Ident => Some(Traversal {
+            parts: vec![expr.span],
+        }),
+        ExprKind::Access(value, name) => match traversal_of(value, out) {
+            Some(mut t) => {
+                t.parts.push(*name);
+                Some(t)
+            }
+            None => None,
+        },
+        ExprKind::Index(value, index) => {
+            collect_expr(value, out);
+            collect_expr(index, out);
+            None
+        }
+        ExprKind::Call(func, args) => {
+            collect_expr(func, out);
+            args.iter().for_each(|a| collect_expr(a, out));
+            None
+        }
+        ExprKind::Array(items) => {
+            items.iter().for_each(|a| collect_expr(a, out));
+            None
+        }
+        ExprKind::Object(fields) => {
+            fields.iter().for_each(|f| collect_expr(&f.value, out));
+            None
+        }
+        ExprKind::Unary(_, x) | ExprKind::Paren(x) => {
+            collect_expr(x, out);
+            None
+        }
+        ExprKind::Binary(_, l, r) => {
+            collect_expr(l, out);
+            collect_expr(r, out);
+            None
+        }
+        ExprKind::Literal(_) => None,
+    }
+}
+
+/// Tarjan's strongly connected components, iteratively (graphs may be deep chains).
+fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    const UNVISITED: usize = usize::MAX;
+    let n = edges.len();
+    let (mut index, mut low, mut on_stack) = (vec![UNVISITED; n], vec![0; n], vec![false; n]);
+    let (mut stack, mut out, mut counter) = (Vec::new(), Vec::new(), 0);
+    for root in 0..n {
+        if index[root] != UNVISITED {
+            continue;
+        }
+        // (node, next edge to look at)
+        let mut work = vec![(root, 0usize)];
+        while let Some(&mut (v, ref mut next)) = work.last_mut() {
+            if *next == 0 && index[v] == UNVISITED {
+                index[v] = counter;
+                low[v] = counter;
+                counter += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(&w) = edges[v].get(*next) {
+                *next += 1;
+                if index[w] == UNVISITED {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                let mut component = Vec::new();
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component.push(w);
+                    if w == v {
+                        break;
+                    }
+                }
+                component.sort_unstable();
+                out.push(component);
+            }
+        }
+    }
+    out
+}
+
+/// Kahn's algorithm: dependencies before dependants, ties in source order.
+fn topological_order(dependencies: &[Vec<usize>]) -> Vec<usize> {
+    let n = dependencies.len();
+    let mut remaining: Vec<usize> = dependencies.iter().map(Vec::len).collect();
+    let mut dependants = vec![Vec::new(); n];
+    for (i, deps) in dependencies.iter().enumerate() {
+        for &d in deps {
+            dependants[d].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> =
+        (0..n).filter(|&i| remaining[i] == 0).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &d in &dependants[i] {
+            remaining[d] -= 1;
+            if remaining[d] == 0 {
+                ready.insert(d);
+            }
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Names;
+    impl NameCatalog for Names {
+        fn is_component(&self, name: &str) -> bool {
+            ["local.file", "test.pass", "pyroscope.scrape"].contains(&name)
+        }
+        fn component_names(&self) -> Vec<&str> {
+            vec!["local.file", "test.pass", "pyroscope.scrape"]
+        }
+        fn is_stdlib(&self, name: &str) -> bool {
+            ["env", "constants", "string", "concat"].contains(&name)
+        }
+    }
+
+    fn build(text: &str) -> Result<Graph, Vec<String>> {
+        let sources = Sources::parse([("t.river", text)]).map_err(|d| vec![d.to_string()])?;
+        Graph::build(&sources, &Names).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn references_resolve_by_prefix_and_order_dependencies_first() {
+        let g = build(
+            "test.pass \"c\" { input = [test.pass.a.output, test.pass.b.output[0].x] }\n\
+             test.pass \"b\" { input = test.pass.a.output }\n\
+             test.pass \"a\" { input = env(\"X\") + constants.hostname + string.to_lower(\"A\") }\n",
+        )
+        .unwrap();
+        let ids: Vec<_> = g.order.iter().map(|&i| g.nodes[i].id.as_str()).collect();
+        assert_eq!(ids, ["test.pass.a", "test.pass.b", "test.pass.c"]);
+        let c = g.get("test.pass.c").unwrap();
+        let targets: Vec<_> = c
+            .references
+            .iter()
+            .map(|r| (g.nodes[r.target].id.as_str(), r.path.join(".")))
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                ("test.pass.a", "output".to_string()),
+                ("test.pass.b", "output".to_string())
+            ]
+        );
+        assert_eq!(g.dependants[g.index_of("test.pass.a").unwrap()].len(), 2);
+    }
+
+    #[test]
+    fn a_component_shadows_a_namespace() {
+        let g = build(
+            "test.pass \"x\" { }\nlocal.file \"string\" { filename = local.file.string.content }\n",
+        );
+        assert_eq!(g.unwrap_err(), ["t.river:2:34: cannot reference self"]);
+    }
+
+    #[test]
+    fn load_errors_are_all_reported_with_positions() {
+        let errs = build(
+            "top = 1\n\
+             local.file { }\n\
+             pyroscope.scrap \"x\" { }\n\
+             test.pass \"a\" { input = nope.x }\n\
+             test.pass \"a\" { }\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs, [
+            "t.river:1:1: unrecognized attribute top",
+            "t.river:2:1: component \"local.file\" must have a label",
+            "t.river:3:1: cannot find the definition of component name \"pyroscope.scrap\" (did you mean \"pyroscope.scrape\"?)",
+            "t.river:5:1: block test.pass.a already declared at t.river:4:1",
+            "t.river:4:25: component \"nope.x\" does not exist or is out of scope",
+        ]);
+    }
+
+    #[test]
+    fn cycles_name_every_member() {
+        let errs = build(
+            "test.pass \"a\" { input = test.pass.c.output }\n\
+             test.pass \"b\" { input = test.pass.a.output }\n\
+             test.pass \"c\" { input = test.pass.b.output }\n\
+             test.pass \"d\" { input = test.pass.a.output }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs,
+            ["t.river:1:1: cycle detected: test.pass.a, test.pass.b, test.pass.c"]
+        );
+    }
+
+    #[test]
+    fn deep_chains_do_not_overflow() {
+        let mut text = String::from("test.pass \"n0\" { }\n");
+        for i in 1..20_000 {
+            text.push_str(&format!(
+                "test.pass \"n{i}\" {{ input = test.pass.n{}.output }}\n",
+                i - 1
+            ));
+        }
+        let g = build(&text).unwrap();
+        assert_eq!(
+            g.order.first().map(|&i| g.nodes[i].id.as_str()),
+            Some("test.pass.n0")
+        );
+        assert_eq!(g.order.len(), 20_000);
+    }
+}

@@ -1,0 +1,20 @@
+//! Rill's component runtime.
+//!
+//! A config (one file, or every `*.river` file of a directory) is turned into a [`graph::Graph`]: one node per
+//! top-level block, edges from each reference to the component it names. The controller (coming next)
+//! evaluates nodes in dependency order, builds and updates components, and propagates export changes.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod component;
+pub mod controller;
+pub mod graph;
+pub mod registry;
+pub mod source;
+
+pub use component::{Component, ComponentError, Context, Health, HealthState};
+pub use controller::{ComponentInfo, Controller, ControllerOptions, ExportsHandle, LoadReport};
+pub use graph::{Graph, Node, NodeKind, Reference};
+pub use registry::{ComponentName, NameError};
+pub use registry::{Registration, Registry, TypedComponent};
+pub use source::{LoadDiagnostic, LoadDiagnostics, Sources};

@@ -1,0 +1,176 @@
+//! Scenario tests of the controller with real components.
+
+mod common;
+
+use flow::{Controller, ControllerOptions, HealthState, Sources};
+use river::Value;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn sources(text: &str) -> Sources {
+    Sources::parse([("main.river", text)]).expect("config parses")
+}
+
+fn controller() -> Controller {
+    let options = ControllerOptions {
+        storage_path: std::env::temp_dir().join("rill-flow-tests"),
+        restart_backoff: Duration::from_millis(10),
+        ..ControllerOptions::default()
+    };
+    Controller::new(common::registry(), options)
+}
+
+fn output(c: &Controller, id: &str) -> Value {
+    let exports = c
+        .exports(id)
+        .unwrap_or_else(|| panic!("{id} has no exports"));
+    match exports {
+        Value::Object(o) => o.get("output").cloned().unwrap_or_default(),
+        other => panic!("{id} exports {other:?}"),
+    }
+}
+
+fn counts(c: &Controller, id: &str) -> (u64, u64) {
+    let n = c.counters(id).unwrap();
+    (
+        n.updates.load(Ordering::Relaxed),
+        n.runs.load(Ordering::Relaxed),
+    )
+}
+
+async fn eventually(mut f: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached in time");
+}
+
+const DIAMOND: &str = r#"
+test.pass "a" { input = 1 }
+test.pass "b" { input = test.pass.a.output }
+test.pass "c" { input = [test.pass.a.output, test.pass.b.output] }
+"#;
+
+#[tokio::test]
+async fn diamond_propagation_reaches_the_node_that_refers_to_both() {
+    let c = controller();
+    c.load(sources(DIAMOND)).await.unwrap();
+    assert_eq!(
+        output(&c, "test.pass.c"),
+        Value::array(vec![Value::int(1), Value::int(1)])
+    );
+
+    c.load(sources(&DIAMOND.replace("input = 1", "input = 2")))
+        .await
+        .unwrap();
+    eventually(|| output(&c, "test.pass.c") == Value::array(vec![Value::int(2), Value::int(2)]))
+        .await;
+    c.settle().await;
+    assert_eq!(output(&c, "test.pass.b"), Value::int(2));
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unchanged_reload_updates_and_restarts_nothing() {
+    let c = controller();
+    c.load(sources(DIAMOND)).await.unwrap();
+    c.settle().await;
+    let before: Vec<_> = ["a", "b", "c"]
+        .map(|l| counts(&c, &format!("test.pass.{l}")))
+        .into();
+    let report = c.load(sources(DIAMOND)).await.unwrap();
+    c.settle().await;
+    let after: Vec<_> = ["a", "b", "c"]
+        .map(|l| counts(&c, &format!("test.pass.{l}")))
+        .into();
+    assert_eq!(before, after);
+    assert!(report.updated.is_empty() && report.started.is_empty() && report.stopped.is_empty());
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rejected_reload_leaves_everything_running_as_it_was() {
+    let c = controller();
+    c.load(sources(DIAMOND)).await.unwrap();
+    c.settle().await;
+    let before = counts(&c, "test.pass.a");
+    for broken in [
+        "test.pass \"a\" { input = 5 }\ntest.pass \"b\" { input = nope.x }\n",
+        "test.pass \"a\" { input = 5 }\ntest.passs \"b\" { }\n",
+        "test.pass \"a\" { input = test.pass.b.output }\ntest.pass \"b\" { input = test.pass.a.output }\n",
+    ] {
+        let err = c.load(sources(broken)).await.unwrap_err();
+        assert!(!err.is_empty());
+    }
+    let syntax = Sources::parse([("main.river", "test.pass \"a\" { input = }")]);
+    assert!(syntax.is_err());
+    c.settle().await;
+    assert_eq!(counts(&c, "test.pass.a"), before);
+    assert_eq!(output(&c, "test.pass.a"), Value::int(1));
+    assert_eq!(c.components().len(), 3);
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_evaluation_keeps_the_last_good_arguments() {
+    let c = controller();
+    c.load(sources(DIAMOND)).await.unwrap();
+    c.settle().await;
+    let report = c
+        .load(sources(&DIAMOND.replace(
+            "input = test.pass.a.output }",
+            "input = test.pass.a.output + \"x\" }",
+        )))
+        .await
+        .unwrap();
+    assert_eq!(report.diagnostics.len(), 1, "{}", report.diagnostics);
+    let msg = report.diagnostics.to_string();
+    assert!(msg.starts_with("main.river:3:"), "{msg}");
+    assert!(msg.contains("should be number, got string"), "{msg}");
+    let b = c.component("test.pass.b").unwrap();
+    assert_eq!(b.health.state, HealthState::Unhealthy);
+    assert_eq!(output(&c, "test.pass.b"), Value::int(1));
+    assert_eq!(
+        c.component("test.pass.a").unwrap().health.state,
+        HealthState::Healthy
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_rename_stops_the_old_component_before_starting_the_new() {
+    let c = controller();
+    c.load(sources("test.lock \"old\" { name = \"port-1\" }"))
+        .await
+        .unwrap();
+    let report = c
+        .load(sources("test.lock \"new\" { name = \"port-1\" }"))
+        .await
+        .unwrap();
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    assert_eq!(report.stopped, ["test.lock.old"]);
+    assert_eq!(report.started, ["test.lock.new"]);
+    assert_eq!(
+        c.component("test.lock.new").unwrap().health.state,
+        HealthState::Healthy
+    );
+    c.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_panicking_component_is_restarted_while_the_others_run_on() {
+    let c = controller();
+    c.load(sources(
+        "test.panicky \"p\" { times = 2 }\ntest.pass \"ok\" { input = 1 }\n",
+    ))
+    .await
+    .unwrap();
+    eventually(|| counts(&c, "test.panicky.p").1 == 3).await;
+    eventually(|| c.component("test.panicky.p").unwrap().health.state == HealthState::Healthy)
+        .await;
+    assert_eq!(counts(&c, "test.pass.ok"), (0, 1));
+    c.shutdown().await;
+}
