@@ -3,6 +3,8 @@
 
 #[path = "testdata/common.rs"]
 mod common;
+#[path = "testdata/decode.rs"]
+mod decode;
 #[path = "testdata/diagnostics.rs"]
 mod diagnostics;
 #[path = "testdata/eval.rs"]
@@ -20,6 +22,11 @@ fn parse_valid() {
 #[test]
 fn parse_invalid() {
     parse::invalid();
+}
+
+#[test]
+fn decode_blocks() {
+    decode::run();
 }
 
 #[test]
@@ -42,6 +49,7 @@ fn all_expected_messages() -> Vec<String> {
         }
     }
     out.extend(eval::expected_messages());
+    out.extend(decode::expected_messages());
     out.extend(diagnostics::expected_messages());
     out
 }
