@@ -27,8 +27,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// Receives the `logging` block's settings whenever they are (re)applied.
+pub type LoggingHook = Arc<dyn Fn(&crate::LoggingConfig) + Send + Sync>;
+
 /// Settings of a controller.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ControllerOptions {
     /// Where components keep their data: each gets `<storage_path>/<id>`.
     pub storage_path: PathBuf,
@@ -38,6 +41,17 @@ pub struct ControllerOptions {
     pub restart_backoff: Duration,
     /// The longest delay between restarts.
     pub max_restart_backoff: Duration,
+    /// Applies the `logging` block (defaults when the config has none).
+    pub on_logging: Option<LoggingHook>,
+}
+
+impl std::fmt::Debug for ControllerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerOptions")
+            .field("storage_path", &self.storage_path)
+            .field("stop_timeout", &self.stop_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ControllerOptions {
@@ -47,6 +61,7 @@ impl Default for ControllerOptions {
             stop_timeout: Duration::from_secs(10),
             restart_backoff: Duration::from_millis(100),
             max_restart_backoff: Duration::from_secs(30),
+            on_logging: None,
         }
     }
 }
@@ -220,7 +235,15 @@ impl Controller {
             st.graph = graph;
         }
 
-        let order = lock(&shared.state).graph.order.clone();
+        let (order, has_logging) = {
+            let st = lock(&shared.state);
+            (st.graph.order.clone(), st.graph.get("logging").is_some())
+        };
+        if !has_logging {
+            if let Some(hook) = &shared.options.on_logging {
+                hook(&crate::LoggingConfig::default());
+            }
+        }
         for index in order {
             shared.evaluate(index, Some(&mut report));
         }
@@ -479,12 +502,39 @@ impl Shared {
         };
 
         let NodeKind::Component { name, .. } = &kind else {
-            // Config blocks (logging, tracing) are applied by the embedding program; nothing to run here.
-            lock(&self.state)
-                .nodes
-                .entry(id)
-                .or_insert_with(NodeState::new)
-                .eval_health = Health::new(HealthState::Healthy, "");
+            let result = match id.as_str() {
+                "logging" => river::decode::decode_block_body_validated::<crate::LoggingConfig>(
+                    block, src, &scope,
+                )
+                .map(|config| {
+                    if let Some(hook) = &self.options.on_logging {
+                        hook(&config);
+                    }
+                }),
+                // `tracing` is accepted for compatibility; Rill exports no traces yet.
+                _ => Ok(()),
+            };
+            let mut st = lock(&self.state);
+            let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
+            node.eval_health = match result {
+                Ok(()) => Health::new(HealthState::Healthy, ""),
+                Err(diags) => {
+                    let message = diags
+                        .iter()
+                        .map(|d| file.source.one_line(d))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    if let Some(r) = report {
+                        for d in diags {
+                            r.diagnostics.push(&file.source, d);
+                        }
+                    }
+                    Health::new(
+                        HealthState::Unhealthy,
+                        format!("failed to evaluate config: {message}"),
+                    )
+                }
+            };
             return;
         };
         let Some(registration) = self.registry.get(name).cloned() else {

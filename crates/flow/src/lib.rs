@@ -9,12 +9,14 @@
 pub mod component;
 pub mod controller;
 pub mod graph;
+pub mod logging;
 pub mod registry;
 pub mod source;
 
 pub use component::{Component, ComponentError, Context, Health, HealthState};
 pub use controller::{ComponentInfo, Controller, ControllerOptions, ExportsHandle, LoadReport};
 pub use graph::{Graph, Node, NodeKind, Reference};
+pub use logging::LoggingConfig;
 pub use registry::{ComponentName, NameError};
 pub use registry::{Registration, Registry, TypedComponent};
-pub use source::{LoadDiagnostic, LoadDiagnostics, Sources};
+pub use source::{LoadDiagnostic, LoadDiagnostics, SourceError, Sources};

@@ -115,3 +115,110 @@ impl fmt::Display for LoadDiagnostics {
 }
 
 impl std::error::Error for LoadDiagnostics {}
+
+/// Why a config could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A file or directory could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// What was being read.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A directory holds no `*.river` file.
+    #[error("{0}: no .river files in this directory")]
+    EmptyDirectory(std::path::PathBuf),
+    /// A file is not valid UTF-8 or does not parse.
+    #[error("{0}")]
+    Syntax(LoadDiagnostics),
+}
+
+impl Sources {
+    /// Reads a config: one file, or every `*.river` file directly in a directory (in name order), merged.
+    pub fn read(path: &std::path::Path) -> Result<Sources, SourceError> {
+        let io = |source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let meta = std::fs::metadata(path).map_err(io)?;
+        let paths = if meta.is_dir() {
+            let mut paths: Vec<_> = std::fs::read_dir(path)
+                .map_err(io)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "river") && p.is_file())
+                .collect();
+            paths.sort();
+            if paths.is_empty() {
+                return Err(SourceError::EmptyDirectory(path.to_path_buf()));
+            }
+            paths
+        } else {
+            vec![path.to_path_buf()]
+        };
+        let mut files = Vec::with_capacity(paths.len());
+        let mut diags = LoadDiagnostics::default();
+        for p in paths {
+            let bytes = std::fs::read(&p).map_err(|source| SourceError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let name = p.display().to_string();
+            let (ast, file_diags) = river::parser::parse_bytes(&bytes);
+            let source = SourceFile::new(name, ast.source.to_string());
+            for d in file_diags {
+                diags.push(&source, d);
+            }
+            files.push(ParsedFile {
+                source,
+                ast: Arc::new(ast),
+            });
+        }
+        if diags.has_errors() {
+            return Err(SourceError::Syntax(diags));
+        }
+        Ok(Sources { files })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_merges_its_river_files_in_name_order() {
+        let dir = std::env::temp_dir().join(format!("rill-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("b.river"), "logging { }\n").unwrap();
+        std::fs::write(dir.join("a.river"), "// first\n").unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a config").unwrap();
+        let s = Sources::read(&dir).unwrap();
+        let names: Vec<_> = s
+            .files
+            .iter()
+            .map(|f| f.source.name().rsplit('/').next().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a.river", "b.river"]);
+
+        std::fs::write(dir.join("c.river"), "x = \n}").unwrap();
+        match Sources::read(&dir) {
+            Err(SourceError::Syntax(d)) => assert!(d
+                .to_string()
+                .contains("c.river:2:1: expected expression, got }")),
+            other => panic!("{other:?}"),
+        }
+        let empty = dir.join("empty");
+        std::fs::create_dir_all(&empty).unwrap();
+        assert!(matches!(
+            Sources::read(&empty),
+            Err(SourceError::EmptyDirectory(_))
+        ));
+        assert!(matches!(
+            Sources::read(&dir.join("missing.river")),
+            Err(SourceError::Io { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -174,3 +174,39 @@ async fn a_panicking_component_is_restarted_while_the_others_run_on() {
     assert_eq!(counts(&c, "test.pass.ok"), (0, 1));
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_logging_block_is_applied_live_and_reset_when_removed() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let options = ControllerOptions {
+        on_logging: Some(std::sync::Arc::new(move |c: &flow::LoggingConfig| {
+            record
+                .lock()
+                .unwrap()
+                .push(format!("{}/{}", c.level, c.format))
+        })),
+        ..ControllerOptions::default()
+    };
+    let c = Controller::new(common::registry(), options);
+    c.load(sources(
+        "logging {\n  level = \"debug\"\n  format = \"json\"\n}\n",
+    ))
+    .await
+    .unwrap();
+    let report = c
+        .load(sources("logging {\n  level = \"loud\"\n}\n"))
+        .await
+        .unwrap();
+    assert_eq!(
+        report.diagnostics.to_string(),
+        "main.river:1:1: unrecognized log level \"loud\"; must be one of debug, info, warn, error"
+    );
+    assert_eq!(
+        c.component("logging").unwrap().health.state,
+        HealthState::Unhealthy
+    );
+    c.load(sources("test.pass \"a\" { }\n")).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["debug/json", "info/logfmt"]);
+    c.shutdown().await;
+}
