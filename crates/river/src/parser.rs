@@ -155,6 +155,10 @@ impl<'a> Parser<'a> {
             return;
         }
         self.in_error = true;
+        if self.tok.kind == Tok::Illegal {
+            // The lexer already reported this token; `expected X, got ILLEGAL` would only repeat it.
+            return;
+        }
         let at = self.tok.span.start;
         let line = self.line_of(at);
         if self.last_error_line == Some(line) {
