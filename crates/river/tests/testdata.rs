@@ -30,6 +30,18 @@ fn decode_blocks() {
 }
 
 #[test]
+fn eval_isolated() {
+    eval::run_isolated("eval_isolated_child");
+}
+
+/// Run by `eval_isolated` in a child process, one case at a time.
+#[test]
+#[ignore = "run by eval_isolated in a child process"]
+fn eval_isolated_child() {
+    eval::run_isolated_child();
+}
+
+#[test]
 fn diagnostics_render() {
     diagnostics::run();
 }

@@ -372,6 +372,90 @@ pub fn run() {
     report.finish();
 }
 
+/// Environment variables naming the file and line of the case a child process runs.
+const ISOLATED_FILE: &str = "RILL_TESTDATA_ISOLATED_FILE";
+const ISOLATED_LINE: &str = "RILL_TESTDATA_ISOLATED_LINE";
+/// Marks the child's verdict on its standard output.
+const VERDICT: &str = "ISOLATED-CASE-VERDICT:";
+
+/// Runs every case of `testdata/eval-isolated/*.txt` in its own child process (this test binary, running the
+/// ignored test `test_name`), so that a crash such as a stack overflow fails that case instead of aborting
+/// the whole test binary.
+pub fn run_isolated(test_name: &str) {
+    std::env::set_var(ENV_VAR.0, ENV_VAR.1);
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => panic!("cannot find the test binary: {e}"),
+    };
+    let mut report = Report::new("eval-isolated");
+    for path in files_with_suffix(&testdata_dir().join("eval-isolated"), ".txt") {
+        let cases = match read_cases(&read(&path)) {
+            Ok(c) => c,
+            Err(e) => {
+                report.fail(rel(&path), e);
+                continue;
+            }
+        };
+        for case in &cases {
+            let loc = format!("{}:{}: {:.60}", rel(&path), case.line, case.expr);
+            let output = std::process::Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    test_name,
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(ISOLATED_FILE, &path)
+                .env(ISOLATED_LINE, case.line.to_string())
+                .output();
+            let result = match output {
+                Err(e) => Err(format!("cannot run the child process: {e}")),
+                Ok(out) => {
+                    let stdout = String::from_utf8_lossy(&out.stdout);
+                    match stdout.split_once(VERDICT) {
+                        Some((_, verdict)) if verdict.trim_start().starts_with("ok") => Ok(()),
+                        Some((_, verdict)) => Err(verdict.trim().to_string()),
+                        None => {
+                            let stderr = String::from_utf8_lossy(&out.stderr);
+                            let tail: Vec<&str> = stderr
+                                .lines()
+                                .filter(|l| !l.trim().is_empty())
+                                .rev()
+                                .take(3)
+                                .collect();
+                            Err(format!(
+                                "evaluation crashed ({}): {}",
+                                out.status,
+                                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+                            ))
+                        }
+                    }
+                }
+            };
+            report.check(loc, result);
+        }
+    }
+    report.finish();
+}
+
+/// The child side of [`run_isolated`]: runs the one case named by the environment and prints the verdict.
+/// Does nothing when run directly.
+pub fn run_isolated_child() {
+    let (Ok(file), Ok(line)) = (std::env::var(ISOLATED_FILE), std::env::var(ISOLATED_LINE)) else {
+        return;
+    };
+    let cases = read_cases(&read(std::path::Path::new(&file))).unwrap_or_default();
+    let Some(case) = cases.iter().find(|c| c.line.to_string() == line) else {
+        println!("{VERDICT} no case at {file}:{line}");
+        return;
+    };
+    match run_case(case, &scope(), &Scope::new()) {
+        Ok(()) => println!("{VERDICT} ok"),
+        Err(e) => println!("{VERDICT} {e}"),
+    }
+}
+
 /// Every case expression of the eval files, for the standard library coverage check.
 pub fn expressions() -> Vec<String> {
     let mut out = Vec::new();
