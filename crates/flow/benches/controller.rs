@@ -43,16 +43,27 @@ fn generated_config(components: usize) -> String {
     for c in 0..chains {
         s.push_str(&format!("test.pass \"c{c}_0\" {{\n\tinput = {{ chain = {c}, step = 0, tags = [\"a\", \"b\"] }}\n}}\n\n"));
         for i in 1..10 {
-            s.push_str(&format!("test.pass \"c{c}_{i}\" {{\n\tinput = test.pass.c{c}_{}.output\n}}\n\n", i - 1));
+            s.push_str(&format!(
+                "test.pass \"c{c}_{i}\" {{\n\tinput = test.pass.c{c}_{}.output\n}}\n\n",
+                i - 1
+            ));
         }
-        let all: Vec<String> = (0..10).map(|i| format!("test.pass.c{c}_{i}.output")).collect();
-        s.push_str(&format!("test.pass \"fan{c}\" {{\n\tinput = [\n\t\t{},\n\t]\n}}\n\n", all.join(",\n\t\t")));
+        let all: Vec<String> = (0..10)
+            .map(|i| format!("test.pass.c{c}_{i}.output"))
+            .collect();
+        s.push_str(&format!(
+            "test.pass \"fan{c}\" {{\n\tinput = [\n\t\t{},\n\t]\n}}\n\n",
+            all.join(",\n\t\t")
+        ));
     }
     s
 }
 
 fn options() -> ControllerOptions {
-    ControllerOptions { storage_path: std::env::temp_dir().join("rill-bench"), ..ControllerOptions::default() }
+    ControllerOptions {
+        storage_path: std::env::temp_dir().join("rill-bench"),
+        ..ControllerOptions::default()
+    }
 }
 
 fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
@@ -68,7 +79,11 @@ fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         // 1 and 2.
         let text = generated_config(5_000);

@@ -152,6 +152,9 @@ struct State {
 
 struct NodeState {
     args: Option<Arguments>,
+    /// What the last successful evaluation saw; an identical block with identical inputs is not
+    /// evaluated again (reloads of unchanged configs cost almost nothing).
+    stamp: Option<EvalStamp>,
     component: Option<Arc<dyn Component>>,
     runner: Option<Runner>,
     eval_health: Health,
@@ -416,21 +419,6 @@ impl State {
         })
     }
 
-    /// The scope a node evaluates in: the exports of the components it refers to, over the stdlib.
-    fn scope_for(&self, index: usize) -> Scope {
-        let mut roots: Object = Object::new();
-        for &dep in &self.graph.dependencies[index] {
-            let id = &self.graph.nodes[dep].id;
-            let exports = self
-                .exports
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| Value::object(Object::new()));
-            insert_path(&mut roots, &id.split('.').collect::<Vec<_>>(), exports);
-        }
-        Scope::from_vars_with_stdlib(roots)
-    }
-
     fn mark_dependants_dirty(&mut self, id: &str) -> bool {
         let Some(index) = self.graph.index_of(id) else {
             return false;
@@ -441,6 +429,19 @@ impl State {
         }
         any
     }
+}
+
+/// The scope a node evaluates in: the exports of the components it refers to (by ID), over the stdlib.
+fn scope_from(inputs: &[(String, Value)]) -> Scope {
+    let mut roots: Object = Object::new();
+    for (id, exports) in inputs {
+        insert_path(
+            &mut roots,
+            &id.split('.').collect::<Vec<_>>(),
+            exports.clone(),
+        );
+    }
+    Scope::from_vars_with_stdlib(roots)
 }
 
 /// Inserts `value` at the dotted path in nested objects (`a.b.c` → `{a = {b = {c = value}}}`).
@@ -480,7 +481,7 @@ impl Shared {
     /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
     /// the node's evaluation health (and diagnostics in `report` during a load).
     fn evaluate(self: &Arc<Self>, index: usize, mut report: Option<&mut LoadReport>) {
-        let (file, stmt, kind, id, scope) = {
+        let (file, stmt, kind, id, inputs, previous) = {
             let mut st = lock(&self.state);
             let Some(&rank) = st.rank.get(index) else {
                 return;
@@ -488,18 +489,41 @@ impl Shared {
             st.dirty.remove(&(rank, index));
             let node = &st.graph.nodes[index];
             let file = st.sources.files[node.file].clone();
+            let mut inputs: Vec<(String, Value)> = st.graph.dependencies[index]
+                .iter()
+                .map(|&d| {
+                    let dep = &st.graph.nodes[d].id;
+                    let exports = st.exports.get(dep).cloned();
+                    (
+                        dep.clone(),
+                        exports.unwrap_or_else(|| Value::object(Object::new())),
+                    )
+                })
+                .collect();
+            inputs.sort_by(|a, b| a.0.cmp(&b.0));
+            let previous = st.nodes.get(&node.id).and_then(|n| n.stamp.clone());
             (
                 file,
                 node.stmt,
                 node.kind.clone(),
                 node.id.clone(),
-                st.scope_for(index),
+                inputs,
+                previous,
             )
         };
         let src = file.source.text();
         let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
             return;
         };
+        let stamp = EvalStamp {
+            text_hash: hash_text(block.span.text(src)),
+            inputs,
+        };
+        let is_component = matches!(kind, NodeKind::Component { .. });
+        if is_component && previous.is_some_and(|p| p.same_as(&stamp)) {
+            return;
+        }
+        let scope = scope_from(&stamp.inputs);
 
         let NodeKind::Component { name, .. } = &kind else {
             let result = match id.as_str() {
@@ -548,6 +572,7 @@ impl Shared {
         let args = match decoded {
             Ok(args) => args,
             Err(diags) => {
+                node.stamp = None;
                 let message = diags
                     .iter()
                     .map(|d| file.source.one_line(d))
@@ -567,6 +592,7 @@ impl Shared {
             }
         };
         node.eval_health = Health::new(HealthState::Healthy, "");
+        node.stamp = Some(stamp);
         if node
             .args
             .as_ref()
@@ -617,6 +643,7 @@ impl Shared {
             }
             Err(e) => {
                 node.args = None;
+                node.stamp = None;
                 node.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
@@ -741,6 +768,7 @@ impl NodeState {
     fn new() -> Self {
         NodeState {
             args: None,
+            stamp: None,
             component: None,
             runner: None,
             eval_health: Health::new(HealthState::Unknown, "not evaluated yet"),
@@ -748,6 +776,41 @@ impl NodeState {
             counters: Arc::new(NodeCounters::default()),
         }
     }
+}
+
+/// The inputs of one evaluation: the block's text (hashed) and the exports it read, by component ID.
+#[derive(Clone, Debug)]
+struct EvalStamp {
+    text_hash: u64,
+    inputs: Vec<(String, Value)>,
+}
+
+impl EvalStamp {
+    fn same_as(&self, other: &EvalStamp) -> bool {
+        self.text_hash == other.text_hash
+            && self.inputs.len() == other.inputs.len()
+            && self
+                .inputs
+                .iter()
+                .zip(&other.inputs)
+                .all(|((a, x), (b, y))| a == b && same_value(x, y))
+    }
+}
+
+/// Equality with a shortcut for values shared by reference (exports are usually passed along unchanged).
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) if Arc::ptr_eq(x, y) => true,
+        (Value::Object(x), Value::Object(y)) if Arc::ptr_eq(x, y) => true,
+        _ => a == b,
+    }
+}
+
+fn hash_text(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Re-evaluates dirty nodes in dependency order whenever woken.

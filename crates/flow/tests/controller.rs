@@ -210,3 +210,26 @@ async fn the_logging_block_is_applied_live_and_reset_when_removed() {
     assert_eq!(*seen.lock().unwrap(), ["debug/json", "info/logfmt"]);
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn reverting_a_broken_block_evaluates_it_again() {
+    let c = controller();
+    c.load(sources(DIAMOND)).await.unwrap();
+    c.settle().await;
+    let broken = DIAMOND.replace("input = 1 }", "input = 1 + \"x\" }");
+    let report = c.load(sources(&broken)).await.unwrap();
+    assert_eq!(report.diagnostics.len(), 1);
+    assert_eq!(
+        c.component("test.pass.a").unwrap().health.state,
+        HealthState::Unhealthy
+    );
+    let report = c.load(sources(DIAMOND)).await.unwrap();
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    assert_eq!(
+        c.component("test.pass.a").unwrap().health.state,
+        HealthState::Healthy
+    );
+    // Its arguments never changed from the last good ones, so it was not updated.
+    assert_eq!(counts(&c, "test.pass.a").0, 0);
+    c.shutdown().await;
+}

@@ -137,8 +137,8 @@ impl Evaluator<'_> {
                 }
                 Ok(Value::object(object))
             }
-            ExprKind::Access(value, name_span) => {
-                let value = self.eval(value)?;
+            ExprKind::Access(value_expr, name_span) => {
+                let value = self.eval(value_expr)?;
                 let name = self.text(*name_span);
                 match &value {
                     Value::Object(o) => o.get(name).cloned().ok_or_else(|| {
@@ -147,7 +147,8 @@ impl Evaluator<'_> {
                     other => Err(EvalError::new(
                         expr.span,
                         format!(
-                            "cannot access field {name:?} on value of type {}",
+                            "{} cannot access field {name:?} on value of type {}",
+                            self.text(value_expr.span),
                             other.value_type()
                         ),
                     )),
@@ -174,8 +175,11 @@ impl Evaluator<'_> {
                     .iter()
                     .map(|e| self.eval(e))
                     .collect::<Result<Vec<_>, _>>()?;
-                f.call(&values)
-                    .map_err(|message| EvalError::new(expr.span, message))
+                f.call(&values).map_err(|e| {
+                    let (span, message) =
+                        crate::stdlib::call_error_diagnostic(&e, func, args, self.src);
+                    EvalError::new(span, message)
+                })
             }
             ExprKind::Unary(op, operand) => {
                 let v = self.eval(operand)?;
@@ -255,7 +259,8 @@ impl Evaluator<'_> {
                         EvalError::new(
                             key_expr.span,
                             format!(
-                                "index {i} is out of range of array with length {}",
+                                "{} index {i} is out of range of array with length {}",
+                                self.text(key_expr.span),
                                 items.len()
                             ),
                         )
@@ -269,7 +274,11 @@ impl Evaluator<'_> {
             }
             other => Err(EvalError::new(
                 container_expr.span,
-                format!("expected object or array, got {}", other.value_type()),
+                format!(
+                    "{} expected object or array, got {}",
+                    self.text(container_expr.span),
+                    other.value_type()
+                ),
             )),
         }
     }
@@ -334,11 +343,11 @@ mod tests {
         );
         assert_eq!(
             eval("obj.list.x"),
-            Err("0: cannot access field \"x\" on value of type array".into())
+            Err("0: obj.list cannot access field \"x\" on value of type array".into())
         );
         assert_eq!(
             eval("obj.list[5]"),
-            Err("9: index 5 is out of range of array with length 2".into())
+            Err("9: 5 index 5 is out of range of array with length 2".into())
         );
         assert_eq!(
             eval("obj.list[\"a\"]"),

@@ -169,16 +169,7 @@ type StdResult = Result<Value, CallError>;
 
 /// Wraps a standard-library implementation as a River function value.
 fn function(name: &'static str, imp: fn(&[Value]) -> StdResult) -> Value {
-    Value::Function(Function::new(name, move |args: &[Value]| {
-        imp(args).map_err(|e| match e {
-            CallError::Call(m)
-            | CallError::Arg {
-                problem: ArgProblem::Other(m),
-                ..
-            } => m,
-            other => other.message().into_owned(),
-        })
-    }))
+    Value::Function(Function::with_call_errors(name, imp))
 }
 
 fn namespace(members: &[(&str, &Value)]) -> Value {

@@ -214,8 +214,16 @@ impl fmt::Display for Secret {
     }
 }
 
-/// The result of calling a [`Function`]: a value or a message saying what was wrong with the call.
-pub type CallResult = Result<Value, String>;
+pub use crate::stdlib::{ArgProblem, CallError};
+
+/// The result of calling a [`Function`].
+pub type CallResult = Result<Value, CallError>;
+
+impl From<String> for CallError {
+    fn from(m: String) -> Self {
+        CallError::Call(m)
+    }
+}
 
 type FunctionImpl = dyn Fn(&[Value]) -> CallResult + Send + Sync;
 
@@ -229,6 +237,16 @@ pub struct Function {
 impl Function {
     /// A function called `name` (used in messages) implemented by `call`.
     pub fn new(
+        name: impl AsRef<str>,
+        call: impl Fn(&[Value]) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_call_errors(name, move |args: &[Value]| {
+            call(args).map_err(CallError::Call)
+        })
+    }
+
+    /// A function whose errors say which argument was at fault.
+    pub fn with_call_errors(
         name: impl AsRef<str>,
         call: impl Fn(&[Value]) -> CallResult + Send + Sync + 'static,
     ) -> Self {
