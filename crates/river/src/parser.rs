@@ -991,7 +991,7 @@ mod tests {
         let want =
             format!("expression or block nesting is too deep (more than {MAX_NESTING} levels)");
         for msgs in results {
-            assert_eq!(msgs, [want.clone()]);
+            assert_eq!(msgs, std::slice::from_ref(&want));
         }
     }
 
