@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod components;
 mod fmt;
 mod input;
 mod output;

@@ -1,9 +1,8 @@
 //! `rill validate`: check River files without running them.
 //!
 //! A file is parsed; if it parses without errors, every [`Check`] of [`default_checks`] runs over its syntax
-//! tree. Today that is [`ExpressionCheck`] (evaluate what can be evaluated without components). The runtime
-//! adds its component checks (known component names, labels, arguments, references) by implementing
-//! [`Check`] and adding it to the list.
+//! tree: [`ExpressionCheck`] (evaluate what can be evaluated without components) and [`ComponentCheck`]
+//! (the runtime's graph checks and argument decoding). A problem found by both is reported once.
 
 use crate::input::Input;
 use crate::{output, ExitCode, ValidateArgs};
@@ -21,7 +20,52 @@ pub trait Check {
 
 /// The checks `rill validate` runs, in order. Component checks from the runtime go here.
 pub fn default_checks() -> Vec<Box<dyn Check>> {
-    vec![Box::new(ExpressionCheck::default())]
+    vec![
+        Box::new(ExpressionCheck::default()),
+        Box::new(ComponentCheck {
+            registry: crate::components::builtin_registry(),
+        }),
+    ]
+}
+
+/// The runtime's checks: known component names (with suggestions), labels, duplicate IDs, references and
+/// cycles, then the arguments of every component that refers to no other component (the exports it would
+/// read exist only while running).
+pub struct ComponentCheck {
+    /// The components this binary can run.
+    pub registry: std::sync::Arc<flow::Registry>,
+}
+
+impl Check for ComponentCheck {
+    fn check(&self, file: &SourceFile, ast: &ast::File, diags: &mut Diagnostics) {
+        let sources = flow::Sources {
+            files: vec![flow::source::ParsedFile {
+                source: file.clone(),
+                ast: std::sync::Arc::new(ast.clone()),
+            }],
+        };
+        let graph = match flow::Graph::build(&sources, self.registry.as_ref()) {
+            Ok(g) => g,
+            Err(errors) => {
+                diags.extend(errors.0.into_iter().map(|d| d.diagnostic));
+                return;
+            }
+        };
+        let src: &str = &ast.source;
+        for node in &graph.nodes {
+            let (flow::NodeKind::Component { name, .. }, true) =
+                (&node.kind, node.references.is_empty())
+            else {
+                continue;
+            };
+            let (Some(reg), Some(block)) = (self.registry.get(name), node.block(&sources)) else {
+                continue;
+            };
+            if let Err(errors) = reg.decode(block, src, &Scope::with_stdlib()) {
+                diags.extend(errors);
+            }
+        }
+    }
 }
 
 /// Runs `rill validate`.
@@ -57,6 +101,9 @@ pub fn validate_source(file: &SourceFile, checks: &[Box<dyn Check>]) -> Diagnost
         for check in checks {
             check.check(file, &ast, &mut diags);
         }
+        // Two checks may find the same problem (an evaluation error in a component's arguments).
+        let mut seen = HashSet::new();
+        diags.0.retain(|d| seen.insert((d.span, d.message.clone())));
     }
     diags
 }

@@ -59,8 +59,8 @@ fn shared() -> PathBuf {
 
 /// Unformatted input and what the formatter must print for it (reference printer rules: tab indents,
 /// aligned `=` in a run of attributes, a blank line before a block that is not first, one final newline).
-const UNFORMATTED: &str = "pyroscope.write \"local\" {\nendpoint {\nurl = \"http://a:4040\"\n}\nexternal_labels = {\"env\" = \"dev\"}\n}\nlogging {\nlevel = \"info\"\nformat   =    \"json\"\n}\n\n\n";
-const FORMATTED: &str = "pyroscope.write \"local\" {\n\tendpoint {\n\t\turl = \"http://a:4040\"\n\t}\n\texternal_labels = {\"env\" = \"dev\"}\n}\n\nlogging {\n\tlevel  = \"info\"\n\tformat = \"json\"\n}\n";
+const UNFORMATTED: &str = "local.file \"token\" {\nfilename = \"/var/run/token\"\nis_secret = true\n}\nlogging {\nlevel = \"info\"\nformat   =    \"json\"\n}\n\n\n";
+const FORMATTED: &str = "local.file \"token\" {\n\tfilename  = \"/var/run/token\"\n\tis_secret = true\n}\n\nlogging {\n\tlevel  = \"info\"\n\tformat = \"json\"\n}\n";
 
 /// Two statements on one line: the reference's "expected TERMINATOR, got IDENT" at the second.
 const BROKEN: &str = "logging {\n\tlevel = \"info\" format = \"json\"\n}\n";
@@ -279,7 +279,7 @@ fn validate_reads_stdin() {
 
 #[test]
 fn validate_evaluates_expressions_without_components() {
-    let src = "pyroscope.write \"w\" {\n\tendpoint {\n\t\turl = \"http://\" + 1 / 0\n\t}\n}\n";
+    let src = "local.file \"w\" {\n\tdetector = \"poll\"\n\tfilename = \"/tmp/\" + 1 / 0\n}\n";
     let o = rill(&["validate"], src);
     assert_code(&o, 1);
     let err = stderr(&o);
@@ -289,7 +289,7 @@ fn validate_evaluates_expressions_without_components() {
         "{err}"
     );
     assert!(
-        err.contains("3 |         url = \"http://\" + 1 / 0\n"),
+        err.contains("3 |     filename = \"/tmp/\" + 1 / 0\n"),
         "{err}"
     );
 
@@ -308,7 +308,7 @@ fn validate_evaluates_expressions_without_components() {
     );
     assert_eq!(
         headers[1],
-        "Error: <stdin>:3:13: index 5 is out of range of array with length 2"
+        "Error: <stdin>:3:13: 5 index 5 is out of range of array with length 2"
     );
     assert!(
         err.contains("2 |     filename = \"a\" - 1\n  |                ^^^\n"),
@@ -319,12 +319,12 @@ fn validate_evaluates_expressions_without_components() {
 #[test]
 fn validate_skips_component_references_but_checks_the_rest() {
     // References to components (and to names like them) are for the runtime; errors beside them are not.
-    let ok = "discovery.http \"d\" {\n\turl = \"http://x\"\n}\n\npyroscope.scrape \"s\" {\n\ttargets    = concat(discovery.http.d.targets, [{\"__address__\" = env(\"HOST\") + \":80\"}])\n\tforward_to = [pyroscope.write.w.receiver]\n}\n";
+    let ok = "local.file \"dir\" {\n\tfilename = \"/etc/rill/dir\"\n}\n\nlocal.file \"token\" {\n\tfilename  = local.file.dir.content + \"/\" + env(\"HOST\") + \".token\"\n\tis_secret = true\n}\n";
     let o = rill(&["validate"], ok);
     assert_code(&o, 0);
     assert_eq!(stderr(&o), "");
 
-    let bad = ok.replace("env(\"HOST\") + \":80\"", "1 / 0");
+    let bad = ok.replace("env(\"HOST\") + \".token\"", "1 / 0");
     let o = rill(&["validate"], &bad);
     assert_code(&o, 1);
     assert!(
@@ -494,5 +494,34 @@ fn conformance_invalid_files_report_the_reference_first_error() {
         "{} files differ:\n{}",
         wrong.len(),
         wrong.join("\n")
+    );
+}
+
+#[test]
+fn validate_checks_components_names_labels_references_and_arguments() {
+    let src = "local.flie \"a\" {\n\tfilename = \"x\"\n}\n\nlocal.file {\n\tfilename = \"y\"\n}\n\nlocal.file \"b\" {\n\tfilename = local.file.nope.content\n}\n\nlocal.file \"c\" {\n\tfilename = \"z\"\n\tdetector = \"inotify\"\n}\n";
+    let o = rill(&["validate"], src);
+    assert_code(&o, 1);
+    let err = stderr(&o);
+    let headers: Vec<&str> = err.lines().filter(|l| l.starts_with("Error: ")).collect();
+    assert_eq!(
+        headers,
+        [
+            "Error: <stdin>:1:1: cannot find the definition of component name \"local.flie\" (did you mean \"local.file\"?)",
+            "Error: <stdin>:5:1: component \"local.file\" must have a label",
+            "Error: <stdin>:10:13: component \"local.file.nope.content\" does not exist or is out of scope",
+        ],
+        "{err}"
+    );
+    // Arguments are checked once the graph is sound.
+    let o = rill(
+        &["validate"],
+        "local.file \"c\" {\n\tfilename = \"z\"\n\tdetector = \"inotify\"\n}\n",
+    );
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("unrecognized detector \"inotify\""),
+        "{}",
+        stderr(&o)
     );
 }

@@ -16,9 +16,11 @@ use crate::lexer::{is_valid_identifier, Lexer};
 use crate::span::{LineIndex, Span};
 use crate::token::{Tok, Token};
 
-/// How deeply blocks and expressions may nest. Real configurations nest a handful of levels; the bound keeps
-/// every recursive consumer of the AST (evaluator, formatter) within a small stack.
-pub const MAX_NESTING: usize = 500;
+/// How deep the syntax tree may get: blocks, brackets, unary operators and each operator of a chain such as
+/// `a + b + c` (which nests to the left) count one level. Real configurations nest a handful of levels; the
+/// bound keeps every recursive consumer of the AST (evaluator, formatter, reference walker, drop) within a
+/// small stack, even in debug builds on a 2 MiB thread.
+pub const MAX_NESTING: usize = 250;
 
 /// Parses `src` into a file and the diagnostics found. The file holds whatever could be recovered; it should
 /// only be used when there are no errors.
@@ -218,7 +220,9 @@ impl<'a> Parser<'a> {
                 let at = self.tok.span.start;
                 self.diags.push(Diagnostic::error(
                     Span::new(at, at),
-                    format!("nesting is too deep (more than {MAX_NESTING} levels)"),
+                    format!(
+                        "expression or block nesting is too deep (more than {MAX_NESTING} levels)"
+                    ),
                 ));
                 self.aborted = true;
                 self.tok = Token {
@@ -386,7 +390,15 @@ impl<'a> Parser<'a> {
 
     /// Precedence climbing over the left-associative binary operators.
     fn parse_binary(&mut self, min_prec: u8) -> Expr {
-        let mut lhs = self.parse_pow();
+        let lhs = self.parse_pow();
+        let mut chained = 0;
+        let expr = self.parse_binary_chain(lhs, min_prec, &mut chained);
+        self.depth -= chained;
+        expr
+    }
+
+    /// The loop of [`Self::parse_binary`]: every operator deepens the (left-nested) tree by one level.
+    fn parse_binary_chain(&mut self, mut lhs: Expr, min_prec: u8, chained: &mut usize) -> Expr {
         loop {
             let Some(op) = binary_op(self.tok.kind) else {
                 return lhs;
@@ -395,6 +407,10 @@ impl<'a> Parser<'a> {
             if prec < min_prec {
                 return lhs;
             }
+            if !self.enter() {
+                return lhs;
+            }
+            *chained += 1;
             self.next();
             let rhs = self.parse_binary(prec + 1);
             let span = lhs.span.to(rhs.span);
@@ -949,22 +965,51 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let src = format!("x = {}1{}", "[".repeat(20_000), "]".repeat(20_000));
+        let deep = [
+            format!("x = {}1{}", "[".repeat(20_000), "]".repeat(20_000)),
+            format!("x = {}1", "-".repeat(20_000)),
+            // A flat chain nests to the left: each operator is a level.
+            format!("x = 1{}", " + 1".repeat(100_000)),
+            format!("x = true{}", " && true".repeat(MAX_NESTING + 1)),
+            "a {\n".repeat(20_000),
+        ];
         let handle = std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
-                parse(&src)
-                    .1
-                    .iter()
-                    .map(|d| d.message.clone())
+                // Parse, and drop the tree, on a small stack.
+                deep.iter()
+                    .map(|src| {
+                        parse(src)
+                            .1
+                            .iter()
+                            .map(|d| d.message.clone())
+                            .collect::<Vec<_>>()
+                    })
                     .collect::<Vec<_>>()
             });
-        let msgs = handle.expect("spawn").join().expect("no stack overflow");
-        assert_eq!(
-            msgs,
-            [format!(
-                "nesting is too deep (more than {MAX_NESTING} levels)"
-            )]
-        );
+        let results = handle.expect("spawn").join().expect("no stack overflow");
+        let want =
+            format!("expression or block nesting is too deep (more than {MAX_NESTING} levels)");
+        for msgs in results {
+            assert_eq!(msgs, std::slice::from_ref(&want));
+        }
+    }
+
+    #[test]
+    fn chains_within_the_limit_parse_and_evaluate_on_a_small_stack() {
+        let src = format!("x = 1{}", " + 1".repeat(MAX_NESTING - 10));
+        let handle = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let (file, diags) = parse(&src);
+                assert!(diags.is_empty(), "{diags:?}");
+                let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+                    panic!("no attribute")
+                };
+                crate::eval::eval_expr(&a.value, &src, &crate::eval::Scope::new())
+                    .map_err(|e| e.message)
+            });
+        let value = handle.expect("spawn").join().expect("no stack overflow");
+        assert_eq!(value, Ok(crate::Value::int((MAX_NESTING - 9) as i64)));
     }
 }
