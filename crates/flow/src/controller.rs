@@ -43,6 +43,9 @@ pub struct ControllerOptions {
     pub max_restart_backoff: Duration,
     /// Applies the `logging` block (defaults when the config has none).
     pub on_logging: Option<LoggingHook>,
+    /// During a load, how long to wait for a component's `update` to finish before evaluating the components
+    /// that refer to it (so they see its new exports). A slower update is not waited for any longer.
+    pub update_wait: Duration,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -62,6 +65,7 @@ impl Default for ControllerOptions {
             restart_backoff: Duration::from_millis(100),
             max_restart_backoff: Duration::from_secs(30),
             on_logging: None,
+            update_wait: Duration::from_secs(2),
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct NodeCounters {
 pub struct ExportsHandle {
     id: Arc<str>,
     shared: Weak<Shared>,
+    /// Cleared when the component is stopped or abandoned: a component that ignores cancellation must not
+    /// overwrite the exports of its successor.
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ExportsHandle {
@@ -109,6 +116,9 @@ impl ExportsHandle {
 
     /// Publishes exports already encoded as a River value.
     pub fn publish_value(&self, value: Value) {
+        if !self.alive.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(shared) = self.shared.upgrade() {
             shared.exports_changed(&self.id, value);
         }
@@ -159,14 +169,30 @@ struct NodeState {
     runner: Option<Runner>,
     eval_health: Health,
     run_health: Arc<Mutex<Health>>,
+    /// Set when the last `update` failed or panicked; cleared by a successful one.
+    update_health: Arc<Mutex<Option<Health>>>,
     counters: Arc<NodeCounters>,
+    /// The liveness flag shared with the component's exports handle.
+    alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Runner {
     cancel: CancellationToken,
     task: JoinHandle<()>,
-    updates: watch::Sender<Option<Arguments>>,
+    /// The latest arguments, numbered; the updater applies only the newest.
+    updates: watch::Sender<Option<(u64, Arguments)>>,
+    /// The number of the last arguments whose `update` finished.
+    done: watch::Receiver<u64>,
+    /// The number given to the latest arguments sent.
+    generation: u64,
     updater: JoinHandle<()>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// An `update` handed to a component's updater: finished once `done` reaches `generation`.
+struct PendingUpdate {
+    done: watch::Receiver<u64>,
+    generation: u64,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -248,7 +274,19 @@ impl Controller {
             }
         }
         for index in order {
-            shared.evaluate(index, Some(&mut report));
+            let Some(mut pending) = shared.evaluate(index, Some(&mut report)) else {
+                continue;
+            };
+            if lock(&shared.state)
+                .graph
+                .dependants
+                .get(index)
+                .is_some_and(|d| !d.is_empty())
+            {
+                // Let dependants see the new exports, but never wait long for a slow component.
+                let finished = pending.done.wait_for(|done| *done >= pending.generation);
+                let _ = tokio::time::timeout(shared.options.update_wait, finished).await;
+            }
         }
         lock(&shared.state).loaded = true;
         // Exports published while loading may have dirtied nodes evaluated earlier in this pass.
@@ -331,6 +369,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 }
 
 async fn stop_runner(runner: Runner, timeout: Duration, id: &str) {
+    runner.alive.store(false, Ordering::Release);
     runner.cancel.cancel();
     runner.updater.abort();
     drop(runner.updates);
@@ -382,12 +421,18 @@ impl State {
         let mut reports = vec![];
         if let Some(s) = state {
             reports.push(s.eval_health.clone());
-            reports.push(
-                s.run_health
-                    .lock()
-                    .map(|h| h.clone())
-                    .unwrap_or_else(|e| e.into_inner().clone()),
-            );
+            if s.component.is_some() {
+                let run = s.run_health.lock().unwrap_or_else(|e| e.into_inner());
+                reports.push(run.clone());
+            }
+            if let Some(h) = s
+                .update_health
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                reports.push(h);
+            }
             if let Some(h) = s.component.as_ref().and_then(|c| c.health()) {
                 reports.push(h);
             }
@@ -480,11 +525,15 @@ impl Shared {
 
     /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
     /// the node's evaluation health (and diagnostics in `report` during a load).
-    fn evaluate(self: &Arc<Self>, index: usize, mut report: Option<&mut LoadReport>) {
+    fn evaluate(
+        self: &Arc<Self>,
+        index: usize,
+        mut report: Option<&mut LoadReport>,
+    ) -> Option<PendingUpdate> {
         let (file, stmt, kind, id, inputs, previous) = {
             let mut st = lock(&self.state);
             let Some(&rank) = st.rank.get(index) else {
-                return;
+                return None;
             };
             st.dirty.remove(&(rank, index));
             let node = &st.graph.nodes[index];
@@ -513,7 +562,7 @@ impl Shared {
         };
         let src = file.source.text();
         let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
-            return;
+            return None;
         };
         let stamp = EvalStamp {
             text_hash: hash_text(block.span.text(src)),
@@ -521,7 +570,7 @@ impl Shared {
         };
         let is_component = matches!(kind, NodeKind::Component { .. });
         if is_component && previous.is_some_and(|p| p.same_as(&stamp)) {
-            return;
+            return None;
         }
         let scope = scope_from(&stamp.inputs);
 
@@ -559,10 +608,10 @@ impl Shared {
                     )
                 }
             };
-            return;
+            return None;
         };
         let Some(registration) = self.registry.get(name).cloned() else {
-            return;
+            return None;
         };
         let decoded = registration.decode(block, src, &scope);
 
@@ -588,7 +637,7 @@ impl Shared {
                         r.diagnostics.push(&file.source, d);
                     }
                 }
-                return;
+                return None;
             }
         };
         node.eval_health = Health::new(HealthState::Healthy, "");
@@ -598,21 +647,26 @@ impl Shared {
             .as_ref()
             .is_some_and(|old| old.same_as(args.as_ref()))
         {
-            return;
+            return None;
         }
         node.args = Some(args.clone());
-        if let Some(runner) = &node.runner {
-            node.counters.updates.fetch_add(1, Ordering::Relaxed);
-            runner.updates.send_replace(Some(args));
+        if let Some(runner) = node.runner.as_mut() {
+            runner.generation += 1;
+            let generation = runner.generation;
+            runner.updates.send_replace(Some((generation, args)));
             if let Some(r) = report {
                 r.updated.push(id);
             }
-            return;
+            return Some(PendingUpdate {
+                done: runner.done.clone(),
+                generation,
+            });
         }
         if node.component.is_some() {
-            return;
+            return None;
         }
         // Build outside the lock: components publish their first exports from `build`.
+        let alive = node.alive.clone();
         drop(st);
         let ctx = Context {
             id: id.clone(),
@@ -621,22 +675,18 @@ impl Shared {
             exports: ExportsHandle {
                 id: Arc::from(id.as_str()),
                 shared: Arc::downgrade(self),
+                alive: alive.clone(),
             },
         };
         let built = registration.build(ctx, args);
         let mut st = lock(&self.state);
         let Some(node) = st.nodes.get_mut(&id) else {
-            return;
+            return None;
         };
         match built {
             Ok(component) => {
                 node.component = Some(component.clone());
-                node.runner = Some(self.start(
-                    &id,
-                    component,
-                    node.run_health.clone(),
-                    node.counters.clone(),
-                ));
+                node.runner = Some(self.start(&id, component, node));
                 if let Some(r) = report {
                     r.started.push(id);
                 }
@@ -644,6 +694,9 @@ impl Shared {
             Err(e) => {
                 node.args = None;
                 node.stamp = None;
+                // Whatever the failed build left behind must not publish; the next attempt gets a new flag.
+                node.alive.store(false, Ordering::Release);
+                node.alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
                 node.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
@@ -658,42 +711,45 @@ impl Shared {
                 }
             }
         }
+        None
     }
 
-    fn start(
-        &self,
-        id: &str,
-        component: Arc<dyn Component>,
-        health: Arc<Mutex<Health>>,
-        counters: Arc<NodeCounters>,
-    ) -> Runner {
+    fn start(&self, id: &str, component: Arc<dyn Component>, node: &NodeState) -> Runner {
         let cancel = self.cancel.child_token();
-        set_health(&health, HealthState::Healthy, "started".into());
-        let (updates, mut rx) = watch::channel::<Option<Arguments>>(None);
+        set_health(&node.run_health, HealthState::Healthy, "started".into());
+        let (updates, mut rx) = watch::channel::<Option<(u64, Arguments)>>(None);
+        let (done_tx, done) = watch::channel(0u64);
         let updater_component = component.clone();
-        let updater_health = health.clone();
+        let update_health = node.update_health.clone();
+        let counters = node.counters.clone();
         let updater_id = id.to_string();
         let updater = tokio::spawn(async move {
             while rx.changed().await.is_ok() {
-                let Some(args) = rx.borrow_and_update().clone() else {
+                let Some((generation, args)) = rx.borrow_and_update().clone() else {
                     continue;
                 };
-                if let Err(e) = updater_component.update(args).await {
-                    tracing::error!(component = %updater_id, error = %e, "failed to update component");
-                    set_health(
-                        &updater_health,
-                        HealthState::Unhealthy,
-                        format!("failed to update: {e}"),
-                    );
+                counters.updates.fetch_add(1, Ordering::Relaxed);
+                // A separate task, so that a panicking `update` is reported instead of ending this loop.
+                let c = updater_component.clone();
+                let outcome = match tokio::spawn(async move { c.update(args).await }).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(format!("failed to update: {e}")),
+                    Err(join) => Some(format!("update {}", describe_join_error(join))),
+                };
+                if let Some(message) = &outcome {
+                    tracing::error!(component = %updater_id, error = %message, "component update failed");
                 }
+                let health = outcome.map(|m| Health::new(HealthState::Unhealthy, m));
+                *update_health.lock().unwrap_or_else(|e| e.into_inner()) = health;
+                done_tx.send_replace(generation);
             }
         });
         let task = tokio::spawn(supervise(
             id.to_string(),
             component,
             cancel.clone(),
-            health,
-            counters,
+            node.run_health.clone(),
+            node.counters.clone(),
             self.options.restart_backoff,
             self.options.max_restart_backoff,
         ));
@@ -701,9 +757,26 @@ impl Shared {
             cancel,
             task,
             updates,
+            done,
+            generation: 0,
             updater,
+            alive: node.alive.clone(),
         }
     }
+}
+
+/// How a spawned component call ended abnormally, e.g. `panicked: index out of bounds`.
+fn describe_join_error(join: tokio::task::JoinError) -> String {
+    if !join.is_panic() {
+        return "was aborted".to_string();
+    }
+    let payload = join.into_panic();
+    let message = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("panicked: {message}")
 }
 
 fn set_health(h: &Mutex<Health>, state: HealthState, message: String) {
@@ -736,16 +809,7 @@ async fn supervise(
         let why = match result {
             Ok(Ok(())) => "run exited without an error".to_string(),
             Ok(Err(e)) => format!("run exited with error: {e}"),
-            Err(join) if join.is_panic() => {
-                let payload = join.into_panic();
-                let msg = payload
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                format!("run panicked: {msg}")
-            }
-            Err(_) => "run was aborted".to_string(),
+            Err(join) => format!("run {}", describe_join_error(join)),
         };
         tracing::error!(component = %id, reason = %why, ?backoff, "component exited; restarting");
         set_health(&health, HealthState::Exited, why);
@@ -773,6 +837,8 @@ impl NodeState {
             runner: None,
             eval_health: Health::new(HealthState::Unknown, "not evaluated yet"),
             run_health: Arc::new(Mutex::new(Health::new(HealthState::Unknown, "not started"))),
+            update_health: Arc::new(Mutex::new(None)),
+            alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             counters: Arc::new(NodeCounters::default()),
         }
     }
