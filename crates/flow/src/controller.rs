@@ -532,9 +532,7 @@ impl Shared {
     ) -> Option<PendingUpdate> {
         let (file, stmt, kind, id, inputs, previous) = {
             let mut st = lock(&self.state);
-            let Some(&rank) = st.rank.get(index) else {
-                return None;
-            };
+            let &rank = st.rank.get(index)?;
             st.dirty.remove(&(rank, index));
             let node = &st.graph.nodes[index];
             let file = st.sources.files[node.file].clone();
@@ -610,9 +608,7 @@ impl Shared {
             };
             return None;
         };
-        let Some(registration) = self.registry.get(name).cloned() else {
-            return None;
-        };
+        let registration = self.registry.get(name).cloned()?;
         let decoded = registration.decode(block, src, &scope);
 
         let mut st = lock(&self.state);
@@ -680,9 +676,7 @@ impl Shared {
         };
         let built = registration.build(ctx, args);
         let mut st = lock(&self.state);
-        let Some(node) = st.nodes.get_mut(&id) else {
-            return None;
-        };
+        let node = st.nodes.get_mut(&id)?;
         match built {
             Ok(component) => {
                 node.component = Some(component.clone());
