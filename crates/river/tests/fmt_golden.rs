@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 #[test]
 fn golden_pairs_format_exactly_and_idempotently() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fmt");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/fmt");
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("read testdata/fmt")
         .filter_map(|e| e.ok().map(|e| e.path()))

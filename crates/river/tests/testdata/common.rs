@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The crate's `testdata/` directory.
 pub fn testdata_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
 }
 
 /// Files directly in `dir` whose name ends with `suffix`, sorted by name.
