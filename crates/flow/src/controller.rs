@@ -723,12 +723,15 @@ impl Shared {
                     continue;
                 };
                 counters.updates.fetch_add(1, Ordering::Relaxed);
-                // A separate task, so that a panicking `update` is reported instead of ending this loop.
-                let c = updater_component.clone();
-                let outcome = match tokio::spawn(async move { c.update(args).await }).await {
+                // A panicking `update` is reported instead of ending this loop.
+                let call = std::panic::AssertUnwindSafe(updater_component.update(args));
+                let outcome = match futures_util::FutureExt::catch_unwind(call).await {
                     Ok(Ok(())) => None,
                     Ok(Err(e)) => Some(format!("failed to update: {e}")),
-                    Err(join) => Some(format!("update {}", describe_join_error(join))),
+                    Err(payload) => Some(format!(
+                        "update panicked: {}",
+                        panic_message(payload.as_ref())
+                    )),
                 };
                 if let Some(message) = &outcome {
                     tracing::error!(component = %updater_id, error = %message, "component update failed");
@@ -764,13 +767,16 @@ fn describe_join_error(join: tokio::task::JoinError) -> String {
     if !join.is_panic() {
         return "was aborted".to_string();
     }
-    let payload = join.into_panic();
-    let message = payload
+    format!("panicked: {}", panic_message(join.into_panic().as_ref()))
+}
+
+/// The message of a panic payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<String>()
         .cloned()
         .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("panicked: {message}")
+        .unwrap_or_else(|| "unknown panic".into())
 }
 
 fn set_health(h: &Mutex<Health>, state: HealthState, message: String) {
