@@ -467,8 +467,23 @@ impl<'a> Parser<'a> {
             };
         }
 
-        let mut primary = self.parse_primary();
+        let primary = self.parse_primary();
+        let mut chained = 0;
+        let expr = self.parse_postfix(primary, &mut chained);
+        self.depth -= chained;
+        expr
+    }
+
+    /// The postfix operators after a primary expression (`.name`, `[index]`, `(args)`). Each one nests the
+    /// tree one level deeper, so each counts toward the nesting bound.
+    fn parse_postfix(&mut self, mut primary: Expr, chained: &mut usize) -> Expr {
         loop {
+            if matches!(self.tok.kind, Tok::Dot | Tok::LBrack | Tok::LParen) {
+                if !self.enter() {
+                    return primary;
+                }
+                *chained += 1;
+            }
             match self.tok.kind {
                 Tok::Dot => {
                     self.next();
@@ -971,6 +986,9 @@ mod tests {
             // A flat chain nests to the left: each operator is a level.
             format!("x = 1{}", " + 1".repeat(100_000)),
             format!("x = true{}", " && true".repeat(MAX_NESTING + 1)),
+            format!("x = a{}", ".b".repeat(100_000)),
+            format!("x = f{}", "()".repeat(100_000)),
+            format!("x = a{}", "[0]".repeat(100_000)),
             "a {\n".repeat(20_000),
         ];
         let handle = std::thread::Builder::new()
