@@ -476,8 +476,9 @@ impl State {
     }
 }
 
-/// The scope a node evaluates in: the exports of the components it refers to (by ID), over the stdlib.
-fn scope_from(inputs: &[(String, Value)]) -> Scope {
+/// The scope a node evaluates in: the given components' exports nested by ID (`test.pass.a` →
+/// `{test = {pass = {a = ...}}}`), over the standard library.
+pub fn scope_from(inputs: &[(String, Value)]) -> Scope {
     let mut roots: Object = Object::new();
     for (id, exports) in inputs {
         insert_path(

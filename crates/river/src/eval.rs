@@ -285,18 +285,27 @@ impl Evaluator<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ast::Stmt;
 
-    fn eval_in(expr: &str, scope: &Scope) -> Result<Value, String> {
+    /// Evaluates `expr` through the real parser and evaluator, in `scope`.
+    pub(crate) fn eval_str(expr: &str, scope: &Scope) -> Result<Value, EvalError> {
         let src = format!("x = {expr}");
         let (file, diags) = crate::parse(&src);
         assert!(diags.is_empty(), "{expr}: {diags:?}");
         let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
-            panic!("no attribute")
+            panic!("{expr}: no attribute")
         };
-        eval_expr(&a.value, &src, scope).map_err(|e| format!("{}: {}", e.span.start - 4, e.message))
+        eval_expr(&a.value, &src, scope).map_err(|e| EvalError {
+            span: Span::new(e.span.start - 4, e.span.end - 4),
+            message: e.message,
+        })
+    }
+
+    /// [`eval_str`] with errors as `offset: message` (offsets into `expr`).
+    fn eval_in(expr: &str, scope: &Scope) -> Result<Value, String> {
+        eval_str(expr, scope).map_err(|e| format!("{}: {}", e.span.start, e.message))
     }
 
     fn eval(expr: &str) -> Result<Value, String> {

@@ -2419,13 +2419,7 @@ mod tests {
 
     /// Evaluates `expr` through the real parser and evaluator, in `scope`.
     fn eval_in(expr: &str, scope: &Scope) -> Result<Value, String> {
-        let src = format!("x = {expr}");
-        let (file, diags) = crate::parse(&src);
-        assert!(diags.is_empty(), "{expr}: {diags:?}");
-        let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
-            panic!("{expr}: no attribute")
-        };
-        crate::eval::eval_expr(&a.value, &src, scope).map_err(|e| e.message)
+        crate::eval::tests::eval_str(expr, scope).map_err(|e| e.message)
     }
 
     fn eval(expr: &str) -> Result<Value, String> {

@@ -6,10 +6,9 @@ use super::parse::{
 use crate::common;
 use flow::{Controller, ControllerOptions, LoadReport, Sources};
 use river::eval::{eval_expr, Scope};
-use river::{Object, Value};
+use river::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long every polled expectation of a group must keep holding once they all held.
@@ -467,14 +466,13 @@ impl<'a> Runner<'a> {
     /// Every component's exports, nested by ID (`test.pass.a` → `{test = {pass = {a = ...}}}`), over the
     /// standard library: the scope `exports` expectations are evaluated in.
     fn exports_scope(&self) -> Scope {
-        let mut roots = Object::new();
-        for info in self.controller.components() {
-            if let Some(v) = self.controller.exports(&info.id) {
-                let path: Vec<&str> = info.id.split('.').collect();
-                insert_path(&mut roots, &path, v);
-            }
-        }
-        Scope::from_vars_with_stdlib(roots)
+        let exports: Vec<(String, Value)> = self
+            .controller
+            .components()
+            .into_iter()
+            .filter_map(|info| self.controller.exports(&info.id).map(|v| (info.id, v)))
+            .collect();
+        flow::controller::scope_from(&exports)
     }
 }
 
@@ -483,23 +481,6 @@ fn show_ids(ids: &[String]) -> String {
         "none".into()
     } else {
         ids.join(", ")
-    }
-}
-
-fn insert_path(root: &mut Object, path: &[&str], value: Value) {
-    match path {
-        [] => {}
-        [last] => {
-            root.insert(last.to_string(), value);
-        }
-        [first, rest @ ..] => {
-            let entry = root
-                .entry(first.to_string())
-                .or_insert_with(|| Value::object(Object::new()));
-            if let Value::Object(obj) = entry {
-                insert_path(Arc::make_mut(obj), rest, value);
-            }
-        }
     }
 }
 
