@@ -139,6 +139,7 @@ pub struct Controller {
 
 struct Shared {
     registry: Arc<Registry>,
+    metrics: crate::metrics::ControllerMetrics,
     options: ControllerOptions,
     state: Mutex<State>,
     /// Serializes loads with evaluation of dirty nodes.
@@ -205,6 +206,7 @@ impl Controller {
     pub fn new(registry: Arc<Registry>, options: ControllerOptions) -> Self {
         let shared = Arc::new(Shared {
             registry,
+            metrics: crate::metrics::ControllerMetrics::default(),
             options,
             state: Mutex::new(State::default()),
             load_lock: tokio::sync::Mutex::new(()),
@@ -223,7 +225,15 @@ impl Controller {
     pub async fn load(&self, sources: Sources) -> Result<LoadReport, LoadDiagnostics> {
         let shared = &self.shared;
         let _guard = shared.load_lock.lock().await;
-        let graph = Graph::build(&sources, shared.registry.as_ref())?;
+        let graph = match Graph::build(&sources, shared.registry.as_ref()) {
+            Ok(graph) => graph,
+            Err(diags) => {
+                shared.metrics.last_load_successful.set(0);
+                shared.metrics.load_failures.inc();
+                return Err(diags);
+            }
+        };
+        shared.metrics.evaluating.set(1);
         let mut report = LoadReport::default();
 
         // Stop what the new config no longer has, before anything new starts (a renamed component may hold
@@ -289,9 +299,43 @@ impl Controller {
             }
         }
         lock(&shared.state).loaded = true;
+        shared.metrics.evaluating.set(0);
+        shared.metrics.last_load_successful.set(1);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        shared
+            .metrics
+            .last_load_success_timestamp
+            .set(now.as_secs_f64());
         // Exports published while loading may have dirtied nodes evaluated earlier in this pass.
         shared.wake.notify_one();
         Ok(report)
+    }
+
+    /// Registers the controller's metrics (`rill_component_*`, `rill_config_*`) into `registry`.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        let shared = Arc::downgrade(&self.shared);
+        let counts = move || {
+            let mut counts = [
+                (HealthState::Healthy, 0),
+                (HealthState::Unknown, 0),
+                (HealthState::Unhealthy, 0),
+                (HealthState::Exited, 0),
+            ];
+            if let Some(shared) = shared.upgrade() {
+                let st = lock(&shared.state);
+                for node in &st.graph.nodes {
+                    let state = st.health_of(&node.id).state;
+                    if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
+                        slot.1 += 1;
+                    }
+                }
+            }
+            counts
+        };
+        let health = crate::metrics::HealthCounts(Arc::new(counts));
+        self.shared.metrics.register(registry, health);
     }
 
     /// Whether a config has been loaded successfully.
@@ -406,20 +450,10 @@ pub struct ComponentInfo {
 }
 
 impl State {
-    fn info(&self, index: usize) -> Option<ComponentInfo> {
-        let node = self.graph.nodes.get(index)?;
-        let (name, label) = match &node.kind {
-            NodeKind::Component { name, label } => (name.clone(), label.clone()),
-            NodeKind::Config { name } => (name.clone(), String::new()),
-        };
-        let ids = |list: &[usize]| {
-            list.iter()
-                .map(|&i| self.graph.nodes[i].id.clone())
-                .collect()
-        };
-        let state = self.nodes.get(&node.id);
+    /// The least healthy of a node's evaluation, run, update and self-reported health.
+    fn health_of(&self, id: &str) -> Health {
         let mut reports = vec![];
-        if let Some(s) = state {
+        if let Some(s) = self.nodes.get(id) {
             reports.push(s.eval_health.clone());
             if s.component.is_some() {
                 let run = s.run_health.lock().unwrap_or_else(|e| e.into_inner());
@@ -437,9 +471,24 @@ impl State {
                 reports.push(h);
             }
         }
-        let health = Health::worst(reports.iter())
+        Health::worst(reports.iter())
             .cloned()
-            .unwrap_or_else(|| Health::new(HealthState::Unknown, "not evaluated yet"));
+            .unwrap_or_else(|| Health::new(HealthState::Unknown, "not evaluated yet"))
+    }
+
+    fn info(&self, index: usize) -> Option<ComponentInfo> {
+        let node = self.graph.nodes.get(index)?;
+        let (name, label) = match &node.kind {
+            NodeKind::Component { name, label } => (name.clone(), label.clone()),
+            NodeKind::Config { name } => (name.clone(), String::new()),
+        };
+        let ids = |list: &[usize]| {
+            list.iter()
+                .map(|&i| self.graph.nodes[i].id.clone())
+                .collect()
+        };
+        let state = self.nodes.get(&node.id);
+        let health = self.health_of(&node.id);
         Some(ComponentInfo {
             id: node.id.clone(),
             name,
@@ -519,6 +568,7 @@ impl Shared {
         }
         st.exports.insert(id.to_string(), value);
         if st.mark_dependants_dirty(id) {
+            self.metrics.queue_size.set(st.dirty.len() as i64);
             drop(st);
             self.wake.notify_one();
         }
@@ -535,6 +585,7 @@ impl Shared {
             let mut st = lock(&self.state);
             let &rank = st.rank.get(index)?;
             st.dirty.remove(&(rank, index));
+            self.metrics.queue_size.set(st.dirty.len() as i64);
             let node = &st.graph.nodes[index];
             let file = st.sources.files[node.file].clone();
             let mut inputs: Vec<(String, Value)> = st.graph.dependencies[index]
@@ -610,7 +661,11 @@ impl Shared {
             return None;
         };
         let registration = self.registry.get(name).cloned()?;
+        let started = std::time::Instant::now();
         let decoded = registration.decode(block, src, &scope);
+        self.metrics
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
 
         let mut st = lock(&self.state);
         let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
@@ -894,10 +949,14 @@ async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: Cancellation
         }
         let Some(s) = shared.upgrade() else { return };
         let _guard = s.load_lock.lock().await;
+        s.metrics.evaluating.set(1);
         loop {
             let next = lock(&s.state).dirty.first().copied();
             let Some((_, index)) = next else { break };
-            s.evaluate(index, None);
+            // Propagation does not wait for updates (see `load`): the dependants are dirtied again when the
+            // component publishes, so they converge without holding up unrelated nodes.
+            let _ = s.evaluate(index, None);
         }
+        s.metrics.evaluating.set(0);
     }
 }

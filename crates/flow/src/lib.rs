@@ -10,6 +10,7 @@ pub mod component;
 pub mod controller;
 pub mod graph;
 pub mod logging;
+pub mod metrics;
 pub mod registry;
 pub mod source;
 

@@ -233,3 +233,41 @@ async fn reverting_a_broken_block_evaluates_it_again() {
     assert_eq!(counts(&c, "test.pass.a").0, 0);
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_report_loads_evaluations_and_health() {
+    let c = controller();
+    let mut registry = prometheus_client::registry::Registry::default();
+    c.register_metrics(&mut registry);
+    c.load(sources(DIAMOND)).await.unwrap();
+    assert!(c
+        .load(sources("test.pass \"a\" { input = nope.x }"))
+        .await
+        .is_err());
+    c.load(sources(
+        "test.panicky \"p\" { times = 1000 }\ntest.pass \"ok\" { }\n",
+    ))
+    .await
+    .unwrap();
+    eventually(|| c.component("test.panicky.p").unwrap().health.state == HealthState::Exited).await;
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    for line in [
+        "rill_config_last_load_successful 1",
+        "rill_config_load_failures_total 1",
+        "rill_component_controller_running_components{health_type=\"healthy\"} 1",
+        "rill_component_controller_running_components{health_type=\"exited\"} 1",
+        "rill_component_evaluation_queue_size 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    let evaluations = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rill_component_evaluation_seconds_count "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(evaluations.is_some_and(|n| n >= 5), "{text}");
+    c.shutdown().await;
+}
