@@ -101,7 +101,18 @@ pub trait Component: Send + Sync + 'static {
 
     /// Called when cluster membership changes.
     async fn cluster_changed(&self) {}
+
+    /// Serves a request under `/api/v0/component/<id>/`; the request's URI path is what follows that prefix
+    /// (starting with `/`). `None` means the component serves no HTTP (the server answers 404).
+    async fn handle_http(&self, _request: HttpRequest) -> Option<HttpResponse> {
+        None
+    }
 }
+
+/// An HTTP request handed to a component, body fully read.
+pub type HttpRequest = http::Request<bytes::Bytes>;
+/// A component's HTTP response.
+pub type HttpResponse = http::Response<bytes::Bytes>;
 
 /// What the runtime hands a component when it builds it.
 #[derive(Clone)]
@@ -115,6 +126,10 @@ pub struct Context {
     pub span: tracing::Span,
     /// Publishes the component's exports.
     pub exports: crate::controller::ExportsHandle,
+    /// Registers the component's metrics; every series gets a `component_id` label.
+    pub metrics: crate::component_metrics::ComponentMetrics,
+    /// Cluster membership and ownership ([`crate::cluster::Standalone`] when not clustered).
+    pub cluster: std::sync::Arc<dyn crate::cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Context {

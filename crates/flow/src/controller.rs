@@ -46,6 +46,10 @@ pub struct ControllerOptions {
     /// During a load, how long to wait for a component's `update` to finish before evaluating the components
     /// that refer to it (so they see its new exports). A slower update is not waited for any longer.
     pub update_wait: Duration,
+    /// Cluster membership handed to components ([`crate::Standalone`] when not clustered).
+    pub cluster: Arc<dyn crate::cluster::Cluster>,
+    /// Where components register their metrics.
+    pub metrics: crate::component_metrics::MetricsHub,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -66,6 +70,8 @@ impl Default for ControllerOptions {
             max_restart_backoff: Duration::from_secs(30),
             on_logging: None,
             update_wait: Duration::from_secs(2),
+            cluster: Arc::new(crate::cluster::Standalone::default()),
+            metrics: crate::component_metrics::MetricsHub::new(),
         }
     }
 }
@@ -258,6 +264,7 @@ impl Controller {
             if let Some(r) = runner {
                 stop_runner(r, shared.options.stop_timeout, &id).await;
             }
+            shared.options.metrics.remove_component(&id);
             report.stopped.push(id);
         }
 
@@ -336,6 +343,39 @@ impl Controller {
         };
         let health = crate::metrics::HealthCounts(Arc::new(counts));
         self.shared.metrics.register(registry, health);
+        self.shared.options.metrics.register(registry);
+    }
+
+    /// Tells every running component that cluster membership changed (each in its own task, so a slow
+    /// component does not delay the others).
+    pub fn cluster_changed(&self) {
+        let components: Vec<Arc<dyn Component>> = lock(&self.shared.state)
+            .nodes
+            .values()
+            .filter_map(|n| n.component.clone())
+            .collect();
+        for c in components {
+            tokio::spawn(async move { c.cluster_changed().await });
+        }
+    }
+
+    /// The cluster service components were given.
+    pub fn cluster(&self) -> &Arc<dyn crate::cluster::Cluster> {
+        &self.shared.options.cluster
+    }
+
+    /// Hands an HTTP request to a component (`path` is what follows `/api/v0/component/<id>`). `None` when
+    /// there is no such running component or it serves no HTTP.
+    pub async fn handle_http(
+        &self,
+        id: &str,
+        request: crate::component::HttpRequest,
+    ) -> Option<crate::component::HttpResponse> {
+        let component = lock(&self.shared.state)
+            .nodes
+            .get(id)
+            .and_then(|n| n.component.clone())?;
+        component.handle_http(request).await
     }
 
     /// Whether a config has been loaded successfully.
@@ -729,6 +769,8 @@ impl Shared {
                 shared: Arc::downgrade(self),
                 alive: alive.clone(),
             },
+            metrics: self.options.metrics.for_component(&id),
+            cluster: self.options.cluster.clone(),
         };
         let built = registration.build(ctx, args);
         let mut st = lock(&self.state);

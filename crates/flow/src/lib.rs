@@ -1,12 +1,14 @@
 //! Rill's component runtime.
 //!
 //! A config (one file, or every `*.river` file of a directory) is turned into a [`graph::Graph`]: one node per
-//! top-level block, edges from each reference to the component it names. The controller (coming next)
+//! top-level block, edges from each reference to the component it names. The controller
 //! evaluates nodes in dependency order, builds and updates components, and propagates export changes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod component;
+pub mod component_metrics;
 pub mod controller;
 pub mod graph;
 pub mod logging;
@@ -14,7 +16,11 @@ pub mod metrics;
 pub mod registry;
 pub mod source;
 
-pub use component::{Component, ComponentError, Context, Health, HealthState};
+pub use cluster::{Cluster, Peer, PeerState, Standalone};
+pub use component::{
+    Component, ComponentError, Context, Health, HealthState, HttpRequest, HttpResponse,
+};
+pub use component_metrics::{ComponentFamily, ComponentMetrics, MetricsError, MetricsHub};
 pub use controller::{ComponentInfo, Controller, ControllerOptions, ExportsHandle, LoadReport};
 pub use graph::{Graph, Node, NodeKind, Reference};
 pub use logging::LoggingConfig;

@@ -125,7 +125,7 @@ mod tests {
 // Typed registration
 // ---------------------------------------------------------------------------------------------------------
 
-use crate::component::{Component, ComponentError, Context, Health};
+use crate::component::{Component, ComponentError, Context, Health, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use river::decode::Validate;
 use river::eval::Scope;
@@ -177,6 +177,11 @@ pub trait TypedComponent: Sized + Send + Sync + 'static {
 
     /// Called when cluster membership changes.
     async fn cluster_changed(&self) {}
+
+    /// Serves HTTP under `/api/v0/component/<id>/` (see [`Component::handle_http`]).
+    async fn handle_http(&self, _request: HttpRequest) -> Option<HttpResponse> {
+        None
+    }
 }
 
 /// Decoded arguments, type-erased.
@@ -307,6 +312,10 @@ impl<C: TypedComponent> Component for Adapter<C> {
 
     async fn cluster_changed(&self) {
         self.0.cluster_changed().await
+    }
+
+    async fn handle_http(&self, request: HttpRequest) -> Option<HttpResponse> {
+        self.0.handle_http(request).await
     }
 }
 

@@ -21,12 +21,15 @@ fn rill_in(dir: Option<&Path>, args: &[&str], stdin: &str) -> Output {
         cmd.current_dir(d);
     }
     let mut child = cmd.spawn().expect("spawn rill");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    // A command that rejects its arguments exits without reading its input: the pipe breaks, which is fine.
+    if let Err(e) = written {
+        assert_eq!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe,
+            "writing stdin: {e}"
+        );
+    }
     child.wait_with_output().expect("wait for rill")
 }
 
