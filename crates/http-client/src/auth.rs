@@ -14,7 +14,10 @@ pub(crate) enum SecretSource {
     /// Not configured: the empty string.
     None,
     Inline(Secret),
-    File { path: String, what: &'static str },
+    File {
+        path: String,
+        what: &'static str,
+    },
 }
 
 impl SecretSource {
@@ -37,13 +40,14 @@ impl SecretSource {
             SecretSource::None => Ok(Secret::new("")),
             SecretSource::Inline(s) => Ok(s.clone()),
             SecretSource::File { path, what } => {
-                let text = tokio::fs::read_to_string(path).await.map_err(|source| {
-                    Error::ReadFile {
-                        what,
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+                let text =
+                    tokio::fs::read_to_string(path)
+                        .await
+                        .map_err(|source| Error::ReadFile {
+                            what,
+                            path: path.clone(),
+                            source,
+                        })?;
                 Ok(Secret::new(text.trim()))
             }
         }
@@ -71,7 +75,11 @@ impl Auth {
         if let Some(b) = &cfg.basic_auth {
             return Ok(Auth::Basic {
                 username: b.username.clone().unwrap_or_default(),
-                password: SecretSource::of(&b.password, &b.password_file, "basic auth password file"),
+                password: SecretSource::of(
+                    &b.password,
+                    &b.password_file,
+                    "basic auth password file",
+                ),
             });
         }
         if let Some(a) = &cfg.authorization {
@@ -87,7 +95,11 @@ impl Auth {
         if let Some(o) = &cfg.oauth2 {
             return Ok(Auth::OAuth2(Box::new(OAuth2Source::new(o, options)?)));
         }
-        let bearer = SecretSource::of(&cfg.bearer_token, &cfg.bearer_token_file, "bearer token file");
+        let bearer = SecretSource::of(
+            &cfg.bearer_token,
+            &cfg.bearer_token_file,
+            "bearer token file",
+        );
         if matches!(bearer, SecretSource::None) {
             return Ok(Auth::None);
         }
@@ -129,8 +141,9 @@ impl Auth {
 }
 
 fn sensitive_header(text: &str) -> Result<reqwest::header::HeaderValue, Error> {
-    let mut v = reqwest::header::HeaderValue::from_str(text)
-        .map_err(|_| Error::Auth("credentials contain characters not allowed in an HTTP header".into()))?;
+    let mut v = reqwest::header::HeaderValue::from_str(text).map_err(|_| {
+        Error::Auth("credentials contain characters not allowed in an HTTP header".into())
+    })?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -183,10 +196,12 @@ impl OAuth2Source {
             enable_http2: true,
         };
         let token_url = non_empty(&cfg.token_url)
-            .ok_or_else(|| Error::Config(crate::ConfigError {
-                path: vec!["oauth2"],
-                message: "oauth2 token_url must be configured".into(),
-            }))?
+            .ok_or_else(|| {
+                Error::Config(crate::ConfigError {
+                    path: vec!["oauth2"],
+                    message: "oauth2 token_url must be configured".into(),
+                })
+            })?
             .to_owned();
         Ok(OAuth2Source {
             client_id: cfg.client_id.clone().unwrap_or_default(),
@@ -279,8 +294,10 @@ impl OAuth2Source {
             )
             .body(body);
         if style == STYLE_HEADER {
-            let id: String = url::form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
-            let pw: String = url::form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect();
+            let id: String =
+                url::form_urlencoded::byte_serialize(self.client_id.as_bytes()).collect();
+            let pw: String =
+                url::form_urlencoded::byte_serialize(secret.expose().as_bytes()).collect();
             rb = rb.basic_auth(id, Some(pw));
         }
         let resp = rb.send().await.map_err(|e| {
@@ -327,7 +344,8 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 fn parse_token(content_type: &str, body: &[u8], secret: &Secret) -> Result<CachedToken, Error> {
-    let (token, token_type, expires_in) = if content_type.starts_with("application/x-www-form-urlencoded")
+    let (token, token_type, expires_in) = if content_type
+        .starts_with("application/x-www-form-urlencoded")
         || content_type.starts_with("text/plain")
     {
         let mut token = None;
@@ -345,8 +363,14 @@ fn parse_token(content_type: &str, body: &[u8], secret: &Secret) -> Result<Cache
     } else {
         let v: serde_json::Value = serde_json::from_slice(body)
             .map_err(|e| Error::OAuth2(format!("cannot parse token response: {e}")))?;
-        let token = v.get("access_token").and_then(|x| x.as_str()).map(str::to_owned);
-        let token_type = v.get("token_type").and_then(|x| x.as_str()).map(str::to_owned);
+        let token = v
+            .get("access_token")
+            .and_then(|x| x.as_str())
+            .map(str::to_owned);
+        let token_type = v
+            .get("token_type")
+            .and_then(|x| x.as_str())
+            .map(str::to_owned);
         // Some servers send expires_in as a string.
         let expires_in = v.get("expires_in").and_then(|x| {
             x.as_i64()

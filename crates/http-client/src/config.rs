@@ -227,7 +227,8 @@ impl Authorization {
     }
 
     fn check(&self) -> Result<(), ConfigError> {
-        if non_empty_secret(&self.credentials).is_some() && non_empty(&self.credentials_file).is_some()
+        if non_empty_secret(&self.credentials).is_some()
+            && non_empty(&self.credentials_file).is_some()
         {
             return Err(ConfigError::new(
                 Vec::new(),
@@ -377,7 +378,12 @@ impl TlsConfig {
 
     fn check(&self) -> Result<(), ConfigError> {
         let pairs = [
-            (non_empty(&self.ca_pem).is_some(), non_empty(&self.ca_file).is_some(), "ca_pem", "ca_file"),
+            (
+                non_empty(&self.ca_pem).is_some(),
+                non_empty(&self.ca_file).is_some(),
+                "ca_pem",
+                "ca_file",
+            ),
             (
                 non_empty(&self.cert_pem).is_some(),
                 non_empty(&self.cert_file).is_some(),

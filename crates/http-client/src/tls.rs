@@ -47,7 +47,9 @@ impl TlsMaterial {
                 source,
             })
         };
-        let ca = non_empty(&cfg.ca_file).map(|f| read("CA file", f)).transpose()?;
+        let ca = non_empty(&cfg.ca_file)
+            .map(|f| read("CA file", f))
+            .transpose()?;
         let cert = non_empty(&cfg.cert_file)
             .map(|f| read("client certificate file", f))
             .transpose()?;
@@ -83,7 +85,9 @@ impl TlsMaterial {
         cert_file: Option<Vec<u8>>,
         key_file: Option<Vec<u8>>,
     ) -> TlsMaterial {
-        let ca = non_empty(&cfg.ca_pem).map(|p| p.as_bytes().to_vec()).or(ca_file);
+        let ca = non_empty(&cfg.ca_pem)
+            .map(|p| p.as_bytes().to_vec())
+            .or(ca_file);
         let cert = non_empty(&cfg.cert_pem)
             .map(|p| p.as_bytes().to_vec())
             .or(cert_file);
@@ -120,14 +124,17 @@ pub(crate) fn client_config(
             let mut roots = rustls::RootCertStore::empty();
             let mut count = 0;
             for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert = cert.map_err(|e| Error::Tls(format!("unable to parse CA certificate: {e}")))?;
+                let cert =
+                    cert.map_err(|e| Error::Tls(format!("unable to parse CA certificate: {e}")))?;
                 roots
                     .add(cert)
                     .map_err(|e| Error::Tls(format!("unable to use CA certificate: {e}")))?;
                 count += 1;
             }
             if count == 0 {
-                return Err(Error::Tls("no CA certificate found in ca_pem/ca_file".into()));
+                return Err(Error::Tls(
+                    "no CA certificate found in ca_pem/ca_file".into(),
+                ));
             }
             rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
@@ -137,8 +144,9 @@ pub(crate) fn client_config(
             .map_err(|e| Error::Tls(format!("unable to use the CA certificates: {e}")))?
         }
         None => Arc::new(
-            rustls_platform_verifier::Verifier::new(provider.clone())
-                .map_err(|e| Error::Tls(format!("unable to load the system CA certificates: {e}")))?,
+            rustls_platform_verifier::Verifier::new(provider.clone()).map_err(|e| {
+                Error::Tls(format!("unable to load the system CA certificates: {e}"))
+            })?,
         ),
     };
     let name_override = match non_empty(&cfg.server_name) {
@@ -165,7 +173,9 @@ pub(crate) fn client_config(
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Error::Tls(format!("unable to parse client certificate: {e}")))?;
             if chain.is_empty() {
-                return Err(Error::Tls("no client certificate found in cert_pem/cert_file".into()));
+                return Err(Error::Tls(
+                    "no client certificate found in cert_pem/cert_file".into(),
+                ));
             }
             // The parser's error never contains key material.
             let key = PrivateKeyDer::from_pem_slice(key)

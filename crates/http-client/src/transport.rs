@@ -32,7 +32,10 @@ struct Current {
 }
 
 impl Transport {
-    pub(crate) fn new(settings: ConnectionSettings, options: ClientOptions) -> Result<Transport, Error> {
+    pub(crate) fn new(
+        settings: ConnectionSettings,
+        options: ClientOptions,
+    ) -> Result<Transport, Error> {
         if matches!(
             settings.tls.min_version,
             Some(TlsVersion::Tls10 | TlsVersion::Tls11)
