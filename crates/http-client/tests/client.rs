@@ -520,3 +520,65 @@ async fn debug_output_shows_no_secret() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("(secret)"), "{text}");
 }
+
+/// A minimal SOCKS5 proxy (no authentication, CONNECT only) that records the requested destinations.
+async fn socks5_proxy() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 2];
+                c.read_exact(&mut head).await?;
+                let mut methods = vec![0u8; head[1] as usize];
+                c.read_exact(&mut methods).await?;
+                c.write_all(&[5, 0]).await?;
+                let mut req = [0u8; 4];
+                c.read_exact(&mut req).await?;
+                let host = match req[3] {
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        c.read_exact(&mut ip).await?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    3 => {
+                        let len = c.read_u8().await?;
+                        let mut name = vec![0u8; len as usize];
+                        c.read_exact(&mut name).await?;
+                        String::from_utf8_lossy(&name).into_owned()
+                    }
+                    _ => return Ok::<_, std::io::Error>(()),
+                };
+                let port = c.read_u16().await?;
+                seen.lock().unwrap().push(format!("{host}:{port}"));
+                // Every destination is served by the loopback target on the same port.
+                let mut up = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+                tokio::io::copy_bidirectional(&mut c, &mut up).await?;
+                Ok(())
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn requests_go_through_a_socks5_proxy() {
+    let target = Server::http(|_| respond(200, "via socks")).await;
+    let (proxy, seen) = socks5_proxy().await;
+    let port = target.addr.port();
+    // socks5h: the proxy resolves the name.
+    let c = client(&format!("proxy_url = \"socks5h://{proxy}\""));
+    let resp = get(&c, &format!("http://app.invalid:{port}/x"))
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "via socks");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [format!("app.invalid:{port}")]
+    );
+}
