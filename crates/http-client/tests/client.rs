@@ -582,3 +582,67 @@ async fn requests_go_through_a_socks5_proxy() {
         [format!("app.invalid:{port}")]
     );
 }
+
+#[tokio::test]
+async fn unusable_tls_material_fails_the_build_clearly() {
+    let build = |body: &str| HttpClient::new(&config(body)).unwrap_err().to_string();
+    assert_eq!(
+        build("tls_config { ca_pem = \"not a certificate\" }"),
+        "invalid TLS configuration: no CA certificate found in ca_pem/ca_file"
+    );
+    let err = build("tls_config { ca_file = \"/nonexistent/ca.pem\" }");
+    assert!(
+        err.starts_with("unable to read CA file /nonexistent/ca.pem: "),
+        "{err}"
+    );
+    // A key that does not belong to the certificate.
+    let ca = Ca::new("ca");
+    let a = ca.leaf(&["a"]);
+    let b = ca.leaf(&["b"]);
+    let err = build(&format!(
+        "tls_config {{\n cert_pem = {}\n key_pem = {}\n}}",
+        raw(&a.cert_pem),
+        raw(&b.key_pem)
+    ));
+    assert!(
+        err.starts_with("invalid TLS configuration: unable to use client certificate and key"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    let err = build(&format!(
+        "tls_config {{\n cert_pem = {}\n key_pem = \"garbage\"\n}}",
+        raw(&a.cert_pem)
+    ));
+    assert!(
+        err.starts_with("invalid TLS configuration: unable to parse client key"),
+        "{err}"
+    );
+    assert!(!err.contains("garbage"), "{err}");
+}
+
+#[tokio::test]
+async fn a_hanging_token_endpoint_is_bounded() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let cfg = config(&format!(
+        "oauth2 {{\n client_id = \"id\"\n client_secret = \"s\"\n token_url = \"http://{addr}/token\"\n}}"
+    ));
+    let c = HttpClient::with_options(
+        &cfg,
+        ClientOptions::default().token_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let err = c.get("http://127.0.0.1:1/").await.unwrap_err().to_string();
+    assert!(err.starts_with("oauth2: cannot fetch token: "), "{err}");
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{err}"
+    );
+}
