@@ -10,6 +10,9 @@ pub mod reload;
 pub mod server;
 pub mod ui;
 
+#[cfg(test)]
+mod tests;
+
 use crate::{output, ExitCode};
 use river::render::Colour;
 use std::net::SocketAddr;
