@@ -118,13 +118,14 @@ async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCod
             return ExitCode::Failure;
         }
     };
+    let addr = listener.local_addr().unwrap_or(args.listen_addr);
     let http_stop = tokio_util::sync::CancellationToken::new();
     let server = tokio::spawn(server::serve(
         listener,
         server::router(state.clone()),
         http_stop.clone(),
     ));
-    tracing::info!(addr = %args.listen_addr, "now listening for http traffic");
+    tracing::info!(%addr, "now listening for http traffic");
 
     match state.reloader().reload().await {
         Ok(report) => {
