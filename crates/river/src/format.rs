@@ -115,6 +115,28 @@ mod tests {
         assert_eq!(fmt("\n// only\n\n\n/* two */\n"), "// only\n\n/* two */\n");
     }
 
+    /// Formats twice: the first result must be stable.
+    fn fmt_stable(src: &str) -> String {
+        let once = fmt(src);
+        assert_eq!(fmt(&once), once, "not idempotent for {src:?}");
+        once
+    }
+
+    #[test]
+    fn carriage_returns_before_a_raw_string_newline_all_go() {
+        // Found by the fuzzer: only one `\r` went, so the next run changed the file again.
+        assert_eq!(fmt_stable("c = `a\r\r\nb\r`\n"), "c = `a\nb\r`\n");
+    }
+
+    #[test]
+    fn a_comment_before_a_parenthesis_stays_before_it() {
+        // Found by the round-trip property test: the comment was written after `(`, then moved again.
+        assert_eq!(
+            fmt_stable("a = [a, // note\n(a)]\n"),
+            "a = [a, // note\n\t(a)]\n"
+        );
+    }
+
     #[test]
     fn empty_call_on_two_lines_stays_valid() {
         assert_eq!(fmt("a = f(\n)\n"), "a = f()\n");

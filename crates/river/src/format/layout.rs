@@ -584,7 +584,9 @@ impl<'a> Printer<'a> {
             match rest.find('\n') {
                 Some(i) => {
                     let mut line = &rest[..i];
-                    line = line.strip_suffix('\r').unwrap_or(line);
+                    // Every `\r` before the newline goes (a raw string's value drops them all), so that
+                    // `\r\r\n` does not become `\r\n` and then `\n` on the next run.
+                    line = line.trim_end_matches('\r');
                     if comment {
                         line = line.trim_end_matches([' ', '\t']);
                         self.out.extend_from_slice(line.as_bytes());
@@ -778,6 +780,9 @@ impl<'a> Printer<'a> {
                 self.expr(right);
             }
             ExprKind::Paren(inner) => {
+                // Without its own position a comment before `(` would be written after it, and move again
+                // on the next run.
+                self.at(e.span.start);
                 self.token("(");
                 self.expr(inner);
                 // As for `.`: the estimated position of `)` makes a comment before it unstable.
