@@ -482,7 +482,14 @@ impl<'a> Printer<'a> {
         if c.line == self.last.line {
             // A trailing comment is a new cell (`\t`), aligned with the comments of neighbouring lines; a
             // block comment followed by more code on its line just gets a space.
-            let sep = if c.line == next.line { b' ' } else { b'\t' };
+            // A closing bracket after a trailing comma starts a line (see `comment_suffix`), so a comment
+            // before it ends the line and is written as the next run will see it.
+            let next_starts_line = self.closer_break && self.ws.contains(&Ws::Formfeed);
+            let sep = if c.line == next.line && !next_starts_line {
+                b' '
+            } else {
+                b'\t'
+            };
             self.write_byte(sep, 1);
         } else {
             // Apply leading indentation changes; cancel the first other request, write nothing else yet.
@@ -557,7 +564,9 @@ impl<'a> Printer<'a> {
         let mut last_nl = 0usize;
         if how != TextKind::Plain {
             for (i, &b) in bytes.iter().enumerate() {
-                if b == b'\n' || b == 0x0C {
+                // Decision: only `\n` is a line break, as in the source. The reference also counted a
+                // form feed inside a comment or string, then glued the next line's code onto it.
+                if b == b'\n' {
                     newlines += 1;
                     last_nl = i;
                 }
