@@ -2,7 +2,8 @@
 //!
 //! On a generated, realistic config (hundreds of components, nested blocks, comments, arrays of objects,
 //! long strings): lexing alone, lex+parse and format throughput in MB/s (criterion's `thrpt`), and the heap
-//! memory of the syntax tree against the source size (counting allocator, printed once before the runs).
+//! memory of the syntax tree against the source size (counting allocator), and throughput per CPU second of
+//! the benchmark thread (steadier than wall time on a shared machine), printed once before the runs.
 //! Targets: parse ≥ 150 MB/s on one core; syntax tree ≤ 3× the source size.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -32,6 +33,12 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// CPU time consumed by this thread so far, in nanoseconds (Linux `schedstat`; `None` elsewhere).
+fn thread_cpu_ns() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok()
+}
 
 /// A profiling pipeline config of `components` scrape/relabel/write groups, laid out like real files:
 /// comments, labels, nested and repeated blocks, arrays of objects, references, long strings, expressions.
@@ -147,7 +154,10 @@ local.file "token" {
 fn benches(c: &mut Criterion) {
     let src = realistic_config(400);
     let (file, diags) = river::parse(&src);
-    assert!(!diags.has_errors(), "the generated config must parse: {diags:?}");
+    assert!(
+        !diags.has_errors(),
+        "the generated config must parse: {diags:?}"
+    );
     drop(file);
 
     // Heap bytes held by the parsed file: the tree alone, and with the file's own copy of the source.
@@ -165,6 +175,32 @@ fn benches(c: &mut Criterion) {
         tree as f64 / src.len() as f64,
         total as f64 / src.len() as f64,
     );
+
+    // The machine may be shared: CPU time of this thread is a steadier measure than wall time.
+    if let Some(t0) = thread_cpu_ns() {
+        let runs = 30;
+        let t = |f: &dyn Fn()| {
+            let start = thread_cpu_ns().unwrap_or(t0);
+            for _ in 0..runs {
+                f();
+            }
+            (thread_cpu_ns().unwrap_or(start) - start) as f64 / 1e9
+        };
+        let lex = t(&|| {
+            let mut lexer = river::lexer::Lexer::new(black_box(&src));
+            while lexer.next_token().kind != river::token::Tok::Eof {}
+        });
+        let parse = t(&|| drop(black_box(river::parse(black_box(&src)))));
+        let fmt = t(&|| drop(black_box(river::format::format_file(black_box(&file)))));
+        let mbs = |secs: f64| mb * runs as f64 / secs;
+        println!(
+            "per CPU second of this thread ({runs} runs each): lex {:.0} MB/s, lex+parse (and drop) {:.0} MB/s, \
+             format {:.0} MB/s",
+            mbs(lex),
+            mbs(parse),
+            mbs(fmt)
+        );
+    }
 
     let mut g = c.benchmark_group("river");
     g.throughput(Throughput::Bytes(src.len() as u64));

@@ -151,7 +151,10 @@ mod tests {
             fmt_stable(src),
             "a {\n\ta = {a = a, a = { /* c */ a = a,\n\t\t\ta      = a || a,     /* c */\n\t\t},\n\t}\n}\n"
         );
-        assert_eq!(fmt_stable("x = [1,\n2 /* c */ ]\n"), "x = [1,\n\t2 /* c */ ]\n");
+        assert_eq!(
+            fmt_stable("x = [1,\n2 /* c */ ]\n"),
+            "x = [1,\n\t2 /* c */ ]\n"
+        );
     }
 
     #[test]

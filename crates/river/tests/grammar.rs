@@ -104,15 +104,15 @@ fn lex_all(src: &str) -> (Vec<(Tok, String)>, usize) {
 fn operator_tokens() -> Vec<Tok> {
     use Tok::*;
     let all = [
-        Illegal, Eof, Ident, Number, Float, String, Bool, Null, Or, And, Not, Neq, Assign, Eq, Lt, Lte, Gt,
-        Gte, Add, Sub, Mul, Div, Mod, Pow, LCurly, RCurly, LParen, RParen, LBrack, RBrack, Comma, Dot,
-        Terminator,
+        Illegal, Eof, Ident, Number, Float, String, Bool, Null, Or, And, Not, Neq, Assign, Eq, Lt,
+        Lte, Gt, Gte, Add, Sub, Mul, Div, Mod, Pow, LCurly, RCurly, LParen, RParen, LBrack, RBrack,
+        Comma, Dot, Terminator,
     ];
     all.into_iter()
         .filter(|t| match t {
             Illegal | Eof | Ident | Number | Float | String | Bool | Null | Terminator => false,
-            Or | And | Not | Neq | Assign | Eq | Lt | Lte | Gt | Gte | Add | Sub | Mul | Div | Mod | Pow
-            | LCurly | RCurly | LParen | RParen | LBrack | RBrack | Comma | Dot => true,
+            Or | And | Not | Neq | Assign | Eq | Lt | Lte | Gt | Gte | Add | Sub | Mul | Div
+            | Mod | Pow | LCurly | RCurly | LParen | RParen | LBrack | RBrack | Comma | Dot => true,
         })
         .collect()
 }
@@ -139,7 +139,10 @@ fn every_production_used_is_defined_and_every_one_is_used() {
         for t in rhs {
             let is_name = t.chars().next().is_some_and(|c| c.is_alphabetic()) && !is_terminal(t);
             if is_name {
-                assert!(prods.contains_key(t), "{name} uses {t}, which is not defined");
+                assert!(
+                    prods.contains_key(t),
+                    "{name} uses {t}, which is not defined"
+                );
                 used.insert(t.clone());
             }
         }
@@ -286,9 +289,15 @@ fn the_precedence_table_is_what_the_parser_does() {
         let (root, l, r) = root_op(&format!("a {0} b {0} c", op.as_str()));
         assert_eq!(root, *op);
         if *right {
-            assert_eq!((l.as_str(), r.as_str()), ("a", &*format!("b {} c", op.as_str())));
+            assert_eq!(
+                (l.as_str(), r.as_str()),
+                ("a", &*format!("b {} c", op.as_str()))
+            );
         } else {
-            assert_eq!((l.as_str(), r.as_str()), (&*format!("a {} b", op.as_str()), "c"));
+            assert_eq!(
+                (l.as_str(), r.as_str()),
+                (&*format!("a {} b", op.as_str()), "c")
+            );
         }
     }
     // Between levels, as parsed: the looser operator is the root whichever side it is on.

@@ -90,17 +90,23 @@ fn expr() -> impl Strategy<Value = String> {
     leaf.prop_recursive(5, 48, 4, |inner| {
         let breaks = || prop::collection::vec(brk(), 1..4);
         prop_oneof![
-            (prop::collection::vec(inner.clone(), 0..4), breaks(), any::<bool>())
+            (
+                prop::collection::vec(inner.clone(), 0..4),
+                breaks(),
+                any::<bool>()
+            )
                 .prop_map(|(items, b, t)| list("[", "]", items, b, t)),
             (
                 prop::collection::vec(
-                    (ident(), any::<bool>(), space(), inner.clone()).prop_map(|(k, quoted, sp, v)| {
-                        if quoted {
-                            format!("\"{k} key\"{sp}={sp}{v}")
-                        } else {
-                            format!("{k}{sp}= {v}")
+                    (ident(), any::<bool>(), space(), inner.clone()).prop_map(
+                        |(k, quoted, sp, v)| {
+                            if quoted {
+                                format!("\"{k} key\"{sp}={sp}{v}")
+                            } else {
+                                format!("{k}{sp}= {v}")
+                            }
                         }
-                    }),
+                    ),
                     0..4
                 ),
                 breaks(),
@@ -117,7 +123,8 @@ fn expr() -> impl Strategy<Value = String> {
                 any::<bool>()
             )
                 .prop_map(|(f, args, b, t)| list(&format!("{f}("), ")", args, b, t)),
-            (prop_oneof![Just("!"), Just("-")], inner.clone()).prop_map(|(op, x)| format!("{op}{x}")),
+            (prop_oneof![Just("!"), Just("-")], inner.clone())
+                .prop_map(|(op, x)| format!("{op}{x}")),
             (
                 inner.clone(),
                 prop_oneof![
@@ -147,7 +154,12 @@ fn expr() -> impl Strategy<Value = String> {
 }
 
 fn attribute() -> impl Strategy<Value = String> {
-    (ident(), space(), expr(), prop_oneof![4 => Just(""), 1 => Just(" // trailing")])
+    (
+        ident(),
+        space(),
+        expr(),
+        prop_oneof![4 => Just(""), 1 => Just(" // trailing")],
+    )
         .prop_map(|(name, sp, value, comment)| format!("{name}{sp}= {value}{comment}"))
 }
 
@@ -187,7 +199,11 @@ fn body() -> impl Strategy<Value = Vec<String>> {
 
 fn file() -> impl Strategy<Value = String> {
     (body(), any::<bool>()).prop_map(|(stmts, bom)| {
-        let mut s = if bom { "\u{FEFF}".to_string() } else { String::new() };
+        let mut s = if bom {
+            "\u{FEFF}".to_string()
+        } else {
+            String::new()
+        };
         for st in stmts {
             s.push_str(&st);
             s.push('\n');
@@ -212,7 +228,12 @@ fn config() -> Config {
 /// One case of the property.
 fn round_trip(src: &str) -> Result<(), TestCaseError> {
     let (file, diags) = river::parse(src);
-    prop_assert!(!diags.has_errors(), "generated file does not parse: {:?}\n{}", diags, src);
+    prop_assert!(
+        !diags.has_errors(),
+        "generated file does not parse: {:?}\n{}",
+        diags,
+        src
+    );
     let formatted = river::format::format_file(&file);
     let (again, diags) = river::parse(&formatted);
     prop_assert!(
@@ -263,7 +284,10 @@ fn shape_ignores_layout_but_not_content() {
         f.shape()
     };
     assert_eq!(shape("a = [1,\n 2,\n]\n"), shape("a=[1,2]"));
-    assert_eq!(shape("b { x = 1 } // c  \r\n"), shape("b {\n\tx = 1\n}\n// c\n"));
+    assert_eq!(
+        shape("b { x = 1 } // c  \r\n"),
+        shape("b {\n\tx = 1\n}\n// c\n")
+    );
     assert_ne!(shape("a = 1 + 2 * 3"), shape("a = (1 + 2) * 3"));
     assert_ne!(shape("a = 1 - 2 - 3"), shape("a = 1 - (2 - 3)"));
     assert_ne!(shape("a = \"x\""), shape("a = \"y\""));
