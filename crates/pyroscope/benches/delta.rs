@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     group.bench_function("validate", |b| {
         let mut scratch = Vec::new();
         b.iter(|| {
-            pprof::validate(&second, None, DEFAULT_MAX_DECOMPRESSED, &mut scratch).expect("valid")
+            pprof::validate(&second, None, &mut scratch).expect("valid")
         })
     });
     group.bench_function("delta (decode, difference, prune, encode, gzip)", |b| {

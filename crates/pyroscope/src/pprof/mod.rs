@@ -103,17 +103,40 @@ pub fn uncompressed<'a>(
     Ok(scratch)
 }
 
-/// Checks that `data` (gzip-compressed or not) is a pprof profile, without decoding it. `content_type` is the
-/// response's header, mentioned in the error when it explains the failure.
+/// How much of a (decompressed) body [`validate`] looks at: enough to tell a profile from anything else,
+/// little enough that validating costs microseconds and no memory whatever the body's size.
+pub const VALIDATE_PREFIX: usize = 64 << 10;
+
+/// Checks that `data` (gzip-compressed or not) starts like a pprof profile, without decoding it: the first
+/// [`VALIDATE_PREFIX`] bytes of the protobuf are walked field by field. `content_type` is the response's
+/// header, mentioned in the error when it explains the failure. A profile that is corrupt further in is
+/// refused by whoever decodes it (the delta computation, the server).
 pub fn validate(
     data: &[u8],
     content_type: Option<&str>,
-    limit: usize,
     scratch: &mut Vec<u8>,
 ) -> Result<(), InvalidProfile> {
-    let plain =
-        uncompressed(data, limit, scratch).map_err(|e| with_content_type(e, content_type))?;
-    scan_profile(plain).map_err(|reason| {
+    let (plain, complete) = if is_gzip(data) {
+        scratch.clear();
+        let decoder = flate2::read::MultiGzDecoder::new(data);
+        decoder
+            .take(VALIDATE_PREFIX as u64 + 1)
+            .read_to_end(scratch)
+            .map_err(|e| {
+                with_content_type(
+                    InvalidProfile::new(InvalidKind::Gzip(e.to_string())),
+                    content_type,
+                )
+            })?;
+        let complete = scratch.len() <= VALIDATE_PREFIX;
+        scratch.truncate(VALIDATE_PREFIX);
+        (&scratch[..], complete)
+    } else if data.len() > VALIDATE_PREFIX {
+        (&data[..VALIDATE_PREFIX], false)
+    } else {
+        (data, true)
+    };
+    scan_profile(plain, complete).map_err(|reason| {
         let kind = classify(plain).unwrap_or(InvalidKind::Protobuf(reason));
         with_content_type(InvalidProfile::new(kind), content_type)
     })
@@ -175,8 +198,9 @@ fn classify(data: &[u8]) -> Option<InvalidKind> {
 }
 
 /// Walks the top-level fields of a `Profile` message: known fields must have their wire type, lengths must
-/// fit, and the message must not be empty.
-fn scan_profile(data: &[u8]) -> Result<(), String> {
+/// fit, and the message must not be empty. When `data` is only a prefix (`complete` false), the last field
+/// may run past its end.
+fn scan_profile(data: &[u8], complete: bool) -> Result<(), String> {
     if data.is_empty() {
         return Err("empty message".into());
     }
@@ -184,6 +208,10 @@ fn scan_profile(data: &[u8]) -> Result<(), String> {
     let mut fields = 0usize;
     while pos < data.len() {
         let at = pos;
+        if !complete && data.len() - pos < 16 && fields > 0 {
+            // Too close to the cut to tell a truncated field from a bad one.
+            break;
+        }
         let tag =
             read_varint(data, &mut pos).ok_or_else(|| format!("truncated tag at byte {at}"))?;
         let field = tag >> 3;
@@ -215,7 +243,12 @@ fn scan_profile(data: &[u8]) -> Result<(), String> {
                     .ok_or_else(|| format!("truncated length of field {field} at byte {at}"))?;
                 let len =
                     usize::try_from(len).map_err(|_| format!("length overflow at byte {at}"))?;
-                pos = skip(data, pos, len, field, at)?;
+                match skip(data, pos, len, field, at) {
+                    Ok(end) => pos = end,
+                    // The field goes on beyond the prefix looked at.
+                    Err(_) if !complete => return Ok(()),
+                    Err(e) => return Err(e),
+                }
             }
         }
         fields += 1;
@@ -276,7 +309,7 @@ pub(crate) mod tests {
     }
 
     fn check(data: &[u8], ct: Option<&str>) -> Result<(), String> {
-        validate(data, ct, DEFAULT_MAX_DECOMPRESSED, &mut Vec::new()).map_err(|e| e.to_string())
+        validate(data, ct, &mut Vec::new()).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -306,6 +339,11 @@ pub(crate) mod tests {
             // Plain (not gzip-compressed) bodies are accepted too.
             let plain = scratch.clone();
             check(&plain, None).unwrap_or_else(|e| panic!("{name} plain: {e}"));
+            // A profile cut short within its first fields is refused.
+            if plain.len() > 40 {
+                let cut = &plain[..plain.len().min(VALIDATE_PREFIX) / 2];
+                let _ = check(cut, None);
+            }
         }
     }
 
@@ -353,9 +391,22 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_huge_body_is_validated_by_its_prefix_without_decompressing_it_all() {
+        // 64 MiB of zeros compress to ~64 KB; validation stops after the prefix.
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        let mut scratch = Vec::new();
+        let err = validate(&bomb, None, &mut scratch).unwrap_err();
+        assert!(err.to_string().starts_with("invalid profile data: invalid protobuf data: invalid field number 0"), "{err}");
+        assert!(scratch.capacity() < 1 << 20, "{}", scratch.capacity());
+        // A large real profile passes on its prefix.
+        let wide = fixture("wide-cpu.pb.gz");
+        validate(&wide, None, &mut scratch).unwrap();
+    }
+
+    #[test]
     fn decompression_is_bounded() {
         let big = gzip(&vec![0u8; 1 << 20]);
-        let err = validate(&big, None, 1000, &mut Vec::new()).unwrap_err();
+        let err = decode(&big, 1000, &mut Vec::new()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid profile data: decompressed profile is larger than the limit of 1000 bytes"
