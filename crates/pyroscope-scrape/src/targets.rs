@@ -132,7 +132,13 @@ pub fn tasks_for(target: &Labels, job: &JobSettings) -> Result<Vec<TaskSpec>, Ta
     let mut query: BTreeMap<String, Vec<String>> = job.params.clone();
     for l in lb.iter() {
         if let Some(name) = l.name.strip_prefix(PARAM_PREFIX) {
-            query.insert(name.to_string(), vec![l.value.to_string()]);
+            // As Prometheus does: the label replaces the first value, further values stay.
+            match query.get_mut(name) {
+                Some(vs) if !vs.is_empty() => vs[0] = l.value.to_string(),
+                _ => {
+                    query.insert(name.to_string(), vec![l.value.to_string()]);
+                }
+            }
         }
     }
 
