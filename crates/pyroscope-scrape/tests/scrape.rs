@@ -346,12 +346,12 @@ async fn invalid_arguments_are_rejected_with_positions() {
         ),
         (
             "profiling_config {\n    profile.custom \"memory\" {\n      enabled = true\n      path = \"/x\"\n    }\n  }",
-            "main.river:",
+            "main.river:5:3",
             "profile.custom \"memory\" has the name of a built-in profile type: configure profile.memory instead",
         ),
         (
             "profiling_config {\n    profile.custom \"x\" {\n      enabled = true\n      path = \"/x\"\n    }\n    profile.custom \"x\" {\n      enabled = false\n      path = \"/y\"\n    }\n  }",
-            "main.river:",
+            "main.river:5:3",
             "profile.custom \"x\" is defined more than once",
         ),
         ("scheme = \"ftp\"", "main.river:2:1", "invalid scheme \"ftp\": must be \"http\" or \"https\""),
