@@ -1,9 +1,11 @@
 //! The arguments of `pyroscope.scrape`, their defaults and validation.
 
+use http_client::{Authorization, BasicAuth, OAuth2Config, ProxyUrl, TlsConfig};
 use pyroscope::pprof::delta::DeltaKind;
 use pyroscope::Receiver;
 use river::decode::{Block, LabeledBlock, Validate};
 use river::types::{Duration, TypedCapsule};
+use river::value::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -46,6 +48,34 @@ pub struct Arguments {
     /// `http` or `https`, unless a target sets `__scheme__`.
     #[serde(default = "default_scheme")]
     pub scheme: String,
+    // ---- HTTP client settings (http_client::HttpClientConfig) ----
+    /// `basic_auth { username, password | password_file }`.
+    #[serde(default)]
+    pub basic_auth: Option<Block<BasicAuth>>,
+    /// `authorization { type, credentials | credentials_file }`.
+    #[serde(default)]
+    pub authorization: Option<Block<Authorization>>,
+    /// `oauth2 { client_id, client_secret | client_secret_file, token_url, ... }`.
+    #[serde(default)]
+    pub oauth2: Option<Block<OAuth2Config>>,
+    /// A bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// A file holding the bearer token, read at each request.
+    #[serde(default)]
+    pub bearer_token_file: Option<String>,
+    /// An HTTP proxy.
+    #[serde(default)]
+    pub proxy_url: Option<ProxyUrl>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls_config: Option<Block<TlsConfig>>,
+    /// Whether redirects are followed.
+    #[serde(default = "http_client::default_true")]
+    pub follow_redirects: bool,
+    /// Whether HTTP/2 may be used.
+    #[serde(default = "http_client::default_true")]
+    pub enable_http2: bool,
     /// Which profiles are scraped, and where.
     #[serde(default)]
     pub profiling_config: Option<Block<ProfilingConfig>>,
@@ -68,6 +98,15 @@ impl Arguments {
             scrape_interval: DEFAULT_SCRAPE_INTERVAL,
             scrape_timeout: DEFAULT_SCRAPE_TIMEOUT,
             scheme: default_scheme(),
+            basic_auth: None,
+            authorization: None,
+            oauth2: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            proxy_url: None,
+            tls_config: None,
+            follow_redirects: http_client::DEFAULT_FOLLOW_REDIRECTS,
+            enable_http2: http_client::DEFAULT_ENABLE_HTTP2,
             profiling_config: None,
             clustering: None,
         }
@@ -78,6 +117,11 @@ impl Arguments {
         let default_cfg = ProfilingConfig::default();
         let cfg = self.profiling_config.as_deref().unwrap_or(&default_cfg);
         cfg.profiles()
+    }
+
+    /// The HTTP client settings.
+    pub fn http_client_config(&self) -> http_client::HttpClientConfig {
+        http_client::http_client_config!(self)
     }
 
     /// Whether `clustering { enabled = true }`.
@@ -100,6 +144,11 @@ impl Validate for Arguments {
                 river::parser::go_quote(&self.scheme)
             ));
         }
+        // Nested blocks were checked while decoding (errors on their headers); this reports conflicts
+        // between authentication methods on the component's header.
+        self.http_client_config()
+            .validate()
+            .map_err(|e| e.to_string())?;
         let any_delta = self
             .profiles()
             .iter()
@@ -272,12 +321,54 @@ impl ProfilingConfig {
             }
         };
         // (block, default enabled, default path, default delta, cumulative kind)
-        let builtin: [(&str, &Option<Block<ProfileSettings>>, bool, &str, bool, Option<DeltaKind>); 6] = [
-            ("memory", &self.memory, true, "/debug/pprof/allocs", false, Some(DeltaKind::Memory)),
-            ("block", &self.block, true, "/debug/pprof/block", false, Some(DeltaKind::Contention)),
-            ("goroutine", &self.goroutine, true, "/debug/pprof/goroutine", false, None),
-            ("mutex", &self.mutex, true, "/debug/pprof/mutex", false, Some(DeltaKind::Contention)),
-            ("process_cpu", &self.process_cpu, true, "/debug/pprof/profile", true, None),
+        let builtin: [(
+            &str,
+            &Option<Block<ProfileSettings>>,
+            bool,
+            &str,
+            bool,
+            Option<DeltaKind>,
+        ); 6] = [
+            (
+                "memory",
+                &self.memory,
+                true,
+                "/debug/pprof/allocs",
+                false,
+                Some(DeltaKind::Memory),
+            ),
+            (
+                "block",
+                &self.block,
+                true,
+                "/debug/pprof/block",
+                false,
+                Some(DeltaKind::Contention),
+            ),
+            (
+                "goroutine",
+                &self.goroutine,
+                true,
+                "/debug/pprof/goroutine",
+                false,
+                None,
+            ),
+            (
+                "mutex",
+                &self.mutex,
+                true,
+                "/debug/pprof/mutex",
+                false,
+                Some(DeltaKind::Contention),
+            ),
+            (
+                "process_cpu",
+                &self.process_cpu,
+                true,
+                "/debug/pprof/profile",
+                true,
+                None,
+            ),
             ("fgprof", &self.fgprof, false, "/debug/fgprof", true, None),
         ];
         for (name, settings, enabled, path, delta, kind) in builtin {
@@ -299,9 +390,24 @@ impl ProfilingConfig {
             });
         }
         let godelta: [(&str, &str, &Option<Block<GodeltaprofSettings>>, &str); 3] = [
-            ("godeltaprof_memory", "memory", &self.godeltaprof_memory, "/debug/pprof/delta_heap"),
-            ("godeltaprof_mutex", "mutex", &self.godeltaprof_mutex, "/debug/pprof/delta_mutex"),
-            ("godeltaprof_block", "block", &self.godeltaprof_block, "/debug/pprof/delta_block"),
+            (
+                "godeltaprof_memory",
+                "memory",
+                &self.godeltaprof_memory,
+                "/debug/pprof/delta_heap",
+            ),
+            (
+                "godeltaprof_mutex",
+                "mutex",
+                &self.godeltaprof_mutex,
+                "/debug/pprof/delta_mutex",
+            ),
+            (
+                "godeltaprof_block",
+                "block",
+                &self.godeltaprof_block,
+                "/debug/pprof/delta_block",
+            ),
         ];
         for (block, name, settings, path) in godelta {
             let s = settings.as_deref().cloned().unwrap_or_default();
@@ -323,7 +429,11 @@ impl ProfilingConfig {
                 block: c.label.clone(),
                 name: c.label.clone(),
                 path: join(&c.path),
-                mode: if c.delta { Mode::ServerDelta } else { Mode::Plain },
+                mode: if c.delta {
+                    Mode::ServerDelta
+                } else {
+                    Mode::Plain
+                },
             });
         }
         out

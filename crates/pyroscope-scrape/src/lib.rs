@@ -72,6 +72,7 @@ struct State {
 struct EnvSettings {
     interval: Duration,
     timeout: Duration,
+    client: http_client::HttpClientConfig,
 }
 
 struct Running {
@@ -123,13 +124,16 @@ impl Shared {
         let env_settings = EnvSettings {
             interval: args.scrape_interval.to_std_saturating(),
             timeout: args.scrape_timeout.to_std_saturating(),
+            client: args.http_client_config(),
         };
         let env = match &st.env {
             Some((s, env)) if *s == env_settings => env.clone(),
             _ => {
-                let client = Client::new()?;
+                let client = Client::new(&env_settings.client)?;
                 if !st.tasks.is_empty() {
-                    tracing::info!("interval, timeout or client settings changed; restarting every task");
+                    tracing::info!(
+                        "interval, timeout or client settings changed; restarting every task"
+                    );
                 }
                 for (_, t) in st.tasks.drain() {
                     t.cancel.cancel();
@@ -207,10 +211,19 @@ impl Shared {
             started += 1;
         }
         if !failed.is_empty() {
-            tracing::warn!(count = failed.len(), "some targets cannot be scraped; see the debug info");
+            tracing::warn!(
+                count = failed.len(),
+                "some targets cannot be scraped; see the debug info"
+            );
         }
         st.failed = failed;
-        tracing::debug!(before, started, stopped, tasks = st.tasks.len(), "scrape tasks updated");
+        tracing::debug!(
+            before,
+            started,
+            stopped,
+            tasks = st.tasks.len(),
+            "scrape tasks updated"
+        );
         Ok(())
     }
 
@@ -257,7 +270,7 @@ impl TypedComponent for PyroscopeScrape {
             }),
         });
         // Checks that a client can be built at all, so a broken setup fails the build visibly.
-        Client::new().map_err(ComponentError::new)?;
+        Client::new(&lock(&shared.state).args.http_client_config()).map_err(ComponentError::new)?;
         {
             let mut st = lock(&shared.state);
             shared.apply(&mut st).map_err(ComponentError::new)?;

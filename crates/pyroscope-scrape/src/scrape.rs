@@ -3,6 +3,7 @@
 use crate::args::Mode;
 use crate::targets::TaskSpec;
 use bytes::{Bytes, BytesMut};
+use http_client::reqwest;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use pyroscope::labels::DELTA_LABEL;
@@ -24,26 +25,26 @@ pub fn user_agent() -> String {
     format!("Rill/{}", env!("CARGO_PKG_VERSION"))
 }
 
-/// The HTTP client tasks share.
+/// The HTTP client tasks share: the shared `http-client` settings (auth, TLS, proxy, redirects, HTTP/2).
 #[derive(Clone, Debug)]
 pub struct Client {
-    http: reqwest::Client,
+    http: http_client::HttpClient,
 }
 
 impl Client {
-    /// A client for scraping.
-    pub fn new() -> Result<Self, String> {
-        // reqwest is built without a crypto provider: use ring (installing it twice is harmless).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(user_agent())
-            .build()
-            .map_err(|e| format!("unable to build the HTTP client: {e}"))?;
+    /// A client for these settings.
+    pub fn new(config: &http_client::HttpClientConfig) -> Result<Self, String> {
+        let options = http_client::ClientOptions::default().user_agent(user_agent());
+        let http = http_client::HttpClient::with_options(config, options)
+            .map_err(|e| http_client::describe_error(&e))?;
         Ok(Client { http })
     }
 
     async fn get(&self, url: &str) -> Result<reqwest::RequestBuilder, String> {
-        Ok(self.http.get(url))
+        self.http
+            .get(url)
+            .await
+            .map_err(|e| http_client::describe_error(&e))
     }
 }
 
@@ -71,7 +72,11 @@ impl Metrics {
             .metric::<Histogram>(
                 "pyroscope_fanout_latency",
                 "Write latency for sending to direct and indirect components.",
-                || Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0005, 4.0, 9)),
+                || {
+                    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                        0.0005, 4.0, 9,
+                    ))
+                },
             )
             .inspect_err(|e| warn(e.clone()))
             .unwrap_or_else(|_| Histogram::new([1.0]));
@@ -79,7 +84,11 @@ impl Metrics {
             .family::<Histogram>(
                 "pyroscope_scrape_duration_seconds",
                 "Duration of scrapes, by profile type.",
-                || Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 4.0, 9)),
+                || {
+                    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+                        0.001, 4.0, 9,
+                    ))
+                },
             )
             .inspect_err(|e| warn(e.clone()))
             .ok();
@@ -172,7 +181,10 @@ pub struct Status {
 pub fn first_delay(key: u64, interval: Duration, now: SystemTime) -> Duration {
     let interval_ns = interval.as_nanos().max(1);
     let offset = u128::from(key) % interval_ns;
-    let now_ns = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let now_ns = now
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let into = now_ns % interval_ns;
     let wait = if offset >= into {
         offset - into
@@ -199,9 +211,21 @@ pub async fn run_task(
             _ => None,
         };
         let profile = spec.profile.name.as_str();
-        let success = env.metrics.scrapes.as_ref().map(|f| f.get(&[("profile", profile), ("result", "success")]));
-        let failure = env.metrics.scrapes.as_ref().map(|f| f.get(&[("profile", profile), ("result", "failure")]));
-        let duration = env.metrics.scrape_duration.as_ref().map(|f| f.get(&[("profile", profile)]));
+        let success = env
+            .metrics
+            .scrapes
+            .as_ref()
+            .map(|f| f.get(&[("profile", profile), ("result", "success")]));
+        let failure = env
+            .metrics
+            .scrapes
+            .as_ref()
+            .map(|f| f.get(&[("profile", profile), ("result", "failure")]));
+        let duration = env
+            .metrics
+            .scrape_duration
+            .as_ref()
+            .map(|f| f.get(&[("profile", profile)]));
         let mut scratch = Vec::new();
         let mut forwarding: Option<JoinHandle<()>> = None;
         loop {
@@ -216,7 +240,13 @@ pub async fn run_task(
                 r = fetch(&env.client, &spec) => r,
             };
             let outcome = fetched.and_then(|(body, content_type)| {
-                process(&spec, delta.as_mut(), body, content_type.as_deref(), &mut scratch)
+                process(
+                    &spec,
+                    delta.as_mut(),
+                    body,
+                    content_type.as_deref(),
+                    &mut scratch,
+                )
             });
             let took = started.elapsed();
             if let Some(d) = &duration {
@@ -252,7 +282,9 @@ pub async fn run_task(
                     }
                     if forwarding.as_ref().is_some_and(|h| !h.is_finished()) {
                         env.metrics.dropped.inc();
-                        tracing::warn!("receivers still busy with the previous profile; dropping this one");
+                        tracing::warn!(
+                            "receivers still busy with the previous profile; dropping this one"
+                        );
                         continue;
                     }
                     let receivers = env
@@ -277,13 +309,20 @@ pub async fn run_task(
     .await
 }
 
-async fn forward(receivers: Arc<[Receiver]>, labels: pyroscope::Labels, body: Bytes, metrics: Metrics) {
+async fn forward(
+    receivers: Arc<[Receiver]>,
+    labels: pyroscope::Labels,
+    body: Bytes,
+    metrics: Metrics,
+) {
     if receivers.is_empty() {
         return;
     }
     let started = Instant::now();
     let result = pyroscope::fanout(&receivers, &labels, &[RawSample::new(body)]).await;
-    metrics.fanout_latency.observe(started.elapsed().as_secs_f64());
+    metrics
+        .fanout_latency
+        .observe(started.elapsed().as_secs_f64());
     if let Err(e) = result {
         metrics.forward_errors.inc();
         tracing::warn!(error = %e, "forwarding a profile failed");
@@ -333,7 +372,11 @@ async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String
         if e.is_timeout() {
             timed_out()
         } else {
-            format!("Get {}: {}", river::parser::go_quote(&spec.url), error_chain(&e))
+            format!(
+                "Get {}: {}",
+                river::parser::go_quote(&spec.url),
+                http_client::describe_error(&e)
+            )
         }
     };
     let mut response = request.send().await.map_err(describe)?;
@@ -351,7 +394,10 @@ async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let too_large = || format!("response body is larger than the limit of {MAX_BODY_BYTES} bytes");
-    if response.content_length().is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
         return Err(too_large());
     }
     let mut body = BytesMut::with_capacity(
@@ -367,24 +413,12 @@ async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String
         body.extend_from_slice(&chunk);
     }
     if body.is_empty() {
-        return Err(format!("empty {} profile from {}", spec.profile.name, spec.url));
+        return Err(format!(
+            "empty {} profile from {}",
+            spec.profile.name, spec.url
+        ));
     }
     Ok((body.freeze(), content_type))
-}
-
-/// An error with its causes, skipping those already in the text.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@ pub const META_PREFIX: &str = "__meta_";
 /// The sources of `service_name`, first match wins.
 const SERVICE_NAME_SOURCES: [&[&str]; 5] = [
     &["__meta_kubernetes_pod_annotation_pyroscope_io_service_name"],
-    &["__meta_kubernetes_namespace", "__meta_kubernetes_pod_container_name"],
+    &[
+        "__meta_kubernetes_namespace",
+        "__meta_kubernetes_pod_container_name",
+    ],
     &["__meta_docker_container_name"],
     &["__meta_dockerswarm_container_label_service_name"],
     &["__meta_dockerswarm_service_name"],
@@ -95,7 +98,11 @@ pub fn tasks_for(target: &Labels, job: &JobSettings) -> Result<Vec<TaskSpec>, Ta
         lb.set(SERVICE_NAME_LABEL, &inferred);
     }
 
-    let Some(address) = lb.get(ADDRESS_LABEL).filter(|a| !a.is_empty()).map(str::to_string) else {
+    let Some(address) = lb
+        .get(ADDRESS_LABEL)
+        .filter(|a| !a.is_empty())
+        .map(str::to_string)
+    else {
         return Err(fail(&lb, "no address".into()));
     };
     let scheme = lb.get(SCHEME_LABEL).unwrap_or("http").to_string();
@@ -122,7 +129,10 @@ pub fn tasks_for(target: &Labels, job: &JobSettings) -> Result<Vec<TaskSpec>, Ta
     if address.contains('/') || address.chars().any(char::is_whitespace) {
         return Err(fail(
             &lb,
-            format!("{} is not a valid hostname", river::parser::go_quote(&address)),
+            format!(
+                "{} is not a valid hostname",
+                river::parser::go_quote(&address)
+            ),
         ));
     }
     lb.set(ADDRESS_LABEL, &address);
@@ -194,13 +204,20 @@ fn infer_service_name(lb: &Labels) -> String {
 /// Whether `host:port` (or `[v6]:port`) has a port.
 fn has_port(address: &str) -> bool {
     if let Some(rest) = address.strip_prefix('[') {
-        return rest.split_once(']').is_some_and(|(_, after)| after.starts_with(':'));
+        return rest
+            .split_once(']')
+            .is_some_and(|(_, after)| after.starts_with(':'));
     }
     // A bare IPv6 address has several colons and no port.
     address.matches(':').count() == 1
 }
 
-fn build_url(scheme: &str, address: &str, path: &str, query: &BTreeMap<String, Vec<String>>) -> String {
+fn build_url(
+    scheme: &str,
+    address: &str,
+    path: &str,
+    query: &BTreeMap<String, Vec<String>>,
+) -> String {
     let mut url = format!("{scheme}://{address}");
     if !path.starts_with('/') {
         url.push('/');
@@ -223,7 +240,9 @@ fn build_url(scheme: &str, address: &str, path: &str, query: &BTreeMap<String, V
 fn escape_into(out: &mut String, s: &str) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -257,7 +276,10 @@ mod tests {
 
     #[test]
     fn default_profiles_urls_labels_and_timeouts() {
-        let t = Labels::from_pairs([("__address__", "localhost:4100"), ("service_name", "pyroscope")]);
+        let t = Labels::from_pairs([
+            ("__address__", "localhost:4100"),
+            ("service_name", "pyroscope"),
+        ]);
         let tasks = tasks_for(&t, &job(15)).unwrap();
         let urls: Vec<_> = tasks.iter().map(|t| t.url.as_str()).collect();
         assert_eq!(
@@ -290,7 +312,8 @@ mod tests {
     fn ports_schemes_params_and_service_name_inference() {
         let mut j = job(15);
         j.params.insert("debug".into(), vec!["0".into()]);
-        j.params.insert("a b".into(), vec!["x&y".into(), "z".into()]);
+        j.params
+            .insert("a b".into(), vec!["x&y".into(), "z".into()]);
         let t = Labels::from_pairs([
             ("__address__", "example.com"),
             ("__scheme__", "https"),
@@ -299,10 +322,16 @@ mod tests {
             ("__meta_kubernetes_pod_container_name", "app"),
         ]);
         let tasks = tasks_for(&t, &j).unwrap();
-        assert_eq!(tasks[0].url, "https://example.com:443/debug/pprof/allocs?a+b=x%26y&a+b=z&debug=1");
+        assert_eq!(
+            tasks[0].url,
+            "https://example.com:443/debug/pprof/allocs?a+b=x%26y&a+b=z&debug=1"
+        );
         assert_eq!(tasks[0].labels.get("service_name"), Some("ns/app"));
         assert_eq!(tasks[0].labels.get("instance"), Some("example.com:443"));
-        assert!(tasks[0].labels.iter().all(|l| !l.name.starts_with("__meta")));
+        assert!(tasks[0]
+            .labels
+            .iter()
+            .all(|l| !l.name.starts_with("__meta")));
         let t = Labels::from_pairs([("__address__", "h"), ("__meta_docker_container_name", "c")]);
         let tasks = tasks_for(&t, &j).unwrap();
         assert_eq!(tasks[0].labels.get("service_name"), Some("c"));
@@ -315,15 +344,33 @@ mod tests {
         // The annotation wins over everything else.
         let t = Labels::from_pairs([
             ("__address__", "h:1"),
-            ("__meta_kubernetes_pod_annotation_pyroscope_io_service_name", "annotated"),
+            (
+                "__meta_kubernetes_pod_annotation_pyroscope_io_service_name",
+                "annotated",
+            ),
             ("__meta_docker_container_name", "c"),
         ]);
-        assert_eq!(tasks_for(&t, &j).unwrap()[0].labels.get("service_name"), Some("annotated"));
+        assert_eq!(
+            tasks_for(&t, &j).unwrap()[0].labels.get("service_name"),
+            Some("annotated")
+        );
         // A user's `seconds` wins; other profile types get no `seconds`.
         j.params.insert("seconds".into(), vec!["5".into()]);
         let tasks = tasks_for(&Labels::from_pairs([("__address__", "[::1]:9")]), &j).unwrap();
-        assert!(tasks[4].url.ends_with("/debug/pprof/profile?a+b=x%26y&a+b=z&debug=0&seconds=5"), "{}", tasks[4].url);
-        assert!(tasks[0].url.starts_with("http://[::1]:9/debug/pprof/allocs?"), "{}", tasks[0].url);
+        assert!(
+            tasks[4]
+                .url
+                .ends_with("/debug/pprof/profile?a+b=x%26y&a+b=z&debug=0&seconds=5"),
+            "{}",
+            tasks[4].url
+        );
+        assert!(
+            tasks[0]
+                .url
+                .starts_with("http://[::1]:9/debug/pprof/allocs?"),
+            "{}",
+            tasks[0].url
+        );
     }
 
     #[test]

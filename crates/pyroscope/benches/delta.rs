@@ -32,9 +32,7 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("validate", |b| {
         let mut scratch = Vec::new();
-        b.iter(|| {
-            pprof::validate(&second, None, &mut scratch).expect("valid")
-        })
+        b.iter(|| pprof::validate(&second, None, &mut scratch).expect("valid"))
     });
     group.bench_function("delta (decode, difference, prune, encode, gzip)", |b| {
         b.iter_batched(

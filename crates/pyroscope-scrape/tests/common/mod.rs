@@ -53,7 +53,20 @@ impl Drop for Target {
 
 impl Target {
     pub async fn start(handler: impl Fn(&str, u64) -> Answer + Send + Sync + 'static) -> Target {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Target::start_with(handler, None, None).await
+    }
+
+    /// `start` over TLS (ALPN h2 and http/1.1), optionally requiring `Authorization: <auth>`.
+    pub async fn start_with(
+        handler: impl Fn(&str, u64) -> Answer + Send + Sync + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        auth: Option<String>,
+    ) -> Target {
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        let auth = Arc::new(auth);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
@@ -67,41 +80,75 @@ impl Target {
                     r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
                 };
                 let (hits, counts, handler) = (h2.clone(), counts.clone(), handler.clone());
+                let (acceptor, auth) = (acceptor.clone(), auth.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let path = req.uri().path().to_string();
-                        let pq = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
-                        let ua = req
-                            .headers()
-                            .get("user-agent")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        hits.lock().unwrap().push(Hit {
-                            path_and_query: pq,
-                            user_agent: ua,
-                            at: Instant::now(),
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let authorized = match auth.as_deref() {
+                                None => true,
+                                Some(want) => {
+                                    req.headers()
+                                        .get("authorization")
+                                        .and_then(|v| v.to_str().ok())
+                                        == Some(want)
+                                }
+                            };
+                            let path = req.uri().path().to_string();
+                            let pq = req
+                                .uri()
+                                .path_and_query()
+                                .map(|p| p.to_string())
+                                .unwrap_or_default();
+                            let ua = req
+                                .headers()
+                                .get("user-agent")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            hits.lock().unwrap().push(Hit {
+                                path_and_query: pq,
+                                user_agent: ua,
+                                at: Instant::now(),
+                            });
+                            let n = {
+                                let mut c = counts.lock().unwrap();
+                                let e = c.entry(path.clone()).or_insert(0);
+                                *e += 1;
+                                *e - 1
+                            };
+                            let (status, ct, body) = if authorized {
+                                handler(&path, n)
+                            } else {
+                                (401, "text/plain", Bytes::from_static(b"unauthorized"))
+                            };
+                            async move {
+                                Ok::<_, std::convert::Infallible>(
+                                    Response::builder()
+                                        .status(status)
+                                        .header("content-type", ct)
+                                        .body(Full::new(body))
+                                        .unwrap(),
+                                )
+                            }
                         });
-                        let n = {
-                            let mut c = counts.lock().unwrap();
-                            let e = c.entry(path.clone()).or_insert(0);
-                            *e += 1;
-                            *e - 1
-                        };
-                        let (status, ct, body) = handler(&path, n);
-                        async move {
-                            Ok::<_, std::convert::Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .header("content-type", ct)
-                                    .body(Full::new(body))
-                                    .unwrap(),
-                            )
+                    let builder = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    match acceptor {
+                        None => {
+                            let _ = builder
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
                         }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder
+                                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -118,11 +165,22 @@ impl Target {
     }
 
     pub fn hits_of(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().iter().filter(|h| h.path_and_query.split('?').next() == Some(path)).count()
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|h| h.path_and_query.split('?').next() == Some(path))
+            .count()
     }
 
     pub fn requested(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.hits.lock().unwrap().iter().map(|h| h.path_and_query.clone()).collect();
+        let mut v: Vec<String> = self
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| h.path_and_query.clone())
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -143,7 +201,11 @@ pub fn go_handler(path: &str, n: u64) -> Answer {
         "/debug/pprof/profile" => pprof(fixture("go-cpu.pb.gz")),
         "/debug/fgprof" => pprof(fixture("go-fgprof.pb.gz")),
         "/debug/pprof/delta_heap" => pprof(fixture("go-heap.pb.gz")),
-        _ => (404, "text/plain", Bytes::from_static(b"404 page not found\n")),
+        _ => (
+            404,
+            "text/plain",
+            Bytes::from_static(b"404 page not found\n"),
+        ),
     }
 }
 
@@ -194,7 +256,10 @@ impl TypedComponent for Recorder {
 
     fn build(ctx: Context, args: RecorderArgs) -> Result<Self, ComponentError> {
         let rec = Arc::new(Recorded::default());
-        recorders().lock().unwrap().insert(format!("{}/{}", args.key, ctx.id), rec.clone());
+        recorders()
+            .lock()
+            .unwrap()
+            .insert(format!("{}/{}", args.key, ctx.id), rec.clone());
         ctx.exports.publish(&RecorderExports {
             receiver: TypedCapsule::new(Receiver::new(&ctx.id, rec)),
         })?;
@@ -230,7 +295,9 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut registry = flow::Registry::new();
         pyroscope_scrape::register(&mut registry).expect("register");
-        registry.register::<Recorder>().expect("register test.recorder");
+        registry
+            .register::<Recorder>()
+            .expect("register test.recorder");
         let options = ControllerOptions {
             storage_path: dir.path().join("data"),
             restart_backoff: Duration::from_millis(10),
@@ -264,11 +331,21 @@ pub fn plain(v: &serde_json::Value) -> serde_json::Value {
         Some("object") => {
             let mut m = serde_json::Map::new();
             for f in v["value"].as_array().into_iter().flatten() {
-                m.insert(f["key"].as_str().unwrap_or("").to_string(), plain(&f["value"]));
+                m.insert(
+                    f["key"].as_str().unwrap_or("").to_string(),
+                    plain(&f["value"]),
+                );
             }
             J::Object(m)
         }
-        Some("array") => J::Array(v["value"].as_array().into_iter().flatten().map(plain).collect()),
+        Some("array") => J::Array(
+            v["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(plain)
+                .collect(),
+        ),
         _ => v["value"].clone(),
     }
 }
@@ -283,4 +360,54 @@ pub async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+// ----- certificates -----
+
+pub struct Ca {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub pem: String,
+}
+
+impl Ca {
+    pub fn new() -> Ca {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server config with a certificate for `names`, offering h2 and http/1.1.
+    pub fn server(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
 }

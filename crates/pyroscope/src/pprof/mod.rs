@@ -396,7 +396,11 @@ pub(crate) mod tests {
         let bomb = gzip(&vec![0u8; 64 << 20]);
         let mut scratch = Vec::new();
         let err = validate(&bomb, None, &mut scratch).unwrap_err();
-        assert!(err.to_string().starts_with("invalid profile data: invalid protobuf data: invalid field number 0"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid profile data: invalid protobuf data: invalid field number 0"),
+            "{err}"
+        );
         assert!(scratch.capacity() < 1 << 20, "{}", scratch.capacity());
         // A large real profile passes on its prefix.
         let wide = fixture("wide-cpu.pb.gz");
