@@ -306,6 +306,16 @@ pub struct ProfileType {
     pub mode: Mode,
 }
 
+/// (block, its settings, default enabled, default path, default delta, cumulative kind).
+type BuiltinRow<'a> = (
+    &'static str,
+    &'a Option<Block<ProfileSettings>>,
+    bool,
+    &'static str,
+    bool,
+    Option<DeltaKind>,
+);
+
 impl ProfilingConfig {
     /// The enabled profile types in a fixed order: built-ins, then custom ones in config order.
     pub fn profiles(&self) -> Vec<ProfileType> {
@@ -321,14 +331,7 @@ impl ProfilingConfig {
             }
         };
         // (block, default enabled, default path, default delta, cumulative kind)
-        let builtin: [(
-            &str,
-            &Option<Block<ProfileSettings>>,
-            bool,
-            &str,
-            bool,
-            Option<DeltaKind>,
-        ); 6] = [
+        let builtin: [BuiltinRow<'_>; 6] = [
             (
                 "memory",
                 &self.memory,
