@@ -292,6 +292,10 @@ pub struct Env {
 
 impl Env {
     pub fn new() -> Env {
+        Env::with_cluster(Arc::new(flow::Standalone::default()))
+    }
+
+    pub fn with_cluster(cluster: Arc<dyn flow::Cluster>) -> Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut registry = flow::Registry::new();
         pyroscope_scrape::register(&mut registry).expect("register");
@@ -301,6 +305,7 @@ impl Env {
         let options = ControllerOptions {
             storage_path: dir.path().join("data"),
             restart_backoff: Duration::from_millis(10),
+            cluster,
             ..ControllerOptions::default()
         };
         Env {
