@@ -106,6 +106,12 @@ pyroscope.scrape "local" {{
         .unwrap();
     assert_eq!(cpu.1, fixture("go-cpu.pb.gz"));
 
+    eventually("every task reported", Duration::from_secs(5), || {
+        env.targets("pyroscope.scrape.local")
+            .iter()
+            .all(|t| t["health"] != "unknown")
+    })
+    .await;
     let targets = env.targets("pyroscope.scrape.local");
     assert_eq!(targets.len(), 8, "{targets:#?}");
     for t in &targets {
@@ -456,4 +462,50 @@ async fn invalid_arguments_are_rejected_with_positions() {
         assert!(text.contains(position), "{extra}: {text}");
     }
     env.c.shutdown().await;
+}
+
+/// Every `river` example of docs/components/pyroscope.scrape.md that is a full component block loads
+/// without diagnostics (receivers are replaced by recorders).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_examples_are_valid() {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/components/pyroscope.scrape.md"
+    ))
+    .expect("doc page");
+    let mut examples = 0;
+    for block in doc.split("```river\n").skip(1) {
+        let body = block.split("```").next().unwrap_or("");
+        if !body.starts_with("pyroscope.scrape \"") || body.contains("TARGET_LIST") {
+            continue;
+        }
+        // Files the examples name exist here.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, Ca::new().pem).unwrap();
+        let config = format!(
+            "test.recorder \"local\" {{ key = \"docs\" }}\n{}",
+            body.replace(
+                "pyroscope.write.local.receiver",
+                "test.recorder.local.receiver"
+            )
+            .replace("/etc/ssl/internal-ca.pem", &ca.display().to_string())
+        );
+        let env = Env::new();
+        let sources = flow::Sources::parse([("main.river", config.as_str())]).expect("parses");
+        let report = env.c.load(sources).await.expect("loads");
+        assert!(
+            report.diagnostics.is_empty(),
+            "{body}\n{}",
+            report.diagnostics
+        );
+        let health = env.c.component(&format!(
+            "pyroscope.scrape.{}",
+            body.split('"').nth(1).unwrap_or("")
+        ));
+        assert!(health.is_some(), "{body}");
+        env.c.shutdown().await;
+        examples += 1;
+    }
+    assert_eq!(examples, 2);
 }
