@@ -105,7 +105,7 @@ pub fn uncompressed<'a>(
 
 /// How much of a (decompressed) body [`validate`] looks at: enough to tell a profile from anything else,
 /// little enough that validating costs microseconds and no memory whatever the body's size.
-pub const VALIDATE_PREFIX: usize = 64 << 10;
+pub const VALIDATE_PREFIX: usize = 4 << 10;
 
 /// Checks that `data` (gzip-compressed or not) starts like a pprof profile, without decoding it: the first
 /// [`VALIDATE_PREFIX`] bytes of the protobuf are walked field by field. `content_type` is the response's
