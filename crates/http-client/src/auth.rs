@@ -163,6 +163,7 @@ pub(crate) struct OAuth2Source {
     scopes: Vec<String>,
     endpoint_params: Vec<(String, String)>,
     transport: Transport,
+    timeout: Duration,
     /// How the client authenticates to the token endpoint, once known (header first, then form
     /// parameters, as golang.org/x/oauth2's auto-detection).
     style: AtomicU8,
@@ -218,6 +219,7 @@ impl OAuth2Source {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             transport: Transport::new(settings, options.clone())?,
+            timeout: options.token_timeout,
             style: AtomicU8::new(STYLE_UNKNOWN),
             cache: tokio::sync::Mutex::new(None),
         })
@@ -244,25 +246,28 @@ impl OAuth2Source {
     async fn fetch(&self, secret: &Secret) -> Result<CachedToken, Error> {
         let style = self.style.load(Ordering::Relaxed);
         if style != STYLE_UNKNOWN {
-            return self.fetch_with(secret, style).await;
+            return self.fetch_with(secret, style).await.map_err(|f| f.error);
         }
         match self.fetch_with(secret, STYLE_HEADER).await {
             Ok(t) => {
                 self.style.store(STYLE_HEADER, Ordering::Relaxed);
                 Ok(t)
             }
-            Err(first) => match self.fetch_with(secret, STYLE_PARAMS).await {
+            // Only a refusal by the server says the other style might work; a transport error or timeout
+            // would just repeat.
+            Err(first) if first.refused => match self.fetch_with(secret, STYLE_PARAMS).await {
                 Ok(t) => {
                     self.style.store(STYLE_PARAMS, Ordering::Relaxed);
                     Ok(t)
                 }
                 // The first error is the more telling one, as in golang.org/x/oauth2.
-                Err(_) => Err(first),
+                Err(_) => Err(first.error),
             },
+            Err(first) => Err(first.error),
         }
     }
 
-    async fn fetch_with(&self, secret: &Secret, style: u8) -> Result<CachedToken, Error> {
+    async fn fetch_with(&self, secret: &Secret, style: u8) -> Result<CachedToken, FetchError> {
         let mut params: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         let scope = self.scopes.join(" ");
         if !self.scopes.is_empty() {
@@ -272,7 +277,11 @@ impl OAuth2Source {
             match params.iter_mut().find(|(pk, _)| *pk == k.as_str()) {
                 // grant_type may be overridden, for servers that want another one (as in the reference).
                 Some(p) if k == "grant_type" => p.1 = v,
-                Some(_) => return Err(Error::OAuth2(format!("cannot overwrite parameter {k:?}"))),
+                Some(_) => {
+                    return Err(FetchError::other(Error::OAuth2(format!(
+                        "cannot overwrite parameter {k:?}"
+                    ))))
+                }
                 None => params.push((k, v)),
             }
         }
@@ -285,9 +294,10 @@ impl OAuth2Source {
         let body = url::form_urlencoded::Serializer::new(String::new())
             .extend_pairs(params)
             .finish();
-        let client = self.transport.client().await?;
+        let client = self.transport.client().await.map_err(FetchError::other)?;
         let mut rb = client
             .post(&self.token_url)
+            .timeout(self.timeout)
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
@@ -301,7 +311,10 @@ impl OAuth2Source {
             rb = rb.basic_auth(id, Some(pw));
         }
         let resp = rb.send().await.map_err(|e| {
-            Error::OAuth2(format!("cannot fetch token: {}", crate::describe_error(&e)))
+            FetchError::other(Error::OAuth2(format!(
+                "cannot fetch token: {}",
+                crate::describe_error(&e)
+            )))
         })?;
         let status = resp.status();
         let content_type = resp
@@ -311,15 +324,39 @@ impl OAuth2Source {
             .unwrap_or("")
             .to_ascii_lowercase();
         let bytes = resp.bytes().await.map_err(|e| {
-            Error::OAuth2(format!("cannot fetch token: {}", crate::describe_error(&e)))
+            FetchError::other(Error::OAuth2(format!(
+                "cannot fetch token: {}",
+                crate::describe_error(&e)
+            )))
         })?;
         if !status.is_success() {
-            return Err(Error::OAuth2(format!(
-                "cannot fetch token: server returned HTTP status {status}{}",
-                error_detail(&bytes)
-            )));
+            return Err(FetchError {
+                error: Error::OAuth2(format!(
+                    "cannot fetch token: server returned HTTP status {status}{}",
+                    error_detail(&bytes)
+                )),
+                refused: true,
+            });
         }
-        parse_token(&content_type, &bytes, secret)
+        parse_token(&content_type, &bytes, secret).map_err(|error| FetchError {
+            error,
+            refused: true,
+        })
+    }
+}
+
+/// A failed token request, and whether the server answered it (with an error status or an unusable body).
+struct FetchError {
+    error: Error,
+    refused: bool,
+}
+
+impl FetchError {
+    fn other(error: Error) -> Self {
+        FetchError {
+            error,
+            refused: false,
+        }
     }
 }
 

@@ -146,6 +146,7 @@ pub struct ClientOptions {
     user_agent: Option<String>,
     connect_timeout: Option<Duration>,
     tls_reload_interval: Duration,
+    token_timeout: Duration,
 }
 
 impl Default for ClientOptions {
@@ -154,6 +155,7 @@ impl Default for ClientOptions {
             user_agent: None,
             connect_timeout: None,
             tls_reload_interval: Duration::from_secs(5),
+            token_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -168,6 +170,13 @@ impl ClientOptions {
     /// A bound on establishing connections (the request's own timeout bounds everything).
     pub fn connect_timeout(mut self, t: Duration) -> Self {
         self.connect_timeout = Some(t);
+        self
+    }
+
+    /// The bound on one OAuth2 token request (default 30 s), so that a hanging token endpoint cannot hold
+    /// [`HttpClient::request`] forever.
+    pub fn token_timeout(mut self, t: Duration) -> Self {
+        self.token_timeout = t;
         self
     }
 

@@ -520,3 +520,129 @@ async fn debug_output_shows_no_secret() {
     assert!(!text.contains("hunter2"), "{text}");
     assert!(text.contains("(secret)"), "{text}");
 }
+
+/// A minimal SOCKS5 proxy (no authentication, CONNECT only) that records the requested destinations.
+async fn socks5_proxy() -> (std::net::SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut c, _)) = listener.accept().await {
+            let seen = seen2.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 2];
+                c.read_exact(&mut head).await?;
+                let mut methods = vec![0u8; head[1] as usize];
+                c.read_exact(&mut methods).await?;
+                c.write_all(&[5, 0]).await?;
+                let mut req = [0u8; 4];
+                c.read_exact(&mut req).await?;
+                let host = match req[3] {
+                    1 => {
+                        let mut ip = [0u8; 4];
+                        c.read_exact(&mut ip).await?;
+                        std::net::Ipv4Addr::from(ip).to_string()
+                    }
+                    3 => {
+                        let len = c.read_u8().await?;
+                        let mut name = vec![0u8; len as usize];
+                        c.read_exact(&mut name).await?;
+                        String::from_utf8_lossy(&name).into_owned()
+                    }
+                    _ => return Ok::<_, std::io::Error>(()),
+                };
+                let port = c.read_u16().await?;
+                seen.lock().unwrap().push(format!("{host}:{port}"));
+                // Every destination is served by the loopback target on the same port.
+                let mut up = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).await?;
+                tokio::io::copy_bidirectional(&mut c, &mut up).await?;
+                Ok(())
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn requests_go_through_a_socks5_proxy() {
+    let target = Server::http(|_| respond(200, "via socks")).await;
+    let (proxy, seen) = socks5_proxy().await;
+    let port = target.addr.port();
+    // socks5h: the proxy resolves the name.
+    let c = client(&format!("proxy_url = \"socks5h://{proxy}\""));
+    let resp = get(&c, &format!("http://app.invalid:{port}/x"))
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), "via socks");
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [format!("app.invalid:{port}")]
+    );
+}
+
+#[tokio::test]
+async fn unusable_tls_material_fails_the_build_clearly() {
+    let build = |body: &str| HttpClient::new(&config(body)).unwrap_err().to_string();
+    assert_eq!(
+        build("tls_config { ca_pem = \"not a certificate\" }"),
+        "invalid TLS configuration: no CA certificate found in ca_pem/ca_file"
+    );
+    let err = build("tls_config { ca_file = \"/nonexistent/ca.pem\" }");
+    assert!(
+        err.starts_with("unable to read CA file /nonexistent/ca.pem: "),
+        "{err}"
+    );
+    // A key that does not belong to the certificate.
+    let ca = Ca::new("ca");
+    let a = ca.leaf(&["a"]);
+    let b = ca.leaf(&["b"]);
+    let err = build(&format!(
+        "tls_config {{\n cert_pem = {}\n key_pem = {}\n}}",
+        raw(&a.cert_pem),
+        raw(&b.key_pem)
+    ));
+    assert!(
+        err.starts_with("invalid TLS configuration: unable to use client certificate and key"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    let err = build(&format!(
+        "tls_config {{\n cert_pem = {}\n key_pem = \"garbage\"\n}}",
+        raw(&a.cert_pem)
+    ));
+    assert!(
+        err.starts_with("invalid TLS configuration: unable to parse client key"),
+        "{err}"
+    );
+    assert!(!err.contains("garbage"), "{err}");
+}
+
+#[tokio::test]
+async fn a_hanging_token_endpoint_is_bounded() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let cfg = config(&format!(
+        "oauth2 {{\n client_id = \"id\"\n client_secret = \"s\"\n token_url = \"http://{addr}/token\"\n}}"
+    ));
+    let c = HttpClient::with_options(
+        &cfg,
+        ClientOptions::default().token_timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let err = c.get("http://127.0.0.1:1/").await.unwrap_err().to_string();
+    assert!(err.starts_with("oauth2: cannot fetch token: "), "{err}");
+    assert!(
+        err.contains("timed out") || err.contains("timeout"),
+        "{err}"
+    );
+}

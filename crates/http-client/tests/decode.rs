@@ -245,17 +245,19 @@ fn bad_attribute_values_are_reported_on_the_attribute() {
 
 #[test]
 fn validate_names_the_offending_block() {
-    let mut c = HttpClientConfig::default();
-    c.oauth2 = Some(Block(OAuth2Config {
-        client_id: Some("i".into()),
-        client_secret: Some(Secret::new("s")),
-        token_url: Some("http://a/t".into()),
-        tls_config: Some(Block(TlsConfig {
-            cert_pem: Some("c".into()),
-            ..TlsConfig::default()
+    let mut c = HttpClientConfig {
+        oauth2: Some(Block(OAuth2Config {
+            client_id: Some("i".into()),
+            client_secret: Some(Secret::new("s")),
+            token_url: Some("http://a/t".into()),
+            tls_config: Some(Block(TlsConfig {
+                cert_pem: Some("c".into()),
+                ..TlsConfig::default()
+            })),
+            ..OAuth2Config::default()
         })),
-        ..OAuth2Config::default()
-    }));
+        ..HttpClientConfig::default()
+    };
     let e = c.validate().unwrap_err();
     assert_eq!(e.path, ["oauth2", "tls_config"]);
     assert!(
