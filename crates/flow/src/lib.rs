@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod component;
 pub mod component_metrics;
 pub mod controller;
+mod fasthash;
 pub mod graph;
 pub mod logging;
 pub mod metrics;
