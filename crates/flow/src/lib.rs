@@ -15,6 +15,7 @@ pub mod graph;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+mod runner;
 pub mod source;
 
 pub use cluster::{Cluster, Peer, PeerState, Standalone};
