@@ -258,8 +258,15 @@ impl Controller {
             }
             st.rank = rank;
             st.dirty.clear();
-            st.sources = sources;
-            st.graph = graph;
+            let old = (
+                std::mem::replace(&mut st.sources, sources),
+                std::mem::replace(&mut st.graph, graph),
+            );
+            drop(st);
+            // Freeing a big config's syntax trees takes a while; the caller need not wait for it.
+            if old.1.nodes.len() > 100 {
+                tokio::task::spawn_blocking(move || drop(old));
+            }
         }
 
         let (order, has_logging) = {
@@ -591,47 +598,69 @@ impl Shared {
         index: usize,
         mut report: Option<&mut LoadReport>,
     ) -> Option<PendingUpdate> {
-        let (file, stmt, kind, id, inputs, previous) = {
+        let (file, stmt, kind, id, stamp) = {
             let mut st = lock(&self.state);
             let &rank = st.rank.get(index)?;
             st.dirty.remove(&(rank, index));
             self.metrics.queue_size.set(st.dirty.len() as i64);
             let node = &st.graph.nodes[index];
             let file = st.sources.files[node.file].clone();
-            let mut inputs: Vec<(String, Value)> = st.graph.dependencies[index]
+            let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(node.stmt) else {
+                return None;
+            };
+            let text_hash = hash_text(block.span.text(file.source.text()));
+            let deps = &st.graph.dependencies[index];
+            let exports_of = |d: usize| st.exports.get(&st.graph.nodes[d].id);
+            let is_component = matches!(node.kind, NodeKind::Component { .. });
+            // Compared in place: an unchanged node (most of an unchanged reload) costs no copies.
+            let unchanged = is_component
+                && st
+                    .nodes
+                    .get(&node.id)
+                    .and_then(|n| n.stamp.as_ref())
+                    .is_some_and(|p| {
+                        p.text_hash == text_hash
+                            && p.inputs.len() == deps.len()
+                            && deps.iter().all(|&d| {
+                                let id = st.graph.nodes[d].id.as_str();
+                                let Ok(at) = p.inputs.binary_search_by(|(k, _)| k.as_str().cmp(id))
+                                else {
+                                    return false;
+                                };
+                                let now = exports_of(d);
+                                let seen = &p.inputs[at].1;
+                                match now {
+                                    Some(v) => same_value(seen, v),
+                                    None => matches!(seen, Value::Object(o) if o.is_empty()),
+                                }
+                            })
+                    });
+            if unchanged {
+                return None;
+            }
+            let mut inputs: Vec<(String, Value)> = deps
                 .iter()
                 .map(|&d| {
-                    let dep = &st.graph.nodes[d].id;
-                    let exports = st.exports.get(dep).cloned();
+                    let exports = exports_of(d).cloned();
                     (
-                        dep.clone(),
+                        st.graph.nodes[d].id.clone(),
                         exports.unwrap_or_else(|| Value::object(Object::new())),
                     )
                 })
                 .collect();
             inputs.sort_by(|a, b| a.0.cmp(&b.0));
-            let previous = st.nodes.get(&node.id).and_then(|n| n.stamp.clone());
             (
-                file,
+                file.clone(),
                 node.stmt,
                 node.kind.clone(),
                 node.id.clone(),
-                inputs,
-                previous,
+                EvalStamp { text_hash, inputs },
             )
         };
         let src = file.source.text();
         let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
             return None;
         };
-        let stamp = EvalStamp {
-            text_hash: hash_text(block.span.text(src)),
-            inputs,
-        };
-        let is_component = matches!(kind, NodeKind::Component { .. });
-        if is_component && previous.is_some_and(|p| p.same_as(&stamp)) {
-            return None;
-        }
         let scope = scope_from(&stamp.inputs);
 
         let NodeKind::Component { name, .. } = &kind else {
@@ -817,18 +846,6 @@ impl NodeState {
 struct EvalStamp {
     text_hash: u64,
     inputs: Vec<(String, Value)>,
-}
-
-impl EvalStamp {
-    fn same_as(&self, other: &EvalStamp) -> bool {
-        self.text_hash == other.text_hash
-            && self.inputs.len() == other.inputs.len()
-            && self
-                .inputs
-                .iter()
-                .zip(&other.inputs)
-                .all(|((a, x), (b, y))| a == b && same_value(x, y))
-    }
 }
 
 /// Equality with a shortcut for values shared by reference (exports are usually passed along unchanged).
