@@ -109,8 +109,18 @@ impl Serialize for Regexp {
 
 impl<'de> Deserialize<'de> for Regexp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Regexp::new(&text).map_err(serde::de::Error::custom)
+        // Compiled inside the visitor, so that River reports an error at the regex's own position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Regexp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a regular expression")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Regexp, E> {
+                Regexp::new(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

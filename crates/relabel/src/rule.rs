@@ -90,8 +90,18 @@ impl Serialize for Action {
 
 impl<'de> Deserialize<'de> for Action {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Action::parse(&text).map_err(serde::de::Error::custom)
+        // Parsed inside the visitor, so that River reports an error at the value's own position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Action;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a relabel action")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Action, E> {
+                Action::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -121,7 +131,6 @@ fn default_replacement() -> String {
 /// }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Rule {
     /// Labels whose values are joined with `separator` into the value the rule looks at. `None` when the
     /// attribute is not written (labeldrop/labelkeep forbid writing it at all).
