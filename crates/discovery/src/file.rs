@@ -210,7 +210,11 @@ impl Shared {
                 tracing::info!(path = %gone.display(), "target file no longer matched; dropping its targets");
             }
             st.files = files;
-            let errors: Vec<&str> = st.files.values().filter_map(|f| f.error.as_deref()).collect();
+            let errors: Vec<&str> = st
+                .files
+                .values()
+                .filter_map(|f| f.error.as_deref())
+                .collect();
             let targets: Vec<Target> = st
                 .files
                 .values()

@@ -166,7 +166,9 @@ mod tests {
     use super::*;
 
     fn labels(t: &Target) -> Vec<(String, String)> {
-        t.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        t.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -206,12 +208,19 @@ mod tests {
             ("f.json", "[{\"targets\": [\"a\"]", "EOF"),
             ("f.json", "[null]", "nil target group item found"),
             ("f.json", "[{\"targetz\": []}]", "unknown field"),
-            ("f.json", "[{\"targets\": [], \"labels\": {\"a-b\": \"x\"}}]", "not a valid label name"),
+            (
+                "f.json",
+                "[{\"targets\": [], \"labels\": {\"a-b\": \"x\"}}]",
+                "not a valid label name",
+            ),
             ("f.yaml", "- targets: [a\n", "f.yaml"),
             ("f.yaml", "- targets: {a: 1}\n", "f.yaml"),
         ] {
             let err = parse(path, content).unwrap_err().to_string();
-            assert!(err.contains(path) && err.contains(want), "{path} {content:?}: {err}");
+            assert!(
+                err.contains(path) && err.contains(want),
+                "{path} {content:?}: {err}"
+            );
         }
         assert!(matches!(
             parse("f.txt", "[]"),

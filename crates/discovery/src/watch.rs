@@ -86,10 +86,11 @@ fn is_relevant(event: &Event, globs: &[glob::Pattern]) -> bool {
         _ => true,
     };
     kind_matters
-        && event
-            .paths
-            .iter()
-            .any(|p| globs.iter().any(|g| g.matches_path(p) || matches_relative(g, p)))
+        && event.paths.iter().any(|p| {
+            globs
+                .iter()
+                .any(|g| g.matches_path(p) || matches_relative(g, p))
+        })
 }
 
 /// Events carry absolute paths; a relative pattern is matched against the path relative to the working
@@ -121,7 +122,10 @@ mod tests {
         assert!(is_relevant(&ev(modify, "/sd/a.json"), &globs));
         assert!(!is_relevant(&ev(modify, "/sd/a.yaml"), &globs));
         assert!(!is_relevant(
-            &ev(EventKind::Access(AccessKind::Open(AccessMode::Read)), "/sd/a.json"),
+            &ev(
+                EventKind::Access(AccessKind::Open(AccessMode::Read)),
+                "/sd/a.json"
+            ),
             &globs
         ));
     }

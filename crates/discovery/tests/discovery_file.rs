@@ -175,7 +175,9 @@ test.pass "x" {{
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter().map(|(a, f)| (a.to_string(), f.to_string())).collect()
+    v.iter()
+        .map(|(a, f)| (a.to_string(), f.to_string()))
+        .collect()
 }
 
 /// Waits (bounded) until `f` holds.
@@ -239,7 +241,11 @@ async fn targets_follow_the_file_through_rewrites_breakage_and_restoration() {
     .await;
     env.c.settle().await;
     assert_eq!(env.debug_number("publish_count"), publishes);
-    assert_eq!(env.consumer_evaluations(), evaluations, "consumer re-evaluated");
+    assert_eq!(
+        env.consumer_evaluations(),
+        evaluations,
+        "consumer re-evaluated"
+    );
     assert_eq!(env.seen(), want);
 
     // Break the file: the last good targets stay, health says what is wrong.
@@ -256,7 +262,11 @@ async fn targets_follow_the_file_through_rewrites_breakage_and_restoration() {
     );
     env.c.settle().await;
     assert_eq!(env.seen(), want);
-    assert_eq!(env.consumer_evaluations(), evaluations, "a broken file changed the output");
+    assert_eq!(
+        env.consumer_evaluations(),
+        evaluations,
+        "a broken file changed the output"
+    );
 
     // Restore (with a change): healthy again and the consumer follows.
     env.write("a.json", FIRST);
@@ -323,7 +333,11 @@ async fn invalid_arguments_are_rejected_with_positions() {
     let env = Env::new();
     let config = "discovery.file \"sd\" {\n  files = [\"/etc/targets.txt\"]\n}\n";
     let sources = Sources::parse([("main.river", config)]).expect("parses");
-    let err = env.c.load(sources).await.expect_err("a .txt file is refused");
+    let err = env
+        .c
+        .load(sources)
+        .await
+        .expect_err("a .txt file is refused");
     let text = err.to_string();
     assert!(
         text.contains("main.river:1:1")
@@ -333,7 +347,11 @@ async fn invalid_arguments_are_rejected_with_positions() {
 
     let config = "discovery.relabel \"r\" {\n  targets = []\n  rule {\n    regex = \"(\"\n    target_label = \"x\"\n  }\n}\n";
     let sources = Sources::parse([("main.river", config)]).expect("parses");
-    let err = env.c.load(sources).await.expect_err("a bad regex is refused");
+    let err = env
+        .c
+        .load(sources)
+        .await
+        .expect_err("a bad regex is refused");
     let text = err.to_string();
     assert!(
         text.contains("main.river:4:13") && text.contains("invalid regex \"(\""),

@@ -178,7 +178,8 @@ fn relabel_conformance_suite() {
     for action in relabel::Action::ALL {
         if action != relabel::Action::Replace {
             assert!(
-                all.contains(&format!("action = \"{action}\"")) || all.contains(&format!("\"{action}\"")),
+                all.contains(&format!("action = \"{action}\""))
+                    || all.contains(&format!("\"{action}\"")),
                 "no case uses action {action}"
             );
         }

@@ -40,17 +40,32 @@ fn targets() -> Vec<Target> {
             let ns = format!("ns{}", i % 20);
             let app = format!("app{}", i % 50);
             Target::from_pairs([
-                ("__address__", format!("10.{}.{}.{}:4100", i / 65536, (i / 256) % 256, i % 256)),
+                (
+                    "__address__",
+                    format!("10.{}.{}.{}:4100", i / 65536, (i / 256) % 256, i % 256),
+                ),
                 ("__meta_kubernetes_namespace", ns),
                 ("__meta_kubernetes_pod_name", format!("{app}-{i:06x}")),
                 ("__meta_kubernetes_pod_container_name", app.clone()),
-                ("__meta_kubernetes_pod_container_port_number", "4100".to_string()),
+                (
+                    "__meta_kubernetes_pod_container_port_number",
+                    "4100".to_string(),
+                ),
                 ("__meta_kubernetes_pod_label_app", app.clone()),
                 ("__meta_kubernetes_pod_label_team", format!("team{}", i % 7)),
-                ("__meta_kubernetes_pod_node_name", format!("node{}", i % 100)),
+                (
+                    "__meta_kubernetes_pod_node_name",
+                    format!("node{}", i % 100),
+                ),
                 ("__meta_kubernetes_pod_phase", "Running".to_string()),
-                ("__meta_kubernetes_pod_annotation_pyroscope_io_scrape", (if i % 10 == 0 { "false" } else { "true" }).to_string()),
-                ("__meta_kubernetes_pod_uid", format!("{i:08x}-0000-0000-0000-000000000000")),
+                (
+                    "__meta_kubernetes_pod_annotation_pyroscope_io_scrape",
+                    (if i % 10 == 0 { "false" } else { "true" }).to_string(),
+                ),
+                (
+                    "__meta_kubernetes_pod_uid",
+                    format!("{i:08x}-0000-0000-0000-000000000000"),
+                ),
                 ("job", "kubernetes-pods".to_string()),
             ])
         })
@@ -86,7 +101,10 @@ fn reshaping_rules() -> Rules {
             r.action = Drop;
         }),
         rule(|r| {
-            r.source_labels = labels(&["__meta_kubernetes_namespace", "__meta_kubernetes_pod_container_name"]);
+            r.source_labels = labels(&[
+                "__meta_kubernetes_namespace",
+                "__meta_kubernetes_pod_container_name",
+            ]);
             r.separator = "/".into();
             r.target_label = "service_name".into();
         }),
@@ -103,7 +121,8 @@ fn reshaping_rules() -> Rules {
             r.target_label = "node".into();
         }),
         rule(|r| {
-            r.source_labels = labels(&["__address__", "__meta_kubernetes_pod_container_port_number"]);
+            r.source_labels =
+                labels(&["__address__", "__meta_kubernetes_pod_container_port_number"]);
             r.regex = regex(r"([^:]+)(?::\d+)?;(\d+)");
             r.replacement = "$1:$2".into();
             r.target_label = "__address__".into();

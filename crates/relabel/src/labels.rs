@@ -19,7 +19,9 @@ pub struct Target(Arc<[Label]>);
 
 impl Target {
     /// A target from labels in any order. Later duplicates replace earlier ones.
-    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut labels: Vec<Label> = Vec::new();
         for (n, v) in pairs {
             let (n, v) = (n.as_ref(), v.as_ref());
@@ -139,7 +141,10 @@ mod tests {
     #[test]
     fn labels_are_sorted_and_unique() {
         let t = Target::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("b", "3")]);
-        assert_eq!(t.iter().collect::<Vec<_>>(), [("a", "1"), ("b", "3"), ("c", "")]);
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "3"), ("c", "")]
+        );
         assert_eq!(t.get("b"), Some("3"));
         assert_eq!(t.get("c"), Some(""));
         assert_eq!(t.get("d"), None);

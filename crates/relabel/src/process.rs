@@ -9,7 +9,7 @@
 //! allocates only for targets that change.
 
 use crate::labels::{Label, Target};
-use crate::regexp::{expand, DEFAULT_REGEX};
+use crate::regexp::{expand, expand_whole, DEFAULT_REGEX};
 use crate::rule::{is_valid_label_name, Action, Rule};
 use md5::{Digest, Md5};
 use std::fmt::Write as _;
@@ -131,7 +131,10 @@ impl Builder {
             }
         }
         for (n, v) in self.add.as_slice() {
-            let name = match base.labels().binary_search_by(|(bn, _)| (**bn).cmp(n.as_str())) {
+            let name = match base
+                .labels()
+                .binary_search_by(|(bn, _)| (**bn).cmp(n.as_str()))
+            {
                 Ok(i) => base.labels()[i].0.clone(),
                 Err(_) => Arc::from(n.as_str()),
             };
@@ -251,20 +254,33 @@ fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut
         }
         Action::Replace => {
             // Prometheus's fast path: nothing to match or expand.
-            if val.is_empty() && rule.regex.as_str() == DEFAULT_REGEX && !rule.templates_have_vars() {
+            if val.is_empty() && rule.regex.as_str() == DEFAULT_REGEX && !rule.templates_have_vars()
+            {
                 b.set(&rule.target_label, &rule.replacement);
                 return true;
             }
-            if re.captures_read(locs, val).is_none() {
-                return true;
-            }
             name_buf.clear();
-            expand(re, locs, val, &rule.target_label, name_buf);
+            value_buf.clear();
+            // Capture positions are only searched for when a template needs them (the costly part).
+            if !rule.templates_have_vars() {
+                if !re.is_match(val) {
+                    return true;
+                }
+                name_buf.push_str(&rule.target_label);
+                value_buf.push_str(&rule.replacement);
+            } else if rule.regex.as_str() == DEFAULT_REGEX {
+                expand_whole(val, &rule.target_label, name_buf);
+                expand_whole(val, &rule.replacement, value_buf);
+            } else {
+                if re.captures_read(locs, val).is_none() {
+                    return true;
+                }
+                expand(re, locs, val, &rule.target_label, name_buf);
+                expand(re, locs, val, &rule.replacement, value_buf);
+            }
             if !is_valid_label_name(name_buf) {
                 return true;
             }
-            value_buf.clear();
-            expand(re, locs, val, &rule.replacement, value_buf);
             if value_buf.is_empty() {
                 b.del(name_buf);
             } else {
@@ -319,7 +335,8 @@ fn label_step(
     let re = rule.regex.regex();
     match rule.action {
         Action::LabelMap => {
-            if re.captures_read(locs, name).is_some() {
+            // The cheap test first: most names do not match.
+            if re.is_match(name) && re.captures_read(locs, name).is_some() {
                 name_buf.clear();
                 expand(re, locs, name, &rule.replacement, name_buf);
                 b.set(name_buf, value);

@@ -239,6 +239,25 @@ pub fn expand(
     template: &str,
     dst: &mut String,
 ) {
+    expand_with(
+        |name| re.capture_names().position(|n| n == Some(name)),
+        |g| locs.get(g).map(|(s, e)| &src[s..e]),
+        template,
+        dst,
+    )
+}
+
+/// [`expand`] for the default regex `(.*)`, whose groups 0 and 1 are the whole value: no capture search.
+pub fn expand_whole(src: &str, template: &str, dst: &mut String) {
+    expand_with(|_| None, |g| (g <= 1).then_some(src), template, dst)
+}
+
+fn expand_with<'s>(
+    index_of: impl Fn(&str) -> Option<usize>,
+    group: impl Fn(usize) -> Option<&'s str>,
+    template: &str,
+    dst: &mut String,
+) {
     let mut rest = template;
     while let Some(i) = rest.find('$') {
         dst.push_str(&rest[..i]);
@@ -253,12 +272,12 @@ pub fn expand(
             continue;
         };
         rest = after;
-        let group = match parse_group_number(name) {
+        let index = match parse_group_number(name) {
             Some(n) => Some(n),
-            None => re.capture_names().position(|n| n == Some(name)),
+            None => index_of(name),
         };
-        if let Some((s, e)) = group.and_then(|g| locs.get(g)) {
-            dst.push_str(&src[s..e]);
+        if let Some(text) = index.and_then(&group) {
+            dst.push_str(text);
         }
     }
     dst.push_str(rest);
@@ -388,8 +407,14 @@ mod tests {
         // `$1x` names group "1x", which does not exist.
         assert_eq!(exp("(a)(b)", "ab", "$1x").as_deref(), Some(""));
         assert_eq!(exp("(a)(b)", "ab", "$1-$2").as_deref(), Some("a-b"));
-        assert_eq!(exp("(?P<first>a)b", "ab", "<$first>").as_deref(), Some("<a>"));
-        assert_eq!(exp("(?P<first>a)b", "ab", "${first}s").as_deref(), Some("as"));
+        assert_eq!(
+            exp("(?P<first>a)b", "ab", "<$first>").as_deref(),
+            Some("<a>")
+        );
+        assert_eq!(
+            exp("(?P<first>a)b", "ab", "${first}s").as_deref(),
+            Some("as")
+        );
         assert_eq!(exp("(a)", "a", "$$1").as_deref(), Some("$1"));
         assert_eq!(exp("(a)", "a", "$").as_deref(), Some("$"));
         assert_eq!(exp("(a)", "a", "${1").as_deref(), Some("${1"));

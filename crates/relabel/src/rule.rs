@@ -181,7 +181,10 @@ pub fn is_valid_label_name(name: &str) -> bool {
 /// `$1` / `${name}` references.
 pub fn is_valid_label_template(name: &str) -> bool {
     static RE: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(r"^(?:(?:[a-zA-Z_]|\$(?:\{[0-9A-Za-z_]+\}|[0-9A-Za-z_]+))+[0-9A-Za-z_]*)+$").ok()
+        regex::Regex::new(
+            r"^(?:(?:[a-zA-Z_]|\$(?:\{[0-9A-Za-z_]+\}|[0-9A-Za-z_]+))+[0-9A-Za-z_]*)+$",
+        )
+        .ok()
     });
     RE.as_ref().is_some_and(|re| re.is_match(name))
 }
