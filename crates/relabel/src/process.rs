@@ -334,24 +334,14 @@ fn label_step(
 ) {
     let re = rule.regex.regex();
     match rule.action {
-        Action::LabelMap => {
-            // The cheap test first: most names do not match.
-            if re.is_match(name) && re.captures_read(locs, name).is_some() {
-                name_buf.clear();
-                expand(re, locs, name, &rule.replacement, name_buf);
-                b.set(name_buf, value);
-            }
+        // The cheap test first: most names do not match.
+        Action::LabelMap if re.is_match(name) && re.captures_read(locs, name).is_some() => {
+            name_buf.clear();
+            expand(re, locs, name, &rule.replacement, name_buf);
+            b.set(name_buf, value);
         }
-        Action::LabelDrop => {
-            if re.is_match(name) {
-                b.del(name);
-            }
-        }
-        Action::LabelKeep => {
-            if !re.is_match(name) {
-                b.del(name);
-            }
-        }
+        Action::LabelDrop if re.is_match(name) => b.del(name),
+        Action::LabelKeep if !re.is_match(name) => b.del(name),
         _ => {}
     }
 }
