@@ -223,8 +223,8 @@ fn measure(name: &str, rules: Rules, input: &[Target]) {
     let mut allocs = 0;
     let mut best_cpu = u64::MAX;
     for _ in 0..ROUNDS {
-        let before = ALLOCS.load(Ordering::Relaxed);
         let cpu_before = thread_cpu_ns();
+        let before = ALLOCS.load(Ordering::Relaxed);
         let start = Instant::now();
         r.process_into(input, &mut out);
         let took = start.elapsed();

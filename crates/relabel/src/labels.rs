@@ -41,6 +41,15 @@ impl Target {
 
     /// The value of a label, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
+        // Label names share long prefixes (`__meta_kubernetes_pod_...`), which makes ordered comparisons
+        // costly; for typical sizes a scan that compares lengths first is faster.
+        if self.0.len() <= 32 {
+            return self
+                .0
+                .iter()
+                .find(|(n, _)| n.len() == name.len() && **n == *name)
+                .map(|(_, v)| &**v);
+        }
         self.0
             .binary_search_by(|(n, _)| (**n).cmp(name))
             .ok()
