@@ -8,7 +8,10 @@
 #![warn(missing_docs)]
 
 pub mod labels;
+pub mod push;
 pub mod receiver;
+pub mod size;
 
 pub use labels::{Label, Labels};
 pub use receiver::{fanout, AppendError, Appender, FanoutError, RawSample, Receiver};
+pub use size::ByteSize;
