@@ -118,7 +118,13 @@ pub fn path_segment(value: &str) -> String {
 pub fn series_id(labels: &Labels) -> String {
     let mut h: u64 = 0xcbf29ce484222325;
     for l in labels {
-        for b in l.name.bytes().chain([0xff]).chain(l.value.bytes()).chain([0xfe]) {
+        for b in l
+            .name
+            .bytes()
+            .chain([0xff])
+            .chain(l.value.bytes())
+            .chain([0xfe])
+        {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x100000001b3);
         }
@@ -195,7 +201,8 @@ impl Store {
             }
             for ptype in read_dirs(&service)? {
                 let rel = ptype.strip_prefix(&root).unwrap_or(&ptype).to_path_buf();
-                let entries = std::fs::read_dir(&ptype).map_err(io("cannot read directory", &ptype))?;
+                let entries =
+                    std::fs::read_dir(&ptype).map_err(io("cannot read directory", &ptype))?;
                 for e in entries.flatten() {
                     let name = e.file_name().to_string_lossy().into_owned();
                     if let Some(sid) = name.strip_suffix(LABELS_SUFFIX) {
@@ -287,8 +294,16 @@ impl Store {
         retention: Duration,
         max_size: u64,
     ) -> Result<WriteOutcome, StoreError> {
-        let service = path_segment(labels.get(pyroscope::labels::SERVICE_NAME_LABEL).unwrap_or("unknown"));
-        let ptype = path_segment(labels.get(pyroscope::labels::NAME_LABEL).unwrap_or("unknown"));
+        let service = path_segment(
+            labels
+                .get(pyroscope::labels::SERVICE_NAME_LABEL)
+                .unwrap_or("unknown"),
+        );
+        let ptype = path_segment(
+            labels
+                .get(pyroscope::labels::NAME_LABEL)
+                .unwrap_or("unknown"),
+        );
         let rel = PathBuf::from(&service).join(&ptype);
         let dir = self.root.join(&rel);
         let sid = series_id(labels);
@@ -303,11 +318,17 @@ impl Store {
             self.series.entry(key).or_default().labels = labels_text(&text);
         }
 
-        let path = dir.join(format!("{}-{sid}{PROFILE_SUFFIX}", format_timestamp(micros)));
+        let path = dir.join(format!(
+            "{}-{sid}{PROFILE_SUFFIX}",
+            format_timestamp(micros)
+        ));
         let size = if is_gzip(raw) {
             self.atomic_write(&path, raw)?
         } else {
-            let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 3), flate2::Compression::fast());
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(raw.len() / 3),
+                flate2::Compression::fast(),
+            );
             // Writing into a Vec cannot fail.
             let _ = enc.write_all(raw);
             let gz = enc.finish().unwrap_or_default();
@@ -330,7 +351,8 @@ impl Store {
         let result = match result {
             Err(StoreError::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {
                 // Someone removed .tmp/ under us; make it again once.
-                std::fs::create_dir_all(&tmp_dir).map_err(io("cannot create directory", &tmp_dir))?;
+                std::fs::create_dir_all(&tmp_dir)
+                    .map_err(io("cannot create directory", &tmp_dir))?;
                 std::fs::write(&tmp, data).map_err(io("cannot write", &tmp))
             }
             other => other,
@@ -353,7 +375,8 @@ impl Store {
     /// Deletes the oldest profiles while the store is over `max_size` and those older than `retention`.
     /// Returns how many were deleted.
     pub fn enforce(&mut self, retention: Duration, max_size: u64) -> u64 {
-        let cutoff = now_micros().saturating_sub(u64::try_from(retention.as_micros()).unwrap_or(u64::MAX));
+        let cutoff =
+            now_micros().saturating_sub(u64::try_from(retention.as_micros()).unwrap_or(u64::MAX));
         let mut evicted = 0;
         while let Some((&key, entry)) = self.index.first_key_value() {
             if self.total <= max_size && key.0 >= cutoff {
@@ -373,7 +396,9 @@ impl Store {
                 info.bytes -= entry.size;
                 if info.profiles == 0 {
                     let (dir, sid) = &entry.series;
-                    let _ = std::fs::remove_file(self.root.join(dir).join(format!("{sid}{LABELS_SUFFIX}")));
+                    let _ = std::fs::remove_file(
+                        self.root.join(dir).join(format!("{sid}{LABELS_SUFFIX}")),
+                    );
                     self.series.remove(&entry.series);
                 }
             }
@@ -395,7 +420,12 @@ fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 fn labels_json(labels: &Labels) -> String {
     let map: serde_json::Map<String, serde_json::Value> = labels
         .iter()
-        .map(|l| (l.name.to_string(), serde_json::Value::String(l.value.to_string())))
+        .map(|l| {
+            (
+                l.name.to_string(),
+                serde_json::Value::String(l.value.to_string()),
+            )
+        })
         .collect();
     let mut s = serde_json::to_string_pretty(&map).unwrap_or_else(|_| "{}".into());
     s.push('\n');
@@ -419,7 +449,11 @@ mod tests {
     use super::*;
 
     fn labels(svc: &str) -> Labels {
-        Labels::from_pairs([("service_name", svc), ("__name__", "process_cpu"), ("env", "prod")])
+        Labels::from_pairs([
+            ("service_name", svc),
+            ("__name__", "process_cpu"),
+            ("env", "prod"),
+        ])
     }
 
     #[test]
@@ -445,7 +479,10 @@ mod tests {
         assert_eq!(series_id(&labels("a")), series_id(&labels("a")));
         assert_ne!(series_id(&labels("a")), series_id(&labels("b")));
         // Fixed value: the id must not change between builds, or files would stop matching their labels.
-        assert_eq!(series_id(&Labels::from_pairs([("a", "b")])), series_id(&Labels::from_pairs([("a", "b")])));
+        assert_eq!(
+            series_id(&Labels::from_pairs([("a", "b")])),
+            series_id(&Labels::from_pairs([("a", "b")]))
+        );
         assert_eq!(series_id(&Labels::new()), "cbf29ce484222325");
     }
 
@@ -454,8 +491,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let l = labels("my/app");
-        s.write(&l, b"\x1f\x8bgzipped", Duration::from_secs(3600), 1 << 30).unwrap();
-        s.write(&l, b"plain", Duration::from_secs(3600), 1 << 30).unwrap();
+        s.write(&l, b"\x1f\x8bgzipped", Duration::from_secs(3600), 1 << 30)
+            .unwrap();
+        s.write(&l, b"plain", Duration::from_secs(3600), 1 << 30)
+            .unwrap();
         let type_dir = dir.path().join("my_app/process_cpu");
         let mut names: Vec<String> = std::fs::read_dir(&type_dir)
             .unwrap()
@@ -473,9 +512,13 @@ mod tests {
         let second = std::fs::read(type_dir.join(&names[1])).unwrap();
         assert!(is_gzip(&second));
         let mut out = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&second[..]), &mut out).unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&second[..]), &mut out)
+            .unwrap();
         assert_eq!(out, "plain");
-        assert_eq!(std::fs::read(type_dir.join(&names[0])).unwrap(), b"\x1f\x8bgzipped");
+        assert_eq!(
+            std::fs::read(type_dir.join(&names[0])).unwrap(),
+            b"\x1f\x8bgzipped"
+        );
 
         let total = s.total_bytes();
         drop(s);
@@ -499,8 +542,20 @@ mod tests {
         let out = s.write(&labels("new"), &body, hour, 25).unwrap();
         assert_eq!(out.evicted, 1);
         assert_eq!(s.total_bytes(), 20);
-        assert!(!dir.path().join("old/process_cpu").read_dir().unwrap().any(|_| true));
-        assert_eq!(dir.path().join("mid/process_cpu").read_dir().unwrap().count(), 2);
+        assert!(!dir
+            .path()
+            .join("old/process_cpu")
+            .read_dir()
+            .unwrap()
+            .any(|_| true));
+        assert_eq!(
+            dir.path()
+                .join("mid/process_cpu")
+                .read_dir()
+                .unwrap()
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -508,7 +563,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::open(dir.path()).unwrap();
         let body = b"\x1f\x8b..";
-        s.write(&labels("a"), body, Duration::from_secs(3600), 1 << 20).unwrap();
+        s.write(&labels("a"), body, Duration::from_secs(3600), 1 << 20)
+            .unwrap();
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(s.enforce(Duration::from_millis(10), 1 << 20), 1);
         assert_eq!(s.profiles(), 0);
