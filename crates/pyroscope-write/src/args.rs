@@ -1,8 +1,10 @@
 //! The arguments of `pyroscope.write`.
 
+use http_client::{Authorization, BasicAuth, OAuth2Config, ProxyUrl, TlsConfig};
 use pyroscope::ByteSize;
 use river::decode::{Block, Validate};
 use river::types::{Duration, OptionalSecret};
+use river::value::Secret;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 
@@ -117,6 +119,34 @@ pub struct EndpointOptions {
     /// Rill: requests in flight at once to this endpoint.
     #[serde(default = "default_parallelism")]
     pub parallelism: usize,
+    // ---- HTTP client settings (http_client::HttpClientConfig), shared with pyroscope.scrape ----
+    /// Basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<Block<BasicAuth>>,
+    /// A generic `Authorization` header.
+    #[serde(default)]
+    pub authorization: Option<Block<Authorization>>,
+    /// OAuth 2.0 client credentials.
+    #[serde(default)]
+    pub oauth2: Option<Block<OAuth2Config>>,
+    /// A bearer token.
+    #[serde(default)]
+    pub bearer_token: Option<Secret>,
+    /// A file holding a bearer token (read at each request).
+    #[serde(default)]
+    pub bearer_token_file: Option<String>,
+    /// A proxy to send requests through.
+    #[serde(default)]
+    pub proxy_url: Option<ProxyUrl>,
+    /// TLS settings.
+    #[serde(default)]
+    pub tls_config: Option<Block<TlsConfig>>,
+    /// Whether redirects are followed.
+    #[serde(default = "http_client::default_true")]
+    pub follow_redirects: bool,
+    /// Whether HTTP/2 is offered on TLS connections.
+    #[serde(default = "http_client::default_true")]
+    pub enable_http2: bool,
 }
 
 impl EndpointOptions {
@@ -133,7 +163,21 @@ impl EndpointOptions {
             queue_max_profiles: DEFAULT_QUEUE_PROFILES,
             queue_max_bytes: DEFAULT_QUEUE_BYTES,
             parallelism: DEFAULT_PARALLELISM,
+            basic_auth: None,
+            authorization: None,
+            oauth2: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            proxy_url: None,
+            tls_config: None,
+            follow_redirects: http_client::DEFAULT_FOLLOW_REDIRECTS,
+            enable_http2: http_client::DEFAULT_ENABLE_HTTP2,
         }
+    }
+
+    /// The HTTP client settings of this endpoint.
+    pub fn http_client_config(&self) -> http_client::HttpClientConfig {
+        http_client::http_client_config!(self)
     }
 
     /// The full Push URL.
@@ -171,6 +215,9 @@ impl Validate for EndpointOptions {
         if self.parallelism == 0 || self.parallelism > 64 {
             return Err("parallelism must be between 1 and 64".into());
         }
+        self.http_client_config()
+            .validate()
+            .map_err(|e| e.to_string())?;
         for (name, value) in &self.headers {
             http::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("invalid header name {name:?}"))?;
@@ -247,6 +294,10 @@ mod tests {
         assert!(
             e.contains("invalid value for header \"Auth\"") && !e.contains("secret"),
             "{e}"
+        );
+        assert_eq!(
+            err("url = \"http://x\"\nbearer_token = \"t\"\nbasic_auth { username = \"u\" }"),
+            "at most one of basic_auth, authorization, oauth2, bearer_token & bearer_token_file must be configured"
         );
         assert!(decode("external_labels = {\"a-b\" = \"x\"}")
             .unwrap_err()

@@ -220,7 +220,7 @@ impl Backoff {
 pub struct Sender {
     pub key: String,
     pub opts: EndpointOptions,
-    pub client: reqwest::Client,
+    pub client: http_client::HttpClient,
     pub push_url: String,
     pub headers: http::HeaderMap,
     pub metrics: EndpointMetrics,
@@ -240,12 +240,6 @@ pub struct BuildError {
     message: String,
 }
 
-/// Makes sure rustls has its process-wide crypto provider (ring).
-fn ensure_crypto_provider() {
-    // Err means one is installed already, which is all we need.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Sender {
     /// A sender for these options, feeding from `queue`.
     pub fn new(
@@ -254,13 +248,12 @@ impl Sender {
         queue: Arc<Queue>,
         metrics: EndpointMetrics,
     ) -> Result<Sender, BuildError> {
-        ensure_crypto_provider();
         let timeout = opts.remote_timeout.to_std_saturating();
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
+        let options = http_client::ClientOptions::default()
+            .user_agent(user_agent())
             .connect_timeout(timeout)
-            .pool_max_idle_per_host(opts.parallelism)
-            .build()
+            .token_timeout(timeout);
+        let client = http_client::HttpClient::with_options(&opts.http_client_config(), options)
             .map_err(|e| BuildError {
                 endpoint: key.clone(),
                 message: e.to_string(),
@@ -325,10 +318,14 @@ impl Sender {
     /// One Push attempt.
     async fn push_once(&self, body: bytes::Bytes) -> Result<(), PushError> {
         let started = Instant::now();
-        let result = self
-            .client
-            .post(&self.push_url)
+        let request = match self.client.post(&self.push_url).await {
+            Ok(r) => r,
+            // E.g. an unreadable token file or a failed OAuth2 token request: may work later.
+            Err(e) => return Err(PushError::Transport(e.to_string())),
+        };
+        let result = request
             .headers(self.headers.clone())
+            .timeout(self.opts.remote_timeout.to_std_saturating())
             .body(body)
             .send()
             .await;

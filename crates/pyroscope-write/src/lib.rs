@@ -185,11 +185,7 @@ pub struct PyroscopeWrite {
 
 impl PyroscopeWrite {
     /// Builds the endpoints for new arguments, reusing unchanged ones (and the queues of changed ones).
-    fn plan(
-        &self,
-        args: &Arguments,
-        current: &[Arc<Endpoint>],
-    ) -> Result<Plan, ComponentError> {
+    fn plan(&self, args: &Arguments, current: &[Arc<Endpoint>]) -> Result<Plan, ComponentError> {
         let opts: Vec<EndpointOptions> = args.endpoint.iter().map(|b| b.0.clone()).collect();
         let keys = endpoint_keys(&opts);
         let mut next = Vec::new();

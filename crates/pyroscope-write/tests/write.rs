@@ -1,5 +1,6 @@
 //! pyroscope.write against real Connect Push servers on 127.0.0.1.
-n// Guards on the recording server are dropped (explicitly) before each await; clippy cannot see `drop`.
+
+// Guards on the recording server are dropped (explicitly) before each await; clippy cannot see `drop`.
 #![allow(clippy::await_holding_lock)]
 
 mod common;
@@ -25,7 +26,7 @@ async fn push_request_matches_the_protocol() {
     let env = Env::new();
     env.load(&config(&endpoint(
         &format!("{}/", server.url),
-        "headers = {\"X-Scope-OrgID\" = \"tenant-1\"}\n    remote_timeout = \"7s\"",
+        "headers = {\"X-Scope-OrgID\" = \"tenant-1\"}\n    remote_timeout = \"7s\"\n    bearer_token = \"tok\"",
     )))
     .await;
     let recv = env.receiver(ID);
@@ -39,6 +40,8 @@ async fn push_request_matches_the_protocol() {
     assert_eq!(h("connect-protocol-version").as_deref(), Some("1"));
     assert_eq!(h("connect-timeout-ms").as_deref(), Some("7000"));
     assert_eq!(h("x-scope-orgid").as_deref(), Some("tenant-1"));
+    // The shared HTTP client settings apply (http-client crate).
+    assert_eq!(h("authorization").as_deref(), Some("Bearer tok"));
     assert!(
         h("user-agent").unwrap().starts_with("Rill/"),
         "{:?}",
