@@ -7,7 +7,8 @@ use std::sync::Arc;
 pub fn builtin_registry() -> Arc<flow::Registry> {
     let mut registry = flow::Registry::new();
     local_file::register(&mut registry).expect("built-in component names are valid and unique");
-    pyroscope_write::register(&mut registry).expect("built-in component names are valid and unique");
+    pyroscope_write::register(&mut registry)
+        .expect("built-in component names are valid and unique");
     pyroscope_receive_http::register(&mut registry)
         .expect("built-in component names are valid and unique");
     pyroscope_file::register(&mut registry).expect("built-in component names are valid and unique");
