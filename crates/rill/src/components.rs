@@ -10,5 +10,10 @@ pub fn builtin_registry() -> Arc<flow::Registry> {
     pyroscope_scrape::register(&mut registry)
         .expect("built-in component names are valid and unique");
     discovery::register(&mut registry).expect("built-in component names are valid and unique");
+    pyroscope_write::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    pyroscope_receive_http::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    pyroscope_file::register(&mut registry).expect("built-in component names are valid and unique");
     Arc::new(registry)
 }
