@@ -32,10 +32,15 @@ impl Agent {
 
     /// Starts `rill run` on `config` (a file or directory) with `dir` as working directory.
     pub fn start_at(dir: tempfile::TempDir, config: PathBuf) -> Agent {
+        Agent::start_listening(dir, config, "127.0.0.1:0")
+    }
+
+    /// Like [`Agent::start_at`], listening on `listen` (e.g. a port the config refers to).
+    pub fn start_listening(dir: tempfile::TempDir, config: PathBuf, listen: &str) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
             .arg("run")
             .arg(&config)
-            .args(["--server.http.listen-addr", "127.0.0.1:0"])
+            .args(["--server.http.listen-addr", listen])
             .arg("--storage.path")
             .arg(dir.path().join("data"))
             .current_dir(dir.path())
