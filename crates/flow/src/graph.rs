@@ -329,9 +329,9 @@ fn traversal_of(expr: &Expr, out: &mut Vec<Traversal>) -> Option<Traversal> {
             collect_expr(index, out);
             None
         }
-        ExprKind::Call(func, args) => {
-            collect_expr(func, out);
-            args.iter().for_each(|a| collect_expr(a, out));
+        ExprKind::Call(call) => {
+            collect_expr(&call.func, out);
+            call.args.iter().for_each(|a| collect_expr(a, out));
             None
         }
         ExprKind::Array(items) => {

@@ -149,9 +149,12 @@ async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCod
     if tokio::time::timeout(HTTP_DRAIN, server).await.is_err() {
         tracing::debug!("dropping unfinished http requests");
     }
-    if tokio::time::timeout(STOP_TIMEOUT + Duration::from_millis(500), state.controller().shutdown())
-        .await
-        .is_err()
+    if tokio::time::timeout(
+        STOP_TIMEOUT + Duration::from_millis(500),
+        state.controller().shutdown(),
+    )
+    .await
+    .is_err()
     {
         tracing::warn!("components did not stop in time");
     }

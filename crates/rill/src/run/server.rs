@@ -154,7 +154,10 @@ async fn ready(State(s): State<AppState>) -> Response {
     if s.controller().is_loaded() {
         text(StatusCode::OK, "ready")
     } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, "not ready: the config is not loaded yet")
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the config is not loaded yet",
+        )
     }
 }
 
@@ -164,7 +167,14 @@ async fn healthy(State(s): State<AppState>) -> Response {
         .components()
         .into_iter()
         .filter(|c| matches!(c.health.state, HealthState::Unhealthy | HealthState::Exited))
-        .map(|c| format!("{} ({}): {}", c.id, c.health.state.as_str(), c.health.message))
+        .map(|c| {
+            format!(
+                "{} ({}): {}",
+                c.id,
+                c.health.state.as_str(),
+                c.health.message
+            )
+        })
         .collect();
     if bad.is_empty() {
         text(StatusCode::OK, "healthy")
@@ -193,7 +203,10 @@ async fn reload(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.inner.metrics) {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}"),
+        );
     }
     (
         [(
@@ -218,7 +231,10 @@ async fn components(State(s): State<AppState>) -> Response {
 async fn component(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.controller().component(&id) {
         Some(c) => Json(api::component_json(&c, true)).into_response(),
-        None => text(StatusCode::NOT_FOUND, format!("component {id:?} does not exist")),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("component {id:?} does not exist"),
+        ),
     }
 }
 

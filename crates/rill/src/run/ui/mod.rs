@@ -48,18 +48,11 @@ fn page(title: &str, root: &str, body: &str) -> Response {
         title = escape(title),
         version = env!("CARGO_PKG_VERSION"),
     );
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        html,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
 }
 
 fn badge(state: HealthState) -> String {
-    format!(
-        "<span class=\"badge {s}\">{s}</span>",
-        s = state.as_str()
-    )
+    format!("<span class=\"badge {s}\">{s}</span>", s = state.as_str())
 }
 
 async fn index(State(s): State<AppState>) -> Response {
@@ -77,7 +70,10 @@ async fn index(State(s): State<AppState>) -> Response {
         HealthState::Unknown,
         HealthState::Healthy,
     ] {
-        let n = components.iter().filter(|c| c.health.state == state).count();
+        let n = components
+            .iter()
+            .filter(|c| c.health.state == state)
+            .count();
         let _ = write!(
             body,
             "<div class=\"count {s}\"><b>{n}</b><span>{s}</span></div>",
@@ -162,7 +158,11 @@ async fn component(State(s): State<AppState>, Path(id): Path<String>) -> Respons
     body.push_str("</div>");
     section(&mut body, "Arguments", &c.arguments);
     section(&mut body, "Exports", &super::api::value_as_body(&c.exports));
-    section(&mut body, "Debug info", &super::api::value_as_body(&c.debug_info));
+    section(
+        &mut body,
+        "Debug info",
+        &super::api::value_as_body(&c.debug_info),
+    );
 
     // The neighbourhood: this component and those it touches.
     let all = s.controller().components();
