@@ -374,9 +374,9 @@ fn collect_expr(expr: &Expr, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)
             collect_expr(value, parts, out);
             collect_expr(index, parts, out);
         }
-        ExprKind::Call(func, args) => {
-            collect_expr(func, parts, out);
-            args.iter().for_each(|a| collect_expr(a, parts, out));
+        ExprKind::Call(call) => {
+            collect_expr(&call.func, parts, out);
+            call.args.iter().for_each(|a| collect_expr(a, parts, out));
         }
         ExprKind::Array(items) => items.iter().for_each(|a| collect_expr(a, parts, out)),
         ExprKind::Object(fields) => fields
