@@ -44,7 +44,7 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Defaults for a node named `node_name` gossiping on `listen_addr`.
     pub fn new(node_name: impl Into<String>, listen_addr: SocketAddr) -> ClusterConfig {
-        let gossip_interval = Duration::from_millis(500);
+        let gossip_interval = Duration::from_secs(1);
         ClusterConfig {
             node_name: node_name.into(),
             listen_addr,
@@ -53,7 +53,7 @@ impl ClusterConfig {
             rejoin_interval: Duration::from_secs(60),
             cluster_name: "rill".to_string(),
             gossip_interval,
-            phi_threshold: 8.0,
+            phi_threshold: 6.0,
             debounce: Duration::from_millis(250),
             leave_delay: gossip_interval * 3,
             dead_node_grace_period: Duration::from_secs(600),
@@ -88,12 +88,21 @@ mod tests {
 
     #[test]
     fn join_addresses_get_a_default_port() {
-        assert_eq!(ClusterConfig::with_port("10.0.0.1:80", 1).unwrap(), "10.0.0.1:80");
-        assert_eq!(ClusterConfig::with_port("10.0.0.1", 9).unwrap(), "10.0.0.1:9");
+        assert_eq!(
+            ClusterConfig::with_port("10.0.0.1:80", 1).unwrap(),
+            "10.0.0.1:80"
+        );
+        assert_eq!(
+            ClusterConfig::with_port("10.0.0.1", 9).unwrap(),
+            "10.0.0.1:9"
+        );
         assert_eq!(ClusterConfig::with_port("::1", 9).unwrap(), "[::1]:9");
         assert_eq!(ClusterConfig::with_port("[::1]:7", 9).unwrap(), "[::1]:7");
         assert_eq!(ClusterConfig::with_port("node-a", 9).unwrap(), "node-a:9");
-        assert_eq!(ClusterConfig::with_port(" node-a:12 ", 9).unwrap(), "node-a:12");
+        assert_eq!(
+            ClusterConfig::with_port(" node-a:12 ", 9).unwrap(),
+            "node-a:12"
+        );
         assert_eq!(ClusterConfig::with_port("", 9), None);
     }
 }

@@ -191,7 +191,9 @@ mod tests {
         let mut a = t.open("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let probe = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let probe_addr = probe.local_addr().unwrap();
-        a.send(probe_addr, ChitchatMessage::BadCluster).await.unwrap();
+        a.send(probe_addr, ChitchatMessage::BadCluster)
+            .await
+            .unwrap();
         let mut buf = [0u8; 100];
         let (n, a_addr) = probe.recv_from(&mut buf).await.unwrap();
         assert_eq!(stats.sent_bytes.get(), n as u64);

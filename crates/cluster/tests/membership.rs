@@ -33,7 +33,14 @@ async fn start(name: &str, join: &[SocketAddr]) -> ClusterService {
 
 fn keys() -> Vec<String> {
     (0..KEYS)
-        .map(|i| format!("{{__address__=\"10.1.{}.{}:4040\", service_name=\"svc-{}\"}}", i / 250, i % 250, i % 7))
+        .map(|i| {
+            format!(
+                "{{__address__=\"10.1.{}.{}:4040\", service_name=\"svc-{}\"}}",
+                i / 250,
+                i % 250,
+                i % 7
+            )
+        })
         .collect()
 }
 
@@ -93,9 +100,11 @@ async fn three_participants() -> (ClusterService, ClusterService, ClusterService
         n.become_participant().await;
     }
     let p = PeerState::Participant;
-    wait_until("three participants see each other", Duration::from_secs(15), || {
-        settled(&[&a, &b, &c], &[("a", p), ("b", p), ("c", p)])
-    })
+    wait_until(
+        "three participants see each other",
+        Duration::from_secs(15),
+        || settled(&[&a, &b, &c], &[("a", p), ("b", p), ("c", p)]),
+    )
     .await;
     (a, b, c)
 }
@@ -108,7 +117,10 @@ async fn nodes_find_each_other_through_one_seed_and_split_the_keys() {
     let s = shares(&owners);
     for n in ["a", "b", "c"] {
         let share = s.get(n).copied().unwrap_or(0) as f64 / KEYS as f64;
-        assert!((0.28..=0.39).contains(&share), "{n} owns {share} of the keys: {s:?}");
+        assert!(
+            (0.28..=0.39).contains(&share),
+            "{n} owns {share} of the keys: {s:?}"
+        );
     }
     // Every node names the same owner for every key.
     for (k, o) in ks.iter().zip(&owners) {
@@ -140,9 +152,11 @@ async fn a_killed_node_is_detected_and_only_its_keys_move() {
     // Dropped without terminating: it just stops answering, as after kill -9.
     drop(c);
     let p = PeerState::Participant;
-    let took = wait_until("the killed node is declared dead", Duration::from_secs(20), || {
-        settled(&[&a, &b], &[("a", p), ("b", p)])
-    })
+    let took = wait_until(
+        "the killed node is declared dead",
+        Duration::from_secs(20),
+        || settled(&[&a, &b], &[("a", p), ("b", p)]),
+    )
     .await;
     eprintln!("failure detected after {took:?}");
     let after = ownership(&[&a, &b], &ks);
@@ -166,7 +180,10 @@ async fn a_fourth_node_takes_about_a_quarter() {
     // As a viewer it takes nothing.
     let p = PeerState::Participant;
     wait_until("the viewer is known", Duration::from_secs(15), || {
-        settled(&[&a, &b, &c, &d], &[("a", p), ("b", p), ("c", p), ("d", PeerState::Viewer)])
+        settled(
+            &[&a, &b, &c, &d],
+            &[("a", p), ("b", p), ("c", p), ("d", PeerState::Viewer)],
+        )
     })
     .await;
     assert_eq!(ownership(&[&a, &b, &c, &d], &ks), before);
@@ -193,16 +210,28 @@ async fn terminating_moves_keys_away_before_leaving() {
     let (a, b, c) = three_participants().await;
     let ks = keys();
     let before = ownership(&[&a, &b, &c], &ks);
-    let c_keys: Vec<&String> = ks.iter().zip(&before).filter(|(_, o)| *o == "c").map(|(k, _)| k).collect();
+    let c_keys: Vec<&String> = ks
+        .iter()
+        .zip(&before)
+        .filter(|(_, o)| *o == "c")
+        .map(|(k, _)| k)
+        .collect();
     assert!(!c_keys.is_empty());
     let leaving = tokio::spawn({
         let c = c.clone();
         async move { c.terminate().await }
     });
     let p = PeerState::Participant;
-    wait_until("peers see the terminating state", Duration::from_secs(5), || {
-        settled(&[&a, &b], &[("a", p), ("b", p), ("c", PeerState::Terminating)])
-    })
+    wait_until(
+        "peers see the terminating state",
+        Duration::from_secs(5),
+        || {
+            settled(
+                &[&a, &b],
+                &[("a", p), ("b", p), ("c", PeerState::Terminating)],
+            )
+        },
+    )
     .await;
     // Still gossiping (the leave delay has not passed): the others already own c's keys...
     assert!(!leaving.is_finished());
@@ -215,9 +244,11 @@ async fn terminating_moves_keys_away_before_leaving() {
     // ... and c keeps them until it is gone (a duplicate rather than a gap).
     assert!(c_keys.iter().all(|k| c.owns(k.as_bytes())));
     leaving.await.unwrap();
-    wait_until("the terminated node is gone", Duration::from_secs(20), || {
-        settled(&[&a, &b], &[("a", p), ("b", p)])
-    })
+    wait_until(
+        "the terminated node is gone",
+        Duration::from_secs(20),
+        || settled(&[&a, &b], &[("a", p), ("b", p)]),
+    )
     .await;
     assert_eq!(ownership(&[&a, &b], &ks), after);
 }
@@ -232,19 +263,26 @@ async fn viewers_keep_everything_only_when_nobody_participates() {
     })
     .await;
     // No participant anywhere: every node keeps every key (a gap is worse than a duplicate).
-    assert!(keys().iter().all(|k| a.owns(k.as_bytes()) && b.owns(k.as_bytes())));
+    assert!(keys()
+        .iter()
+        .all(|k| a.owns(k.as_bytes()) && b.owns(k.as_bytes())));
     a.become_participant().await;
     wait_until("b sees a participate", Duration::from_secs(15), || {
         settled(&[&b], &[("a", PeerState::Participant), ("b", v)])
     })
     .await;
-    assert!(keys().iter().all(|k| a.owns(k.as_bytes()) && !b.owns(k.as_bytes())));
+    assert!(keys()
+        .iter()
+        .all(|k| a.owns(k.as_bytes()) && !b.owns(k.as_bytes())));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_started_in_any_order_find_each_other() {
     // b's join address is a's port before a exists.
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let b = start("b", &[port]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let a = ClusterService::start(config("a", port, &[])).await.unwrap();
@@ -291,7 +329,11 @@ async fn a_burst_of_changes_is_reported_once() {
         nodes.push(n);
     }
     wait_until("a sees six participants", Duration::from_secs(15), || {
-        a.peers().iter().filter(|p| p.state == PeerState::Participant).count() == 6
+        a.peers()
+            .iter()
+            .filter(|p| p.state == PeerState::Participant)
+            .count()
+            == 6
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -302,15 +344,24 @@ async fn a_burst_of_changes_is_reported_once() {
 
 #[tokio::test]
 async fn bad_settings_are_refused_with_a_reason() {
-    let e = ClusterService::start(ClusterConfig::new("", any_port())).await.unwrap_err();
+    let e = ClusterService::start(ClusterConfig::new("", any_port()))
+        .await
+        .unwrap_err();
     assert_eq!(e.to_string(), "the cluster node name is empty");
     let e = ClusterService::start(ClusterConfig::new("a", "0.0.0.0:0".parse().unwrap()))
         .await
         .unwrap_err();
-    assert!(e.to_string().starts_with("cannot advertise 0.0.0.0:"), "{e}");
+    assert!(
+        e.to_string().starts_with("cannot advertise 0.0.0.0:"),
+        "{e}"
+    );
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let e = ClusterService::start(ClusterConfig::new("a", taken.local_addr().unwrap()))
         .await
         .unwrap_err();
-    assert!(e.to_string().starts_with("cannot listen for gossip on 127.0.0.1:"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("cannot listen for gossip on 127.0.0.1:"),
+        "{e}"
+    );
 }
