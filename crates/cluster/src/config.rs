@@ -61,6 +61,30 @@ impl ClusterConfig {
         }
     }
 
+    /// Parses an advertise address flag: `ip:port`, `host:port` (resolved now, first address), or either
+    /// without a port (then `default_port`).
+    pub fn parse_advertise_address(
+        value: &str,
+        default_port: u16,
+    ) -> Result<SocketAddr, crate::ClusterError> {
+        let bad = |reason: String| crate::ClusterError::AdvertiseAddress {
+            value: value.to_string(),
+            reason,
+        };
+        let with_port =
+            Self::with_port(value, default_port).ok_or_else(|| bad("it is empty".into()))?;
+        if let Ok(a) = with_port.parse::<SocketAddr>() {
+            return Ok(a);
+        }
+        use std::net::ToSocketAddrs;
+        let mut addrs = with_port
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("cannot resolve it: {e}")))?;
+        addrs
+            .next()
+            .ok_or_else(|| bad("it resolves to no address".into()))
+    }
+
     /// `addr` with `default_port` when it has none; `None` for an empty string.
     pub(crate) fn with_port(addr: &str, default_port: u16) -> Option<String> {
         let addr = addr.trim();
@@ -104,5 +128,22 @@ mod tests {
             "node-a:12"
         );
         assert_eq!(ClusterConfig::with_port("", 9), None);
+    }
+
+    #[test]
+    fn advertise_addresses_parse_or_say_why() {
+        let p = ClusterConfig::parse_advertise_address;
+        assert_eq!(p("10.0.0.1:80", 1).unwrap(), "10.0.0.1:80".parse().unwrap());
+        assert_eq!(p("10.0.0.1", 7).unwrap(), "10.0.0.1:7".parse().unwrap());
+        assert_eq!(p("localhost:5", 7).unwrap().port(), 5);
+        let e = p("", 7).unwrap_err().to_string();
+        assert_eq!(e, "invalid cluster advertise address \"\": it is empty");
+        let e = p("no-such-host.invalid:5", 7).unwrap_err().to_string();
+        assert!(
+            e.starts_with(
+                "invalid cluster advertise address \"no-such-host.invalid:5\": cannot resolve it"
+            ),
+            "{e}"
+        );
     }
 }

@@ -58,6 +58,14 @@ pub enum ClusterError {
         "cannot advertise {0} to peers: set the advertise address to an address they can reach"
     )]
     UnspecifiedAdvertiseAddress(SocketAddr),
+    /// The advertise address flag is not an address.
+    #[error("invalid cluster advertise address {value:?}: {reason}")]
+    AdvertiseAddress {
+        /// What was given.
+        value: String,
+        /// Why it is not usable.
+        reason: String,
+    },
     /// The gossip socket could not be bound.
     #[error("cannot listen for gossip on {addr}/udp: {source}")]
     Bind {
