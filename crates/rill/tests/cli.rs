@@ -396,6 +396,29 @@ fn invalid_utf8_is_rejected() {
 }
 
 #[test]
+fn input_nested_ten_thousand_levels_deep_is_an_error_not_a_crash() {
+    let inputs = [
+        format!("x = {}1{}\n", "[".repeat(10_000), "]".repeat(10_000)),
+        format!("x = {}1{}\n", "(".repeat(10_000), ")".repeat(10_000)),
+        format!("x = {}\n", "{a = ".repeat(10_000)),
+        format!("{}{}", "b {\n".repeat(10_000), "}\n".repeat(10_000)),
+        format!("x = {}true\n", "!".repeat(10_000)),
+    ];
+    for input in &inputs {
+        for cmd in ["fmt", "validate"] {
+            let o = rill(&[cmd], input);
+            assert_code(&o, 1);
+            assert!(
+                stderr(&o)
+                    .contains("expression or block nesting is too deep (more than 250 levels)"),
+                "{cmd}: {}",
+                stderr(&o)
+            );
+        }
+    }
+}
+
+#[test]
 fn colour_is_forced_by_flag() {
     let o = rill(&["--color", "always", "validate"], BROKEN);
     assert_code(&o, 1);

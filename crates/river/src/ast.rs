@@ -284,3 +284,128 @@ pub enum CommentKind {
     /// `/* ... */`, possibly over several lines.
     Block,
 }
+
+impl File {
+    /// The tree without positions, as an S-expression: statements, expressions and comments with their text,
+    /// so that two parses compare equal when they differ only in layout. Literal and comment text is
+    /// normalised the way the formatter prints it (raw strings lose their carriage returns, which their value drops, comments lose carriage
+    /// returns and their lines trailing blanks), so a file and its formatted form have the same shape. Used by the fuzz target and the
+    /// formatter round-trip tests.
+    pub fn shape(&self) -> String {
+        let mut out = String::new();
+        shape_body(&mut out, &self.body, &self.source);
+        for c in &self.comments {
+            out.push_str("\n#");
+            // The formatter drops carriage returns from comments and trailing blanks from their lines.
+            let text = self.text(c.span).replace('\r', "");
+            for (i, line) in text.split('\n').enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(line.trim_end_matches([' ', '\t']));
+            }
+        }
+        out
+    }
+}
+
+fn shape_body(out: &mut String, body: &Body, src: &str) {
+    out.push('(');
+    for (i, stmt) in body.stmts.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match stmt {
+            Stmt::Attribute(a) => {
+                out.push_str("(= ");
+                out.push_str(a.name.text(src));
+                out.push(' ');
+                shape_expr(out, &a.value, src);
+                out.push(')');
+            }
+            Stmt::Block(b) => {
+                out.push_str("(block ");
+                out.push_str(&b.name_string(src));
+                if let Some(label) = b.label {
+                    out.push(' ');
+                    out.push_str(label.text(src));
+                }
+                out.push(' ');
+                shape_body(out, &b.body, src);
+                out.push(')');
+            }
+        }
+    }
+    out.push(')');
+}
+
+fn shape_expr(out: &mut String, e: &Expr, src: &str) {
+    let list = |out: &mut String, items: &[Expr]| {
+        for item in items {
+            out.push(' ');
+            shape_expr(out, item, src);
+        }
+    };
+    match &e.kind {
+        // A raw string's value drops every `\r`; the formatter drops those before a newline.
+        ExprKind::Literal(LitKind::RawString) => out.push_str(&e.span.text(src).replace('\r', "")),
+        ExprKind::Ident | ExprKind::Literal(_) => out.push_str(e.span.text(src)),
+        ExprKind::Array(items) => {
+            out.push_str("(array");
+            list(out, items);
+            out.push(')');
+        }
+        ExprKind::Object(fields) => {
+            out.push_str("(object");
+            for f in fields.iter() {
+                out.push_str(" (");
+                out.push_str(f.key.text(src));
+                out.push(' ');
+                shape_expr(out, &f.value, src);
+                out.push(')');
+            }
+            out.push(')');
+        }
+        ExprKind::Access(x, name) => {
+            out.push_str("(. ");
+            shape_expr(out, x, src);
+            out.push(' ');
+            out.push_str(name.text(src));
+            out.push(')');
+        }
+        ExprKind::Index(x, i) => {
+            out.push_str("(index ");
+            shape_expr(out, x, src);
+            out.push(' ');
+            shape_expr(out, i, src);
+            out.push(')');
+        }
+        ExprKind::Call(f, args) => {
+            out.push_str("(call ");
+            shape_expr(out, f, src);
+            list(out, args);
+            out.push(')');
+        }
+        ExprKind::Unary(op, x) => {
+            out.push('(');
+            out.push_str(op.as_str());
+            out.push(' ');
+            shape_expr(out, x, src);
+            out.push(')');
+        }
+        ExprKind::Binary(op, l, r) => {
+            out.push('(');
+            out.push_str(op.as_str());
+            out.push(' ');
+            shape_expr(out, l, src);
+            out.push(' ');
+            shape_expr(out, r, src);
+            out.push(')');
+        }
+        ExprKind::Paren(x) => {
+            out.push_str("(paren ");
+            shape_expr(out, x, src);
+            out.push(')');
+        }
+    }
+}

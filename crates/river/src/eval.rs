@@ -71,6 +71,11 @@ impl Scope {
         self.vars.get_mut(name)
     }
 
+    /// The names defined at this level (not the parents'), in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.vars.keys().map(String::as_str)
+    }
+
     /// Looks a name up here, then in the parents.
     pub fn lookup(&self, name: &str) -> Option<&Value> {
         let mut scope = self;

@@ -115,6 +115,57 @@ mod tests {
         assert_eq!(fmt("\n// only\n\n\n/* two */\n"), "// only\n\n/* two */\n");
     }
 
+    /// Formats twice: the first result must be stable.
+    fn fmt_stable(src: &str) -> String {
+        let once = fmt(src);
+        assert_eq!(fmt(&once), once, "not idempotent for {src:?}");
+        once
+    }
+
+    #[test]
+    fn carriage_returns_before_a_raw_string_newline_all_go() {
+        // Found by the fuzzer: only one `\r` went, so the next run changed the file again.
+        assert_eq!(fmt_stable("c = `a\r\r\nb\r`\n"), "c = `a\nb\r`\n");
+    }
+
+    #[test]
+    fn a_form_feed_in_a_comment_or_string_is_not_a_line_break() {
+        // Found by the fuzzer: the next statement was glued onto the comment's line and no longer parsed.
+        for src in [
+            "a = 1 /*\x0c*/\nb = 2\n",
+            "a = 1 //\x0c\nb = 2\n",
+            "a = `\x0c`\nb = 2\n",
+            "/* before */ a = 1 /*\x0cafter */\nb = 2 // x\n",
+        ] {
+            let out = fmt_stable(src);
+            assert_eq!(out.lines().count(), 2, "{out:?}");
+        }
+    }
+
+    #[test]
+    fn a_block_comment_before_a_closing_bracket_that_moves_to_its_own_line_trails_the_line() {
+        // Found by the round-trip property test: the comment first got a space, then a column on the
+        // second run.
+        let src = "a {\n  a= {a= a,a= { /* c */ a= a,\n\ta= a||\n\ta /* c */ }}\n}\n";
+        assert_eq!(
+            fmt_stable(src),
+            "a {\n\ta = {a = a, a = { /* c */ a = a,\n\t\t\ta      = a || a,     /* c */\n\t\t},\n\t}\n}\n"
+        );
+        assert_eq!(
+            fmt_stable("x = [1,\n2 /* c */ ]\n"),
+            "x = [1,\n\t2 /* c */ ]\n"
+        );
+    }
+
+    #[test]
+    fn a_comment_before_a_parenthesis_stays_before_it() {
+        // Found by the round-trip property test: the comment was written after `(`, then moved again.
+        assert_eq!(
+            fmt_stable("a = [a, // note\n(a)]\n"),
+            "a = [a, // note\n\t(a)]\n"
+        );
+    }
+
     #[test]
     fn empty_call_on_two_lines_stays_valid() {
         assert_eq!(fmt("a = f(\n)\n"), "a = f()\n");

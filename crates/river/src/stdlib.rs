@@ -27,6 +27,23 @@ pub fn is_stdlib_name(name: &str) -> bool {
     scope().lookup(name).is_some()
 }
 
+/// Every standard-library name, sorted: the top-level functions, and `namespace.member` for the members of
+/// the namespaces and of `constants`.
+pub fn names() -> Vec<String> {
+    let scope = scope();
+    let mut out = Vec::new();
+    for name in scope.names() {
+        match scope.lookup(name) {
+            Some(Value::Object(members)) => {
+                out.extend(members.keys().map(|m| format!("{name}.{m}")));
+            }
+            _ => out.push(name.to_string()),
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Why a standard-library call failed, with what the reference needs to word and place the message.
 ///
 /// The reference reports a failed call as the callee's source text followed by the message

@@ -482,7 +482,14 @@ impl<'a> Printer<'a> {
         if c.line == self.last.line {
             // A trailing comment is a new cell (`\t`), aligned with the comments of neighbouring lines; a
             // block comment followed by more code on its line just gets a space.
-            let sep = if c.line == next.line { b' ' } else { b'\t' };
+            // A closing bracket after a trailing comma starts a line (see `comment_suffix`), so a comment
+            // before it ends the line and is written as the next run will see it.
+            let next_starts_line = self.closer_break && self.ws.contains(&Ws::Formfeed);
+            let sep = if c.line == next.line && !next_starts_line {
+                b' '
+            } else {
+                b'\t'
+            };
             self.write_byte(sep, 1);
         } else {
             // Apply leading indentation changes; cancel the first other request, write nothing else yet.
@@ -557,7 +564,9 @@ impl<'a> Printer<'a> {
         let mut last_nl = 0usize;
         if how != TextKind::Plain {
             for (i, &b) in bytes.iter().enumerate() {
-                if b == b'\n' || b == 0x0C {
+                // Decision: only `\n` is a line break, as in the source. The reference also counted a
+                // form feed inside a comment or string, then glued the next line's code onto it.
+                if b == b'\n' {
                     newlines += 1;
                     last_nl = i;
                 }
@@ -584,7 +593,9 @@ impl<'a> Printer<'a> {
             match rest.find('\n') {
                 Some(i) => {
                     let mut line = &rest[..i];
-                    line = line.strip_suffix('\r').unwrap_or(line);
+                    // Every `\r` before the newline goes (a raw string's value drops them all), so that
+                    // `\r\r\n` does not become `\r\n` and then `\n` on the next run.
+                    line = line.trim_end_matches('\r');
                     if comment {
                         line = line.trim_end_matches([' ', '\t']);
                         self.out.extend_from_slice(line.as_bytes());
@@ -778,6 +789,9 @@ impl<'a> Printer<'a> {
                 self.expr(right);
             }
             ExprKind::Paren(inner) => {
+                // Without its own position a comment before `(` would be written after it, and move again
+                // on the next run.
+                self.at(e.span.start);
                 self.token("(");
                 self.expr(inner);
                 // As for `.`: the estimated position of `)` makes a comment before it unstable.
