@@ -1,7 +1,7 @@
 //! The `rill` command.
 //!
-//! Subcommands: `fmt` (print River files in canonical layout), `validate` (check River files without running
-//! them). `run` joins them with the runtime.
+//! Subcommands: `run` (the agent process: run a config, serve the HTTP API and UI), `fmt` (print River
+//! files in canonical layout), `validate` (check River files without running them).
 //!
 //! Exit codes (see [`ExitCode`]):
 //! - 0: success;
@@ -14,7 +14,14 @@ mod components;
 mod fmt;
 mod input;
 mod output;
+mod run;
 mod validate;
+
+// jemalloc, with heap profiling switched on at build time (`.cargo/config.toml`), so `/debug/pprof/heap`
+// can serve the process's own heap.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -43,9 +50,11 @@ enum ColorChoice {
     Never,
 }
 
-/// The subcommands. New ones (`run`, with the runtime) are added here and dispatched in [`main`].
+/// The subcommands, dispatched in [`main`].
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a config: keep its components running, serve the HTTP API and UI, reload on SIGHUP.
+    Run(run::RunArgs),
     /// Format River files in canonical layout (to standard output unless --write or --test).
     Fmt(FmtArgs),
     /// Check River files for syntax and expression errors without running them.
@@ -89,6 +98,7 @@ fn main() {
     let cli = Cli::parse();
     let colour = output::stderr_colour(cli.color);
     let code = match cli.command {
+        Command::Run(args) => run::run(args, colour),
         Command::Fmt(args) => fmt::run(&args, colour),
         Command::Validate(args) => validate::run(&args, colour),
     };

@@ -1,0 +1,198 @@
+//! `rill run`: the agent process. Loads a config, keeps its component graph running, serves the HTTP API,
+//! UI, metrics and the process's own profiles, reloads on SIGHUP or `/-/reload`, and shuts down gracefully
+//! on SIGINT/SIGTERM.
+
+pub mod api;
+pub mod logs;
+pub mod process_metrics;
+pub mod profiling;
+pub mod reload;
+pub mod server;
+pub mod ui;
+
+#[cfg(test)]
+mod tests;
+
+use crate::{output, ExitCode};
+use river::render::Colour;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long components get to stop on shutdown (they stop concurrently, so this bounds the whole stop).
+const STOP_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long in-flight HTTP requests get to finish on shutdown before they are dropped.
+const HTTP_DRAIN: Duration = Duration::from_millis(500);
+
+/// Arguments of `rill run` (flag names as in Grafana Agent Flow).
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The config: a `.river` file, or a directory whose `*.river` files are merged.
+    #[arg(value_name = "CONFIG_PATH")]
+    pub config: PathBuf,
+    /// Address the HTTP server listens on.
+    #[arg(long = "server.http.listen-addr", default_value = "127.0.0.1:12345")]
+    pub listen_addr: SocketAddr,
+    /// Where components keep their data (each in `<storage.path>/<component id>`).
+    #[arg(long = "storage.path", default_value = "data-rill/")]
+    pub storage_path: PathBuf,
+    /// Clustering settings (reserved: parsed and passed on; the process runs standalone for now).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// The `--cluster.*` flags.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ClusterArgs {
+    /// Join a cluster of agents sharing the work.
+    #[arg(long = "cluster.enabled")]
+    pub enabled: bool,
+    /// This node's name in the cluster (default: the hostname).
+    #[arg(long = "cluster.node-name")]
+    pub node_name: Option<String>,
+    /// The address other nodes reach this one at (default: the listen address).
+    #[arg(long = "cluster.advertise-address")]
+    pub advertise_address: Option<String>,
+    /// Peers to join, comma-separated.
+    #[arg(long = "cluster.join-addresses", value_delimiter = ',')]
+    pub join_addresses: Vec<String>,
+    /// How often to rejoin the peers, to heal a split cluster (0s: never).
+    #[arg(long = "cluster.rejoin-interval", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub rejoin_interval: Duration,
+    /// The cluster's name; nodes of differently named clusters do not join each other.
+    #[arg(long = "cluster.name", default_value = "")]
+    pub name: String,
+}
+
+impl ClusterArgs {
+    /// The node name: the flag, else the hostname.
+    pub fn node_name(&self) -> String {
+        self.node_name.clone().unwrap_or_else(hostname)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs `rill run` until a shutdown signal.
+pub fn run(args: RunArgs, colour: Colour) -> ExitCode {
+    let logs = logs::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("rill")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error(&format_args!("cannot start the async runtime: {e}"));
+            return ExitCode::Failure;
+        }
+    };
+    let code = runtime.block_on(agent(args, logs, colour));
+    // Components that ignored cancellation must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
+}
+
+async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCode {
+    if args.cluster.enabled {
+        tracing::warn!("clustering is not available yet; running standalone");
+    }
+    let listener = match tokio::net::TcpListener::bind(args.listen_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            output::error(&format_args!("cannot listen on {}: {e}", args.listen_addr));
+            return ExitCode::Failure;
+        }
+    };
+    let state = match server::AppState::new(&args, logs) {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&e);
+            return ExitCode::Failure;
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(args.listen_addr);
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(server::serve(
+        listener,
+        server::router(state.clone()),
+        http_stop.clone(),
+    ));
+    tracing::info!(%addr, "now listening for http traffic");
+
+    match state.reloader().reload().await {
+        Ok(report) => {
+            tracing::info!(
+                path = %args.config.display(),
+                components = state.controller().components().len(),
+                "config loaded"
+            );
+            reload::log_warnings(&report);
+        }
+        Err(e) => {
+            e.print(colour);
+            output::error(&format_args!("could not load {}", args.config.display()));
+            return e.exit_code();
+        }
+    }
+
+    wait_for_shutdown(&state).await;
+    tracing::info!("shutting down");
+    http_stop.cancel();
+    if tokio::time::timeout(HTTP_DRAIN, server).await.is_err() {
+        tracing::debug!("dropping unfinished http requests");
+    }
+    if tokio::time::timeout(STOP_TIMEOUT + Duration::from_millis(500), state.controller().shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("components did not stop in time");
+    }
+    tracing::info!("stopped");
+    ExitCode::Success
+}
+
+/// Reloads on SIGHUP; returns on SIGINT or SIGTERM. A second SIGINT/SIGTERM during shutdown exits at once.
+async fn wait_for_shutdown(state: &server::AppState) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("reloading on SIGHUP");
+                match state.reloader().reload().await {
+                    Ok(report) => {
+                        tracing::info!("config reloaded");
+                        reload::log_warnings(&report);
+                    }
+                    Err(e) => tracing::error!(error = %e, "config reload failed; the running config is unchanged"),
+                }
+            }
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+        }
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        tracing::warn!("second signal: exiting without waiting for components");
+        std::process::exit(1);
+    });
+}
