@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod labels;
+pub mod pprof;
 pub mod receiver;
 
 pub use labels::{Label, Labels};

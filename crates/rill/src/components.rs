@@ -7,5 +7,7 @@ use std::sync::Arc;
 pub fn builtin_registry() -> Arc<flow::Registry> {
     let mut registry = flow::Registry::new();
     local_file::register(&mut registry).expect("built-in component names are valid and unique");
+    pyroscope_scrape::register(&mut registry)
+        .expect("built-in component names are valid and unique");
     Arc::new(registry)
 }

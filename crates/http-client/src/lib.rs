@@ -1,0 +1,264 @@
+//! The HTTP client settings that `pyroscope.scrape` and `pyroscope.write` endpoints both take, and the
+//! client built from them.
+//!
+//! # Embedding the settings in a component's arguments
+//!
+//! `river::decode` does not support `#[serde(flatten)]`, so a component declares the nine fields itself,
+//! with exactly these names, types and defaults, next to its own arguments:
+//!
+//! ```
+//! use http_client::{Authorization, BasicAuth, OAuth2Config, ProxyUrl, TlsConfig};
+//! use river::decode::{Block, Validate};
+//! use river::value::Secret;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+//! #[serde(default)]
+//! pub struct Arguments {
+//!     pub url: String,
+//!     // ---- HTTP client settings (http_client::HttpClientConfig) ----
+//!     pub basic_auth: Option<Block<BasicAuth>>,
+//!     pub authorization: Option<Block<Authorization>>,
+//!     pub oauth2: Option<Block<OAuth2Config>>,
+//!     pub bearer_token: Option<Secret>,
+//!     pub bearer_token_file: Option<String>,
+//!     pub proxy_url: Option<ProxyUrl>,
+//!     pub tls_config: Option<Block<TlsConfig>>,
+//!     pub follow_redirects: bool,
+//!     pub enable_http2: bool,
+//! }
+//!
+//! impl Default for Arguments {
+//!     fn default() -> Self {
+//!         Arguments {
+//!             url: String::new(),
+//!             basic_auth: None,
+//!             authorization: None,
+//!             oauth2: None,
+//!             bearer_token: None,
+//!             bearer_token_file: None,
+//!             proxy_url: None,
+//!             tls_config: None,
+//!             follow_redirects: http_client::DEFAULT_FOLLOW_REDIRECTS,
+//!             enable_http2: http_client::DEFAULT_ENABLE_HTTP2,
+//!         }
+//!     }
+//! }
+//!
+//! impl Validate for Arguments {
+//!     fn validate(&self) -> Result<(), String> {
+//!         // Nested blocks were validated while decoding (errors on their headers); this reports the
+//!         // conflict between authentication methods on the component's header.
+//!         http_client::http_client_config!(self).validate().map_err(|e| e.to_string())
+//!     }
+//! }
+//!
+//! let src = r#"c "x" {
+//!     url          = "https://example.com"
+//!     bearer_token = "t"
+//!     basic_auth { username = "u" }
+//! }"#;
+//! let (file, _) = river::parse(src);
+//! let river::ast::Stmt::Block(block) = &file.body.stmts[0] else { unreachable!() };
+//! let scope = river::eval::Scope::with_stdlib();
+//! let err = river::decode::decode_block_body_validated::<Arguments>(block, src, &scope).unwrap_err();
+//! assert_eq!(
+//!     err.0[0].message,
+//!     "at most one of basic_auth, authorization, oauth2, bearer_token & bearer_token_file must be configured"
+//! );
+//! ```
+//!
+//! Where errors point: nested blocks implement [`river::decode::Validate`], so `river::decode` reports e.g.
+//! `at most one of ca_pem and ca_file must be configured` on the `tls_config` block's header; `proxy_url`
+//! and `min_version` are checked while decoding the attribute, so their errors point at the attribute; the
+//! authentication conflict is reported by the component's `Validate` on the component's header.
+//! [`ConfigError::path`] names the offending block/attribute for callers that position errors themselves.
+//!
+//! # Building and using a client
+//!
+//! [`HttpClient::new`] validates the settings, reads the TLS files and builds a `reqwest` client (rustls
+//! with the ring provider). For each request call [`HttpClient::request`] (or [`HttpClient::get`] /
+//! [`HttpClient::post`]): it returns a [`reqwest::RequestBuilder`] with authentication applied. Credential
+//! files (`password_file`, `credentials_file`, `bearer_token_file`, `client_secret_file`) are read at each
+//! request, so rotations apply at once; TLS files (`ca_file`, `cert_file`, `key_file`) are checked every
+//! [`ClientOptions::tls_reload_interval`] (5 s) and the client is rebuilt when their content changed.
+//!
+//! Response bodies are **not** decompressed: no `Accept-Encoding` is sent and bodies arrive as the server
+//! sent them (a gzip-compressed pprof profile stays gzip). Callers that want compression send the header and
+//! decode themselves.
+//!
+//! Errors of `send()` are [`reqwest::Error`]s; [`describe_error`] prints one with its causes (e.g.
+//! `... invalid peer certificate: UnknownIssuer`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auth;
+pub mod config;
+mod tls;
+mod transport;
+
+pub use config::{
+    default_true, Authorization, BasicAuth, ConfigError, HttpClientConfig, OAuth2Config, ProxyUrl,
+    TlsConfig, TlsVersion, DEFAULT_AUTHORIZATION_TYPE, DEFAULT_ENABLE_HTTP2,
+    DEFAULT_FOLLOW_REDIRECTS,
+};
+/// The reqwest version the client is built with, for callers' request and response types.
+pub use reqwest;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a client could not be built or a request could not be prepared. Never contains secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The settings are invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A configured file could not be read.
+    #[error("unable to read {what} {path}: {source}")]
+    ReadFile {
+        /// What the file holds, e.g. `bearer token file`.
+        what: &'static str,
+        /// The path as configured.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TLS material is unusable (bad PEM, key not matching, ...).
+    #[error("invalid TLS configuration: {0}")]
+    Tls(String),
+    /// The HTTP client could not be built.
+    #[error("unable to build the HTTP client: {0}")]
+    Build(String),
+    /// Credentials cannot be sent.
+    #[error("{0}")]
+    Auth(String),
+    /// No OAuth2 token could be obtained.
+    #[error("oauth2: {0}")]
+    OAuth2(String),
+}
+
+/// Settings of the client that are not River arguments.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    user_agent: Option<String>,
+    connect_timeout: Option<Duration>,
+    tls_reload_interval: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            user_agent: None,
+            connect_timeout: None,
+            tls_reload_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The `User-Agent` of every request (also of OAuth2 token requests).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = Some(ua.into());
+        self
+    }
+
+    /// A bound on establishing connections (the request's own timeout bounds everything).
+    pub fn connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = Some(t);
+        self
+    }
+
+    /// How often TLS files are checked for changes (default 5 s).
+    pub fn tls_reload_interval(mut self, t: Duration) -> Self {
+        self.tls_reload_interval = t;
+        self
+    }
+}
+
+/// An HTTP client configured by an [`HttpClientConfig`]. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: transport::Transport,
+    auth: auth::Auth,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The auth state's Debug shows no secret (Secret prints "(secret)"); paths are not secret.
+        f.debug_struct("HttpClient")
+            .field("transport", &self.inner.transport)
+            .field("auth", &self.inner.auth)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// Validates `config`, reads its TLS files and builds the client, with default [`ClientOptions`].
+    ///
+    /// Synchronous (files are small and read once), so components can build their client in `build`.
+    pub fn new(config: &HttpClientConfig) -> Result<HttpClient, Error> {
+        HttpClient::with_options(config, ClientOptions::default())
+    }
+
+    /// [`HttpClient::new`] with options.
+    pub fn with_options(
+        config: &HttpClientConfig,
+        options: ClientOptions,
+    ) -> Result<HttpClient, Error> {
+        config.validate()?;
+        let settings = transport::ConnectionSettings {
+            tls: config.tls_config.as_deref().cloned().unwrap_or_default(),
+            proxy: config.proxy().cloned(),
+            follow_redirects: config.follow_redirects,
+            enable_http2: config.enable_http2,
+        };
+        let transport = transport::Transport::new(settings, options.clone())?;
+        let auth = auth::Auth::new(config, &options)?;
+        Ok(HttpClient {
+            inner: Arc::new(Inner { transport, auth }),
+        })
+    }
+
+    /// Starts a request with authentication applied: credential files are read now, an OAuth2 token is
+    /// fetched if the cached one is missing or about to expire. Add headers, body and timeout, then `send()`.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> Result<reqwest::RequestBuilder, Error> {
+        let client = self.inner.transport.client().await?;
+        self.inner.auth.apply(client.request(method, url)).await
+    }
+
+    /// [`request`](Self::request) with `GET`.
+    pub async fn get(&self, url: impl reqwest::IntoUrl) -> Result<reqwest::RequestBuilder, Error> {
+        self.request(reqwest::Method::GET, url).await
+    }
+
+    /// [`request`](Self::request) with `POST`.
+    pub async fn post(&self, url: impl reqwest::IntoUrl) -> Result<reqwest::RequestBuilder, Error> {
+        self.request(reqwest::Method::POST, url).await
+    }
+}
+
+/// An error with its chain of causes, `: `-separated, skipping causes already included in the text.
+pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

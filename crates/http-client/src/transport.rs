@@ -1,0 +1,143 @@
+//! A reqwest client built from the connection settings, rebuilt when TLS files change.
+
+use crate::config::{TlsConfig, TlsVersion};
+use crate::tls::{self, TlsMaterial};
+use crate::{ClientOptions, Error};
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
+
+/// The settings that shape connections (not authentication).
+#[derive(Clone, Debug)]
+pub(crate) struct ConnectionSettings {
+    pub(crate) tls: TlsConfig,
+    pub(crate) proxy: Option<url::Url>,
+    pub(crate) follow_redirects: bool,
+    pub(crate) enable_http2: bool,
+}
+
+/// The current reqwest client and the TLS inputs it was built from.
+#[derive(Debug)]
+pub(crate) struct Transport {
+    settings: ConnectionSettings,
+    options: ClientOptions,
+    current: RwLock<Current>,
+    /// When the TLS files are checked next.
+    next_check: Mutex<Instant>,
+}
+
+#[derive(Debug)]
+struct Current {
+    client: reqwest::Client,
+    fingerprint: u64,
+}
+
+impl Transport {
+    pub(crate) fn new(
+        settings: ConnectionSettings,
+        options: ClientOptions,
+    ) -> Result<Transport, Error> {
+        if matches!(
+            settings.tls.min_version,
+            Some(TlsVersion::Tls10 | TlsVersion::Tls11)
+        ) {
+            tracing::debug!(
+                min_version = %settings.tls.min_version.map(|v| v.as_str()).unwrap_or_default(),
+                "TLS 1.0 and 1.1 are not supported; the minimum TLS version is 1.2"
+            );
+        }
+        let material = TlsMaterial::load_blocking(&settings.tls)?;
+        let client = build(&settings, &options, &material)?;
+        Ok(Transport {
+            next_check: Mutex::new(Instant::now() + options.tls_reload_interval),
+            current: RwLock::new(Current {
+                client,
+                fingerprint: material.fingerprint,
+            }),
+            settings,
+            options,
+        })
+    }
+
+    /// The client to use now. Every `tls_reload_interval` the TLS files are read again and the client is
+    /// rebuilt if they changed (connections made with the old files are dropped with the old client).
+    pub(crate) async fn client(&self) -> Result<reqwest::Client, Error> {
+        if !self.settings.tls.has_files() || !self.check_due() {
+            return Ok(self.current_client());
+        }
+        let material = TlsMaterial::load(&self.settings.tls).await?;
+        let unchanged = self
+            .current
+            .read()
+            .map(|c| c.fingerprint == material.fingerprint)
+            .unwrap_or(false);
+        if !unchanged {
+            let client = build(&self.settings, &self.options, &material)?;
+            tracing::info!("TLS files changed; rebuilt the HTTP client");
+            if let Ok(mut c) = self.current.write() {
+                *c = Current {
+                    client,
+                    fingerprint: material.fingerprint,
+                };
+            }
+        }
+        // Only a successful check postpones the next one: while files are broken every request says so.
+        if let Ok(mut next) = self.next_check.lock() {
+            *next = Instant::now() + self.options.tls_reload_interval;
+        }
+        Ok(self.current_client())
+    }
+
+    fn check_due(&self) -> bool {
+        self.next_check
+            .lock()
+            .map(|n| Instant::now() >= *n)
+            .unwrap_or(true)
+    }
+
+    fn current_client(&self) -> reqwest::Client {
+        match self.current.read() {
+            Ok(c) => c.client.clone(),
+            Err(poisoned) => poisoned.into_inner().client.clone(),
+        }
+    }
+}
+
+fn build(
+    settings: &ConnectionSettings,
+    options: &ClientOptions,
+    material: &TlsMaterial,
+) -> Result<reqwest::Client, Error> {
+    let alpn = if settings.enable_http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    let tls = tls::client_config(&settings.tls, material, alpn)?;
+    let mut b = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(if settings.follow_redirects {
+            // Go's http.Client follows at most 10 redirects.
+            reqwest::redirect::Policy::limited(10)
+        } else {
+            reqwest::redirect::Policy::none()
+        });
+    if !settings.enable_http2 {
+        b = b.http1_only();
+    }
+    b = match &settings.proxy {
+        Some(url) => b.proxy(
+            reqwest::Proxy::all(url.as_str())
+                .map_err(|e| Error::Build(format!("invalid proxy_url: {e}")))?,
+        ),
+        // The environment's proxy variables are not used, as in the reference.
+        None => b.no_proxy(),
+    };
+    if let Some(ua) = &options.user_agent {
+        b = b.user_agent(ua.as_str());
+    }
+    if let Some(t) = options.connect_timeout {
+        b = b.connect_timeout(t);
+    }
+    b.build()
+        .map_err(|e| Error::Build(crate::describe_error(&e)))
+}
