@@ -48,7 +48,10 @@ fn start(storage: &Path) -> (Agent, Duration) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.split_whitespace().find_map(|f| f.strip_prefix("addr=")) {
+            if let Some(a) = line
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("addr="))
+            {
                 let _ = tx.send(a.to_string());
             }
         }
@@ -104,7 +107,10 @@ fn median(mut v: Vec<Duration>) -> Duration {
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that names another bench means: not us.
-    if std::env::args().skip(1).any(|a| !a.starts_with('-') && a != "agent") {
+    if std::env::args()
+        .skip(1)
+        .any(|a| !a.starts_with('-') && a != "agent")
+    {
         return;
     }
     let storage = tempfile::tempdir().expect("tempdir");

@@ -24,13 +24,23 @@ fn endpoints_answer_with_their_status_codes_and_shapes() {
 
     let list = a.get_json("/api/v0/web/components");
     let c = &list[0];
-    for key in ["name", "type", "localID", "moduleID", "label", "referencesTo", "referencedBy"] {
+    for key in [
+        "name",
+        "type",
+        "localID",
+        "moduleID",
+        "label",
+        "referencesTo",
+        "referencedBy",
+    ] {
         assert!(c.get(key).is_some(), "{key} missing: {c}");
     }
     assert_eq!(c["type"], "block");
     assert_eq!(c["health"]["state"], "healthy");
     let one = a.get_json("/api/v0/web/components/local.file.host");
-    assert!(one["arguments"].is_array() && one["exports"].is_array() && one["debugInfo"].is_array());
+    assert!(
+        one["arguments"].is_array() && one["exports"].is_array() && one["debugInfo"].is_array()
+    );
     assert_eq!(a.get("/api/v0/web/components/nope.x").0, 404);
     let peers = a.get_json("/api/v0/web/peers");
     assert_eq!(peers[0]["isSelf"], true);
@@ -53,7 +63,11 @@ fn endpoints_answer_with_their_status_codes_and_shapes() {
     assert_eq!(a.get("/api/v0/component/local.file.host/x").0, 404);
     assert_eq!(a.get("/debug/pprof/goroutine").0, 404);
     // The default log format is logfmt.
-    assert!(a.log().contains("level=info msg=\"config loaded\""), "{}", a.log());
+    assert!(
+        a.log().contains("level=info msg=\"config loaded\""),
+        "{}",
+        a.log()
+    );
 }
 
 #[test]
@@ -64,21 +78,32 @@ fn sighup_applies_an_edited_config_and_keeps_unchanged_components() {
     std::fs::write(&fb, "B").unwrap();
     let a = Agent::start(&file_config("a", &fa, ""));
     a.wait_ready();
-    let started = a.get_json("/api/v0/web/components/local.file.a")["health"]["updatedTime"].clone();
+    let started =
+        a.get_json("/api/v0/web/components/local.file.a")["health"]["updatedTime"].clone();
 
-    std::fs::write(&a.config, file_config("a", &fa, "") + "\n" + &file_config("b", &fb, "")).unwrap();
+    std::fs::write(
+        &a.config,
+        file_config("a", &fa, "") + "\n" + &file_config("b", &fb, ""),
+    )
+    .unwrap();
     a.signal("HUP");
     a.wait_for(|| a.component_ids().len() == 2, "local.file.b to start");
     assert_eq!(a.component_ids(), ["local.file.a", "local.file.b"]);
     // Not restarted: its run started before the reload and its health was not touched.
     let after = a.get_json("/api/v0/web/components/local.file.a")["health"]["updatedTime"].clone();
     assert_eq!(started, after);
-    a.wait_for(|| a.log().contains("msg=\"config reloaded\""), "the reload to be logged");
+    a.wait_for(
+        || a.log().contains("msg=\"config reloaded\""),
+        "the reload to be logged",
+    );
 
     // Remove a: it is stopped, b runs on.
     std::fs::write(&a.config, file_config("b", &fb, "")).unwrap();
     a.signal("HUP");
-    a.wait_for(|| a.component_ids() == ["local.file.b"], "local.file.a to stop");
+    a.wait_for(
+        || a.component_ids() == ["local.file.b"],
+        "local.file.a to stop",
+    );
 }
 
 #[test]
@@ -91,7 +116,10 @@ fn broken_configs_leave_the_running_graph_alone() {
     a.signal("HUP");
     let name = a.config.display().to_string();
     let expected = format!("{name}:3:1: expected expression, got }}");
-    a.wait_for(|| a.log().contains("config reload failed"), "the failed reload to be logged");
+    a.wait_for(
+        || a.log().contains("config reload failed"),
+        "the failed reload to be logged",
+    );
     assert!(a.log().contains(&expected), "{}", a.log());
 
     let (status, body) = request(&a.addr, "POST", "/-/reload");
@@ -105,42 +133,79 @@ fn broken_configs_leave_the_running_graph_alone() {
     let (status, body) = request(&a.addr, "POST", "/-/reload");
     let body = String::from_utf8_lossy(&body);
     assert_eq!(status, 400);
-    assert!(body.starts_with(&format!("{name}:1:1: cannot find the definition of component name \"local.fil\"")), "{body}");
+    assert!(
+        body.starts_with(&format!(
+            "{name}:1:1: cannot find the definition of component name \"local.fil\""
+        )),
+        "{body}"
+    );
 
     let after = a.get_json("/api/v0/web/components/local.file.host");
     assert_eq!(before["health"], after["health"]);
     assert_eq!(before["arguments"], after["arguments"]);
     assert_eq!(a.get_text("/-/ready").0, 200);
     let (_, metrics) = a.get_text("/metrics");
-    assert!(metrics.contains("rill_config_last_load_successful 0"), "{metrics}");
+    assert!(
+        metrics.contains("rill_config_last_load_successful 0"),
+        "{metrics}"
+    );
 
     // Fixed again: accepted.
-    std::fs::write(&a.config, "local.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n").unwrap();
+    std::fs::write(
+        &a.config,
+        "local.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n",
+    )
+    .unwrap();
     let (status, body) = request(&a.addr, "GET", "/-/reload");
-    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "config reloaded\n"));
+    assert_eq!(
+        (status, String::from_utf8_lossy(&body).as_ref()),
+        (200, "config reloaded\n")
+    );
 }
 
 #[test]
 fn a_failing_first_load_prints_diagnostics_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.river");
-    std::fs::write(&path, "logging {\n\tlevel = \"info\" format = \"json\"\n}\n").unwrap();
+    std::fs::write(
+        &path,
+        "logging {\n\tlevel = \"info\" format = \"json\"\n}\n",
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(["run", path.to_str().unwrap(), "--server.http.listen-addr", "127.0.0.1:0"])
+        .args([
+            "run",
+            path.to_str().unwrap(),
+            "--server.http.listen-addr",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let name = path.display().to_string();
-    assert!(stderr.contains(&format!("Error: {name}:2:17: expected TERMINATOR, got IDENT")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "Error: {name}:2:17: expected TERMINATOR, got IDENT"
+        )),
+        "{stderr}"
+    );
     // The pretty form shows the line with a caret.
-    assert!(stderr.contains("2 |     level = \"info\" format = \"json\""), "{stderr}");
+    assert!(
+        stderr.contains("2 |     level = \"info\" format = \"json\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("^^^^^^"), "{stderr}");
 
     let missing = dir.path().join("missing.river");
     let out = Command::new(env!("CARGO_BIN_EXE_rill"))
-        .args(["run", missing.to_str().unwrap(), "--server.http.listen-addr", "127.0.0.1:0"])
+        .args([
+            "run",
+            missing.to_str().unwrap(),
+            "--server.http.listen-addr",
+            "127.0.0.1:0",
+        ])
         .current_dir(dir.path())
         .output()
         .unwrap();
@@ -154,7 +219,9 @@ fn sigterm_exits_zero_promptly() {
     a.wait_ready();
     let started = Instant::now();
     a.signal("TERM");
-    let status = a.wait_exit(Duration::from_secs(5)).expect("exited within 5 s");
+    let status = a
+        .wait_exit(Duration::from_secs(5))
+        .expect("exited within 5 s");
     assert_eq!(status.code(), Some(0), "{}", a.log());
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(a.log().contains("msg=\"shutting down\""), "{}", a.log());
@@ -165,21 +232,30 @@ fn sigint_exits_zero_too() {
     let mut a = Agent::start("local.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n");
     a.wait_ready();
     a.signal("INT");
-    let status = a.wait_exit(Duration::from_secs(5)).expect("exited within 5 s");
+    let status = a
+        .wait_exit(Duration::from_secs(5))
+        .expect("exited within 5 s");
     assert_eq!(status.code(), Some(0), "{}", a.log());
 }
 
 fn decode_profile(gz: &[u8]) -> pprof::protos::Profile {
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
     let mut raw = Vec::new();
-    flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).unwrap();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .unwrap();
     pprof::protos::Profile::decode(raw.as_slice()).expect("a pprof profile")
 }
 
 fn sample_types(p: &pprof::protos::Profile) -> Vec<(String, String)> {
     p.sample_type
         .iter()
-        .map(|t| (p.string_table[t.ty as usize].clone(), p.string_table[t.unit as usize].clone()))
+        .map(|t| {
+            (
+                p.string_table[t.ty as usize].clone(),
+                p.string_table[t.unit as usize].clone(),
+            )
+        })
         .collect()
 }
 
@@ -204,7 +280,11 @@ fn cpu_and_heap_profiles_decode() {
     load.join().unwrap();
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let p = decode_profile(&body);
-    assert!(sample_types(&p).contains(&("cpu".into(), "nanoseconds".into())), "{:?}", sample_types(&p));
+    assert!(
+        sample_types(&p).contains(&("cpu".into(), "nanoseconds".into())),
+        "{:?}",
+        sample_types(&p)
+    );
     let samples: i64 = p.sample.iter().map(|s| s.value[0]).sum();
     assert!(samples > 0, "no CPU samples");
     assert!(p.duration_nanos >= 900_000_000, "{}", p.duration_nanos);
@@ -214,7 +294,11 @@ fn cpu_and_heap_profiles_decode() {
         let (status, body) = a.get(path);
         assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
         let p = decode_profile(&body);
-        assert_eq!(sample_types(&p), [("inuse_space".to_string(), "bytes".to_string())], "{path}");
+        assert_eq!(
+            sample_types(&p),
+            [("inuse_space".to_string(), "bytes".to_string())],
+            "{path}"
+        );
         assert!(!p.sample.is_empty(), "{path}: no heap samples");
     }
 }
@@ -253,8 +337,16 @@ fn secrets_never_show_in_api_pages_or_logs() {
 fn the_logging_block_switches_to_json() {
     let a = Agent::start("logging {\n\tformat = \"json\"\n}\n\nlocal.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n");
     a.wait_ready();
-    a.wait_for(|| a.log().contains("\"msg\":\"config loaded\""), "a JSON log line");
-    let line = a.log().lines().find(|l| l.contains("config loaded")).unwrap().to_string();
+    a.wait_for(
+        || a.log().contains("\"msg\":\"config loaded\""),
+        "a JSON log line",
+    );
+    let line = a
+        .log()
+        .lines()
+        .find(|l| l.contains("config loaded"))
+        .unwrap()
+        .to_string();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["level"], "info");
     assert!(v["ts"].as_str().unwrap().ends_with('Z'));
@@ -265,8 +357,16 @@ fn a_directory_config_merges_its_files() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("conf.d");
     std::fs::create_dir(&conf).unwrap();
-    std::fs::write(conf.join("a.river"), "local.file \"a\" {\n\tfilename = \"/etc/hostname\"\n}\n").unwrap();
-    std::fs::write(conf.join("b.river"), "local.file \"b\" {\n\tfilename = \"/etc/hostname\"\n}\n").unwrap();
+    std::fs::write(
+        conf.join("a.river"),
+        "local.file \"a\" {\n\tfilename = \"/etc/hostname\"\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        conf.join("b.river"),
+        "local.file \"b\" {\n\tfilename = \"/etc/hostname\"\n}\n",
+    )
+    .unwrap();
     let a = Agent::start_at(dir, conf);
     a.wait_ready();
     assert_eq!(a.component_ids(), ["local.file.a", "local.file.b"]);

@@ -16,7 +16,11 @@ fn chromium() -> Option<PathBuf> {
         .iter()
         .flat_map(|name| {
             std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join(name))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default()
         })
         .find(|p| p.is_file())
@@ -61,7 +65,9 @@ fn screenshot(browser: &Path, url: &str, out: &Path) {
 
 /// (distinct colours, share of pixels that are not the background colour).
 fn image_stats(png_path: &Path) -> (usize, f64, (u32, u32)) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png_path).unwrap()));
+    let decoder = png::Decoder::new(std::io::BufReader::new(
+        std::fs::File::open(png_path).unwrap(),
+    ));
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
@@ -119,6 +125,9 @@ fn pages_render_in_a_browser() {
         let (colours, share, size) = image_stats(&out);
         assert_eq!(size, (1280, 900), "{name}");
         assert!(colours > 20, "{name}: only {colours} colours: blank page?");
-        assert!(share > 0.03, "{name}: {share:.3} of pixels drawn: blank page?");
+        assert!(
+            share > 0.03,
+            "{name}: {share:.3} of pixels drawn: blank page?"
+        );
     }
 }

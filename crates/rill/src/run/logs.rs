@@ -58,7 +58,11 @@ impl LogControl {
             "error" => LevelFilter::ERROR,
             _ => LevelFilter::INFO,
         };
-        let format = if config.format == "json" { JSON } else { LOGFMT };
+        let format = if config.format == "json" {
+            JSON
+        } else {
+            LOGFMT
+        };
         self.format.store(format, Ordering::Relaxed);
         if let Err(e) = self.level.reload(level) {
             eprintln!("rill: cannot change the log level: {e}");
@@ -167,8 +171,7 @@ fn logfmt_line(ts: &str, level: &str, msg: Option<&str>, fields: &[(&str, String
 /// Quotes a value when it is empty or holds spaces, quotes, `=` or control characters.
 fn logfmt_value(out: &mut String, v: &str) {
     let plain = !v.is_empty()
-        && v
-            .chars()
+        && v.chars()
             .all(|c| c > ' ' && c != '"' && c != '=' && c != '\\' && !c.is_control());
     if plain {
         out.push_str(v);
@@ -231,6 +234,9 @@ mod tests {
     #[test]
     fn json_lines_are_objects_in_order() {
         let line = json_line("T", "warn", Some("m"), &[("k", "v".into())]);
-        assert_eq!(line, "{\"ts\":\"T\",\"level\":\"warn\",\"msg\":\"m\",\"k\":\"v\"}\n");
+        assert_eq!(
+            line,
+            "{\"ts\":\"T\",\"level\":\"warn\",\"msg\":\"m\",\"k\":\"v\"}\n"
+        );
     }
 }

@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn stat_fields_survive_odd_command_names() {
-        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 12345 1000 200";
+        let stat =
+            "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 7 0 12345 1000 200";
         let f = stat_fields(stat).unwrap();
         assert_eq!(f[0], "S");
         assert_eq!((f[11], f[12], f[17], f[19]), ("250", "50", "7", "12345"));
@@ -182,7 +183,10 @@ mod tests {
     #[test]
     fn the_live_process_has_figures() {
         let s = ProcessStats::read();
-        assert!(s.resident_bytes > 0 && s.open_fds > 0 && s.threads > 0, "{s:?}");
+        assert!(
+            s.resident_bytes > 0 && s.open_fds > 0 && s.threads > 0,
+            "{s:?}"
+        );
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

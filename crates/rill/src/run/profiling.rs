@@ -109,10 +109,14 @@ pub fn unavailable_reason(name: &str) -> Option<String> {
         "profile" | "heap" | "allocs" => return None,
         "goroutine" => "goroutine profiles are specific to Go; rill is written in Rust".to_string(),
         "block" | "mutex" | "threadcreate" | "trace" | "delta_block" | "delta_mutex" => {
-            format!("{name} profiles are not available: rill can serve profile (CPU), heap and allocs")
+            format!(
+                "{name} profiles are not available: rill can serve profile (CPU), heap and allocs"
+            )
         }
         "delta_heap" => "delta_heap is not available: use heap or allocs".to_string(),
-        other => format!("unknown profile {other:?}: rill can serve profile (CPU), heap and allocs"),
+        other => {
+            format!("unknown profile {other:?}: rill can serve profile (CPU), heap and allocs")
+        }
     };
     Some(reason)
 }
@@ -174,6 +178,8 @@ mod tests {
         assert!(unavailable_reason("delta_mutex")
             .unwrap()
             .contains("not available"));
-        assert!(unavailable_reason("nope").unwrap().contains("unknown profile"));
+        assert!(unavailable_reason("nope")
+            .unwrap()
+            .contains("unknown profile"));
     }
 }

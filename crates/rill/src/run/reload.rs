@@ -67,7 +67,9 @@ impl ReloadError {
 
 impl fmt::Debug for Reloader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Reloader").field("path", &self.path).finish()
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish()
     }
 }
 

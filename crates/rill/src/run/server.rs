@@ -54,7 +54,12 @@ pub enum SetupError {
 
 impl AppState {
     /// The state of `rill run` with the built-in components; `logs` applies the config's `logging` block.
-    pub fn new(args: &RunArgs, logs: logs::LogControl) -> Result<Self, SetupError> {
+    /// With `cluster`, components share their work through it and its metrics are served too.
+    pub fn new(
+        args: &RunArgs,
+        logs: logs::LogControl,
+        cluster: Option<cluster::ClusterService>,
+    ) -> Result<Self, SetupError> {
         if let Err(source) = std::fs::create_dir_all(&args.storage_path) {
             return Err(SetupError::Storage {
                 path: args.storage_path.display().to_string(),
@@ -65,27 +70,38 @@ impl AppState {
             storage_path: args.storage_path.clone(),
             stop_timeout: super::STOP_TIMEOUT,
             on_logging: Some(Arc::new(move |c: &flow::LoggingConfig| logs.apply(c))),
-            cluster: Arc::new(flow::Standalone {
-                node_name: args.cluster.node_name(),
-            }),
+            cluster: match &cluster {
+                Some(c) => Arc::new(c.clone()),
+                None => Arc::new(flow::Standalone {
+                    node_name: args.cluster.node_name(),
+                }),
+            },
             ..ControllerOptions::default()
         };
-        Ok(Self::with_registry(
+        Ok(Self::with_parts(
             crate::components::builtin_registry(),
             options,
             args.config.clone(),
+            |metrics| {
+                if let Some(c) = &cluster {
+                    c.metrics().register(metrics);
+                }
+            },
         ))
     }
 
-    /// A state for any registry and options (tests, embedders).
-    pub fn with_registry(
+    /// A state for any registry and options (tests, embedders); `extra_metrics` registers metrics beside
+    /// the controller's and the process's.
+    pub fn with_parts(
         registry: Arc<Registry>,
         options: ControllerOptions,
         config: std::path::PathBuf,
+        extra_metrics: impl FnOnce(&mut prometheus_client::registry::Registry),
     ) -> Self {
         let controller = Controller::new(registry, options);
         let mut metrics = prometheus_client::registry::Registry::default();
         controller.register_metrics(&mut metrics);
+        extra_metrics(&mut metrics);
         metrics.register_collector(Box::new(process_metrics::ProcessCollector));
         AppState {
             inner: Arc::new(Inner {
@@ -154,7 +170,10 @@ async fn ready(State(s): State<AppState>) -> Response {
     if s.controller().is_loaded() {
         text(StatusCode::OK, "ready")
     } else {
-        text(StatusCode::SERVICE_UNAVAILABLE, "not ready: the config is not loaded yet")
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the config is not loaded yet",
+        )
     }
 }
 
@@ -164,7 +183,14 @@ async fn healthy(State(s): State<AppState>) -> Response {
         .components()
         .into_iter()
         .filter(|c| matches!(c.health.state, HealthState::Unhealthy | HealthState::Exited))
-        .map(|c| format!("{} ({}): {}", c.id, c.health.state.as_str(), c.health.message))
+        .map(|c| {
+            format!(
+                "{} ({}): {}",
+                c.id,
+                c.health.state.as_str(),
+                c.health.message
+            )
+        })
         .collect();
     if bad.is_empty() {
         text(StatusCode::OK, "healthy")
@@ -193,7 +219,10 @@ async fn reload(State(s): State<AppState>) -> Response {
 async fn metrics(State(s): State<AppState>) -> Response {
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &s.inner.metrics) {
-        return text(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding metrics: {e}"));
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encoding metrics: {e}"),
+        );
     }
     (
         [(
@@ -218,7 +247,10 @@ async fn components(State(s): State<AppState>) -> Response {
 async fn component(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     match s.controller().component(&id) {
         Some(c) => Json(api::component_json(&c, true)).into_response(),
-        None => text(StatusCode::NOT_FOUND, format!("component {id:?} does not exist")),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("component {id:?} does not exist"),
+        ),
     }
 }
 

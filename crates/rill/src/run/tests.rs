@@ -66,7 +66,7 @@ fn app(config: &str) -> App {
         storage_path: dir.path().join("data"),
         ..ControllerOptions::default()
     };
-    let state = AppState::with_registry(Arc::new(registry), options, path.clone());
+    let state = AppState::with_parts(Arc::new(registry), options, path.clone(), |_| {});
     App {
         app: router(state.clone()),
         state,
@@ -100,8 +100,14 @@ async fn ready_only_after_the_first_load() {
     let (status, body) = get(&a.app, "/-/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     a.state.reloader().reload().await.unwrap();
-    assert_eq!(get(&a.app, "/-/ready").await, (StatusCode::OK, "ready\n".into()));
-    assert_eq!(get(&a.app, "/-/healthy").await, (StatusCode::OK, "healthy\n".into()));
+    assert_eq!(
+        get(&a.app, "/-/ready").await,
+        (StatusCode::OK, "ready\n".into())
+    );
+    assert_eq!(
+        get(&a.app, "/-/healthy").await,
+        (StatusCode::OK, "healthy\n".into())
+    );
 }
 
 #[tokio::test]
@@ -110,16 +116,29 @@ async fn healthy_lists_unhealthy_components() {
     a.state.reloader().reload().await.unwrap();
     let (status, body) = get(&a.app, "/-/healthy").await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(body.starts_with("unhealthy components:\nlocal.file.gone (unhealthy): "), "{body}");
+    assert!(
+        body.starts_with("unhealthy components:\nlocal.file.gone (unhealthy): "),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn reload_accepts_good_and_rejects_bad_configs_with_positions() {
     let a = app(ECHO);
     a.state.reloader().reload().await.unwrap();
-    write(&a.config, &format!("{ECHO}\ntest.echo \"b\" {{\n\tgreeting = \"yo\"\n}}\n"));
-    let (status, body) = send(&a.app, Request::post("/-/reload").body(Body::empty()).unwrap()).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "config reloaded\n"));
+    write(
+        &a.config,
+        &format!("{ECHO}\ntest.echo \"b\" {{\n\tgreeting = \"yo\"\n}}\n"),
+    );
+    let (status, body) = send(
+        &a.app,
+        Request::post("/-/reload").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "config reloaded\n")
+    );
     assert_eq!(a.state.controller().components().len(), 2);
 
     write(&a.config, "test.echo \"a\" {\n\tgreeting = \n}\n");
@@ -128,13 +147,22 @@ async fn reload_accepts_good_and_rejects_bad_configs_with_positions() {
     let name = a.config.display().to_string();
     assert_eq!(body, format!("{name}:3:1: expected expression, got }}\n"));
     // The running graph is unchanged.
-    let ids: Vec<String> = a.state.controller().components().into_iter().map(|c| c.id).collect();
+    let ids: Vec<String> = a
+        .state
+        .controller()
+        .components()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert_eq!(ids, ["test.echo.a", "test.echo.b"]);
 
     write(&a.config, "test.echo \"a\" {\n\tgreeting = nope.x.y\n}\n");
     let (status, body) = get(&a.app, "/-/reload").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body.contains(":2:13: component \"nope.x.y\" does not exist"), "{body}");
+    assert!(
+        body.contains(":2:13: component \"nope.x.y\" does not exist"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -151,10 +179,24 @@ async fn component_api_has_the_reference_shape() {
     assert_eq!(status, StatusCode::OK);
     let list: Vec<Value> = serde_json::from_str(&body).unwrap();
     assert_eq!(list.len(), 3);
-    let keys: Vec<&str> = list[0].as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = list[0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
-        ["name", "type", "localID", "moduleID", "label", "referencesTo", "referencedBy", "health"]
+        [
+            "name",
+            "type",
+            "localID",
+            "moduleID",
+            "label",
+            "referencesTo",
+            "referencedBy",
+            "health"
+        ]
     );
 
     let (status, body) = get(&a.app, "/api/v0/web/components/local.file.f").await;
@@ -173,9 +215,14 @@ async fn component_api_has_the_reference_shape() {
         .find(|a| a["name"] == "content")
         .unwrap();
     assert_eq!(content["type"], "attr");
-    assert_eq!(content["value"], serde_json::json!({"type": "capsule", "value": "(secret)"}));
+    assert_eq!(
+        content["value"],
+        serde_json::json!({"type": "capsule", "value": "(secret)"})
+    );
     let args = c["arguments"].as_array().unwrap();
-    assert!(args.iter().any(|a| a["name"] == "filename" && a["type"] == "attr"));
+    assert!(args
+        .iter()
+        .any(|a| a["name"] == "filename" && a["type"] == "attr"));
     assert!(c["debugInfo"].is_array());
     // The secret never appears, not even where it was passed on.
     let (_, dependant) = get(&a.app, "/api/v0/web/components/test.echo.c").await;
@@ -197,7 +244,9 @@ async fn component_api_has_the_reference_shape() {
 
 #[tokio::test]
 async fn component_http_is_dispatched_with_the_rest_of_the_path() {
-    let a = app(&format!("{ECHO}\nlocal.file \"f\" {{\n\tfilename = \"/etc/hostname\"\n}}\n"));
+    let a = app(&format!(
+        "{ECHO}\nlocal.file \"f\" {{\n\tfilename = \"/etc/hostname\"\n}}\n"
+    ));
     a.state.reloader().reload().await.unwrap();
     let (status, body) = send(
         &a.app,
@@ -206,11 +255,27 @@ async fn component_http_is_dispatched_with_the_rest_of_the_path() {
             .unwrap(),
     )
     .await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "POST /x/y?z=1 payload"));
-    assert_eq!(get(&a.app, "/api/v0/component/test.echo.a").await.1, "GET / ");
-    assert_eq!(get(&a.app, "/api/v0/component/test.echo.a/").await.1, "GET / ");
-    for missing in ["/api/v0/component/local.file.f/x", "/api/v0/component/nope.x/y"] {
-        assert_eq!(get(&a.app, missing).await.0, StatusCode::NOT_FOUND, "{missing}");
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "POST /x/y?z=1 payload")
+    );
+    assert_eq!(
+        get(&a.app, "/api/v0/component/test.echo.a").await.1,
+        "GET / "
+    );
+    assert_eq!(
+        get(&a.app, "/api/v0/component/test.echo.a/").await.1,
+        "GET / "
+    );
+    for missing in [
+        "/api/v0/component/local.file.f/x",
+        "/api/v0/component/nope.x/y",
+    ] {
+        assert_eq!(
+            get(&a.app, missing).await.0,
+            StatusCode::NOT_FOUND,
+            "{missing}"
+        );
     }
 }
 
@@ -237,15 +302,38 @@ async fn metrics_have_process_controller_and_component_families() {
 async fn profile_types_we_cannot_produce_say_why() {
     let a = app(ECHO);
     for (uri, status, text) in [
-        ("/debug/pprof/goroutine", StatusCode::NOT_FOUND, "specific to Go"),
-        ("/debug/pprof/delta_mutex", StatusCode::NOT_FOUND, "not available"),
-        ("/debug/pprof/nope", StatusCode::NOT_FOUND, "unknown profile"),
-        ("/debug/pprof/profile?seconds=0", StatusCode::BAD_REQUEST, "seconds must be"),
-        ("/debug/pprof/profile?seconds=abc", StatusCode::BAD_REQUEST, "seconds must be"),
+        (
+            "/debug/pprof/goroutine",
+            StatusCode::NOT_FOUND,
+            "specific to Go",
+        ),
+        (
+            "/debug/pprof/delta_mutex",
+            StatusCode::NOT_FOUND,
+            "not available",
+        ),
+        (
+            "/debug/pprof/nope",
+            StatusCode::NOT_FOUND,
+            "unknown profile",
+        ),
+        (
+            "/debug/pprof/profile?seconds=0",
+            StatusCode::BAD_REQUEST,
+            "seconds must be",
+        ),
+        (
+            "/debug/pprof/profile?seconds=abc",
+            StatusCode::BAD_REQUEST,
+            "seconds must be",
+        ),
     ] {
         let (got, body) = get(&a.app, uri).await;
         assert_eq!(got, status, "{uri}: {body}");
-        assert!(body.contains(text) && body.lines().count() == 1, "{uri}: {body}");
+        assert!(
+            body.contains(text) && body.lines().count() == 1,
+            "{uri}: {body}"
+        );
     }
 }
 
@@ -267,15 +355,25 @@ async fn a_second_cpu_profile_waits_then_is_refused() {
 
 #[tokio::test]
 async fn ui_pages_render_components_and_the_graph() {
-    let a = app(&format!("{ECHO}\ntest.echo \"b\" {{\n\tgreeting = \"x\"\n}}\n"));
+    let a = app(&format!(
+        "{ECHO}\ntest.echo \"b\" {{\n\tgreeting = \"x\"\n}}\n"
+    ));
     a.state.reloader().reload().await.unwrap();
     let (status, page) = get(&a.app, "/").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("<a href=\"component/test.echo.a\">test.echo.a</a>"), "{page}");
+    assert!(
+        page.contains("<a href=\"component/test.echo.a\">test.echo.a</a>"),
+        "{page}"
+    );
     assert!(page.contains("<svg class=\"graph\""));
     let (status, page) = get(&a.app, "/component/test.echo.a").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("<span class=\"attr\">greeting</span> = <span class=\"str\">&quot;hi&quot;</span>"), "{page}");
+    assert!(
+        page.contains(
+            "<span class=\"attr\">greeting</span> = <span class=\"str\">&quot;hi&quot;</span>"
+        ),
+        "{page}"
+    );
     let (status, _) = get(&a.app, "/component/nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, css) = get(&a.app, "/ui/style.css").await;

@@ -71,7 +71,11 @@ pub fn layout(nodes: &[ComponentInfo]) -> Vec<(usize, usize)> {
     for sweep in 0..4 {
         for members in by_col.iter_mut() {
             let key = |i: usize| {
-                let neighbours = if sweep % 2 == 0 { &deps[i] } else { &dependants[i] };
+                let neighbours = if sweep % 2 == 0 {
+                    &deps[i]
+                } else {
+                    &dependants[i]
+                };
                 if neighbours.is_empty() {
                     row[i]
                 } else {
@@ -84,7 +88,9 @@ pub fn layout(nodes: &[ComponentInfo]) -> Vec<(usize, usize)> {
         }
         place(&by_col, &mut row);
     }
-    (0..nodes.len()).map(|i| (col[i], row[i] as usize)).collect()
+    (0..nodes.len())
+        .map(|i| (col[i], row[i] as usize))
+        .collect()
 }
 
 fn health_class(s: HealthState) -> &'static str {
@@ -152,7 +158,11 @@ pub fn svg(nodes: &[ComponentInfo], href_prefix: &str, selected: Option<&str>) -
         let (x, y) = xy(i);
         let w = col_w[pos[i].0];
         let class = health_class(n.health.state);
-        let sel = if selected == Some(n.id.as_str()) { " selected" } else { "" };
+        let sel = if selected == Some(n.id.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
         let id = escape(&n.id);
         let seg = escape(&path_segment(&n.id));
         let _ = write!(

@@ -114,7 +114,11 @@ fn value_into(out: &mut String, v: &Value, depth: usize) {
             );
         }
         "number" | "bool" => {
-            let _ = write!(out, "<span class=\"lit\">{}</span>", escape(&inner.to_string()));
+            let _ = write!(
+                out,
+                "<span class=\"lit\">{}</span>",
+                escape(&inner.to_string())
+            );
         }
         "array" => {
             let items = inner.as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -195,7 +199,10 @@ mod tests {
                 _ => {}
             }
         }
-        out.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+        out.replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
     }
 
     #[test]
@@ -224,6 +231,9 @@ mod tests {
     fn segments_and_escaping() {
         assert_eq!(path_segment("local.file.a_b"), "local.file.a_b");
         assert_eq!(path_segment("a b/c"), "a%20b%2Fc");
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }
