@@ -66,7 +66,7 @@ fn app(config: &str) -> App {
         storage_path: dir.path().join("data"),
         ..ControllerOptions::default()
     };
-    let state = AppState::with_registry(Arc::new(registry), options, path.clone());
+    let state = AppState::with_parts(Arc::new(registry), options, path.clone(), |_| {});
     App {
         app: router(state.clone()),
         state,
