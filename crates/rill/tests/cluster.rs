@@ -294,6 +294,31 @@ fn three_nodes_scrape_each_target_exactly_once() {
             shares.iter().map(BTreeSet::len).collect::<Vec<_>>()
         );
     }
+    // What an operator sees: the metrics and the peers page.
+    let (_, metrics) = a.get_text("/metrics");
+    assert!(
+        metrics.contains("rill_cluster_peers{state=\"participant\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rill_cluster_gossip_sent_bytes_total"),
+        "{metrics}"
+    );
+    let (status, page) = a.get_text("/peers");
+    assert_eq!(status, 200);
+    for name in ["a", "b", "c"] {
+        assert!(page.contains(&format!("<td>{name}")), "{page}");
+    }
+    assert!(page.contains("(this node)"));
+    let peers = a.get_json("/api/v0/web/peers");
+    let me: Vec<_> = peers
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["isSelf"] == true)
+        .collect();
+    assert_eq!(me.len(), 1);
+    assert_eq!(me[0]["addr"], a.addr.as_str());
     assert_scraped_once_per_interval(&fixture, 5);
 }
 

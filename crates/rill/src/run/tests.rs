@@ -380,3 +380,16 @@ async fn ui_pages_render_components_and_the_graph() {
     assert_eq!(status, StatusCode::OK);
     assert!(css.contains("svg.graph"));
 }
+
+#[tokio::test]
+async fn peers_page_says_when_clustering_is_off() {
+    let a = app(ECHO);
+    let (status, page) = get(&a.app, "/peers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Clustering is off"), "{page}");
+    assert!(page.contains("(this node)"), "{page}");
+    assert!(
+        page.contains("<span class=\"badge participant\">participant</span>"),
+        "{page}"
+    );
+}
