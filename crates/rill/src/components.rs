@@ -9,5 +9,11 @@ pub fn builtin_registry() -> Arc<flow::Registry> {
     local_file::register(&mut registry).expect("built-in component names are valid and unique");
     pyroscope_scrape::register(&mut registry)
         .expect("built-in component names are valid and unique");
+    discovery::register(&mut registry).expect("built-in component names are valid and unique");
+    pyroscope_write::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    pyroscope_receive_http::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    pyroscope_file::register(&mut registry).expect("built-in component names are valid and unique");
     Arc::new(registry)
 }
