@@ -392,12 +392,14 @@ fn the_quickstart_scrapes_the_agent_itself_and_stores_its_profiles() {
     a.wait_ready();
     assert_eq!(a.get_text("/-/healthy").0, 200, "{}", a.log());
 
-    // The first CPU profile lands one phase (< 15 s) plus its 14 s of sampling after the start.
+    // The first CPU profile lands one phase (< 10 s) plus its 9 s of sampling after the start; the deadline
+    // only guards against a hang.
     let store = a
         .dir
         .path()
         .join("data/pyroscope.file.local/rill/process_cpu");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
     let profile = loop {
         let found = std::fs::read_dir(&store).ok().and_then(|entries| {
             entries
@@ -406,6 +408,7 @@ fn the_quickstart_scrapes_the_agent_itself_and_stores_its_profiles() {
                 .find(|p| p.to_string_lossy().ends_with(".pb.gz"))
         });
         if let Some(path) = found {
+            eprintln!("first CPU profile stored after {:?}", started.elapsed());
             break path;
         }
         assert!(
