@@ -20,21 +20,39 @@ fn fixture(name: &str) -> Vec<u8> {
 /// Serves `/debug/pprof/goroutine` (always the same profile) and `/debug/pprof/mutex` (two consecutive
 /// cumulative profiles, alternating) over keep-alive HTTP/1.1.
 fn start_target() -> String {
+    start_counting_target().0
+}
+
+/// Like [`start_target`], also returning the number of goroutine profiles served so far.
+fn start_counting_target() -> (String, Arc<AtomicUsize>) {
     let goroutine = Arc::new(fixture("go-goroutine.pb.gz"));
     let mutex = Arc::new([fixture("go-mutex.pb.gz"), fixture("go-mutex-2.pb.gz")]);
     let served = Arc::new(AtomicUsize::new(0));
+    let goroutines = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    let counter = goroutines.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
-            let (goroutine, mutex, served) = (goroutine.clone(), mutex.clone(), served.clone());
-            std::thread::spawn(move || serve(conn, &goroutine, &mutex, &served));
+            let (goroutine, mutex, served, counter) = (
+                goroutine.clone(),
+                mutex.clone(),
+                served.clone(),
+                counter.clone(),
+            );
+            std::thread::spawn(move || serve(conn, &goroutine, &mutex, &served, &counter));
         }
     });
-    addr
+    (addr, goroutines)
 }
 
-fn serve(conn: TcpStream, goroutine: &[u8], mutex: &[Vec<u8>; 2], served: &AtomicUsize) {
+fn serve(
+    conn: TcpStream,
+    goroutine: &[u8],
+    mutex: &[Vec<u8>; 2],
+    served: &AtomicUsize,
+    goroutines: &AtomicUsize,
+) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut conn = conn;
     loop {
@@ -53,6 +71,7 @@ fn serve(conn: TcpStream, goroutine: &[u8], mutex: &[Vec<u8>; 2], served: &Atomi
             }
         }
         let body: &[u8] = if path.starts_with("/debug/pprof/goroutine") {
+            goroutines.fetch_add(1, Ordering::SeqCst);
             goroutine
         } else if path.starts_with("/debug/pprof/mutex") {
             &mutex[served.fetch_add(1, Ordering::SeqCst) % 2]
@@ -228,4 +247,64 @@ pyroscope.write "b" {{
         expected,
         "the stored mutex profile is not the delta"
     );
+}
+
+#[test]
+fn scraping_keeps_its_schedule_while_the_write_endpoint_is_down() {
+    let (target, goroutines) = start_counting_target();
+    // Nobody listens on this port: every push fails and is retried with backoff.
+    let dead = free_port();
+    let a = Agent::start(&format!(
+        r#"pyroscope.scrape "a" {{
+	targets         = [{{"__address__" = "{target}", "service_name" = "svc"}}]
+	forward_to      = [pyroscope.write.down.receiver]
+	scrape_interval = "2s"
+
+	profiling_config {{
+		profile.memory {{
+			enabled = false
+		}}
+		profile.block {{
+			enabled = false
+		}}
+		profile.mutex {{
+			enabled = false
+		}}
+		profile.process_cpu {{
+			enabled = false
+		}}
+	}}
+}}
+
+pyroscope.write "down" {{
+	endpoint {{
+		url                = "http://127.0.0.1:{dead}"
+		min_backoff_period = "100ms"
+		max_backoff_period = "200ms"
+	}}
+}}
+"#
+    ));
+    a.wait_ready();
+    a.wait_for(
+        || goroutines.load(Ordering::SeqCst) >= 1,
+        "the first scrape",
+    );
+    let (first, at) = (goroutines.load(Ordering::SeqCst), Instant::now());
+    a.wait_for(
+        || goroutines.load(Ordering::SeqCst) >= first + 3,
+        "three more scrapes on schedule",
+    );
+    let elapsed = at.elapsed();
+    // Three intervals of 2 s, with slack for a loaded machine; a scrape loop stalled by the writer would
+    // not get there before the harness's patience runs out.
+    assert!(elapsed < Duration::from_secs(12), "{elapsed:?}");
+    let (_, metrics) = a.get_text("/metrics");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pyroscope_write_retries_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert_eq!(a.get_text("/-/ready").0, 200);
 }
