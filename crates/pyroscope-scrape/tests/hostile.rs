@@ -16,6 +16,8 @@ enum Behaviour {
     /// 200 with an unbounded stream of zeros (no Content-Length), written in 64 KiB chunks as the client
     /// reads, so nothing is allocated up front.
     EndlessBody,
+    /// 200 declaring a 200 MiB Content-Length, then zeros as the client reads.
+    HugeDeclared,
     /// Reads the request and never answers, holding the connection open.
     Silent,
     /// 200, then one byte of body every 100 ms, forever.
@@ -113,6 +115,17 @@ async fn serve(
                     .await?;
                 let zeros = vec![0u8; 64 << 10];
                 // Ends when the client gives up and closes.
+                loop {
+                    stream.write_all(&zeros).await?;
+                }
+            }
+            Behaviour::HugeDeclared => {
+                stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: 209715200\r\n\r\n",
+                    )
+                    .await?;
+                let zeros = vec![0u8; 64 << 10];
                 loop {
                     stream.write_all(&zeros).await?;
                 }
@@ -245,6 +258,19 @@ async fn run(key: &str, bad: &RawTarget, extra: &str) -> String {
 async fn an_endless_body_is_cut_at_the_size_bound() {
     let bad = RawTarget::start(Behaviour::EndlessBody).await;
     let error = run("endless", &bad, "").await;
+    assert_eq!(
+        error,
+        format!(
+            "response body is larger than the limit of {} bytes",
+            pyroscope_scrape::scrape::MAX_BODY_BYTES
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_huge_body_is_refused_at_the_size_bound() {
+    let bad = RawTarget::start(Behaviour::HugeDeclared).await;
+    let error = run("declared", &bad, "").await;
     assert_eq!(
         error,
         format!(
