@@ -16,7 +16,9 @@
 //!
 //! Env vars: `SCALE_TARGETS` (N), `SCALE_INTERVAL` (scrape_interval, humantime, default 15s),
 //! `SCALE_WARMUP` (time before measuring, default one interval: every task has made its first scrape),
-//! `SCALE_DURATION` (measured span, default 60s).
+//! `SCALE_DURATION` (measured span, default 60s), `SCALE_ALLOCS` (`wide`, the default: `/debug/pprof/allocs`
+//! alternates `wide-allocs-1/2`, about 4,000 stacks each, for every target; `go`: the small `go-allocs`
+//! profile of a typical service, served unchanged each time).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -61,7 +63,12 @@ fn serve_fixtures() {
     rt.block_on(async {
         use http_body_util::Full;
         use hyper::{Request, Response};
-        let allocs = [fixture("wide-allocs-1.pb.gz"), fixture("wide-allocs-2.pb.gz")];
+        let allocs = match std::env::var("SCALE_ALLOCS").as_deref() {
+            // A typical small service: the same small allocs profile each time (the delta is zero but still
+            // decoded, diffed and re-encoded).
+            Ok("go") => [fixture("go-allocs.pb.gz"), fixture("go-allocs.pb.gz")],
+            _ => [fixture("wide-allocs-1.pb.gz"), fixture("wide-allocs-2.pb.gz")],
+        };
         let mutex = [fixture("go-mutex.pb.gz"), fixture("go-mutex-2.pb.gz")];
         let cpu = fixture("go-cpu.pb.gz");
         let goroutine = fixture("go-goroutine.pb.gz");
@@ -323,6 +330,10 @@ fn main() {
         assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
         c.settle().await;
         drop(text);
+        println!(
+            "allocs fixture: {}",
+            std::env::var("SCALE_ALLOCS").unwrap_or_else(|_| "wide".into())
+        );
         println!(
             "pyroscope.scrape scale: {n} targets x 5 profile types = {} tasks, interval {}, expected {:.0} scrapes/s",
             n * 5,
