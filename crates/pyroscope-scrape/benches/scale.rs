@@ -262,6 +262,24 @@ fn mb(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// Counts the distinct non-empty `last_error` values in riverjson debug info.
+fn collect_errors(v: &serde_json::Value, out: &mut HashMap<String, usize>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get("key").and_then(|k| k.as_str()) == Some("last_error") {
+                if let Some(e) = m.get("value").and_then(|v| v["value"].as_str()) {
+                    if !e.is_empty() {
+                        *out.entry(e.chars().take(160).collect()).or_default() += 1;
+                    }
+                }
+            }
+            m.values().for_each(|x| collect_errors(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_errors(x, out)),
+        _ => {}
+    }
+}
+
 fn config(n: usize, server: &str, interval: Duration) -> String {
     let mut targets = String::with_capacity(n * 80);
     for i in 0..n {
@@ -389,6 +407,8 @@ fn main() {
             .collect();
         by.sort();
         println!("forwarded in total, by __name__: {by:?}");
+        let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
+        println!("open file descriptors: {fds}");
         if let Some(info) = c.component("pyroscope.scrape.scale") {
             let s = info.debug_info.to_string();
             println!(
@@ -396,6 +416,13 @@ fn main() {
                 s.matches("\"up\"").count(),
                 s.matches("\"down\"").count()
             );
+            let mut errors: HashMap<String, usize> = HashMap::new();
+            collect_errors(&info.debug_info, &mut errors);
+            let mut errors: Vec<_> = errors.into_iter().collect();
+            errors.sort_by(|a, b| b.1.cmp(&a.1));
+            for (e, n) in errors.iter().take(5) {
+                println!("  last_error x{n}: {e}");
+            }
         }
         c.shutdown().await;
     });
