@@ -67,7 +67,10 @@ fn serve_fixtures() {
             // A typical small service: the same small allocs profile each time (the delta is zero but still
             // decoded, diffed and re-encoded).
             Ok("go") => [fixture("go-allocs.pb.gz"), fixture("go-allocs.pb.gz")],
-            _ => [fixture("wide-allocs-1.pb.gz"), fixture("wide-allocs-2.pb.gz")],
+            _ => [
+                fixture("wide-allocs-1.pb.gz"),
+                fixture("wide-allocs-2.pb.gz"),
+            ],
         };
         let mutex = [fixture("go-mutex.pb.gz"), fixture("go-mutex-2.pb.gz")];
         let cpu = fixture("go-cpu.pb.gz");
@@ -92,40 +95,41 @@ fn serve_fixtures() {
                 counts.clone(),
             );
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let path = req.uri().path().to_string();
-                    let t = req
-                        .uri()
-                        .query()
-                        .unwrap_or("")
-                        .split('&')
-                        .find_map(|kv| kv.strip_prefix("t="))
-                        .unwrap_or("")
-                        .to_string();
-                    let n = {
-                        let mut c = counts.lock().unwrap();
-                        let e = c.entry((path.clone(), t)).or_insert(0);
-                        *e += 1;
-                        *e - 1
-                    };
-                    let body = match path.as_str() {
-                        "/debug/pprof/allocs" => Some(allocs[(n % 2) as usize].clone()),
-                        "/debug/pprof/mutex" => Some(mutex[(n % 2) as usize].clone()),
-                        "/debug/pprof/profile" => Some(cpu.clone()),
-                        "/debug/pprof/goroutine" => Some(goroutine.clone()),
-                        "/debug/pprof/block" => Some(block.clone()),
-                        _ => None,
-                    };
-                    let resp = match body {
-                        Some(b) => Response::builder()
-                            .header("content-type", "application/octet-stream")
-                            .body(Full::new(b)),
-                        None => Response::builder()
-                            .status(404)
-                            .body(Full::new(Bytes::from_static(b"404 page not found\n"))),
-                    };
-                    async move { Ok::<_, std::convert::Infallible>(resp.unwrap()) }
-                });
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let path = req.uri().path().to_string();
+                        let t = req
+                            .uri()
+                            .query()
+                            .unwrap_or("")
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix("t="))
+                            .unwrap_or("")
+                            .to_string();
+                        let n = {
+                            let mut c = counts.lock().unwrap();
+                            let e = c.entry((path.clone(), t)).or_insert(0);
+                            *e += 1;
+                            *e - 1
+                        };
+                        let body = match path.as_str() {
+                            "/debug/pprof/allocs" => Some(allocs[(n % 2) as usize].clone()),
+                            "/debug/pprof/mutex" => Some(mutex[(n % 2) as usize].clone()),
+                            "/debug/pprof/profile" => Some(cpu.clone()),
+                            "/debug/pprof/goroutine" => Some(goroutine.clone()),
+                            "/debug/pprof/block" => Some(block.clone()),
+                            _ => None,
+                        };
+                        let resp = match body {
+                            Some(b) => Response::builder()
+                                .header("content-type", "application/octet-stream")
+                                .body(Full::new(b)),
+                            None => Response::builder()
+                                .status(404)
+                                .body(Full::new(Bytes::from_static(b"404 page not found\n"))),
+                        };
+                        async move { Ok::<_, std::convert::Infallible>(resp.unwrap()) }
+                    });
                 let _ = hyper_util::server::conn::auto::Builder::new(
                     hyper_util::rt::TokioExecutor::new(),
                 )
@@ -419,7 +423,7 @@ fn main() {
             let mut errors: HashMap<String, usize> = HashMap::new();
             collect_errors(&info.debug_info, &mut errors);
             let mut errors: Vec<_> = errors.into_iter().collect();
-            errors.sort_by(|a, b| b.1.cmp(&a.1));
+            errors.sort_by_key(|e| std::cmp::Reverse(e.1));
             for (e, n) in errors.iter().take(5) {
                 println!("  last_error x{n}: {e}");
             }
