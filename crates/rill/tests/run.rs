@@ -3,7 +3,7 @@
 mod common;
 
 use common::{request, Agent};
-use pprof::protos::Message;
+use prost::Message;
 use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -238,21 +238,21 @@ fn sigint_exits_zero_too() {
     assert_eq!(status.code(), Some(0), "{}", a.log());
 }
 
-fn decode_profile(gz: &[u8]) -> pprof::protos::Profile {
+fn decode_profile(gz: &[u8]) -> selfprof::proto::Profile {
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(gz)
         .read_to_end(&mut raw)
         .unwrap();
-    pprof::protos::Profile::decode(raw.as_slice()).expect("a pprof profile")
+    selfprof::proto::Profile::decode(raw.as_slice()).expect("a pprof profile")
 }
 
-fn sample_types(p: &pprof::protos::Profile) -> Vec<(String, String)> {
+fn sample_types(p: &selfprof::proto::Profile) -> Vec<(String, String)> {
     p.sample_type
         .iter()
         .map(|t| {
             (
-                p.string_table[t.ty as usize].clone(),
+                p.string_table[t.r#type as usize].clone(),
                 p.string_table[t.unit as usize].clone(),
             )
         })
@@ -289,6 +289,13 @@ fn cpu_and_heap_profiles_decode() {
     assert!(samples > 0, "no CPU samples");
     assert!(p.duration_nanos >= 900_000_000, "{}", p.duration_nanos);
     assert!(!p.function.is_empty() && !p.location.is_empty());
+    // Symbolized in the real binary: the agent's own functions are there by name.
+    let names: Vec<&str> = p
+        .function
+        .iter()
+        .map(|f| p.string_table[f.name as usize].as_str())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("rill::")), "{names:?}");
 
     for path in ["/debug/pprof/heap", "/debug/pprof/allocs"] {
         let (status, body) = a.get(path);
