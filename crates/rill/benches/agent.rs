@@ -3,7 +3,9 @@
 //!
 //! - exec to `/-/ready` = 200 (target ≤ 100 ms), over several starts;
 //! - idle RSS (target ≤ 15 MB), before and after serving profiles;
-//! - the CPU cost of serving `/debug/pprof/profile?seconds=1` (target ≤ 2 % beyond the sampling itself).
+//! - the CPU cost of serving `/debug/pprof/profile?seconds=1` (target ≤ 2 % beyond the sampling itself),
+//!   on the idle agent and on an agent kept busy by a steady request load (so that profiles have samples
+//!   to unwind, aggregate and symbolize).
 //!
 //! Run: `cargo bench -p rill --bench agent`.
 
@@ -162,6 +164,62 @@ fn main() {
         prof_ticks as f64 / 100.0,
         idle_ticks as f64 / 100.0,
         extra / wall.as_secs_f64() * 100.0
+    );
+
+    println!(
+        "RSS after the idle CPU profiles: {:.1} MB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+
+    // The same under a steady load (paced requests, so both spans see the same work).
+    let load_cpu = |profile: bool| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = {
+            let (addr, stop) = (agent.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut next = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = get(&addr, "/metrics");
+                    let _ = get(&addr, "/");
+                    next += Duration::from_millis(5);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let before = cpu_ticks(pid);
+        let t0 = Instant::now();
+        let mut sizes = Vec::new();
+        if profile {
+            for _ in 0..PROFILES {
+                let (status, body) =
+                    get(&agent.addr, "/debug/pprof/profile?seconds=1").expect("profile");
+                assert_eq!(status, 200);
+                sizes.push(body.len());
+            }
+        } else {
+            std::thread::sleep(span);
+        }
+        let ticks = cpu_ticks(pid) - before;
+        let wall = t0.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = load.join();
+        (ticks, wall, sizes)
+    };
+    let (base_ticks, base_wall, _) = load_cpu(false);
+    let (prof_ticks, prof_wall, sizes) = load_cpu(true);
+    let base_rate = base_ticks as f64 / 100.0 / base_wall.as_secs_f64();
+    let prof_rate = prof_ticks as f64 / 100.0 / prof_wall.as_secs_f64();
+    println!(
+        "under load (/metrics + / every 5 ms): {:.1} % of one core without profiling, {:.1} % while serving          {PROFILES} x /debug/pprof/profile?seconds=1 ({} bytes each on average) -> {:.2} % of one core for          profiling, sampling included (target <= 2 % beyond sampling)",
+        base_rate * 100.0,
+        prof_rate * 100.0,
+        sizes.iter().sum::<usize>() / sizes.len().max(1),
+        (prof_rate - base_rate) * 100.0
+    );
+    println!(
+        "RSS after the loaded CPU profiles: {:.1} MB",
+        rss_kib(pid) as f64 / 1024.0
     );
 
     let t0 = Instant::now();

@@ -4,8 +4,10 @@
 //! frequency on whichever thread is using CPU, and the handler unwinds that thread's stack into a ring of
 //! slots allocated when the profile starts (atomics only, nothing allocated or locked in the handler; a full
 //! ring drops and counts samples). The profiling thread drains the ring every
-//! [`DRAIN_EVERY`] into a map of identical stacks. At the end the unique addresses are symbolized once
-//! (`backtrace::resolve`, its caches cleared afterwards) and written as a pprof `Profile`.
+//! [`DRAIN_EVERY`] into a map of identical stacks. At the end the unique addresses are symbolized once and
+//! written as a pprof `Profile`: by default with function names from the ELF symbol tables (milliseconds),
+//! or on request through the DWARF debug info with inlined frames, files and lines ([`Symbols::Lines`], far
+//! more costly: see `symtab.rs`).
 //!
 //! Nothing stays allocated between profiles: the ring, the stack map and the symbol caches live only as long
 //! as one profile.
@@ -19,6 +21,7 @@
 
 pub mod proto;
 mod sampler;
+mod symtab;
 
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -145,6 +148,19 @@ pub fn ring_bytes(frequency: u32) -> usize {
     ring_slots(frequency) * (MAX_FRAMES * std::mem::size_of::<usize>() + 4)
 }
 
+/// How addresses become names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Symbols {
+    /// Function names from the symbol tables of the mapped objects; inlined functions count in their caller,
+    /// no files or lines. A few milliseconds and a few MB per profile.
+    #[default]
+    Names,
+    /// Function names, inlined frames, source files and lines from the DWARF debug info
+    /// (`backtrace::resolve`, its caches cleared afterwards). Costly in a large binary: hundreds of
+    /// milliseconds and tens of MB of heap per profile.
+    Lines,
+}
+
 /// A finished profile: identical stacks aggregated, addresses not yet symbolized.
 pub struct Report {
     stacks: Vec<(Box<[usize]>, u64)>,
@@ -177,11 +193,38 @@ impl Report {
     }
 
     /// Symbolizes the stacks and builds the pprof profile: sample types `samples/count` and
-    /// `cpu/nanoseconds`, period type `cpu/nanoseconds`, function names with file and line (inlined frames
-    /// as separate lines of one location).
-    pub fn to_profile(&self) -> proto::Profile {
+    /// `cpu/nanoseconds`, period type `cpu/nanoseconds`, one mapping per executable file mapping, functions
+    /// named as `symbols` says.
+    pub fn to_profile(&self, symbols: Symbols) -> proto::Profile {
         let mut b = Builder::default();
         b.string(""); // Index 0 is always the empty string.
+        let maps = symtab::mappings();
+        for (i, m) in maps.iter().enumerate() {
+            let filename = b.string(&m.path);
+            b.mappings.push(proto::Mapping {
+                id: i as u64 + 1,
+                memory_start: m.start,
+                memory_limit: m.end,
+                file_offset: m.offset,
+                filename,
+                has_functions: true,
+                has_filenames: symbols == Symbols::Lines,
+                has_line_numbers: symbols == Symbols::Lines,
+                has_inline_frames: symbols == Symbols::Lines,
+                ..Default::default()
+            });
+        }
+        b.maps = maps;
+        if symbols == Symbols::Names {
+            let mut addrs: Vec<usize> = self
+                .stacks
+                .iter()
+                .flat_map(|(s, _)| s.iter().copied())
+                .collect();
+            addrs.sort_unstable();
+            addrs.dedup();
+            b.names = Some(symtab::resolve_all(&addrs, &b.maps));
+        }
         let samples_count = proto::ValueType {
             r#type: b.string("samples"),
             unit: b.string("count"),
@@ -201,8 +244,10 @@ impl Report {
                 label: Vec::new(),
             });
         }
-        // The symbol caches (parsed debug info of every object file) would otherwise stay for good.
-        backtrace::clear_symbol_cache();
+        if symbols == Symbols::Lines {
+            // The symbol caches (parsed debug info of every object file) would otherwise stay for good.
+            backtrace::clear_symbol_cache();
+        }
         let mut comment = Vec::new();
         if self.dropped > 0 {
             comment.push(b.string(&format!(
@@ -223,6 +268,7 @@ impl Report {
         proto::Profile {
             sample_type: vec![samples_count, cpu_ns.clone()],
             sample,
+            mapping: b.mappings,
             location: b.locations,
             function: b.functions,
             string_table: b.strings,
@@ -236,8 +282,8 @@ impl Report {
     }
 
     /// The profile as Go's `net/http/pprof` serves it: gzip-compressed protobuf.
-    pub fn to_gzip_pprof(&self) -> Vec<u8> {
-        let raw = prost::Message::encode_to_vec(&self.to_profile());
+    pub fn to_gzip_pprof(&self, symbols: Symbols) -> Vec<u8> {
+        let raw = prost::Message::encode_to_vec(&self.to_profile(symbols));
         let mut gz = flate2::write::GzEncoder::new(
             Vec::with_capacity(raw.len() / 3),
             flate2::Compression::default(),
@@ -257,6 +303,10 @@ struct Builder {
     function_ids: HashMap<(i64, i64), u64>,
     locations: Vec<proto::Location>,
     location_ids: HashMap<usize, u64>,
+    mappings: Vec<proto::Mapping>,
+    maps: Vec<symtab::Mapping>,
+    /// Names from the symbol tables ([`Symbols::Names`]), or `None` to resolve through DWARF.
+    names: Option<HashMap<usize, String>>,
 }
 
 impl Builder {
@@ -292,6 +342,40 @@ impl Builder {
         if let Some(&id) = self.location_ids.get(&addr) {
             return id;
         }
+        let line = match &self.names {
+            Some(names) => {
+                let name = names
+                    .get(&addr)
+                    .cloned()
+                    .unwrap_or_else(|| format!("{addr:#x}"));
+                vec![proto::Line {
+                    function_id: self.function(&name, ""),
+                    line: 0,
+                    column: 0,
+                }]
+            }
+            None => self.dwarf_lines(addr),
+        };
+        let id = self.locations.len() as u64 + 1;
+        let a = addr as u64;
+        let mapping_id = self
+            .maps
+            .iter()
+            .position(|m| m.start <= a && a < m.end)
+            .map_or(0, |i| i as u64 + 1);
+        self.locations.push(proto::Location {
+            id,
+            mapping_id,
+            address: addr as u64,
+            line,
+            is_folded: false,
+        });
+        self.location_ids.insert(addr, id);
+        id
+    }
+
+    /// The (possibly inlined) lines of `addr` from the debug info, innermost first.
+    fn dwarf_lines(&mut self, addr: usize) -> Vec<proto::Line> {
         let mut symbols = Vec::new();
         // `resolve` looks up `addr - 1` (it expects return addresses); the stored addresses already point
         // into the instruction, so pass one past it. Inlined frames come innermost first, as pprof wants.
@@ -307,23 +391,13 @@ impl Builder {
                 .unwrap_or_default();
             symbols.push((name, file, sym.lineno().unwrap_or(0)));
         });
-        let line = symbols
+        symbols
             .iter()
             .map(|(name, file, line)| proto::Line {
                 function_id: self.function(name, file),
                 line: i64::from(*line),
                 column: 0,
             })
-            .collect();
-        let id = self.locations.len() as u64 + 1;
-        self.locations.push(proto::Location {
-            id,
-            mapping_id: 0,
-            address: addr as u64,
-            line,
-            is_folded: false,
-        });
-        self.location_ids.insert(addr, id);
-        id
+            .collect()
     }
 }

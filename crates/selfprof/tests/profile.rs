@@ -7,7 +7,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use selfprof::{proto, Error, Session};
+use selfprof::{proto, Error, Session, Symbols};
 
 /// The sampler is process-wide and tests run on parallel threads.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -84,7 +84,11 @@ fn a_busy_thread_shows_up_by_name_file_and_line() {
         report.samples()
     );
     assert_eq!(report.dropped(), 0);
-    let p = decode(&report.to_gzip_pprof());
+    check_names(
+        &decode(&report.to_gzip_pprof(Symbols::Names)),
+        report.samples(),
+    );
+    let p = decode(&report.to_gzip_pprof(Symbols::Lines));
     let st = |i: i64| p.string_table[i as usize].as_str();
     assert_eq!(st(0), "");
     let types: Vec<_> = p
@@ -165,6 +169,58 @@ fn a_busy_thread_shows_up_by_name_file_and_line() {
     assert!(p.sample.iter().any(|s| s.location_id.len() > 3));
 }
 
+/// The cheap symbolization: function names only, from the symbol table.
+fn check_names(p: &proto::Profile, samples: u64) {
+    let st = |i: i64| p.string_table[i as usize].as_str();
+    assert_eq!(
+        p.sample.iter().map(|s| s.value[0]).sum::<i64>() as u64,
+        samples
+    );
+    let names = function_names(p);
+    assert!(
+        names.iter().any(|n| n.ends_with("selfprof_test_busy_work")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("on_sigprof") || n.contains("trace_unsynchronized")),
+        "{names:?}"
+    );
+    assert!(p.function.iter().all(|f| st(f.filename).is_empty()));
+    // Every location lies in a mapping, and this test binary is one of them.
+    assert!(p
+        .location
+        .iter()
+        .all(|l| l.mapping_id >= 1 && l.line.len() == 1));
+    let exe = std::env::current_exe().unwrap();
+    assert!(
+        p.mapping
+            .iter()
+            .any(|m| std::path::Path::new(st(m.filename)) == exe),
+        "{:?}",
+        p.mapping.iter().map(|m| st(m.filename)).collect::<Vec<_>>()
+    );
+    // Most samples are in the busy function or what it calls.
+    let busy: Vec<u64> = p
+        .function
+        .iter()
+        .filter(|f| st(f.name).ends_with("selfprof_test_busy_work"))
+        .map(|f| f.id)
+        .collect();
+    let on_busy: i64 = p
+        .sample
+        .iter()
+        .filter(|s| {
+            s.location_id
+                .iter()
+                .any(|id| busy.contains(&p.location[*id as usize - 1].line[0].function_id))
+        })
+        .map(|s| s.value[0])
+        .sum();
+    assert!(on_busy as u64 * 2 > samples, "{on_busy} of {samples}");
+}
+
 #[test]
 fn one_profile_at_a_time() {
     let _serial = serial();
@@ -185,7 +241,7 @@ fn zero_length_and_bad_frequency() {
     let _serial = serial();
     let (_keep, rx) = mpsc::channel();
     let report = selfprof::profile(Duration::ZERO, 100, &rx).expect("profile");
-    let p = decode(&report.to_gzip_pprof());
+    let p = decode(&report.to_gzip_pprof(Symbols::Names));
     assert_eq!(p.sample_type.len(), 2);
     assert_eq!(
         p.sample.iter().map(|s| s.value[0]).sum::<i64>() as u64,

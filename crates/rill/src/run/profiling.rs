@@ -94,7 +94,16 @@ fn sample_cpu(duration: Duration, stop: &mpsc::Receiver<()>) -> Result<Vec<u8>, 
             "CPU profile dropped samples: its buffer was full"
         );
     }
-    Ok(report.to_gzip_pprof())
+    let t0 = std::time::Instant::now();
+    let gz = report.to_gzip_pprof(selfprof::Symbols::Names);
+    tracing::debug!(
+        samples = report.samples(),
+        stacks = report.unique_stacks(),
+        bytes = gz.len(),
+        encode_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "CPU profile taken"
+    );
+    Ok(gz)
 }
 
 /// Why a profile type Go serves is not available here, or `None` when it is.
