@@ -207,11 +207,17 @@ fn main() {
         (ticks, wall, sizes)
     };
     let (base_ticks, base_wall, _) = load_cpu(false);
+    println!(
+        "RSS after {PROFILES} s of load without profiling: {:.1} MB",
+        rss_kib(pid) as f64 / 1024.0
+    );
     let (prof_ticks, prof_wall, sizes) = load_cpu(true);
     let base_rate = base_ticks as f64 / 100.0 / base_wall.as_secs_f64();
     let prof_rate = prof_ticks as f64 / 100.0 / prof_wall.as_secs_f64();
     println!(
-        "under load (/metrics + / every 5 ms): {:.1} % of one core without profiling, {:.1} % while serving          {PROFILES} x /debug/pprof/profile?seconds=1 ({} bytes each on average) -> {:.2} % of one core for          profiling, sampling included (target <= 2 % beyond sampling)",
+        "under load (/metrics + / every 5 ms): {:.1} % of one core without profiling, {:.1} % while serving \
+         {PROFILES} x /debug/pprof/profile?seconds=1 ({} bytes each on average) -> {:.2} % of one core for \
+         profiling, sampling included (target <= 2 % beyond sampling)",
         base_rate * 100.0,
         prof_rate * 100.0,
         sizes.iter().sum::<usize>() / sizes.len().max(1),
@@ -234,4 +240,7 @@ fn main() {
         "RSS after serving CPU and heap profiles: {:.1} MB",
         rss_kib(pid) as f64 / 1024.0
     );
+    // jemalloc returns freed pages to the system over ~10 s (its decay time).
+    std::thread::sleep(Duration::from_secs(12));
+    println!("RSS 14 s later: {:.1} MB", rss_kib(pid) as f64 / 1024.0);
 }

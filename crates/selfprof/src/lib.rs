@@ -148,6 +148,13 @@ pub fn ring_bytes(frequency: u32) -> usize {
     ring_slots(frequency) * (MAX_FRAMES * std::mem::size_of::<usize>() + 4)
 }
 
+/// Frees the symbol caches `backtrace::resolve` keeps for the life of the process (the parsed debug info
+/// of every object it looked into: tens of MB for a large binary). Call it after other code symbolized
+/// through `backtrace` (e.g. jemalloc heap profiles).
+pub fn clear_symbol_caches() {
+    backtrace::clear_symbol_cache();
+}
+
 /// How addresses become names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Symbols {

@@ -143,10 +143,16 @@ mod heap {
             ));
         }
         // Dumping writes a temporary file and symbolizes: keep it off the async workers.
-        tokio::task::spawn_blocking(move || guard.dump_pprof())
-            .await
-            .map_err(|e| ProfileError::Failed(e.to_string()))?
-            .map_err(|e| ProfileError::Failed(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let dump = guard.dump_pprof();
+            // jemalloc_pprof symbolizes through `backtrace`, whose parsed debug info (over 100 MB for this
+            // binary) would otherwise stay for good.
+            selfprof::clear_symbol_caches();
+            dump
+        })
+        .await
+        .map_err(|e| ProfileError::Failed(e.to_string()))?
+        .map_err(|e| ProfileError::Failed(e.to_string()))
     }
 }
 
