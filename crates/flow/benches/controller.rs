@@ -4,6 +4,9 @@
 //! 2. Reload the same config unchanged (no component may be updated), against the parse time.
 //! 3. An export change at the root of a 1,000-long chain: time until the leaf has it, per hop.
 //! 4. 10,000 idle components: heap bytes per component (counting allocator), and no deadlock.
+//!
+//! `RILL_BENCH=load,chain` (any of `load`, `chain`, `idle`; `load` covers the reload too) runs only those
+//! scenarios, e.g. to profile one of them.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -66,6 +69,24 @@ fn options() -> ControllerOptions {
     }
 }
 
+/// CPU time used so far by every thread of this process (Linux `/proc/self/task/*/schedstat`), or zero
+/// elsewhere. Unlike wall-clock time it is barely affected by other processes competing for the CPUs.
+fn process_cpu() -> Duration {
+    let mut ns = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|f| f.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Duration::from_nanos(ns)
+}
+
 fn best_of<T>(n: usize, mut f: impl FnMut() -> T) -> (Duration, T) {
     let mut best = Duration::MAX;
     let mut out = None;
@@ -84,21 +105,29 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let only = std::env::var("RILL_BENCH").unwrap_or_default();
+    let runs = |name: &str| only.is_empty() || only.split(',').any(|s| s == name);
     rt.block_on(async {
+      if runs("load") {
         // 1 and 2.
         let text = generated_config(5_000);
         let (parse, _) = best_of(5, || Sources::parse([("bench.river", text.as_str())]).expect("parses"));
         let nodes = Sources::parse([("bench.river", text.as_str())]).map(|s| s.files[0].ast.body.stmts.len()).unwrap_or(0);
+        let cpu = process_cpu();
+        for _ in 0..5 {
+            let _ = Sources::parse([("bench.river", text.as_str())]).expect("parses");
+        }
+        let parse_cpu = (process_cpu() - cpu) / 5;
         let c = Controller::new(common::registry(), options());
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), process_cpu());
         let sources = Sources::parse([("bench.river", text.as_str())]).expect("parses");
         c.load(sources).await.expect("loads");
-        let load = t.elapsed();
+        let (load, load_cpu) = (t.elapsed(), process_cpu() - cpu);
         c.settle().await;
-        let t = Instant::now();
+        let (t, cpu) = (Instant::now(), process_cpu());
         let sources = Sources::parse([("bench.river", text.as_str())]).expect("parses");
         let report = c.load(sources).await.expect("reloads");
-        let reload = t.elapsed();
+        let (reload, reload_cpu) = (t.elapsed(), process_cpu() - cpu);
         assert!(report.updated.is_empty(), "an unchanged reload updated {:?}", report.updated);
         println!("config: {nodes} components, {} KiB", text.len() / 1024);
         println!("parse:            {:>9.2} ms", parse.as_secs_f64() * 1e3);
@@ -112,8 +141,18 @@ fn main() {
             reload.as_secs_f64() * 1e3,
             reload.as_secs_f64() / parse.as_secs_f64()
         );
+        println!(
+            "CPU time (all threads): parse {:.2} ms, load + evaluate {:.2} ms ({:.1}x), unchanged reload {:.2} ms ({:.1}x)",
+            parse_cpu.as_secs_f64() * 1e3,
+            load_cpu.as_secs_f64() * 1e3,
+            load_cpu.as_secs_f64() / parse_cpu.as_secs_f64(),
+            reload_cpu.as_secs_f64() * 1e3,
+            reload_cpu.as_secs_f64() / parse_cpu.as_secs_f64()
+        );
         c.shutdown().await;
+      }
 
+      if runs("chain") {
         // 3.
         let hops = 1_000;
         let mut chain = String::from("test.pass \"n0\" { input = 0 }\n");
@@ -145,24 +184,30 @@ fn main() {
         println!("chain of {hops}: root change reaches the leaf at {:.1} µs per hop (median of 5, reload included)",
             per_hop[2].as_secs_f64() * 1e6);
         c.shutdown().await;
+      }
 
+      if runs("idle") {
         // 4.
         let idle = 10_000;
         let mut text = String::new();
         for i in 0..idle {
             text.push_str(&format!("test.pass \"idle{i}\" {{ input = {i} }}\n"));
         }
-        let sources = Sources::parse([("idle.river", text.as_str())]).expect("parses");
         let before = LIVE.load(Ordering::Relaxed);
+        let sources = Sources::parse([("idle.river", text.as_str())]).expect("parses");
+        let parsed = LIVE.load(Ordering::Relaxed);
         let c = Controller::new(common::registry(), options());
         c.load(sources).await.expect("loads");
         c.settle().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let after = LIVE.load(Ordering::Relaxed);
         let per = (after - before) as f64 / idle as f64;
+        let runtime = (after - parsed) as f64 / idle as f64;
         println!("{idle} idle components: {:.0} bytes of heap per component (config source and AST included)", per);
+        println!("{idle} idle components: {:.0} bytes of heap per component of runtime overhead (without the parsed sources)", runtime);
         let t = Instant::now();
         c.shutdown().await;
         println!("shutdown of {idle} components: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+      }
     });
 }

@@ -15,6 +15,7 @@
 use crate::component::{Component, ComponentError, Context, Health, HealthState};
 use crate::graph::{Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
+use crate::runner::{PendingUpdate, Runner};
 use crate::source::{LoadDiagnostics, Sources};
 use river::eval::Scope;
 use river::{Diagnostic, Object, Value};
@@ -23,8 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 /// Receives the `logging` block's settings whenever they are (re)applied.
@@ -183,25 +183,6 @@ struct NodeState {
     alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
-struct Runner {
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
-    /// The latest arguments, numbered; the updater applies only the newest.
-    updates: watch::Sender<Option<(u64, Arguments)>>,
-    /// The number of the last arguments whose `update` finished.
-    done: watch::Receiver<u64>,
-    /// The number given to the latest arguments sent.
-    generation: u64,
-    updater: JoinHandle<()>,
-    alive: Arc<std::sync::atomic::AtomicBool>,
-}
-
-/// An `update` handed to a component's updater: finished once `done` reaches `generation`.
-struct PendingUpdate {
-    done: watch::Receiver<u64>,
-    generation: u64,
-}
-
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     // A panic while holding the lock leaves plain data behind; keep serving it.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -277,8 +258,15 @@ impl Controller {
             }
             st.rank = rank;
             st.dirty.clear();
-            st.sources = sources;
-            st.graph = graph;
+            let old = (
+                std::mem::replace(&mut st.sources, sources),
+                std::mem::replace(&mut st.graph, graph),
+            );
+            drop(st);
+            // Freeing a big config's syntax trees takes a while; the caller need not wait for it.
+            if old.1.nodes.len() > 100 {
+                tokio::task::spawn_blocking(move || drop(old));
+            }
         }
 
         let (order, has_logging) = {
@@ -291,7 +279,7 @@ impl Controller {
             }
         }
         for index in order {
-            let Some(mut pending) = shared.evaluate(index, Some(&mut report)) else {
+            let Some(pending) = shared.evaluate(index, Some(&mut report)) else {
                 continue;
             };
             if lock(&shared.state)
@@ -301,8 +289,7 @@ impl Controller {
                 .is_some_and(|d| !d.is_empty())
             {
                 // Let dependants see the new exports, but never wait long for a slow component.
-                let finished = pending.done.wait_for(|done| *done >= pending.generation);
-                let _ = tokio::time::timeout(shared.options.update_wait, finished).await;
+                let _ = tokio::time::timeout(shared.options.update_wait, pending.finished()).await;
             }
         }
         lock(&shared.state).loaded = true;
@@ -453,17 +440,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 }
 
 async fn stop_runner(runner: Runner, timeout: Duration, id: &str) {
-    runner.alive.store(false, Ordering::Release);
-    runner.cancel.cancel();
-    runner.updater.abort();
-    drop(runner.updates);
-    if tokio::time::timeout(timeout, runner.task).await.is_err() {
-        tracing::warn!(
-            component = id,
-            ?timeout,
-            "component did not stop in time; abandoning it"
-        );
-    }
+    crate::runner::stop(runner, timeout, id).await
 }
 
 /// What the UI and API show about a node.
@@ -621,47 +598,69 @@ impl Shared {
         index: usize,
         mut report: Option<&mut LoadReport>,
     ) -> Option<PendingUpdate> {
-        let (file, stmt, kind, id, inputs, previous) = {
+        let (file, stmt, kind, id, stamp) = {
             let mut st = lock(&self.state);
             let &rank = st.rank.get(index)?;
             st.dirty.remove(&(rank, index));
             self.metrics.queue_size.set(st.dirty.len() as i64);
             let node = &st.graph.nodes[index];
             let file = st.sources.files[node.file].clone();
-            let mut inputs: Vec<(String, Value)> = st.graph.dependencies[index]
+            let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(node.stmt) else {
+                return None;
+            };
+            let text_hash = hash_text(block.span.text(file.source.text()));
+            let deps = &st.graph.dependencies[index];
+            let exports_of = |d: usize| st.exports.get(&st.graph.nodes[d].id);
+            let is_component = matches!(node.kind, NodeKind::Component { .. });
+            // Compared in place: an unchanged node (most of an unchanged reload) costs no copies.
+            let unchanged = is_component
+                && st
+                    .nodes
+                    .get(&node.id)
+                    .and_then(|n| n.stamp.as_ref())
+                    .is_some_and(|p| {
+                        p.text_hash == text_hash
+                            && p.inputs.len() == deps.len()
+                            && deps.iter().all(|&d| {
+                                let id = st.graph.nodes[d].id.as_str();
+                                let Ok(at) = p.inputs.binary_search_by(|(k, _)| k.as_str().cmp(id))
+                                else {
+                                    return false;
+                                };
+                                let now = exports_of(d);
+                                let seen = &p.inputs[at].1;
+                                match now {
+                                    Some(v) => same_value(seen, v),
+                                    None => matches!(seen, Value::Object(o) if o.is_empty()),
+                                }
+                            })
+                    });
+            if unchanged {
+                return None;
+            }
+            let mut inputs: Vec<(String, Value)> = deps
                 .iter()
                 .map(|&d| {
-                    let dep = &st.graph.nodes[d].id;
-                    let exports = st.exports.get(dep).cloned();
+                    let exports = exports_of(d).cloned();
                     (
-                        dep.clone(),
+                        st.graph.nodes[d].id.clone(),
                         exports.unwrap_or_else(|| Value::object(Object::new())),
                     )
                 })
                 .collect();
             inputs.sort_by(|a, b| a.0.cmp(&b.0));
-            let previous = st.nodes.get(&node.id).and_then(|n| n.stamp.clone());
             (
-                file,
+                file.clone(),
                 node.stmt,
                 node.kind.clone(),
                 node.id.clone(),
-                inputs,
-                previous,
+                EvalStamp { text_hash, inputs },
             )
         };
         let src = file.source.text();
         let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
             return None;
         };
-        let stamp = EvalStamp {
-            text_hash: hash_text(block.span.text(src)),
-            inputs,
-        };
-        let is_component = matches!(kind, NodeKind::Component { .. });
-        if is_component && previous.is_some_and(|p| p.same_as(&stamp)) {
-            return None;
-        }
         let scope = scope_from(&stamp.inputs);
 
         let NodeKind::Component { name, .. } = &kind else {
@@ -743,16 +742,12 @@ impl Shared {
         }
         node.args = Some(args.clone());
         if let Some(runner) = node.runner.as_mut() {
-            runner.generation += 1;
-            let generation = runner.generation;
-            runner.updates.send_replace(Some((generation, args)));
+            let (runner, generation) = runner.next_update();
+            drop(st);
             if let Some(r) = report {
                 r.updated.push(id);
             }
-            return Some(PendingUpdate {
-                done: runner.done.clone(),
-                generation,
-            });
+            return crate::runner::submit(&runner, generation, args);
         }
         if node.component.is_some() {
             return None;
@@ -778,7 +773,23 @@ impl Shared {
         match built {
             Ok(component) => {
                 node.component = Some(component.clone());
-                node.runner = Some(self.start(&id, component, node));
+                let shared = crate::runner::Shared::new(
+                    Arc::from(id.as_str()),
+                    component,
+                    node.run_health.clone(),
+                    node.update_health.clone(),
+                    node.counters.clone(),
+                );
+                let backoff = crate::runner::Backoff {
+                    first: self.options.restart_backoff,
+                    max: self.options.max_restart_backoff,
+                };
+                node.runner = Some(Runner::start(
+                    shared,
+                    self.cancel.child_token(),
+                    node.alive.clone(),
+                    backoff,
+                ));
                 if let Some(r) = report {
                     r.started.push(id);
                 }
@@ -804,118 +815,6 @@ impl Shared {
             }
         }
         None
-    }
-
-    fn start(&self, id: &str, component: Arc<dyn Component>, node: &NodeState) -> Runner {
-        let cancel = self.cancel.child_token();
-        set_health(&node.run_health, HealthState::Healthy, "started".into());
-        let (updates, mut rx) = watch::channel::<Option<(u64, Arguments)>>(None);
-        let (done_tx, done) = watch::channel(0u64);
-        let updater_component = component.clone();
-        let update_health = node.update_health.clone();
-        let counters = node.counters.clone();
-        let updater_id = id.to_string();
-        let updater = tokio::spawn(async move {
-            while rx.changed().await.is_ok() {
-                let Some((generation, args)) = rx.borrow_and_update().clone() else {
-                    continue;
-                };
-                counters.updates.fetch_add(1, Ordering::Relaxed);
-                // A panicking `update` is reported instead of ending this loop.
-                let call = std::panic::AssertUnwindSafe(updater_component.update(args));
-                let outcome = match futures_util::FutureExt::catch_unwind(call).await {
-                    Ok(Ok(())) => None,
-                    Ok(Err(e)) => Some(format!("failed to update: {e}")),
-                    Err(payload) => Some(format!(
-                        "update panicked: {}",
-                        panic_message(payload.as_ref())
-                    )),
-                };
-                if let Some(message) = &outcome {
-                    tracing::error!(component = %updater_id, error = %message, "component update failed");
-                }
-                let health = outcome.map(|m| Health::new(HealthState::Unhealthy, m));
-                *update_health.lock().unwrap_or_else(|e| e.into_inner()) = health;
-                done_tx.send_replace(generation);
-            }
-        });
-        let task = tokio::spawn(supervise(
-            id.to_string(),
-            component,
-            cancel.clone(),
-            node.run_health.clone(),
-            node.counters.clone(),
-            self.options.restart_backoff,
-            self.options.max_restart_backoff,
-        ));
-        Runner {
-            cancel,
-            task,
-            updates,
-            done,
-            generation: 0,
-            updater,
-            alive: node.alive.clone(),
-        }
-    }
-}
-
-/// How a spawned component call ended abnormally, e.g. `panicked: index out of bounds`.
-fn describe_join_error(join: tokio::task::JoinError) -> String {
-    if !join.is_panic() {
-        return "was aborted".to_string();
-    }
-    format!("panicked: {}", panic_message(join.into_panic().as_ref()))
-}
-
-/// The message of a panic payload.
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "unknown panic".into())
-}
-
-fn set_health(h: &Mutex<Health>, state: HealthState, message: String) {
-    let mut g = h.lock().unwrap_or_else(|e| e.into_inner());
-    *g = Health::new(state, message);
-}
-
-/// Runs a component, restarting it with backoff when its run ends or panics, until cancelled.
-async fn supervise(
-    id: String,
-    component: Arc<dyn Component>,
-    cancel: CancellationToken,
-    health: Arc<Mutex<Health>>,
-    counters: Arc<NodeCounters>,
-    first_backoff: Duration,
-    max_backoff: Duration,
-) {
-    let mut backoff = first_backoff;
-    loop {
-        if counters.runs.fetch_add(1, Ordering::Relaxed) > 0 {
-            set_health(&health, HealthState::Healthy, "restarted".into());
-        }
-        let c = component.clone();
-        let token = cancel.child_token();
-        let result = tokio::spawn(async move { c.run(token).await }).await;
-        if cancel.is_cancelled() {
-            set_health(&health, HealthState::Exited, "stopped".into());
-            return;
-        }
-        let why = match result {
-            Ok(Ok(())) => "run exited without an error".to_string(),
-            Ok(Err(e)) => format!("run exited with error: {e}"),
-            Err(join) => format!("run {}", describe_join_error(join)),
-        };
-        tracing::error!(component = %id, reason = %why, ?backoff, "component exited; restarting");
-        set_health(&health, HealthState::Exited, why);
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(max_backoff);
     }
 }
 
@@ -947,18 +846,6 @@ impl NodeState {
 struct EvalStamp {
     text_hash: u64,
     inputs: Vec<(String, Value)>,
-}
-
-impl EvalStamp {
-    fn same_as(&self, other: &EvalStamp) -> bool {
-        self.text_hash == other.text_hash
-            && self.inputs.len() == other.inputs.len()
-            && self
-                .inputs
-                .iter()
-                .zip(&other.inputs)
-                .all(|((a, x), (b, y))| a == b && same_value(x, y))
-    }
 }
 
 /// Equality with a shortcut for values shared by reference (exports are usually passed along unchanged).

@@ -6,11 +6,12 @@
 //! names no component but starts with a standard-library name (`env`, `constants`, `string`) is not a
 //! reference, so a component named like a namespace shadows it.
 
+use crate::fasthash::FastMap;
 use crate::registry::suggest;
 use crate::source::{LoadDiagnostics, Sources};
 use river::ast::{Block, Body, Expr, ExprKind, Stmt};
 use river::{Diagnostic, Span};
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 /// Top-level blocks that configure the runtime itself rather than declare a component.
 pub const CONFIG_BLOCKS: &[&str] = &["logging", "tracing"];
@@ -86,7 +87,7 @@ pub struct Graph {
     pub dependencies: Vec<Vec<usize>>,
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
-    ids: HashMap<String, usize>,
+    ids: FastMap<String, usize>,
 }
 
 /// What the graph builder needs to know about names.
@@ -115,8 +116,12 @@ impl Graph {
     /// unresolvable and self references, and cycles (naming every member).
     pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
         let mut diags = LoadDiagnostics::default();
-        let mut graph = Graph::default();
-        let mut first_seen: HashMap<String, (usize, Span)> = HashMap::new();
+        let count: usize = sources.files.iter().map(|f| f.ast.body.stmts.len()).sum();
+        let mut graph = Graph {
+            nodes: Vec::with_capacity(count),
+            ids: FastMap::with_capacity_and_hasher(count, Default::default()),
+            ..Graph::default()
+        };
 
         for (file_index, file) in sources.files.iter().enumerate() {
             let src = file.source.text();
@@ -129,21 +134,29 @@ impl Graph {
                         continue;
                     }
                 };
-                let name = block.name_string(src);
-                let label = block.label_text(src);
+                let name = dotted(&block.name, src);
                 let name_span = block.name_span();
-                let (id, kind) = if CONFIG_BLOCKS.contains(&name.as_str()) {
-                    (name.clone(), NodeKind::Config { name })
+                let (id, kind) = if CONFIG_BLOCKS.contains(&&*name) {
+                    (
+                        name.to_string(),
+                        NodeKind::Config {
+                            name: name.into_owned(),
+                        },
+                    )
                 } else if names.is_component(&name) {
-                    let Some(label) = label else {
+                    let Some(label) = block.label_text(src) else {
                         let msg = format!("component {name:?} must have a label");
                         diags.push(&file.source, Diagnostic::error(name_span, msg));
                         continue;
                     };
+                    let mut id = String::with_capacity(name.len() + 1 + label.len());
+                    id.push_str(&name);
+                    id.push('.');
+                    id.push_str(label);
                     (
-                        format!("{name}.{label}"),
+                        id,
                         NodeKind::Component {
-                            name,
+                            name: name.into_owned(),
                             label: label.to_string(),
                         },
                     )
@@ -155,8 +168,13 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 };
-                if let Some(&(other_file, other_span)) = first_seen.get(&id) {
-                    let other = &sources.files[other_file].source;
+                if let Some(&first) = graph.ids.get(id.as_str()) {
+                    let first = &graph.nodes[first];
+                    let other = &sources.files[first.file].source;
+                    let other_span = first
+                        .block(sources)
+                        .map(|b| b.name_span())
+                        .unwrap_or_default();
                     let pos = other.position(other_span.start);
                     let msg = format!(
                         "block {id} already declared at {}:{}:{}",
@@ -167,7 +185,6 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 }
-                first_seen.insert(id.clone(), (file_index, name_span));
                 graph.ids.insert(id.clone(), graph.nodes.len());
                 graph.nodes.push(Node {
                     id,
@@ -179,7 +196,11 @@ impl Graph {
             }
         }
 
-        // Resolve references now that every ID is known.
+        // Resolve references now that every ID is known. One buffer holds the parts of every traversal of a
+        // node, so collecting them does not allocate per traversal.
+        let mut parts = Vec::new();
+        let mut traversals = Vec::new();
+        let mut key = String::new();
         for index in 0..graph.nodes.len() {
             let node = &graph.nodes[index];
             let file = &sources.files[node.file];
@@ -187,30 +208,29 @@ impl Graph {
             let Some(block) = node.block(sources) else {
                 continue;
             };
-            let mut traversals = Vec::new();
-            collect_body(&block.body, &mut traversals);
+            parts.clear();
+            traversals.clear();
+            collect_body(&block.body, &mut parts, &mut traversals);
             let mut refs = Vec::new();
-            for t in traversals {
-                match graph.resolve(&t, src) {
+            for &(from, to) in &traversals {
+                let t = &parts[from..to];
+                let span = t[0].to(t[t.len() - 1]);
+                match graph.resolve(t, src, &mut key) {
                     Some((target, _)) if target == index => {
                         diags.push(
                             &file.source,
-                            Diagnostic::error(t.span(), "cannot reference self"),
+                            Diagnostic::error(span, "cannot reference self"),
                         );
                     }
-                    Some((target, path)) => refs.push(Reference {
-                        target,
-                        span: t.span(),
-                        path,
-                    }),
-                    None if names.is_stdlib(t.parts[0].text(src)) => {}
+                    Some((target, path)) => refs.push(Reference { target, span, path }),
+                    None if names.is_stdlib(t[0].text(src)) => {}
                     None => {
-                        let full: Vec<&str> = t.parts.iter().map(|p| p.text(src)).collect();
+                        let full: Vec<&str> = t.iter().map(|p| p.text(src)).collect();
                         let msg = format!(
                             "component {:?} does not exist or is out of scope",
                             full.join(".")
                         );
-                        diags.push(&file.source, Diagnostic::error(t.span(), msg));
+                        diags.push(&file.source, Diagnostic::error(span, msg));
                     }
                 }
             }
@@ -235,10 +255,7 @@ impl Graph {
             list.dedup();
         }
 
-        for cycle in strongly_connected(&graph.dependencies)
-            .into_iter()
-            .filter(|c| c.len() > 1)
-        {
+        for cycle in strongly_connected(&graph.dependencies) {
             let members: Vec<&str> = cycle.iter().map(|&i| graph.nodes[i].id.as_str()).collect();
             let first = &graph.nodes[cycle[0]];
             let span = first
@@ -255,107 +272,127 @@ impl Graph {
         if diags.has_errors() {
             return Err(diags);
         }
-        graph.order = topological_order(&graph.dependencies);
+        graph.order = topological_order(&graph.dependencies, &graph.dependants);
         Ok(graph)
     }
 
     /// Resolves a traversal to (target node, remaining path) by growing its prefix until it is an ID.
-    fn resolve(&self, t: &Traversal, src: &str) -> Option<(usize, Vec<String>)> {
-        let mut id = String::new();
-        for (i, part) in t.parts.iter().enumerate() {
+    /// `key` is scratch space for traversals written with blanks around their dots.
+    fn resolve(&self, parts: &[Span], src: &str, key: &mut String) -> Option<(usize, Vec<String>)> {
+        let found = |i: usize, target: usize| {
+            let path = parts[i + 1..]
+                .iter()
+                .map(|p| p.text(src).to_string())
+                .collect();
+            Some((target, path))
+        };
+        // Usually the traversal is written without blanks, so each prefix is a slice of the source.
+        let start = parts[0].start;
+        let mut contiguous = true;
+        key.clear();
+        for (i, part) in parts.iter().enumerate() {
             if i > 0 {
-                id.push('.');
+                let prev = parts[i - 1];
+                contiguous &= part.start == prev.end + 1
+                    && src.as_bytes().get(prev.end as usize) == Some(&b'.');
+                key.push('.');
             }
-            id.push_str(part.text(src));
-            if let Some(&target) = self.ids.get(&id) {
-                let path = t.parts[i + 1..]
-                    .iter()
-                    .map(|p| p.text(src).to_string())
-                    .collect();
-                return Some((target, path));
+            key.push_str(part.text(src));
+            let prefix = if contiguous {
+                src.get(start as usize..part.end as usize)
+                    .unwrap_or(key.as_str())
+            } else {
+                key.as_str()
+            };
+            if let Some(&target) = self.ids.get(prefix) {
+                return found(i, target);
             }
         }
         None
     }
 }
 
-/// An identifier followed by field accesses: `a.b.c`.
-struct Traversal {
-    parts: Vec<Span>,
-}
-
-impl Traversal {
-    fn span(&self) -> Span {
-        match (self.parts.first(), self.parts.last()) {
-            (Some(a), Some(b)) => a.to(*b),
-            _ => Span::default(),
+/// A block's dotted name, borrowed from the source when it is written without blanks.
+fn dotted<'s>(name: &[Span], src: &'s str) -> Cow<'s, str> {
+    if let (Some(first), Some(last)) = (name.first(), name.last()) {
+        if let Some(text) = src.get(first.start as usize..last.end as usize) {
+            let len = name
+                .iter()
+                .map(|p| (p.end - p.start) as usize)
+                .sum::<usize>()
+                + name.len()
+                - 1;
+            if text.len() == len && text.bytes().filter(|&b| b == b'.').count() == name.len() - 1 {
+                return Cow::Borrowed(text);
+            }
         }
     }
+    let mut s = String::new();
+    for (i, part) in name.iter().enumerate() {
+        if i > 0 {
+            s.push('.');
+        }
+        s.push_str(part.text(src));
+    }
+    Cow::Owned(s)
 }
 
-fn collect_body(body: &Body, out: &mut Vec<Traversal>) {
+fn collect_body(body: &Body, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
     for stmt in &body.stmts {
         match stmt {
-            Stmt::Attribute(a) => collect_expr(&a.value, out),
-            Stmt::Block(b) => collect_body(&b.body, out),
+            Stmt::Attribute(a) => collect_expr(&a.value, parts, out),
+            Stmt::Block(b) => collect_body(&b.body, parts, out),
         }
     }
 }
 
-/// Collects the traversals in `expr`. Returns the traversal `expr` itself forms, if it is one, so that an
-/// enclosing access can extend it.
-fn collect_expr(expr: &Expr, out: &mut Vec<Traversal>) {
-    if let Some(t) = traversal_of(expr, out) {
-        out.push(t);
+/// Collects the traversals in `expr` (an identifier followed by `.name` accesses; indexing or calling ends
+/// one) as ranges of `parts`.
+fn collect_expr(expr: &Expr, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
+    let mut root = expr;
+    let mut accesses = 0;
+    while let ExprKind::Access(value, _) = &root.kind {
+        root = value;
+        accesses += 1;
     }
-}
-
-/// If `expr` is an identifier with accesses, returns it as a traversal (and collects nothing else);
-/// otherwise collects the traversals inside it and returns `None`.
-fn traversal_of(expr: &Expr, out: &mut Vec<Traversal>) -> Option<Traversal> {
-    match &expr.kind {
-        ExprKind::Ident => Some(Traversal {
-            parts: vec![expr.span],
-        }),
-        ExprKind::Access(value, name) => match traversal_of(value, out) {
-            Some(mut t) => {
-                t.parts.push(*name);
-                Some(t)
-            }
-            None => None,
-        },
+    if let ExprKind::Ident = root.kind {
+        let from = parts.len();
+        parts.push(root.span);
+        parts.resize(from + 1 + accesses, Span::default());
+        let (mut e, mut slot) = (expr, from + accesses);
+        while let ExprKind::Access(value, name) = &e.kind {
+            parts[slot] = *name;
+            slot -= 1;
+            e = value;
+        }
+        out.push((from, parts.len()));
+        return;
+    }
+    // Accesses on anything else are no traversal; look inside what they access.
+    match &root.kind {
         ExprKind::Index(value, index) => {
-            collect_expr(value, out);
-            collect_expr(index, out);
-            None
+            collect_expr(value, parts, out);
+            collect_expr(index, parts, out);
         }
-        ExprKind::Call(func, args) => {
-            collect_expr(func, out);
-            args.iter().for_each(|a| collect_expr(a, out));
-            None
+        ExprKind::Call(call) => {
+            collect_expr(&call.func, parts, out);
+            call.args.iter().for_each(|a| collect_expr(a, parts, out));
         }
-        ExprKind::Array(items) => {
-            items.iter().for_each(|a| collect_expr(a, out));
-            None
-        }
-        ExprKind::Object(fields) => {
-            fields.iter().for_each(|f| collect_expr(&f.value, out));
-            None
-        }
-        ExprKind::Unary(_, x) | ExprKind::Paren(x) => {
-            collect_expr(x, out);
-            None
-        }
+        ExprKind::Array(items) => items.iter().for_each(|a| collect_expr(a, parts, out)),
+        ExprKind::Object(fields) => fields
+            .iter()
+            .for_each(|f| collect_expr(&f.value, parts, out)),
+        ExprKind::Unary(_, x) | ExprKind::Paren(x) => collect_expr(x, parts, out),
         ExprKind::Binary(_, l, r) => {
-            collect_expr(l, out);
-            collect_expr(r, out);
-            None
+            collect_expr(l, parts, out);
+            collect_expr(r, parts, out);
         }
-        ExprKind::Literal(_) => None,
+        ExprKind::Ident | ExprKind::Access(..) | ExprKind::Literal(_) => {}
     }
 }
 
-/// Tarjan's strongly connected components, iteratively (graphs may be deep chains).
+/// Tarjan's strongly connected components with more than one member, iteratively (graphs may be deep
+/// chains).
 fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     const UNVISITED: usize = usize::MAX;
     let n = edges.len();
@@ -389,6 +426,12 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
                 low[parent] = low[parent].min(low[v]);
             }
             if low[v] == index[v] {
+                // A node alone is no cycle (self references are reported on their own).
+                if stack.last() == Some(&v) {
+                    stack.pop();
+                    on_stack[v] = false;
+                    continue;
+                }
                 let mut component = Vec::new();
                 while let Some(w) = stack.pop() {
                     on_stack[w] = false;
@@ -406,15 +449,9 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 }
 
 /// Kahn's algorithm: dependencies before dependants, ties in source order.
-fn topological_order(dependencies: &[Vec<usize>]) -> Vec<usize> {
+fn topological_order(dependencies: &[Vec<usize>], dependants: &[Vec<usize>]) -> Vec<usize> {
     let n = dependencies.len();
     let mut remaining: Vec<usize> = dependencies.iter().map(Vec::len).collect();
-    let mut dependants = vec![Vec::new(); n];
-    for (i, deps) in dependencies.iter().enumerate() {
-        for &d in deps {
-            dependants[d].push(i);
-        }
-    }
     let mut ready: std::collections::BTreeSet<usize> =
         (0..n).filter(|&i| remaining[i] == 0).collect();
     let mut order = Vec::with_capacity(n);
@@ -476,6 +513,35 @@ mod tests {
             ]
         );
         assert_eq!(g.dependants[g.index_of("test.pass.a").unwrap()].len(), 2);
+    }
+
+    #[test]
+    fn blanks_around_dots_do_not_change_resolution() {
+        let g = build(
+            "test . pass \"a\" { }\n\
+             test.pass \"b\" { input = [test . pass.a .output, test.pass.a.output] }\n",
+        )
+        .unwrap();
+        let b = g.get("test.pass.b").unwrap();
+        let refs: Vec<_> = b
+            .references
+            .iter()
+            .map(|r| (g.nodes[r.target].id.as_str(), r.path.join(".")))
+            .collect();
+        assert_eq!(
+            refs,
+            [
+                ("test.pass.a", "output".into()),
+                ("test.pass.a", "output".into())
+            ]
+        );
+        assert_eq!(
+            g.get("test.pass.a").map(|n| n.kind.clone()),
+            Some(NodeKind::Component {
+                name: "test.pass".into(),
+                label: "a".into()
+            })
+        );
     }
 
     #[test]

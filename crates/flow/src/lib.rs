@@ -10,10 +10,12 @@ pub mod cluster;
 pub mod component;
 pub mod component_metrics;
 pub mod controller;
+mod fasthash;
 pub mod graph;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+mod runner;
 pub mod source;
 
 pub use cluster::{Cluster, Peer, PeerState, Standalone};

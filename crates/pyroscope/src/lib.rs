@@ -8,7 +8,11 @@
 #![warn(missing_docs)]
 
 pub mod labels;
+pub mod pprof;
+pub mod push;
 pub mod receiver;
+pub mod size;
 
 pub use labels::{Label, Labels};
 pub use receiver::{fanout, AppendError, Appender, FanoutError, RawSample, Receiver};
+pub use size::ByteSize;

@@ -7,5 +7,13 @@ use std::sync::Arc;
 pub fn builtin_registry() -> Arc<flow::Registry> {
     let mut registry = flow::Registry::new();
     local_file::register(&mut registry).expect("built-in component names are valid and unique");
+    pyroscope_scrape::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    discovery::register(&mut registry).expect("built-in component names are valid and unique");
+    pyroscope_write::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    pyroscope_receive_http::register(&mut registry)
+        .expect("built-in component names are valid and unique");
+    pyroscope_file::register(&mut registry).expect("built-in component names are valid and unique");
     Arc::new(registry)
 }

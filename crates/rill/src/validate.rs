@@ -217,7 +217,7 @@ fn is_closed<'a>(e: &'a Expr, src: &str, names: &Names, out: &mut Vec<&'a Expr>)
             vec![inner]
         }
         ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
-        ExprKind::Call(f, args) => std::iter::once(&**f).chain(args).collect(),
+        ExprKind::Call(call) => std::iter::once(&call.func).chain(&call.args).collect(),
     };
     let flags: Vec<(bool, &Expr)> = children
         .into_iter()

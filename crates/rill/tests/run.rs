@@ -261,7 +261,15 @@ fn sample_types(p: &selfprof::proto::Profile) -> Vec<(String, String)> {
 
 #[test]
 fn cpu_and_heap_profiles_decode() {
-    let a = Agent::start("local.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n");
+    // The agent holds this file's 4 MiB of content: jemalloc samples one allocation per 512 KiB on average,
+    // so the heap profile is sure to have samples.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(4 << 20)).unwrap();
+    let a = Agent::start(&format!(
+        "local.file \"big\" {{\n\tfilename = {:?}\n}}\n",
+        big.display().to_string()
+    ));
     a.wait_ready();
     // Keep the process busy while it samples itself, so there is CPU to see.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -380,12 +388,59 @@ fn a_directory_config_merges_its_files() {
 }
 
 #[test]
-fn the_quickstart_config_runs() {
+fn the_quickstart_scrapes_the_agent_itself_and_stores_its_profiles() {
+    // The quickstart as shipped, with its target moved from 127.0.0.1:12345 to a free port so that tests
+    // can run beside a real agent.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shipped = std::fs::read_to_string(root.join("examples/quickstart.river")).unwrap();
+    assert!(shipped.contains("\"127.0.0.1:12345\""), "{shipped}");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let quickstart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.river");
-    let a = Agent::start_at(dir, quickstart);
+    let config = dir.path().join("quickstart.river");
+    std::fs::write(&config, shipped.replace("127.0.0.1:12345", &listen)).unwrap();
+    let a = Agent::start_listening(dir, config, &listen);
     a.wait_ready();
     assert_eq!(a.get_text("/-/healthy").0, 200, "{}", a.log());
-    assert!(!a.component_ids().is_empty());
+
+    // The first CPU profile lands one phase (< 10 s) plus its 9 s of sampling after the start; the deadline
+    // only guards against a hang.
+    let store = a
+        .dir
+        .path()
+        .join("data/pyroscope.file.local/rill/process_cpu");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let profile = loop {
+        let found = std::fs::read_dir(&store).ok().and_then(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(".pb.gz"))
+        });
+        if let Some(path) = found {
+            eprintln!("first CPU profile stored after {:?}", started.elapsed());
+            break path;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no CPU profile stored in {}:\n{}",
+            store.display(),
+            a.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&profile).unwrap())
+        .read_to_end(&mut raw)
+        .unwrap();
+    let decoded = selfprof::proto::Profile::decode(raw.as_slice()).expect("a pprof profile");
+    assert!(!decoded.sample_type.is_empty(), "{decoded:?}");
+    // The scrape reports the target up in its debug info.
+    let scrape = a.get_json("/api/v0/web/components/pyroscope.scrape.self");
+    assert!(scrape.to_string().contains("\"up\""), "{scrape}");
 }

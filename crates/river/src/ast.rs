@@ -139,14 +139,24 @@ pub enum ExprKind {
     Access(Box<Expr>, Span),
     /// `value[index]`
     Index(Box<Expr>, Box<Expr>),
-    /// `function(args...)`
-    Call(Box<Expr>, Box<[Expr]>),
+    /// `function(args...)` (boxed as one: it is the largest variant, and keeping it out of line keeps
+    /// every [`Expr`] at 32 bytes).
+    Call(Box<Call>),
     /// `!x`, `-x`
     Unary(UnaryOp, Box<Expr>),
     /// `a op b`
     Binary(BinaryOp, Box<Expr>, Box<Expr>),
     /// `(x)`, kept so the formatter prints it back.
     Paren(Box<Expr>),
+}
+
+/// A function call: `func(args...)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Call {
+    /// The function called.
+    pub func: Expr,
+    /// The arguments in order.
+    pub args: Box<[Expr]>,
 }
 
 /// Literal kinds; the value is decoded from the source text on evaluation.
@@ -380,10 +390,10 @@ fn shape_expr(out: &mut String, e: &Expr, src: &str) {
             shape_expr(out, i, src);
             out.push(')');
         }
-        ExprKind::Call(f, args) => {
+        ExprKind::Call(call) => {
             out.push_str("(call ");
-            shape_expr(out, f, src);
-            list(out, args);
+            shape_expr(out, &call.func, src);
+            list(out, &call.args);
             out.push(')');
         }
         ExprKind::Unary(op, x) => {

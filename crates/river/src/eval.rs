@@ -164,7 +164,8 @@ impl Evaluator<'_> {
                 let key = self.eval(index)?;
                 self.index(&container, value, &key, index)
             }
-            ExprKind::Call(func, args) => {
+            ExprKind::Call(call) => {
+                let (func, args) = (&call.func, &call.args);
                 let callee = self.eval(func)?;
                 let Value::Function(f) = callee else {
                     return Err(EvalError::new(

@@ -9,7 +9,8 @@
 //! [`MAX_NESTING`] stops the parse with one error instead of overflowing the stack.
 
 use crate::ast::{
-    Attribute, BinaryOp, Block, Body, Expr, ExprKind, File, LitKind, ObjectField, Stmt, UnaryOp,
+    Attribute, BinaryOp, Block, Body, Call, Expr, ExprKind, File, LitKind, ObjectField, Stmt,
+    UnaryOp,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::lexer::{is_valid_identifier, Lexer};
@@ -515,7 +516,10 @@ impl<'a> Parser<'a> {
                     let end = rparen.end.max(args.last().map_or(0, |a| a.span.end));
                     let span = Span::new(primary.span.start, end);
                     primary = Expr {
-                        kind: ExprKind::Call(Box::new(primary), args),
+                        kind: ExprKind::Call(Box::new(Call {
+                            func: primary,
+                            args,
+                        })),
                         span,
                     };
                 }
@@ -834,9 +838,9 @@ mod tests {
             ExprKind::Paren(x) => format!("[{}]", shape(x, src)),
             ExprKind::Access(x, n) => format!("{}.{}", shape(x, src), n.text(src)),
             ExprKind::Index(x, i) => format!("{}[{}]", shape(x, src), shape(i, src)),
-            ExprKind::Call(f, args) => {
-                let args: Vec<_> = args.iter().map(|a| shape(a, src)).collect();
-                format!("{}({})", shape(f, src), args.join(", "))
+            ExprKind::Call(call) => {
+                let args: Vec<_> = call.args.iter().map(|a| shape(a, src)).collect();
+                format!("{}({})", shape(&call.func, src), args.join(", "))
             }
             ExprKind::Array(items) => {
                 let items: Vec<_> = items.iter().map(|a| shape(a, src)).collect();

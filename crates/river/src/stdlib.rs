@@ -3507,9 +3507,10 @@ mod tests {
             let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
                 panic!("{expr}: no attribute")
             };
-            let ExprKind::Call(func, args) = &a.value.kind else {
+            let ExprKind::Call(call) = &a.value.kind else {
                 panic!("{expr}: not a call")
             };
+            let (func, args) = (&call.func, &call.args);
             let values: Vec<Value> = args
                 .iter()
                 .map(|e| crate::eval::eval_expr(e, &src, &scope))

@@ -19,7 +19,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
 
-pub mod proto;
+/// The pprof protobuf messages (shared with the rest of the workspace).
+pub use pyroscope::pprof::proto;
 mod sampler;
 mod symtab;
 
@@ -273,7 +274,7 @@ impl Report {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as i64);
         proto::Profile {
-            sample_type: vec![samples_count, cpu_ns.clone()],
+            sample_type: vec![samples_count, cpu_ns],
             sample,
             mapping: b.mappings,
             location: b.locations,

@@ -54,7 +54,12 @@ pub enum SetupError {
 
 impl AppState {
     /// The state of `rill run` with the built-in components; `logs` applies the config's `logging` block.
-    pub fn new(args: &RunArgs, logs: logs::LogControl) -> Result<Self, SetupError> {
+    /// With `cluster`, components share their work through it and its metrics are served too.
+    pub fn new(
+        args: &RunArgs,
+        logs: logs::LogControl,
+        cluster: Option<cluster::ClusterService>,
+    ) -> Result<Self, SetupError> {
         if let Err(source) = std::fs::create_dir_all(&args.storage_path) {
             return Err(SetupError::Storage {
                 path: args.storage_path.display().to_string(),
@@ -65,27 +70,38 @@ impl AppState {
             storage_path: args.storage_path.clone(),
             stop_timeout: super::STOP_TIMEOUT,
             on_logging: Some(Arc::new(move |c: &flow::LoggingConfig| logs.apply(c))),
-            cluster: Arc::new(flow::Standalone {
-                node_name: args.cluster.node_name(),
-            }),
+            cluster: match &cluster {
+                Some(c) => Arc::new(c.clone()),
+                None => Arc::new(flow::Standalone {
+                    node_name: args.cluster.node_name(),
+                }),
+            },
             ..ControllerOptions::default()
         };
-        Ok(Self::with_registry(
+        Ok(Self::with_parts(
             crate::components::builtin_registry(),
             options,
             args.config.clone(),
+            |metrics| {
+                if let Some(c) = &cluster {
+                    c.metrics().register(metrics);
+                }
+            },
         ))
     }
 
-    /// A state for any registry and options (tests, embedders).
-    pub fn with_registry(
+    /// A state for any registry and options (tests, embedders); `extra_metrics` registers metrics beside
+    /// the controller's and the process's.
+    pub fn with_parts(
         registry: Arc<Registry>,
         options: ControllerOptions,
         config: std::path::PathBuf,
+        extra_metrics: impl FnOnce(&mut prometheus_client::registry::Registry),
     ) -> Self {
         let controller = Controller::new(registry, options);
         let mut metrics = prometheus_client::registry::Registry::default();
         controller.register_metrics(&mut metrics);
+        extra_metrics(&mut metrics);
         metrics.register_collector(Box::new(process_metrics::ProcessCollector));
         AppState {
             inner: Arc::new(Inner {

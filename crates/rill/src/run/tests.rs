@@ -66,7 +66,7 @@ fn app(config: &str) -> App {
         storage_path: dir.path().join("data"),
         ..ControllerOptions::default()
     };
-    let state = AppState::with_registry(Arc::new(registry), options, path.clone());
+    let state = AppState::with_parts(Arc::new(registry), options, path.clone(), |_| {});
     App {
         app: router(state.clone()),
         state,
@@ -379,4 +379,17 @@ async fn ui_pages_render_components_and_the_graph() {
     let (status, css) = get(&a.app, "/ui/style.css").await;
     assert_eq!(status, StatusCode::OK);
     assert!(css.contains("svg.graph"));
+}
+
+#[tokio::test]
+async fn peers_page_says_when_clustering_is_off() {
+    let a = app(ECHO);
+    let (status, page) = get(&a.app, "/peers").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Clustering is off"), "{page}");
+    assert!(page.contains("(this node)"), "{page}");
+    assert!(
+        page.contains("<span class=\"badge participant\">participant</span>"),
+        "{page}"
+    );
 }

@@ -17,6 +17,11 @@ pub struct Agent {
     log: Arc<Mutex<String>>,
 }
 
+/// The shared reference data beside the repository (`<repo>/../shared`).
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
 /// How long anything in these tests may take before it counts as hung.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -30,12 +35,41 @@ impl Agent {
         Agent::start_at(dir, path)
     }
 
+    /// Like [`Agent::start`], with more flags for `rill run`.
+    pub fn start_with_args(config: &str, args: &[String]) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.river");
+        std::fs::write(&path, config).unwrap();
+        Agent::start_at_with(dir, path, args)
+    }
+
     /// Starts `rill run` on `config` (a file or directory) with `dir` as working directory.
     pub fn start_at(dir: tempfile::TempDir, config: PathBuf) -> Agent {
+        Agent::start_with_all(dir, config, "127.0.0.1:0", &[])
+    }
+
+    /// Like [`Agent::start_at`], listening on `listen` (e.g. a port the config refers to).
+    pub fn start_listening(dir: tempfile::TempDir, config: PathBuf, listen: &str) -> Agent {
+        Agent::start_with_all(dir, config, listen, &[])
+    }
+
+    /// Like [`Agent::start_at`], with more flags for `rill run`.
+    pub fn start_at_with(dir: tempfile::TempDir, config: PathBuf, args: &[String]) -> Agent {
+        Agent::start_with_all(dir, config, "127.0.0.1:0", args)
+    }
+
+    /// Starts `rill run` on `config`, listening on `listen`, with more flags.
+    pub fn start_with_all(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        listen: &str,
+        args: &[String],
+    ) -> Agent {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
             .arg("run")
             .arg(&config)
-            .args(["--server.http.listen-addr", "127.0.0.1:0"])
+            .args(["--server.http.listen-addr", listen])
+            .args(args)
             .arg("--storage.path")
             .arg(dir.path().join("data"))
             .current_dir(dir.path())

@@ -773,7 +773,7 @@ impl<'a> Printer<'a> {
                 self.at(e.span.end.saturating_sub(1));
                 self.token("]");
             }
-            ExprKind::Call(callee, args) => self.call(e.span, callee, args),
+            ExprKind::Call(call) => self.call(e.span, &call.func, &call.args),
             ExprKind::Unary(op, value) => {
                 self.at(e.span.start);
                 self.token(op.as_str());

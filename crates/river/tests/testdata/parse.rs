@@ -221,9 +221,9 @@ pub fn dump_expr(e: &Expr, src: &str) -> String {
         ),
         ExprKind::Access(x, name) => format!("(. {} {})", dump_expr(x, src), name.text(src)),
         ExprKind::Index(x, i) => format!("(index {} {})", dump_expr(x, src), dump_expr(i, src)),
-        ExprKind::Call(f, args) => {
-            let mut s = format!("(call {}", dump_expr(f, src));
-            for a in args {
+        ExprKind::Call(call) => {
+            let mut s = format!("(call {}", dump_expr(&call.func, src));
+            for a in call.args.iter() {
                 s.push(' ');
                 s.push_str(&dump_expr(a, src));
             }

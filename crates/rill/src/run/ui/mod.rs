@@ -1,6 +1,7 @@
 //! The web UI: server-rendered pages, no scripts, no build step. `/` lists the components with their health
 //! and draws the graph; `/component/{id}` shows one component's health, references both ways, arguments,
-//! exports and debug info (secrets are already redacted in what the runtime hands out).
+//! exports and debug info (secrets are already redacted in what the runtime hands out); `/peers` lists the
+//! cluster's nodes.
 
 pub mod graph;
 pub mod html;
@@ -11,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use flow::{ComponentInfo, HealthState};
+use flow::{ComponentInfo, HealthState, PeerState};
 use html::{escape, path_segment, river_body};
 use std::fmt::Write as _;
 
@@ -22,6 +23,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .route("/component/{id}", get(component))
+        .route("/peers", get(peers))
         .route("/ui/style.css", get(style))
 }
 
@@ -42,7 +44,8 @@ fn page(title: &str, root: &str, body: &str) -> Response {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · Rill</title><link rel=\"stylesheet\" href=\"{root}ui/style.css\"></head>\
          <body><header><a class=\"brand\" href=\"{root}\">Rill</a><nav>\
-         <a href=\"{root}\">Components</a><a href=\"{root}api/v0/web/components\">API</a>\
+         <a href=\"{root}\">Components</a><a href=\"{root}peers\">Peers</a>\
+         <a href=\"{root}api/v0/web/components\">API</a>\
          <a href=\"{root}metrics\">Metrics</a><a href=\"{root}debug/pprof/\">Profiles</a></nav>\
          <span class=\"version\">v{version}</span></header><main>{body}</main></body></html>\n",
         title = escape(title),
@@ -101,6 +104,43 @@ async fn index(State(s): State<AppState>) -> Response {
     body.push_str("<h2>Graph</h2>");
     graph_section(&mut body, &components, "component/", None);
     page("Components", "", &body)
+}
+
+/// The cluster's nodes as this one sees them (only this node when clustering is off).
+async fn peers(State(s): State<AppState>) -> Response {
+    let cluster = s.controller().cluster();
+    let peers = cluster.peers();
+    let mut body = String::from("<h1>Peers</h1>");
+    if !cluster.enabled() {
+        body.push_str("<p class=\"note\">Clustering is off (<code>--cluster.enabled</code>): this node scrapes every target.</p>");
+    }
+    body.push_str("<div class=\"summary\">");
+    for state in [
+        PeerState::Participant,
+        PeerState::Viewer,
+        PeerState::Terminating,
+    ] {
+        let n = peers.iter().filter(|p| p.state == state).count();
+        let _ = write!(
+            body,
+            "<div class=\"count {s}\"><b>{n}</b><span>{s}</span></div>",
+            s = state.as_str()
+        );
+    }
+    body.push_str("</div>");
+    body.push_str("<table class=\"components peers\"><thead><tr><th>Node</th><th>Address</th><th>State</th></tr></thead><tbody>");
+    for p in &peers {
+        let _ = write!(
+            body,
+            "<tr><td>{name}{me}</td><td><code>{addr}</code></td><td><span class=\"badge {state}\">{state}</span></td></tr>",
+            name = escape(&p.name),
+            me = if p.is_self { " <span class=\"note\">(this node)</span>" } else { "" },
+            addr = escape(&p.addr),
+            state = p.state.as_str(),
+        );
+    }
+    body.push_str("</tbody></table>");
+    page("Peers", "", &body)
 }
 
 fn graph_section(body: &mut String, nodes: &[ComponentInfo], prefix: &str, selected: Option<&str>) {

@@ -1,0 +1,168 @@
+//! Label sets (targets): immutable, sorted by name, cheap to clone.
+
+use river::Value;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::sync::Arc;
+
+/// One label: name and value.
+pub type Label = (Arc<str>, Arc<str>);
+
+/// A target: a set of labels with unique names, sorted by name.
+///
+/// Cloning shares the labels (one reference count), so passing a target through rules that leave it alone
+/// costs no allocation. An input label may have an empty value (it is kept, as in the reference); relabelling
+/// treats it as missing and never produces one.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Target(Arc<[Label]>);
+
+impl Target {
+    /// A target from labels in any order. Later duplicates replace earlier ones.
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
+        let mut labels: Vec<Label> = Vec::new();
+        for (n, v) in pairs {
+            let (n, v) = (n.as_ref(), v.as_ref());
+            match labels.binary_search_by(|(ln, _)| (**ln).cmp(n)) {
+                Ok(i) => labels[i].1 = Arc::from(v),
+                Err(i) => labels.insert(i, (Arc::from(n), Arc::from(v))),
+            }
+        }
+        Target(labels.into())
+    }
+
+    /// A target from labels that are already sorted by name and unique.
+    pub(crate) fn from_sorted(labels: Vec<Label>) -> Self {
+        debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0));
+        Target(labels.into())
+    }
+
+    /// The value of a label, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        // Label names share long prefixes (`__meta_kubernetes_pod_...`), which makes ordered comparisons
+        // costly; for typical sizes a scan that compares lengths first is faster.
+        if self.0.len() <= 32 {
+            return self
+                .0
+                .iter()
+                .find(|(n, _)| n.len() == name.len() && **n == *name)
+                .map(|(_, v)| &**v);
+        }
+        self.0
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// The labels, sorted by name.
+    pub fn labels(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// `(name, value)` pairs, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (&**n, &**v))
+    }
+
+    /// How many labels.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether both share the same storage (a cheap "certainly equal").
+    pub fn ptr_eq(&self, other: &Target) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The target as a River object (`map(string)`).
+    pub fn to_value(&self) -> Value {
+        let mut obj = river::value::Object::with_capacity(self.0.len());
+        for (n, v) in self.0.iter() {
+            obj.insert(n.to_string(), Value::String(v.clone()));
+        }
+        Value::object(obj)
+    }
+}
+
+/// A list of targets as a River array (`list(map(string))`).
+pub fn targets_to_value(targets: &[Target]) -> Value {
+    Value::array(targets.iter().map(Target::to_value).collect())
+}
+
+/// `{a="1", b="2"}`, the Prometheus notation.
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("{")?;
+        for (i, (n, v)) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{n}={v:?}")?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Target;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Target, A::Error> {
+                let mut pairs: Vec<(String, String)> =
+                    Vec::with_capacity(map.size_hint().unwrap_or(0).min(256));
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    pairs.push((k, v));
+                }
+                Ok(Target::from_pairs(pairs))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_sorted_and_unique() {
+        let t = Target::from_pairs([("b", "2"), ("a", "1"), ("c", ""), ("b", "3")]);
+        assert_eq!(
+            t.iter().collect::<Vec<_>>(),
+            [("a", "1"), ("b", "3"), ("c", "")]
+        );
+        assert_eq!(t.get("b"), Some("3"));
+        assert_eq!(t.get("c"), Some(""));
+        assert_eq!(t.get("d"), None);
+        assert_eq!(t.to_string(), r#"{a="1", b="3", c=""}"#);
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let t: Target = serde_json::from_str(r#"{"z":"1","a":"x"}"#).unwrap();
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"a":"x","z":"1"}"#);
+    }
+}

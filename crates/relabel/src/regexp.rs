@@ -1,0 +1,427 @@
+//! Regular expressions with Go (RE2) semantics on top of the `regex` crate, anchored the way Prometheus
+//! anchors relabelling regexes, and Go's `Regexp.Expand` template expansion.
+//!
+//! The `regex` crate and Go's `regexp` share RE2's syntax and leftmost-first matching; the differences that
+//! would change what a pasted rule matches are translated away before compiling:
+//! - `\d`, `\w`, `\s` (and `\D`, `\W`, `\S`, `\b`, `\B`) are ASCII-only in Go, Unicode-aware in the crate;
+//! - `\Q...\E` quotes literal text in Go, and is unknown to the crate;
+//! - inside a character class, `[` (not starting `[:name:]`), `&` and `~` are plain characters in Go, while
+//!   the crate reads them as nested classes and set operators.
+//!
+//! Octal escapes (`\12`) are accepted, as in Go.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A relabelling regex: the pattern as written, compiled as Prometheus does, `^(?s:PATTERN)$` (fully anchored;
+/// `.` matches a newline too).
+#[derive(Clone)]
+pub struct Regexp {
+    source: String,
+    re: regex::Regex,
+}
+
+/// Why a pattern did not compile.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid regex {pattern:?}: {reason}")]
+pub struct RegexError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// The default relabelling regex, `(.*)`.
+pub const DEFAULT_REGEX: &str = "(.*)";
+
+impl Regexp {
+    /// Compiles `pattern` anchored, with Go semantics.
+    pub fn new(pattern: &str) -> Result<Regexp, RegexError> {
+        let wrapped = format!("^(?s:{})$", go_to_rust(pattern));
+        let err = |reason: String| RegexError {
+            pattern: pattern.to_string(),
+            reason,
+        };
+        // Parse first for a one-line reason (the compile error repeats the translated pattern over lines).
+        if let Err(e) = regex_syntax::ParserBuilder::new()
+            .octal(true)
+            .build()
+            .parse(&wrapped)
+        {
+            let reason = match &e {
+                regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                other => other.to_string(),
+            };
+            return Err(err(reason));
+        }
+        let re = regex::RegexBuilder::new(&wrapped)
+            .octal(true)
+            .build()
+            .map_err(|e| err(e.to_string().replace('\n', " ")))?;
+        Ok(Regexp {
+            source: pattern.to_string(),
+            re,
+        })
+    }
+
+    /// The default, `(.*)`.
+    pub fn default_regex() -> Regexp {
+        // The default pattern is a constant that compiles.
+        Regexp::new(DEFAULT_REGEX).unwrap_or_else(|_| unreachable!("the default regex compiles"))
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the whole of `text` matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.re.is_match(text)
+    }
+
+    /// The compiled (anchored, translated) regex.
+    pub fn regex(&self) -> &regex::Regex {
+        &self.re
+    }
+}
+
+impl PartialEq for Regexp {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Regexp {}
+
+impl fmt::Debug for Regexp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Regexp({:?})", self.source)
+    }
+}
+
+impl Serialize for Regexp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+impl<'de> Deserialize<'de> for Regexp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Compiled inside the visitor, so that River reports an error at the regex's own position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Regexp;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a regular expression")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Regexp, E> {
+                Regexp::new(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+const ASCII_DIGIT: &str = "0-9";
+const ASCII_WORD: &str = "0-9A-Za-z_";
+// Go's \s: [\t\n\f\r ] (no \v).
+const ASCII_SPACE: &str = r"\t\n\x0C\r ";
+
+/// Rewrites a Go pattern into an equivalent pattern for the `regex` crate (see the module docs). Anything it
+/// does not recognise is copied, so syntax errors are still reported by the crate.
+pub(crate) fn go_to_rust(pat: &str) -> String {
+    let mut out = String::with_capacity(pat.len() + 8);
+    let mut chars = pat.chars().peekable();
+    let mut in_class = false;
+    // Just after `[` or `[^`, where `]` is a literal.
+    let mut class_start = false;
+    while let Some(c) = chars.next() {
+        let at_class_start = std::mem::replace(&mut class_start, false);
+        match c {
+            '\\' => {
+                let Some(e) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let class = match e {
+                    'd' => Some((false, ASCII_DIGIT)),
+                    'D' => Some((true, ASCII_DIGIT)),
+                    'w' => Some((false, ASCII_WORD)),
+                    'W' => Some((true, ASCII_WORD)),
+                    's' => Some((false, ASCII_SPACE)),
+                    'S' => Some((true, ASCII_SPACE)),
+                    _ => None,
+                };
+                if let Some((negated, set)) = class {
+                    match (in_class, negated) {
+                        (true, false) => out.push_str(set),
+                        _ => {
+                            out.push_str(if negated { "[^" } else { "[" });
+                            out.push_str(set);
+                            out.push(']');
+                        }
+                    }
+                    continue;
+                }
+                match e {
+                    'b' | 'B' if !in_class => {
+                        out.push_str("(?-u:\\");
+                        out.push(e);
+                        out.push(')');
+                    }
+                    'Q' if !in_class => {
+                        // Literal text up to `\E` or the end.
+                        let mut lit = String::new();
+                        while let Some(q) = chars.next() {
+                            if q == '\\' && chars.peek() == Some(&'E') {
+                                chars.next();
+                                break;
+                            }
+                            lit.push(q);
+                        }
+                        out.push_str(&regex::escape(&lit));
+                    }
+                    _ => {
+                        out.push('\\');
+                        out.push(e);
+                    }
+                }
+            }
+            '[' if !in_class => {
+                out.push('[');
+                in_class = true;
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    out.push('^');
+                }
+                class_start = true;
+            }
+            '[' => {
+                if chars.peek() == Some(&':') {
+                    // `[:name:]`: copy through the closing `:]`.
+                    out.push('[');
+                    let mut prev = '[';
+                    for n in chars.by_ref() {
+                        out.push(n);
+                        if prev == ':' && n == ']' {
+                            break;
+                        }
+                        prev = n;
+                    }
+                } else {
+                    out.push_str("\\[");
+                }
+            }
+            ']' if in_class && at_class_start => out.push_str("\\]"),
+            ']' if in_class => {
+                out.push(']');
+                in_class = false;
+            }
+            '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Appends Go's `Regexp.ExpandString(template, src, match)` to `dst`: `$name` / `${name}` refer to capture
+/// groups (`$1x` is the group named `1x`, not group 1 then `x`), `$$` is a literal `$`, a malformed `$` is
+/// kept, and a group that does not exist or did not take part in the match expands to nothing.
+pub fn expand(
+    re: &regex::Regex,
+    locs: &regex::CaptureLocations,
+    src: &str,
+    template: &str,
+    dst: &mut String,
+) {
+    expand_with(
+        |name| re.capture_names().position(|n| n == Some(name)),
+        |g| locs.get(g).map(|(s, e)| &src[s..e]),
+        template,
+        dst,
+    )
+}
+
+/// [`expand`] for the default regex `(.*)`, whose groups 0 and 1 are the whole value: no capture search.
+pub fn expand_whole(src: &str, template: &str, dst: &mut String) {
+    expand_with(|_| None, |g| (g <= 1).then_some(src), template, dst)
+}
+
+fn expand_with<'s>(
+    index_of: impl Fn(&str) -> Option<usize>,
+    group: impl Fn(usize) -> Option<&'s str>,
+    template: &str,
+    dst: &mut String,
+) {
+    let mut rest = template;
+    while let Some(i) = rest.find('$') {
+        dst.push_str(&rest[..i]);
+        rest = &rest[i + 1..];
+        if let Some(after) = rest.strip_prefix('$') {
+            dst.push('$');
+            rest = after;
+            continue;
+        }
+        let Some((name, after)) = extract(rest) else {
+            dst.push('$');
+            continue;
+        };
+        rest = after;
+        let index = match parse_group_number(name) {
+            Some(n) => Some(n),
+            None => index_of(name),
+        };
+        if let Some(text) = index.and_then(&group) {
+            dst.push_str(text);
+        }
+    }
+    dst.push_str(rest);
+}
+
+/// Whether a template refers to any group (Prometheus: "contains `$`").
+pub fn has_var(template: &str) -> bool {
+    template.contains('$')
+}
+
+/// Go's `extract`: the name after a `$` (braced or not) and the text after it.
+fn extract(s: &str) -> Option<(&str, &str)> {
+    let (braced, body) = match s.strip_prefix('{') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let end = body
+        .char_indices()
+        .find(|&(_, c)| !is_name_char(c))
+        .map_or(body.len(), |(i, _)| i);
+    if end == 0 {
+        return None;
+    }
+    let name = &body[..end];
+    let mut rest = &body[end..];
+    if braced {
+        rest = rest.strip_prefix('}')?;
+    }
+    Some((name, rest))
+}
+
+/// Go: `unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_'`.
+fn is_name_char(c: char) -> bool {
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric() || c == '_';
+    }
+    static LETTER_OR_DIGIT: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"^[\p{L}\p{Nd}]$").ok());
+    let mut buf = [0u8; 4];
+    LETTER_OR_DIGIT
+        .as_ref()
+        .is_some_and(|re| re.is_match(c.encode_utf8(&mut buf)))
+}
+
+/// Go: a name of ASCII digits without a leading zero (and below 1e8) is a group number.
+fn parse_group_number(name: &str) -> Option<usize> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if name.len() > 1 && name.starts_with('0') {
+        return None;
+    }
+    let mut n: usize = 0;
+    for b in name.bytes() {
+        if n >= 100_000_000 {
+            return None;
+        }
+        n = n * 10 + usize::from(b - b'0');
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp(pattern: &str, text: &str, template: &str) -> Option<String> {
+        let re = Regexp::new(pattern).unwrap();
+        let mut locs = re.regex().capture_locations();
+        re.regex().captures_read(&mut locs, text)?;
+        let mut out = String::new();
+        expand(re.regex(), &locs, text, template, &mut out);
+        Some(out)
+    }
+
+    #[test]
+    fn matching_is_anchored_and_dot_matches_newlines() {
+        let re = Regexp::new("b+").unwrap();
+        assert!(re.is_match("bbb"));
+        assert!(!re.is_match("abbb"));
+        assert!(!re.is_match("bbba"));
+        assert!(Regexp::new("a.b").unwrap().is_match("a\nb"));
+        // Alternation stays inside the anchors.
+        let re = Regexp::new("a|b").unwrap();
+        assert!(re.is_match("a") && re.is_match("b") && !re.is_match("ab"));
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_as_in_go() {
+        assert!(!Regexp::new(r"\d").unwrap().is_match("٣"));
+        assert!(Regexp::new(r"\d").unwrap().is_match("3"));
+        assert!(!Regexp::new(r"\w+").unwrap().is_match("é"));
+        assert!(Regexp::new(r"\W").unwrap().is_match("é"));
+        assert!(Regexp::new(r"[\d\s]+").unwrap().is_match("1 2"));
+        assert!(!Regexp::new(r"\s").unwrap().is_match("\u{0B}"));
+        assert!(Regexp::new(r"[^\D]").unwrap().is_match("7"));
+        assert!(Regexp::new(r"[\W]").unwrap().is_match("-"));
+        assert!(Regexp::new(r"a\b.*").unwrap().is_match("a b"));
+    }
+
+    #[test]
+    fn go_only_syntax_is_translated() {
+        assert!(Regexp::new(r"\Qa.b\E+").unwrap().is_match("a.bb"));
+        assert!(!Regexp::new(r"\Qa.b\E").unwrap().is_match("axb"));
+        assert!(Regexp::new(r"[a[]+").unwrap().is_match("a[a"));
+        assert!(Regexp::new(r"[]a]+").unwrap().is_match("]a"));
+        assert!(Regexp::new(r"[^]a]").unwrap().is_match("b"));
+        assert!(Regexp::new(r"[[:alpha:]]+").unwrap().is_match("abc"));
+        assert!(Regexp::new(r"[a&&b]+").unwrap().is_match("a&b"));
+        assert!(Regexp::new(r"\101").unwrap().is_match("A"));
+    }
+
+    #[test]
+    fn bad_patterns_get_a_one_line_reason() {
+        let e = Regexp::new("(abc").unwrap_err();
+        assert_eq!(e.pattern, "(abc");
+        assert!(!e.reason.contains('\n'), "{e}");
+        assert!(e.to_string().starts_with("invalid regex \"(abc\": "), "{e}");
+        assert!(Regexp::new("a{2,1}").is_err());
+        assert!(Regexp::new("*").is_err());
+    }
+
+    #[test]
+    fn expansion_follows_go() {
+        assert_eq!(exp("(a)(b)", "ab", "$2$1").as_deref(), Some("ba"));
+        assert_eq!(exp("(a)(b)", "ab", "${1}x").as_deref(), Some("ax"));
+        // `$1x` names group "1x", which does not exist.
+        assert_eq!(exp("(a)(b)", "ab", "$1x").as_deref(), Some(""));
+        assert_eq!(exp("(a)(b)", "ab", "$1-$2").as_deref(), Some("a-b"));
+        assert_eq!(
+            exp("(?P<first>a)b", "ab", "<$first>").as_deref(),
+            Some("<a>")
+        );
+        assert_eq!(
+            exp("(?P<first>a)b", "ab", "${first}s").as_deref(),
+            Some("as")
+        );
+        assert_eq!(exp("(a)", "a", "$$1").as_deref(), Some("$1"));
+        assert_eq!(exp("(a)", "a", "$").as_deref(), Some("$"));
+        assert_eq!(exp("(a)", "a", "${1").as_deref(), Some("${1"));
+        assert_eq!(exp("(a)", "a", "$-").as_deref(), Some("$-"));
+        assert_eq!(exp("(a)", "a", "$0$5").as_deref(), Some("a"));
+        assert_eq!(exp("(a)", "a", "$01").as_deref(), Some(""));
+        assert_eq!(exp("(a)|(b)", "b", "[$1]").as_deref(), Some("[]"));
+        assert_eq!(exp("(a)", "a", "$é").as_deref(), Some(""));
+    }
+}
