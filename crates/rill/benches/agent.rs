@@ -3,7 +3,9 @@
 //!
 //! - exec to `/-/ready` = 200 (target ≤ 100 ms), over several starts;
 //! - idle RSS (target ≤ 15 MB), before and after serving profiles;
-//! - the CPU cost of serving `/debug/pprof/profile?seconds=1` (target ≤ 2 % beyond the sampling itself).
+//! - the CPU cost of serving `/debug/pprof/profile?seconds=1` (target ≤ 2 % beyond the sampling itself),
+//!   on the idle agent and on an agent kept busy by a steady request load (so that profiles have samples
+//!   to unwind, aggregate and symbolize).
 //!
 //! Run: `cargo bench -p rill --bench agent`.
 
@@ -15,6 +17,7 @@ use std::time::{Duration, Instant};
 
 const STARTS: usize = 10;
 const PROFILES: usize = 5;
+const ROUNDS: usize = 3;
 
 fn quickstart() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.river")
@@ -164,6 +167,84 @@ fn main() {
         extra / wall.as_secs_f64() * 100.0
     );
 
+    println!(
+        "RSS after the idle CPU profiles: {:.1} MB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+
+    // The same under a steady load (paced requests, so both spans see the same work).
+    let load_cpu = |profile: bool| {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let load = {
+            let (addr, stop) = (agent.addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut next = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = get(&addr, "/metrics");
+                    let _ = get(&addr, "/");
+                    next += Duration::from_millis(5);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let before = cpu_ticks(pid);
+        let t0 = Instant::now();
+        let mut sizes = Vec::new();
+        if profile {
+            for _ in 0..PROFILES {
+                let (status, body) =
+                    get(&agent.addr, "/debug/pprof/profile?seconds=1").expect("profile");
+                assert_eq!(status, 200);
+                sizes.push(body.len());
+            }
+        } else {
+            std::thread::sleep(span);
+        }
+        let ticks = cpu_ticks(pid) - before;
+        let wall = t0.elapsed();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = load.join();
+        (ticks, wall, sizes)
+    };
+    // Interleaved rounds: the machine may be shared, so compare neighbouring spans and take the median.
+    let mut diffs = Vec::new();
+    let mut sizes = Vec::new();
+    for round in 0..ROUNDS {
+        let (base_ticks, base_wall, _) = load_cpu(false);
+        if round == 0 {
+            println!(
+                "RSS after {PROFILES} s of load without profiling: {:.1} MB",
+                rss_kib(pid) as f64 / 1024.0
+            );
+        }
+        let (prof_ticks, prof_wall, s) = load_cpu(true);
+        sizes.extend(s);
+        let base_rate = base_ticks as f64 / 100.0 / base_wall.as_secs_f64();
+        let prof_rate = prof_ticks as f64 / 100.0 / prof_wall.as_secs_f64();
+        println!(
+            "  under load, round {}: {:.1} % of one core without profiling, {:.1} % while profiling",
+            round + 1,
+            base_rate * 100.0,
+            prof_rate * 100.0
+        );
+        diffs.push((prof_rate - base_rate) * 100.0);
+    }
+    diffs.sort_by(f64::total_cmp);
+    println!(
+        "under load (/metrics + / every 5 ms), {PROFILES} x /debug/pprof/profile?seconds=1 per round ({} bytes \
+         each on average): profiling costs {:.2} % of one core (median of {ROUNDS} rounds; min {:.2}, max \
+         {:.2}), sampling included (target <= 2 % beyond sampling)",
+        sizes.iter().sum::<usize>() / sizes.len().max(1),
+        diffs[diffs.len() / 2],
+        diffs[0],
+        diffs[diffs.len() - 1]
+    );
+    println!(
+        "RSS after the loaded CPU profiles: {:.1} MB",
+        rss_kib(pid) as f64 / 1024.0
+    );
+
     let t0 = Instant::now();
     let (status, heap) = get(&agent.addr, "/debug/pprof/heap").expect("heap");
     println!(
@@ -176,4 +257,7 @@ fn main() {
         "RSS after serving CPU and heap profiles: {:.1} MB",
         rss_kib(pid) as f64 / 1024.0
     );
+    // jemalloc returns freed pages to the system over ~10 s (its decay time).
+    std::thread::sleep(Duration::from_secs(12));
+    println!("RSS 14 s later: {:.1} MB", rss_kib(pid) as f64 / 1024.0);
 }

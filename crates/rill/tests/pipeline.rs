@@ -131,8 +131,8 @@ fn gunzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 fn contentions(raw_gz: &[u8]) -> i64 {
-    use pprof::protos::Message;
-    let p = pprof::protos::Profile::decode(gunzip(raw_gz).as_slice()).expect("pprof");
+    use prost::Message;
+    let p = selfprof::proto::Profile::decode(gunzip(raw_gz).as_slice()).expect("pprof");
     p.sample.iter().map(|s| s.value[0]).sum()
 }
 

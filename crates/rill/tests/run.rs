@@ -3,7 +3,7 @@
 mod common;
 
 use common::{request, Agent};
-use pprof::protos::Message;
+use prost::Message;
 use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -238,21 +238,21 @@ fn sigint_exits_zero_too() {
     assert_eq!(status.code(), Some(0), "{}", a.log());
 }
 
-fn decode_profile(gz: &[u8]) -> pprof::protos::Profile {
+fn decode_profile(gz: &[u8]) -> selfprof::proto::Profile {
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
     let mut raw = Vec::new();
     flate2::read::GzDecoder::new(gz)
         .read_to_end(&mut raw)
         .unwrap();
-    pprof::protos::Profile::decode(raw.as_slice()).expect("a pprof profile")
+    selfprof::proto::Profile::decode(raw.as_slice()).expect("a pprof profile")
 }
 
-fn sample_types(p: &pprof::protos::Profile) -> Vec<(String, String)> {
+fn sample_types(p: &selfprof::proto::Profile) -> Vec<(String, String)> {
     p.sample_type
         .iter()
         .map(|t| {
             (
-                p.string_table[t.ty as usize].clone(),
+                p.string_table[t.r#type as usize].clone(),
                 p.string_table[t.unit as usize].clone(),
             )
         })
@@ -261,7 +261,15 @@ fn sample_types(p: &pprof::protos::Profile) -> Vec<(String, String)> {
 
 #[test]
 fn cpu_and_heap_profiles_decode() {
-    let a = Agent::start("local.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n");
+    // The agent holds this file's 4 MiB of content: jemalloc samples one allocation per 512 KiB on average,
+    // so the heap profile is sure to have samples.
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "x".repeat(4 << 20)).unwrap();
+    let a = Agent::start(&format!(
+        "local.file \"big\" {{\n\tfilename = {:?}\n}}\n",
+        big.display().to_string()
+    ));
     a.wait_ready();
     // Keep the process busy while it samples itself, so there is CPU to see.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -289,6 +297,13 @@ fn cpu_and_heap_profiles_decode() {
     assert!(samples > 0, "no CPU samples");
     assert!(p.duration_nanos >= 900_000_000, "{}", p.duration_nanos);
     assert!(!p.function.is_empty() && !p.location.is_empty());
+    // Symbolized in the real binary: the agent's own functions are there by name.
+    let names: Vec<&str> = p
+        .function
+        .iter()
+        .map(|f| p.string_table[f.name as usize].as_str())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("rill::")), "{names:?}");
 
     for path in ["/debug/pprof/heap", "/debug/pprof/allocs"] {
         let (status, body) = a.get(path);
@@ -423,7 +438,7 @@ fn the_quickstart_scrapes_the_agent_itself_and_stores_its_profiles() {
     flate2::read::GzDecoder::new(std::fs::File::open(&profile).unwrap())
         .read_to_end(&mut raw)
         .unwrap();
-    let decoded = pprof::protos::Profile::decode(raw.as_slice()).expect("a pprof profile");
+    let decoded = selfprof::proto::Profile::decode(raw.as_slice()).expect("a pprof profile");
     assert!(!decoded.sample_type.is_empty(), "{decoded:?}");
     // The scrape reports the target up in its debug info.
     let scrape = a.get_json("/api/v0/web/components/pyroscope.scrape.self");

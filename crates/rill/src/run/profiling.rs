@@ -1,8 +1,9 @@
 //! The process's own profiles in pprof format (gzip-compressed protobuf), as Go's `net/http/pprof` serves
 //! them, so Pyroscope (and `pyroscope.scrape` pointed at this process) can collect them.
 //!
-//! - CPU (`/debug/pprof/profile?seconds=N`): sampled at 100 Hz by the `pprof` crate. One CPU profile runs at
-//!   a time (the sampler is process-wide): a request that arrives while one runs waits up to
+//! - CPU (`/debug/pprof/profile?seconds=N`): sampled at 100 Hz by `selfprof` (SIGPROF, a small ring
+//!   allocated for the profile only, symbolized at the end). One CPU profile runs at a time (the sampler is
+//!   process-wide): a request that arrives while one runs waits up to
 //!   [`CPU_QUEUE_WAIT`] for it to end, then gets `409 Conflict`. A client that goes away ends its profile.
 //! - Heap (`/debug/pprof/heap`, and `/debug/pprof/allocs`): jemalloc's sampled live heap
 //!   (`inuse_space`). jemalloc keeps no cumulative allocation counts, so `allocs` serves the same profile.
@@ -15,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// CPU sampling frequency (Go's default).
-const CPU_HZ: i32 = 100;
+const CPU_HZ: u32 = 100;
 /// The longest CPU profile served.
 pub const MAX_SECONDS: u64 = 600;
 /// How long a CPU profile request waits for a running one to end before it is refused.
@@ -80,27 +81,29 @@ impl Profiler {
 }
 
 fn sample_cpu(duration: Duration, stop: &mpsc::Receiver<()>) -> Result<Vec<u8>, ProfileError> {
-    let failed = |e: pprof::Error| ProfileError::Failed(e.to_string());
-    let guard = pprof::ProfilerGuardBuilder::default()
-        .frequency(CPU_HZ)
-        // Unwinding through these from a signal handler is unreliable and tells nothing.
-        .blocklist(&["libc", "libgcc", "pthread", "vdso"])
-        .build()
-        .map_err(failed)?;
     // Returns at the deadline, or early when the request is gone.
-    let _ = stop.recv_timeout(duration);
-    let report = guard.report().build().map_err(failed)?;
-    drop(guard);
-    let profile = report.pprof().map_err(failed)?;
-    Ok(gzip(&pprof::protos::Message::encode_to_vec(&profile)))
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    // Writing to a Vec cannot fail.
-    let _ = gz.write_all(bytes);
-    gz.finish().unwrap_or_default()
+    let report = selfprof::profile(duration, CPU_HZ, stop).map_err(|e| match e {
+        selfprof::Error::Busy => ProfileError::Busy,
+        selfprof::Error::Unsupported => ProfileError::Unavailable(e.to_string()),
+        e => ProfileError::Failed(e.to_string()),
+    })?;
+    if report.dropped() > 0 {
+        tracing::warn!(
+            dropped = report.dropped(),
+            samples = report.samples(),
+            "CPU profile dropped samples: its buffer was full"
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let gz = report.to_gzip_pprof(selfprof::Symbols::Names);
+    tracing::debug!(
+        samples = report.samples(),
+        stacks = report.unique_stacks(),
+        bytes = gz.len(),
+        encode_ms = t0.elapsed().as_secs_f64() * 1e3,
+        "CPU profile taken"
+    );
+    Ok(gz)
 }
 
 /// Why a profile type Go serves is not available here, or `None` when it is.
@@ -140,10 +143,16 @@ mod heap {
             ));
         }
         // Dumping writes a temporary file and symbolizes: keep it off the async workers.
-        tokio::task::spawn_blocking(move || guard.dump_pprof())
-            .await
-            .map_err(|e| ProfileError::Failed(e.to_string()))?
-            .map_err(|e| ProfileError::Failed(e.to_string()))
+        tokio::task::spawn_blocking(move || {
+            let dump = guard.dump_pprof();
+            // jemalloc_pprof symbolizes through `backtrace`, whose parsed debug info (over 100 MB for this
+            // binary) would otherwise stay for good.
+            selfprof::clear_symbol_caches();
+            dump
+        })
+        .await
+        .map_err(|e| ProfileError::Failed(e.to_string()))?
+        .map_err(|e| ProfileError::Failed(e.to_string()))
     }
 }
 
