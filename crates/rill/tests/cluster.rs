@@ -390,7 +390,11 @@ fn a_fourth_node_takes_a_quarter() {
     }
     let share = moved as f64 / TARGETS as f64;
     eprintln!("share moved to the fourth node: {share:.3}");
-    assert!((0.20..=0.30).contains(&share), "moved share {share}");
+    // The targets' labels include the fixture's random port, so which 300 keys these are changes from run to
+    // run: the moved share is binomial (σ = √(300·¼·¾)/300 ≈ 0.025), and ¼ ± 5 % would be only a 2σ window
+    // (a false failure in 1 run of 20). The ¼ ± 5 % property itself is checked on 10,000 fixed keys in
+    // crates/cluster/tests; here, beyond "only to the new node" above, the share must be within 4σ.
+    assert!((0.15..=0.35).contains(&share), "moved share {share}");
     assert_scraped_once_per_interval(&fixture, 4);
 }
 
