@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 const STARTS: usize = 10;
 const PROFILES: usize = 5;
 const ROUNDS: usize = 3;
+const SELF_SCRAPE_SECONDS: u64 = 40;
 
 fn quickstart() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart.river")
@@ -37,11 +38,16 @@ impl Drop for Agent {
 
 /// Starts the agent; returns it with the time from exec to the first `/-/ready` 200.
 fn start(storage: &Path) -> (Agent, Duration) {
+    start_with(&quickstart(), "127.0.0.1:0", storage)
+}
+
+/// Starts the agent on `config`, listening on `listen`.
+fn start_with(config: &Path, listen: &str, storage: &Path) -> (Agent, Duration) {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_rill"))
         .arg("run")
-        .arg(quickstart())
-        .args(["--server.http.listen-addr", "127.0.0.1:0", "--storage.path"])
+        .arg(config)
+        .args(["--server.http.listen-addr", listen, "--storage.path"])
         .arg(storage)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -260,4 +266,57 @@ fn main() {
     // jemalloc returns freed pages to the system over ~10 s (its decay time).
     std::thread::sleep(Duration::from_secs(12));
     println!("RSS 14 s later: {:.1} MB", rss_kib(pid) as f64 / 1024.0);
+    drop(agent);
+
+    // The quickstart as users run it: the agent scrapes itself (a 9 s CPU profile and the heap every 10 s).
+    // Its target address is rewritten to a free port, on which the agent then listens.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let config = std::fs::read_to_string(quickstart())
+        .expect("quickstart")
+        .replace("127.0.0.1:12345", &format!("127.0.0.1:{port}"));
+    let path = storage.path().join("self-scrape.river");
+    std::fs::write(&path, config).expect("write config");
+    let data = storage.path().join("self-scrape-data");
+    let (agent, _) = start_with(&path, &format!("127.0.0.1:{port}"), &data);
+    let pid = agent.child.id();
+    std::thread::sleep(Duration::from_secs(5));
+    let before = cpu_ticks(pid);
+    let mut peak = 0;
+    let span = Duration::from_secs(SELF_SCRAPE_SECONDS);
+    let t0 = Instant::now();
+    while t0.elapsed() < span {
+        std::thread::sleep(Duration::from_millis(500));
+        peak = peak.max(rss_kib(pid));
+    }
+    let ticks = cpu_ticks(pid) - before;
+    let stored = walk_files(&data);
+    println!(
+        "quickstart scraping itself for {SELF_SCRAPE_SECONDS} s: RSS {:.1} MB at the end, {:.1} MB at most \
+         (target <= 15 MB); {:.2} % of one core on average, sampling included; {stored} profiles stored",
+        rss_kib(pid) as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        ticks as f64 / 100.0 / t0.elapsed().as_secs_f64() * 100.0
+    );
+}
+
+/// The number of files under `dir`, recursively.
+fn walk_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let p = e.path();
+                    if p.is_dir() {
+                        walk_files(&p)
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }

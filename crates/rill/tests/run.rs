@@ -315,6 +315,16 @@ fn cpu_and_heap_profiles_decode() {
             "{path}"
         );
         assert!(!p.sample.is_empty(), "{path}: no heap samples");
+        // Named from the symbol table: the 4 MiB of file content were read by local.file.
+        let names: Vec<&str> = p
+            .function
+            .iter()
+            .map(|f| p.string_table[f.name as usize].as_str())
+            .collect();
+        assert!(
+            names.iter().any(|n| n.starts_with("local_file::")),
+            "{path}: {names:?}"
+        );
     }
 }
 

@@ -149,11 +149,11 @@ pub fn ring_bytes(frequency: u32) -> usize {
     ring_slots(frequency) * (MAX_FRAMES * std::mem::size_of::<usize>() + 4)
 }
 
-/// Frees the symbol caches `backtrace::resolve` keeps for the life of the process (the parsed debug info
-/// of every object it looked into: tens of MB for a large binary). Call it after other code symbolized
-/// through `backtrace` (e.g. jemalloc heap profiles).
-pub fn clear_symbol_caches() {
-    backtrace::clear_symbol_cache();
+/// Names the functions of a profile made elsewhere in this process (e.g. a jemalloc heap profile) whose
+/// locations carry mappings and addresses but no lines, from the ELF symbol tables of the mapped files, as
+/// [`Symbols::Names`] does. Locations that already have lines are left alone.
+pub fn add_function_names(profile: &mut proto::Profile) {
+    symtab::add_function_names(profile);
 }
 
 /// How addresses become names.

@@ -91,6 +91,86 @@ pub(crate) fn resolve_all(addrs: &[usize], maps: &[Mapping]) -> HashMap<usize, S
     out
 }
 
+/// Names the functions of `profile`'s locations that have no lines yet, from the symbol tables of their
+/// mappings' files (the file offset of a location is `address - memory_start + file_offset`, as pprof
+/// defines it). Locations without a mapping, or whose file has no symbol there, stay unnamed.
+pub(crate) fn add_function_names(profile: &mut crate::proto::Profile) {
+    use crate::proto;
+    // (location index, key for the lookup, file offset) grouped by the mapping's file name.
+    let mapping_index: HashMap<u64, usize> = profile
+        .mapping
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.id, i))
+        .collect();
+    let mut by_file: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
+    for (i, loc) in profile.location.iter().enumerate() {
+        if !loc.line.is_empty() {
+            continue;
+        }
+        let Some(m) = mapping_index
+            .get(&loc.mapping_id)
+            .and_then(|&m| profile.mapping.get(m))
+        else {
+            continue;
+        };
+        let Some(path) = profile.string_table.get(m.filename as usize) else {
+            continue;
+        };
+        let Some(off) = loc
+            .address
+            .checked_sub(m.memory_start)
+            .and_then(|o| o.checked_add(m.file_offset))
+        else {
+            continue;
+        };
+        by_file.entry(path.clone()).or_default().push((i, off));
+    }
+    let mut strings: HashMap<String, i64> = profile
+        .string_table
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.clone(), i as i64))
+        .collect();
+    let mut functions: HashMap<i64, u64> =
+        profile.function.iter().map(|f| (f.name, f.id)).collect();
+    let mut named_mappings = Vec::new();
+    for (path, wanted) in by_file {
+        let Ok(file) = File::open(&path) else {
+            continue;
+        };
+        let names = names_in_file(&ReadCache::new(file), &wanted);
+        for (i, _) in wanted {
+            let Some(name) = names.get(&i) else { continue };
+            let name_id = *strings.entry(name.clone()).or_insert_with(|| {
+                profile.string_table.push(name.clone());
+                profile.string_table.len() as i64 - 1
+            });
+            let function_id = *functions.entry(name_id).or_insert_with(|| {
+                let id = profile.function.iter().map(|f| f.id).max().unwrap_or(0) + 1;
+                profile.function.push(proto::Function {
+                    id,
+                    name: name_id,
+                    system_name: name_id,
+                    ..Default::default()
+                });
+                id
+            });
+            let loc = &mut profile.location[i];
+            loc.line.push(proto::Line {
+                function_id,
+                ..Default::default()
+            });
+            named_mappings.push(loc.mapping_id);
+        }
+    }
+    for id in named_mappings {
+        if let Some(&m) = mapping_index.get(&id) {
+            profile.mapping[m].has_functions = true;
+        }
+    }
+}
+
 /// Names of the functions containing each (address, file offset), for those the symbol table knows.
 fn names_in_file(cache: &ReadCache<File>, wanted: &[(usize, u64)]) -> HashMap<usize, String> {
     let mut out = HashMap::new();
@@ -186,5 +266,59 @@ mod tests {
         // getpid in libc, through the dynamic symbol table at least.
         assert!(names[&libc].contains("getpid"), "{names:?}");
         assert_eq!(names[&8], "[unknown]");
+    }
+
+    #[test]
+    fn names_locations_of_a_foreign_profile() {
+        use crate::proto;
+        let own = a_function_with_a_symbol as *const () as u64;
+        let maps = mappings();
+        let m = maps.iter().find(|m| m.start <= own && own < m.end).unwrap();
+        // As jemalloc_pprof writes them: the mapping spans everything, addresses are file offsets.
+        let mut p = proto::Profile {
+            string_table: vec!["".into(), m.path.clone(), "already".into()],
+            mapping: vec![proto::Mapping {
+                id: 7,
+                memory_limit: u64::MAX,
+                filename: 1,
+                ..Default::default()
+            }],
+            location: vec![
+                proto::Location {
+                    id: 1,
+                    mapping_id: 7,
+                    address: own - m.start + m.offset,
+                    ..Default::default()
+                },
+                proto::Location {
+                    id: 2,
+                    mapping_id: 0,
+                    address: 0x10,
+                    ..Default::default()
+                },
+                proto::Location {
+                    id: 3,
+                    mapping_id: 7,
+                    address: own - m.start + m.offset,
+                    line: vec![proto::Line {
+                        function_id: 1,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                },
+            ],
+            function: vec![proto::Function {
+                id: 1,
+                name: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        add_function_names(&mut p);
+        let f = &p.function[(p.location[0].line[0].function_id - 1) as usize];
+        assert!(p.string_table[f.name as usize].ends_with("a_function_with_a_symbol"));
+        assert!(p.mapping[0].has_functions);
+        assert!(p.location[1].line.is_empty(), "no mapping, no name");
+        assert_eq!(p.location[2].line.len(), 1, "named ones are left alone");
     }
 }

@@ -142,18 +142,34 @@ mod heap {
                 "heap profiling is not active".into(),
             ));
         }
-        // Dumping writes a temporary file and symbolizes: keep it off the async workers.
+        // Dumping writes a temporary file and names functions: keep it off the async workers.
         tokio::task::spawn_blocking(move || {
-            let dump = guard.dump_pprof();
-            // jemalloc_pprof symbolizes through `backtrace`, whose parsed debug info (over 100 MB for this
-            // binary) would otherwise stay for good.
-            selfprof::clear_symbol_caches();
-            dump
+            let gz = guard
+                .dump_pprof()
+                .map_err(|e| ProfileError::Failed(e.to_string()))?;
+            super::name_functions(&gz)
         })
         .await
         .map_err(|e| ProfileError::Failed(e.to_string()))?
-        .map_err(|e| ProfileError::Failed(e.to_string()))
     }
+}
+
+/// Names the functions of an unsymbolized gzip pprof profile (addresses and mappings only, as jemalloc_pprof
+/// writes it without its `symbolize` feature) from the symbol tables, as CPU profiles are named.
+#[cfg(target_os = "linux")]
+fn name_functions(gz: &[u8]) -> Result<Vec<u8>, ProfileError> {
+    use std::io::{Read, Write};
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut raw)
+        .map_err(|e| ProfileError::Failed(format!("reading the heap profile: {e}")))?;
+    let mut profile = <selfprof::proto::Profile as prost::Message>::decode(raw.as_slice())
+        .map_err(|e| ProfileError::Failed(format!("decoding the heap profile: {e}")))?;
+    selfprof::add_function_names(&mut profile);
+    let mut out = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing to a Vec cannot fail.
+    let _ = out.write_all(&prost::Message::encode_to_vec(&profile));
+    Ok(out.finish().unwrap_or_default())
 }
 
 #[cfg(not(target_os = "linux"))]
