@@ -232,22 +232,15 @@ impl Validate for EndpointOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use river::eval::Scope;
 
     fn decode(body: &str) -> Result<Arguments, String> {
         let src = format!("pyroscope.write \"a\" {{\n{body}\n}}\n");
-        let (file, diags) = river::parse(&src);
-        assert!(diags.is_empty(), "{diags:?}");
-        let Some(river::ast::Stmt::Block(block)) = file.body.stmts.first() else {
-            panic!("no block in {src}");
-        };
-        river::decode::decode_block_body_validated::<Arguments>(block, &src, &Scope::with_stdlib())
-            .map_err(|d| {
-                d.iter()
-                    .map(|d| d.message.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            })
+        river::decode::decode_first_block_validated::<Arguments>(&src).map_err(|d| {
+            d.iter()
+                .map(|d| d.message.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 
     #[test]

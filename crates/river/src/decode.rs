@@ -835,6 +835,27 @@ pub fn decode_block_body_validated<T: DeserializeOwned + Validate>(
     run_decode::<T>(&tree, src, block_header(block), diags, T::validate)
 }
 
+/// Parses `src` and decodes the body of its first block with the standard library in scope, validated: the
+/// shortest way to turn a component block written as text into its arguments (tests, tools). Syntax errors
+/// are returned as they are; a source without a block is an error at its start.
+pub fn decode_first_block_validated<T: DeserializeOwned + Validate>(
+    src: &str,
+) -> Result<T, Diagnostics> {
+    let (file, diags) = crate::parse(src);
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    let Some(ast::Stmt::Block(block)) = file.body.stmts.first() else {
+        let mut diags = Diagnostics::new();
+        diags.push(Diagnostic::error(
+            Span { start: 0, end: 0 },
+            "expected a block",
+        ));
+        return Err(diags);
+    };
+    decode_block_body_validated(block, src, &Scope::with_stdlib())
+}
+
 /// Decodes an already evaluated body. `header` is where errors without a statement of their own (missing
 /// required attributes, validation) point. Evaluation errors must have been reported by the caller.
 pub fn decode_eval_body<T: DeserializeOwned>(
