@@ -55,6 +55,7 @@ fn build(dir: &Path) -> PathBuf {
         .env("GOENV", "off")
         .env("GOFLAGS", "")
         .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
         .output()
         .expect("run go build");
     assert!(
@@ -277,6 +278,17 @@ pyroscope.scrape "go" {{
             sum_of(&p, counted) > 0,
             "{name}: no {counted} in {} samples",
             p.sample.len()
+        );
+        // The stacks are the program's own work (names from the profile's string table).
+        let frame = match name {
+            "process_cpu" => "main.burn",
+            "memory" | "heap" => "main.allocate",
+            "mutex" => "main.contend",
+            _ => "main.main",
+        };
+        assert!(
+            p.string_table.iter().any(|s| s.starts_with(frame)),
+            "{name}: no {frame} frame"
         );
         if delta {
             // A delta between two scrapes 15 s apart of a program that keeps working: forwarded as gzip.
