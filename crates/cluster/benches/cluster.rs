@@ -360,18 +360,34 @@ fn main() {
         child_main(&spec);
         return;
     }
-    process_memory_bench();
+    // `cargo bench -p cluster --bench cluster -- gossip memory` runs only those parts.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if run("memory") {
+        process_memory_bench();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        ownership_bench().await;
-        memory_bench().await;
-        detection_bench().await;
-        gossip_bench(Duration::from_secs(1), true).await;
-        gossip_bench(Duration::from_secs(1), false).await;
-        gossip_bench(Duration::from_millis(500), true).await;
+        if run("ownership") {
+            ownership_bench().await;
+        }
+        if run("memory") {
+            memory_bench().await;
+        }
+        if run("detection") {
+            detection_bench().await;
+        }
+        if run("gossip") {
+            gossip_bench(Duration::from_secs(1), true).await;
+            gossip_bench(Duration::from_secs(1), false).await;
+            gossip_bench(Duration::from_millis(500), true).await;
+        }
     });
 }

@@ -134,6 +134,11 @@ impl Codec {
         // The size and the dictionary id cost bytes and are not needed to decode.
         compressor.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))?;
         compressor.set_parameter(zstd::zstd_safe::CParameter::DictIdFlag(false))?;
+        // Messages and references are at most a few KB: small tables do as well as the level's defaults
+        // (hundreds of KB, kept for the life of the node).
+        compressor.set_parameter(zstd::zstd_safe::CParameter::WindowLog(16))?;
+        compressor.set_parameter(zstd::zstd_safe::CParameter::HashLog(12))?;
+        compressor.set_parameter(zstd::zstd_safe::CParameter::ChainLog(12))?;
         Ok(Codec {
             compress,
             compressor,
@@ -271,12 +276,18 @@ impl Codec {
     }
 
     fn decompress(&mut self, frame: &[u8], dictionary: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+        self.scratch.clear();
+        self.scratch.reserve(MAX_DATAGRAM);
         let result = self
             .decompressor
             .set_dictionary(dictionary)
-            .and_then(|()| self.decompressor.decompress(frame, MAX_DATAGRAM));
+            .and_then(|()| {
+                self.decompressor
+                    .decompress_to_buffer(frame, &mut self.scratch)
+            });
         match result {
-            Ok(d) => Some(d),
+            // Copied out at its size: it may be kept as a reference.
+            Ok(_) => Some(self.scratch.clone()),
             Err(e) => {
                 debug!(%from, error = %e, "dropping a gossip datagram that does not decompress");
                 None
