@@ -13,10 +13,14 @@
 //! Gossip every second, with up to three peers. A node hears of each peer's heartbeat through any gossip
 //! message that mentions it, about once per interval; the failure detector declares a peer dead when no
 //! fresh heartbeat came for `phi_threshold` (6) times the mean interval between fresh heartbeats. So a peer
-//! killed without warning is declared dead after about `phi_threshold × gossip_interval` (measured 6–7 s in a
+//! killed without warning is declared dead after about `phi_threshold × gossip_interval` (measured 5–7 s in a
 //! 10-node cluster on loopback), and its keys move once the debounce (250 ms) has passed. Gossip costs about
-//! 1 KB/s per node in a 10-node cluster (zstd-compressed; 3 KB/s raw); halving the interval halves the
-//! detection time and doubles the traffic. A node that terminates announces it and gossips for `leave_delay`
+//! 0.6 KB/s per node in a 10-node cluster, sent and received together (digests compressed against the
+//! peer's last digest, see `transport`; 6 KB/s raw); halving the interval halves the detection time and
+//! doubles the traffic. Joining is done here, not by chitchat's seed mechanism: the join addresses are
+//! contacted every gossip interval while this node knows no live peer, and every rejoin interval; chitchat's
+//! seeds would also be gossiped with on top of the three random peers, making the node everybody joined
+//! through the busiest of the cluster. A node that terminates announces it and gossips for `leave_delay`
 //! (3 intervals) before it stops, so its keys move without waiting for the failure detector.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
