@@ -71,7 +71,10 @@ fn child_main(spec: &str) {
         node.become_participant().await;
         println!("addr {}", node.advertise_addr());
         while !(node.peers().len() == expect
-            && node.peers().iter().all(|p| p.state == PeerState::Participant))
+            && node
+                .peers()
+                .iter()
+                .all(|p| p.state == PeerState::Participant))
         {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -285,7 +288,8 @@ async fn gossip_bench(gossip: Duration, compress: bool) {
             ((s - s0) as f64 / secs, (r - r0) as f64 / secs)
         })
         .collect();
-    let avg = |f: &dyn Fn(&(f64, f64)) -> f64| rates.iter().map(f).sum::<f64>() / rates.len() as f64;
+    let avg =
+        |f: &dyn Fn(&(f64, f64)) -> f64| rates.iter().map(f).sum::<f64>() / rates.len() as f64;
     let max = |f: &dyn Fn(&(f64, f64)) -> f64| rates.iter().map(f).fold(0.0, f64::max);
     let sent = |r: &(f64, f64)| r.0;
     let recv = |r: &(f64, f64)| r.1;

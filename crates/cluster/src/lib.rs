@@ -523,8 +523,10 @@ async fn membership_loop(
     join.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut alone = true;
     let mut rejoin = (!rejoin_interval.is_zero()).then(|| {
-        let mut t =
-            tokio::time::interval_at(tokio::time::Instant::now() + rejoin_interval, rejoin_interval);
+        let mut t = tokio::time::interval_at(
+            tokio::time::Instant::now() + rejoin_interval,
+            rejoin_interval,
+        );
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });

@@ -176,8 +176,8 @@ impl Codec {
         self.out.clear();
         self.out.push(RAW);
         self.out.extend_from_slice(&self.plain);
+        let now = Instant::now();
         if self.compress {
-            let now = Instant::now();
             let reference = self
                 .received
                 .get(&to)
@@ -196,18 +196,19 @@ impl Codec {
                 self.out.push(ZSTD_BARE);
                 self.out.extend_from_slice(&self.scratch[4..]);
             }
-            if is_reference(msg) && self.plain.len() <= REFERENCE_MAX_LEN {
-                while self.sent.front().is_some_and(|r| {
-                    now.duration_since(r.at) > SENT_RETENTION || self.sent.len() >= SENT_MAX
-                }) {
-                    self.sent.pop_front();
-                }
-                self.sent.push_back(Reference {
-                    at: now,
-                    hash: hash(&self.plain),
-                    bytes: self.plain.clone(),
-                });
+        }
+        // Kept even when this node does not compress: its peers may.
+        if is_reference(msg) && self.plain.len() <= REFERENCE_MAX_LEN {
+            while self.sent.front().is_some_and(|r| {
+                now.duration_since(r.at) > SENT_RETENTION || self.sent.len() >= SENT_MAX
+            }) {
+                self.sent.pop_front();
             }
+            self.sent.push_back(Reference {
+                at: now,
+                hash: hash(&self.plain),
+                bytes: self.plain.clone(),
+            });
         }
         &self.out
     }
@@ -278,13 +279,10 @@ impl Codec {
     fn decompress(&mut self, frame: &[u8], dictionary: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
         self.scratch.clear();
         self.scratch.reserve(MAX_DATAGRAM);
-        let result = self
-            .decompressor
-            .set_dictionary(dictionary)
-            .and_then(|()| {
-                self.decompressor
-                    .decompress_to_buffer(frame, &mut self.scratch)
-            });
+        let result = self.decompressor.set_dictionary(dictionary).and_then(|()| {
+            self.decompressor
+                .decompress_to_buffer(frame, &mut self.scratch)
+        });
         match result {
             // Copied out at its size: it may be kept as a reference.
             Ok(_) => Some(self.scratch.clone()),
@@ -403,7 +401,12 @@ mod tests {
         // A answers against B's digest: most of it is the same.
         let answer = a.encode(b_addr, &syn(103)).to_vec();
         assert_eq!(answer[0], ZSTD_REF);
-        assert!(answer.len() * 2 < first.len(), "{} vs {}", answer.len(), first.len());
+        assert!(
+            answer.len() * 2 < first.len(),
+            "{} vs {}",
+            answer.len(),
+            first.len()
+        );
         assert_eq!(b.decode(&answer, a_addr), Some(syn(103)));
         // And back again, against A's digest.
         let again = b.encode(a_addr, &syn(104)).to_vec();
@@ -435,8 +438,12 @@ mod tests {
         assert_eq!(a.decode(&d, addr(2)), Some(syn(1)));
         let d = a.encode(addr(2), &syn(2)).to_vec();
         assert_eq!(d[0], RAW);
-        // A compressing node reads it too.
-        assert_eq!(Codec::new(true).unwrap().decode(&d, addr(1)), Some(syn(2)));
+        // A compressing node reads it, and its answer, compressed against it, is read too.
+        let mut c = Codec::new(true).unwrap();
+        assert_eq!(c.decode(&d, addr(1)), Some(syn(2)));
+        let answer = c.encode(addr(1), &syn(3)).to_vec();
+        assert_eq!(answer[0], ZSTD_REF);
+        assert_eq!(a.decode(&answer, addr(3)), Some(syn(3)));
     }
 
     #[tokio::test]
