@@ -13,7 +13,7 @@
 //! Gossip every second, with up to three peers. A node hears of each peer's heartbeat through any gossip
 //! message that mentions it, about once per interval; the failure detector declares a peer dead when no
 //! fresh heartbeat came for `phi_threshold` (6) times the mean interval between fresh heartbeats. So a peer
-//! killed without warning is declared dead after about `phi_threshold × gossip_interval` (measured 5–7 s in a
+//! killed without warning is declared dead after about `phi_threshold × gossip_interval` (measured 5–8 s in a
 //! 10-node cluster on loopback), and its keys move once the debounce (250 ms) has passed. Gossip costs about
 //! 0.6 KB/s per node in a 10-node cluster, sent and received together (digests compressed against the
 //! peer's last digest, see `transport`; 6 KB/s raw); halving the interval halves the detection time and
