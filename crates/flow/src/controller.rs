@@ -460,6 +460,23 @@ impl Controller {
     }
 }
 
+/// `<storage>/<id>`, like `storage.join(id)` (an ID is never absolute) without parsing the path again for
+/// every component.
+fn data_dir(storage: &std::path::Path, id: &str) -> PathBuf {
+    let base = storage.as_os_str();
+    let mut dir = std::ffi::OsString::with_capacity(base.len() + 1 + id.len());
+    dir.push(base);
+    let ends_with_separator = base
+        .as_encoded_bytes()
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char));
+    if !base.is_empty() && !ends_with_separator {
+        dir.push(std::path::MAIN_SEPARATOR_STR);
+    }
+    dir.push(id);
+    PathBuf::from(dir)
+}
+
 /// Whether two configs are the same files with the same text.
 fn same_sources(a: &Sources, b: &Sources) -> bool {
     a.files.len() == b.files.len()
@@ -834,7 +851,7 @@ impl Shared {
         drop(st);
         let ctx = Context {
             id: id.to_string(),
-            data_dir: self.options.storage_path.join(&*id),
+            data_dir: data_dir(&self.options.storage_path, &id),
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
                 id: id.clone(),
@@ -998,5 +1015,20 @@ async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: Cancellation
             let _ = s.evaluate(index, None, None);
         }
         s.metrics.evaluating.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dirs_are_joined_like_paths() {
+        for storage in ["data-rill", "data-rill/", "/var/lib/rill", "", "/"] {
+            for id in ["local.file.a", "test.pass.with/slash"] {
+                let storage = std::path::Path::new(storage);
+                assert_eq!(data_dir(storage, id), storage.join(id), "{storage:?} {id}");
+            }
+        }
     }
 }

@@ -146,6 +146,7 @@ impl Graph {
             ..Graph::default()
         };
 
+        let mut scratch = String::new();
         for (file_index, file) in sources.files.iter().enumerate() {
             let src = file.source.text();
             for (stmt_index, stmt) in file.ast.body.stmts.iter().enumerate() {
@@ -159,9 +160,9 @@ impl Graph {
                 };
                 let name = dotted(&block.name, src);
                 let name_span = block.name_span();
-                let (id, kind) = if CONFIG_BLOCKS.contains(&&*name) {
+                let (id, kind): (Arc<str>, _) = if CONFIG_BLOCKS.contains(&&*name) {
                     (
-                        name.to_string(),
+                        Arc::from(&*name),
                         NodeKind::Config {
                             name: name.into_owned(),
                         },
@@ -172,12 +173,12 @@ impl Graph {
                         diags.push(&file.source, Diagnostic::error(name_span, msg));
                         continue;
                     };
-                    let mut id = String::with_capacity(name.len() + 1 + label.len());
-                    id.push_str(&name);
-                    id.push('.');
-                    id.push_str(label);
+                    scratch.clear();
+                    scratch.push_str(&name);
+                    scratch.push('.');
+                    scratch.push_str(label);
                     (
-                        id,
+                        Arc::from(scratch.as_str()),
                         NodeKind::Component {
                             name: name.into_owned(),
                             label: label.to_string(),
@@ -191,7 +192,7 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 };
-                if let Some(&first) = graph.ids.get(id.as_str()) {
+                if let Some(&first) = graph.ids.get(&*id) {
                     let first = &graph.nodes[first];
                     let other = &sources.files[first.file].source;
                     let other_span = first
@@ -208,7 +209,6 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 }
-                let id: Arc<str> = Arc::from(id);
                 graph.ids.insert(id.clone(), graph.nodes.len());
                 graph.nodes.push(Node {
                     id,
@@ -235,7 +235,7 @@ impl Graph {
             parts.clear();
             traversals.clear();
             collect_body(&block.body, &mut parts, &mut traversals);
-            let mut refs = Vec::new();
+            let mut refs = Vec::with_capacity(traversals.len());
             for &(from, to) in &traversals {
                 let t = &parts[from..to];
                 let span = t[0].to(t[t.len() - 1]);
@@ -266,18 +266,40 @@ impl Graph {
         }
 
         let n = graph.nodes.len();
+        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row.
+        let mut last: Option<(&str, bool)> = None;
         let root_is_stdlib: Vec<bool> = graph
             .nodes
             .iter()
-            .map(|node| names.is_stdlib(node.id.split('.').next().unwrap_or("")))
+            .map(|node| {
+                let root = node.id.split('.').next().unwrap_or("");
+                match last {
+                    Some((r, known)) if r == root => known,
+                    _ => {
+                        let known = names.is_stdlib(root);
+                        last = Some((root, known));
+                        known
+                    }
+                }
+            })
             .collect();
         graph.shadowing = graph
             .nodes
             .iter()
             .map(|node| node.references.iter().any(|r| root_is_stdlib[r.target]))
             .collect();
-        graph.dependencies = vec![Vec::new(); n];
-        graph.dependants = vec![Vec::new(); n];
+        let mut referrers = vec![0usize; n];
+        for node in &graph.nodes {
+            for r in &node.references {
+                referrers[r.target] += 1;
+            }
+        }
+        graph.dependencies = graph
+            .nodes
+            .iter()
+            .map(|node| Vec::with_capacity(node.references.len()))
+            .collect();
+        graph.dependants = referrers.iter().map(|&k| Vec::with_capacity(k)).collect();
         for (i, node) in graph.nodes.iter().enumerate() {
             for r in &node.references {
                 graph.dependencies[i].push(r.target);
