@@ -17,12 +17,12 @@ use std::alloc::{GlobalAlloc, Layout};
 
 // The allocator the `rill` binary runs with (glibc's malloc spends much of a big load consolidating the
 // chunks freed by the previous config, which says little about the runtime).
-#[cfg(target_os = "linux")]
-use tikv_jemallocator::Jemalloc as System;
 #[cfg(not(target_os = "linux"))]
 use std::alloc::System;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
+#[cfg(target_os = "linux")]
+use tikv_jemallocator::Jemalloc as System;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);

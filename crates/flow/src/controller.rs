@@ -13,13 +13,13 @@
 //! - **Supervision**: a component whose `run` returns or panics is marked exited and restarted with backoff.
 
 use crate::component::{Component, ComponentError, Context, Health, HealthState};
+use crate::fasthash::FastMap;
 use crate::graph::{Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
 use crate::runner::{PendingUpdate, Runner};
 use crate::source::{LoadDiagnostics, Sources};
 use river::eval::Scope;
 use river::{Diagnostic, Object, Value};
-use crate::fasthash::FastMap;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -480,9 +480,10 @@ fn data_dir(storage: &std::path::Path, id: &str) -> PathBuf {
 /// Whether two configs are the same files with the same text.
 fn same_sources(a: &Sources, b: &Sources) -> bool {
     a.files.len() == b.files.len()
-        && a.files.iter().zip(&b.files).all(|(x, y)| {
-            x.source.name() == y.source.name() && x.source.text() == y.source.text()
-        })
+        && a.files
+            .iter()
+            .zip(&b.files)
+            .all(|(x, y)| x.source.name() == y.source.name() && x.source.text() == y.source.text())
 }
 
 /// Drops a config, a `big` one off the caller's path: freeing a big config's syntax trees takes a while, and
@@ -674,7 +675,7 @@ impl Shared {
         mut report: Option<&mut LoadReport>,
         starts: Option<&mut DeferredStarts>,
     ) -> Option<PendingUpdate> {
-        let (file, stmt, kind, id, stamp, scope) = {
+        let (file, stmt, registration, id, stamp, scope) = {
             let mut st = lock(&self.state);
             let &rank = st.rank.get(index)?;
             if st.dirty.remove(&(rank, index)) {
@@ -738,10 +739,15 @@ impl Shared {
                     .collect();
                 Scope::with_stdlib().with_resolved(resolved)
             };
+            // `None` for a config block.
+            let registration = match &node.kind {
+                NodeKind::Component { name, .. } => Some(self.registry.get(name).cloned()?),
+                NodeKind::Config { .. } => None,
+            };
             (
                 file.clone(),
                 node.stmt,
-                node.kind.clone(),
+                registration,
                 node.id.clone(),
                 EvalStamp {
                     source: file.source.clone(),
@@ -756,7 +762,7 @@ impl Shared {
             return None;
         };
 
-        let NodeKind::Component { name, .. } = &kind else {
+        let Some(registration) = registration else {
             let result = match &*id {
                 "logging" => river::decode::decode_block_body_validated::<crate::LoggingConfig>(
                     block, src, &scope,
@@ -792,7 +798,6 @@ impl Shared {
             };
             return None;
         };
-        let registration = self.registry.get(name).cloned()?;
         let started = std::time::Instant::now();
         let decoded = registration.decode(block, src, &scope);
         self.metrics
@@ -917,7 +922,6 @@ impl Shared {
         }
         None
     }
-
 }
 
 /// Components built during a load whose tasks are not started yet. They are started when this is dropped: at
@@ -990,7 +994,6 @@ fn same_value(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
-
 
 /// Re-evaluates dirty nodes in dependency order whenever woken.
 async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: CancellationToken) {

@@ -452,12 +452,14 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let n = edges.len();
     let (mut index, mut low, mut on_stack) = (vec![UNVISITED; n], vec![0; n], vec![false; n]);
     let (mut stack, mut out, mut counter) = (Vec::new(), Vec::new(), 0);
+    // (node, next edge to look at)
+    let mut work: Vec<(usize, usize)> = Vec::new();
     for root in 0..n {
         if index[root] != UNVISITED {
             continue;
         }
-        // (node, next edge to look at)
-        let mut work = vec![(root, 0usize)];
+        work.clear();
+        work.push((root, 0));
         while let Some(&mut (v, ref mut next)) = work.last_mut() {
             if *next == 0 && index[v] == UNVISITED {
                 index[v] = counter;
@@ -506,15 +508,18 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 fn topological_order(dependencies: &[Vec<usize>], dependants: &[Vec<usize>]) -> Vec<usize> {
     let n = dependencies.len();
     let mut remaining: Vec<usize> = dependencies.iter().map(Vec::len).collect();
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..n).filter(|&i| remaining[i] == 0).collect();
+    // A min-heap: the first ready node in source order comes next.
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|&i| remaining[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
     let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
         order.push(i);
         for &d in &dependants[i] {
             remaining[d] -= 1;
             if remaining[d] == 0 {
-                ready.insert(d);
+                ready.push(std::cmp::Reverse(d));
             }
         }
     }

@@ -126,7 +126,11 @@ impl Runner {
         let Some(backoff) = self.backoff.take() else {
             return;
         };
-        set_health(&self.shared.run_health, HealthState::Healthy, "started".into());
+        set_health(
+            &self.shared.run_health,
+            HealthState::Healthy,
+            "started".into(),
+        );
         self.task = Some(tokio::spawn(drive(
             self.shared.clone(),
             self.cancel.clone(),

@@ -450,7 +450,13 @@ pub(crate) mod tests {
         let err = eval_in("(a.c)", &scope).unwrap_err();
         assert!(err.contains("\"a\" does not exist"), "{err}");
         let missing = eval_in("a.b.nope", &scope).unwrap_err();
-        assert!(missing.contains("field \"nope\" does not exist"), "{missing}");
-        assert_eq!(eval_in("string.to_upper(\"x\")", &scope), Ok(Value::string("X")));
+        assert!(
+            missing.contains("field \"nope\" does not exist"),
+            "{missing}"
+        );
+        assert_eq!(
+            eval_in("string.to_upper(\"x\")", &scope),
+            Ok(Value::string("X"))
+        );
     }
 }
