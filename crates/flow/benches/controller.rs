@@ -13,14 +13,21 @@ mod common;
 
 use flow::{Controller, ControllerOptions, Sources};
 use river::Value;
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
+
+// The allocator the `rill` binary runs with (glibc's malloc spends much of a big load consolidating the
+// chunks freed by the previous config, which says little about the runtime).
+#[cfg(not(target_os = "linux"))]
+use std::alloc::System;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
+#[cfg(target_os = "linux")]
+use tikv_jemallocator::Jemalloc as System;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
-// SAFETY: defers to the system allocator; only counts bytes.
+// SAFETY: defers to the underlying allocator; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);

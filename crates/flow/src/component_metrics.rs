@@ -102,6 +102,14 @@ impl MetricsHub {
         }
     }
 
+    /// [`MetricsHub::for_component`] sharing the caller's copy of the ID.
+    pub(crate) fn for_component_id(&self, id: Arc<str>) -> ComponentMetrics {
+        ComponentMetrics {
+            hub: self.clone(),
+            id,
+        }
+    }
+
     /// Removes every series of a component (it was removed from the config).
     pub fn remove_component(&self, id: &str) {
         let mut st = self.lock();

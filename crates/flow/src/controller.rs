@@ -13,13 +13,14 @@
 //! - **Supervision**: a component whose `run` returns or panics is marked exited and restarted with backoff.
 
 use crate::component::{Component, ComponentError, Context, Health, HealthState};
+use crate::fasthash::FastMap;
 use crate::graph::{Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
 use crate::runner::{PendingUpdate, Runner};
 use crate::source::{LoadDiagnostics, Sources};
 use river::eval::Scope;
 use river::{Diagnostic, Object, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -160,8 +161,8 @@ struct State {
     graph: Graph,
     /// Position of each node in the dependency order.
     rank: Vec<usize>,
-    nodes: HashMap<String, NodeState>,
-    exports: HashMap<String, Value>,
+    nodes: FastMap<Arc<str>, NodeState>,
+    exports: FastMap<Arc<str>, Value>,
     /// (rank, node index) of nodes to re-evaluate.
     dirty: BTreeSet<(usize, usize)>,
     loaded: bool,
@@ -212,45 +213,74 @@ impl Controller {
     pub async fn load(&self, sources: Sources) -> Result<LoadReport, LoadDiagnostics> {
         let shared = &self.shared;
         let _guard = shared.load_lock.lock().await;
-        let graph = match Graph::build(&sources, shared.registry.as_ref()) {
-            Ok(graph) => graph,
-            Err(diags) => {
-                shared.metrics.last_load_successful.set(0);
-                shared.metrics.load_failures.inc();
-                return Err(diags);
-            }
+        // The same text as the running config makes the same graph: keep the running one (and its
+        // syntax trees) and only evaluate what may have changed.
+        let same_text = {
+            let st = lock(&shared.state);
+            st.loaded && same_sources(&st.sources, &sources)
         };
-        shared.metrics.evaluating.set(1);
+        let big = sources
+            .files
+            .iter()
+            .map(|f| f.ast.body.stmts.len())
+            .sum::<usize>()
+            > 100;
         let mut report = LoadReport::default();
-
-        // Stop what the new config no longer has, before anything new starts (a renamed component may hold
-        // a port or a file its successor needs).
-        let removed: Vec<(String, Option<Runner>)> = {
-            let mut st = lock(&shared.state);
-            let gone: Vec<String> = st
-                .nodes
-                .keys()
-                .filter(|id| graph.get(id).is_none())
-                .cloned()
-                .collect();
-            gone.into_iter()
-                .map(|id| {
-                    st.exports.remove(&id);
-                    let runner = st.nodes.remove(&id).and_then(|n| n.runner);
-                    (id, runner)
+        let order = if same_text {
+            shared.metrics.evaluating.set(1);
+            drop_later(sources, big);
+            let st = lock(&shared.state);
+            // A node needs evaluating if an input changed since its last good evaluation (it is dirty),
+            // if that failed, or if it is a config block (applied on every load).
+            st.graph
+                .order
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let node = &st.graph.nodes[i];
+                    !matches!(node.kind, NodeKind::Component { .. })
+                        || st.dirty.contains(&(st.rank[i], i))
+                        || st.nodes.get(&*node.id).is_none_or(|n| n.stamp.is_none())
                 })
                 .collect()
-        };
-        for (id, runner) in removed {
-            if let Some(r) = runner {
-                stop_runner(r, shared.options.stop_timeout, &id).await;
-            }
-            shared.options.metrics.remove_component(&id);
-            report.stopped.push(id);
-        }
+        } else {
+            let graph = match Graph::build(&sources, shared.registry.as_ref()) {
+                Ok(graph) => graph,
+                Err(diags) => {
+                    shared.metrics.last_load_successful.set(0);
+                    shared.metrics.load_failures.inc();
+                    return Err(diags);
+                }
+            };
+            shared.metrics.evaluating.set(1);
 
-        // Swap in the new graph; surviving nodes keep their state.
-        {
+            // Stop what the new config no longer has, before anything new starts (a renamed component may
+            // hold a port or a file its successor needs).
+            let removed: Vec<(Arc<str>, Option<Runner>)> = {
+                let mut st = lock(&shared.state);
+                let gone: Vec<Arc<str>> = st
+                    .nodes
+                    .keys()
+                    .filter(|id| graph.get(id).is_none())
+                    .cloned()
+                    .collect();
+                gone.into_iter()
+                    .map(|id| {
+                        st.exports.remove(&*id);
+                        let runner = st.nodes.remove(&*id).and_then(|n| n.runner);
+                        (id, runner)
+                    })
+                    .collect()
+            };
+            for (id, runner) in removed {
+                if let Some(r) = runner {
+                    stop_runner(r, shared.options.stop_timeout, &id).await;
+                }
+                shared.options.metrics.remove_component(&id);
+                report.stopped.push(id.to_string());
+            }
+
+            // Swap in the new graph; surviving nodes keep their state.
             let mut st = lock(&shared.state);
             let mut rank = vec![0; graph.nodes.len()];
             for (r, &i) in graph.order.iter().enumerate() {
@@ -262,24 +292,24 @@ impl Controller {
                 std::mem::replace(&mut st.sources, sources),
                 std::mem::replace(&mut st.graph, graph),
             );
+            let order = st.graph.order.clone();
             drop(st);
-            // Freeing a big config's syntax trees takes a while; the caller need not wait for it.
-            if old.1.nodes.len() > 100 {
-                tokio::task::spawn_blocking(move || drop(old));
-            }
-        }
-
-        let (order, has_logging) = {
-            let st = lock(&shared.state);
-            (st.graph.order.clone(), st.graph.get("logging").is_some())
+            drop_later(old, big);
+            order
         };
+
+        let has_logging = lock(&shared.state).graph.get("logging").is_some();
         if !has_logging {
             if let Some(hook) = &shared.options.on_logging {
                 hook(&crate::LoggingConfig::default());
             }
         }
+        let mut starts = DeferredStarts {
+            shared: shared.clone(),
+            ids: Vec::new(),
+        };
         for index in order {
-            let Some(pending) = shared.evaluate(index, Some(&mut report)) else {
+            let Some(pending) = shared.evaluate(index, Some(&mut report), Some(&mut starts)) else {
                 continue;
             };
             if lock(&shared.state)
@@ -292,6 +322,7 @@ impl Controller {
                 let _ = tokio::time::timeout(shared.options.update_wait, pending.finished()).await;
             }
         }
+        drop(starts);
         lock(&shared.state).loaded = true;
         shared.metrics.evaluating.set(0);
         shared.metrics.last_load_successful.set(1);
@@ -414,7 +445,7 @@ impl Controller {
     pub async fn shutdown(&self) {
         let _guard = self.shared.load_lock.lock().await;
         self.shared.cancel.cancel();
-        let runners: Vec<(String, Runner)> = {
+        let runners: Vec<(Arc<str>, Runner)> = {
             let mut st = lock(&self.shared.state);
             st.nodes
                 .iter_mut()
@@ -426,6 +457,43 @@ impl Controller {
             .into_iter()
             .map(|(id, r)| async move { stop_runner(r, timeout, &id).await });
         futures_join_all(stops).await;
+    }
+}
+
+/// `<storage>/<id>`, like `storage.join(id)` (an ID is never absolute) without parsing the path again for
+/// every component.
+fn data_dir(storage: &std::path::Path, id: &str) -> PathBuf {
+    let base = storage.as_os_str();
+    let mut dir = std::ffi::OsString::with_capacity(base.len() + 1 + id.len());
+    dir.push(base);
+    let ends_with_separator = base
+        .as_encoded_bytes()
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char));
+    if !base.is_empty() && !ends_with_separator {
+        dir.push(std::path::MAIN_SEPARATOR_STR);
+    }
+    dir.push(id);
+    PathBuf::from(dir)
+}
+
+/// Whether two configs are the same files with the same text.
+fn same_sources(a: &Sources, b: &Sources) -> bool {
+    a.files.len() == b.files.len()
+        && a.files
+            .iter()
+            .zip(&b.files)
+            .all(|(x, y)| x.source.name() == y.source.name() && x.source.text() == y.source.text())
+}
+
+/// Drops a config, a `big` one off the caller's path: freeing a big config's syntax trees takes a while, and
+/// nobody need wait for it.
+fn drop_later<T: Send + 'static>(config: T, big: bool) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) if big => {
+            rt.spawn_blocking(move || drop(config));
+        }
+        _ => drop(config),
     }
 }
 
@@ -501,13 +569,13 @@ impl State {
         };
         let ids = |list: &[usize]| {
             list.iter()
-                .map(|&i| self.graph.nodes[i].id.clone())
+                .map(|&i| self.graph.nodes[i].id.to_string())
                 .collect()
         };
-        let state = self.nodes.get(&node.id);
+        let state = self.nodes.get(&*node.id);
         let health = self.health_of(&node.id);
         Some(ComponentInfo {
-            id: node.id.clone(),
+            id: node.id.to_string(),
             name,
             label,
             health,
@@ -519,7 +587,7 @@ impl State {
                 .unwrap_or_default(),
             exports: self
                 .exports
-                .get(&node.id)
+                .get(&*node.id)
                 .map(river::riverjson::value_to_json)
                 .unwrap_or_default(),
             debug_info: state
@@ -545,6 +613,10 @@ impl State {
 /// The scope a node evaluates in: the given components' exports nested by ID (`test.pass.a` →
 /// `{test = {pass = {a = ...}}}`), over the standard library.
 pub fn scope_from(inputs: &[(String, Value)]) -> Scope {
+    scope_from_pairs(inputs.iter().map(|(id, v)| (id.as_str(), v)))
+}
+
+fn scope_from_pairs<'a>(inputs: impl Iterator<Item = (&'a str, &'a Value)>) -> Scope {
     let mut roots: Object = Object::new();
     for (id, exports) in inputs {
         insert_path(
@@ -578,12 +650,15 @@ fn insert_path(root: &mut Object, path: &[&str], value: Value) {
 }
 
 impl Shared {
-    fn exports_changed(self: &Arc<Self>, id: &str, value: Value) {
+    fn exports_changed(self: &Arc<Self>, id: &Arc<str>, value: Value) {
         let mut st = lock(&self.state);
-        if st.exports.get(id) == Some(&value) {
-            return;
+        match st.exports.get_mut(&**id) {
+            Some(old) if *old == value => return,
+            Some(old) => *old = value,
+            None => {
+                st.exports.insert(id.clone(), value);
+            }
         }
-        st.exports.insert(id.to_string(), value);
         if st.mark_dependants_dirty(id) {
             self.metrics.queue_size.set(st.dirty.len() as i64);
             drop(st);
@@ -592,44 +667,45 @@ impl Shared {
     }
 
     /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
-    /// the node's evaluation health (and diagnostics in `report` during a load).
+    /// the node's evaluation health (and diagnostics in `report` during a load). During a load (`starts`
+    /// given), the tasks of newly built components are started when the pass is over.
     fn evaluate(
         self: &Arc<Self>,
         index: usize,
         mut report: Option<&mut LoadReport>,
+        starts: Option<&mut DeferredStarts>,
     ) -> Option<PendingUpdate> {
-        let (file, stmt, kind, id, stamp) = {
+        let (file, stmt, registration, id, stamp, scope) = {
             let mut st = lock(&self.state);
             let &rank = st.rank.get(index)?;
-            st.dirty.remove(&(rank, index));
-            self.metrics.queue_size.set(st.dirty.len() as i64);
+            if st.dirty.remove(&(rank, index)) {
+                self.metrics.queue_size.set(st.dirty.len() as i64);
+            }
             let node = &st.graph.nodes[index];
-            let file = st.sources.files[node.file].clone();
+            let file = &st.sources.files[node.file];
             let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(node.stmt) else {
                 return None;
             };
-            let text_hash = hash_text(block.span.text(file.source.text()));
             let deps = &st.graph.dependencies[index];
-            let exports_of = |d: usize| st.exports.get(&st.graph.nodes[d].id);
+            let exports_of = |d: usize| st.exports.get(&*st.graph.nodes[d].id);
             let is_component = matches!(node.kind, NodeKind::Component { .. });
             // Compared in place: an unchanged node (most of an unchanged reload) costs no copies.
             let unchanged = is_component
                 && st
                     .nodes
-                    .get(&node.id)
+                    .get(&*node.id)
                     .and_then(|n| n.stamp.as_ref())
                     .is_some_and(|p| {
-                        p.text_hash == text_hash
+                        p.same_text(&file.source, block.span)
                             && p.inputs.len() == deps.len()
                             && deps.iter().all(|&d| {
-                                let id = st.graph.nodes[d].id.as_str();
-                                let Ok(at) = p.inputs.binary_search_by(|(k, _)| k.as_str().cmp(id))
+                                let id = &*st.graph.nodes[d].id;
+                                let Ok(at) = p.inputs.binary_search_by(|(k, _)| (**k).cmp(id))
                                 else {
                                     return false;
                                 };
-                                let now = exports_of(d);
                                 let seen = &p.inputs[at].1;
-                                match now {
+                                match exports_of(d) {
                                     Some(v) => same_value(seen, v),
                                     None => matches!(seen, Value::Object(o) if o.is_empty()),
                                 }
@@ -638,33 +714,56 @@ impl Shared {
             if unchanged {
                 return None;
             }
-            let mut inputs: Vec<(String, Value)> = deps
+            let empty = || Value::object(Object::new());
+            let mut inputs: Vec<(Arc<str>, Value)> = deps
                 .iter()
                 .map(|&d| {
-                    let exports = exports_of(d).cloned();
-                    (
-                        st.graph.nodes[d].id.clone(),
-                        exports.unwrap_or_else(|| Value::object(Object::new())),
-                    )
+                    let exports = exports_of(d).cloned().unwrap_or_else(empty);
+                    (st.graph.nodes[d].id.clone(), exports)
                 })
                 .collect();
-            inputs.sort_by(|a, b| a.0.cmp(&b.0));
+            inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let scope = if st.graph.shadows_stdlib(index) {
+                // The component's namespace hides the library's: evaluate in the nested objects.
+                scope_from_pairs(inputs.iter().map(|(k, v)| (&**k, v)))
+            } else {
+                // Every other name in an accepted block is the standard library's, so the references are
+                // all there is to resolve.
+                let resolved = node
+                    .references
+                    .iter()
+                    .map(|r| {
+                        let exports = exports_of(r.target).cloned().unwrap_or_else(empty);
+                        (r.id_span, exports)
+                    })
+                    .collect();
+                Scope::with_stdlib().with_resolved(resolved)
+            };
+            // `None` for a config block.
+            let registration = match &node.kind {
+                NodeKind::Component { name, .. } => Some(self.registry.get(name).cloned()?),
+                NodeKind::Config { .. } => None,
+            };
             (
                 file.clone(),
                 node.stmt,
-                node.kind.clone(),
+                registration,
                 node.id.clone(),
-                EvalStamp { text_hash, inputs },
+                EvalStamp {
+                    source: file.source.clone(),
+                    span: block.span,
+                    inputs,
+                },
+                scope,
             )
         };
         let src = file.source.text();
         let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
             return None;
         };
-        let scope = scope_from(&stamp.inputs);
 
-        let NodeKind::Component { name, .. } = &kind else {
-            let result = match id.as_str() {
+        let Some(registration) = registration else {
+            let result = match &*id {
                 "logging" => river::decode::decode_block_body_validated::<crate::LoggingConfig>(
                     block, src, &scope,
                 )
@@ -699,12 +798,12 @@ impl Shared {
             };
             return None;
         };
-        let registration = self.registry.get(name).cloned()?;
         let started = std::time::Instant::now();
         let decoded = registration.decode(block, src, &scope);
         self.metrics
             .evaluation_seconds
             .observe(started.elapsed().as_secs_f64());
+        drop(scope);
 
         let mut st = lock(&self.state);
         let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
@@ -745,7 +844,7 @@ impl Shared {
             let (runner, generation) = runner.next_update();
             drop(st);
             if let Some(r) = report {
-                r.updated.push(id);
+                r.updated.push(id.to_string());
             }
             return crate::runner::submit(&runner, generation, args);
         }
@@ -756,25 +855,25 @@ impl Shared {
         let alive = node.alive.clone();
         drop(st);
         let ctx = Context {
-            id: id.clone(),
-            data_dir: self.options.storage_path.join(&id),
+            id: id.to_string(),
+            data_dir: data_dir(&self.options.storage_path, &id),
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
-                id: Arc::from(id.as_str()),
+                id: id.clone(),
                 shared: Arc::downgrade(self),
-                alive: alive.clone(),
+                alive,
             },
-            metrics: self.options.metrics.for_component(&id),
+            metrics: self.options.metrics.for_component_id(id.clone()),
             cluster: self.options.cluster.clone(),
         };
         let built = registration.build(ctx, args);
         let mut st = lock(&self.state);
-        let node = st.nodes.get_mut(&id)?;
+        let node = st.nodes.get_mut(&*id)?;
         match built {
             Ok(component) => {
                 node.component = Some(component.clone());
                 let shared = crate::runner::Shared::new(
-                    Arc::from(id.as_str()),
+                    id.clone(),
                     component,
                     node.run_health.clone(),
                     node.update_health.clone(),
@@ -784,14 +883,21 @@ impl Shared {
                     first: self.options.restart_backoff,
                     max: self.options.max_restart_backoff,
                 };
-                node.runner = Some(Runner::start(
+                let mut runner = Runner::new(
                     shared,
                     self.cancel.child_token(),
                     node.alive.clone(),
                     backoff,
-                ));
+                );
+                match starts {
+                    // Started with the others when the pass is over: spawning many tasks in one go wakes
+                    // the runtime's workers once instead of once per component.
+                    Some(starts) => starts.ids.push(id.clone()),
+                    None => runner.start(),
+                }
+                node.runner = Some(runner);
                 if let Some(r) = report {
-                    r.started.push(id);
+                    r.started.push(id.to_string());
                 }
             }
             Err(e) => {
@@ -818,6 +924,27 @@ impl Shared {
     }
 }
 
+/// Components built during a load whose tasks are not started yet. They are started when this is dropped: at
+/// the end of the load, or when the load is abandoned half-way (its future dropped).
+struct DeferredStarts {
+    shared: Arc<Shared>,
+    ids: Vec<Arc<str>>,
+}
+
+impl Drop for DeferredStarts {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut st = lock(&self.shared.state);
+        for id in self.ids.drain(..) {
+            if let Some(runner) = st.nodes.get_mut(&*id).and_then(|n| n.runner.as_mut()) {
+                runner.start();
+            }
+        }
+    }
+}
+
 impl Drop for Shared {
     fn drop(&mut self) {
         // Stops the evaluator and every component still running.
@@ -841,11 +968,22 @@ impl NodeState {
     }
 }
 
-/// The inputs of one evaluation: the block's text (hashed) and the exports it read, by component ID.
+/// The inputs of one evaluation: the block's text and the exports it read, by component ID.
 #[derive(Clone, Debug)]
 struct EvalStamp {
-    text_hash: u64,
-    inputs: Vec<(String, Value)>,
+    /// The file the block was read from and where.
+    source: river::SourceFile,
+    span: river::Span,
+    /// Sorted by ID.
+    inputs: Vec<(Arc<str>, Value)>,
+}
+
+impl EvalStamp {
+    /// Whether the block at `span` of `source` has the same text as the one evaluated.
+    fn same_text(&self, source: &river::SourceFile, span: river::Span) -> bool {
+        (std::ptr::eq(self.source.text(), source.text()) && self.span == span)
+            || self.span.text(self.source.text()) == span.text(source.text())
+    }
 }
 
 /// Equality with a shortcut for values shared by reference (exports are usually passed along unchanged).
@@ -855,13 +993,6 @@ fn same_value(a: &Value, b: &Value) -> bool {
         (Value::Object(x), Value::Object(y)) if Arc::ptr_eq(x, y) => true,
         _ => a == b,
     }
-}
-
-fn hash_text(text: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    text.hash(&mut h);
-    h.finish()
 }
 
 /// Re-evaluates dirty nodes in dependency order whenever woken.
@@ -884,8 +1015,23 @@ async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: Cancellation
             let Some((_, index)) = next else { break };
             // Propagation does not wait for updates (see `load`): the dependants are dirtied again when the
             // component publishes, so they converge without holding up unrelated nodes.
-            let _ = s.evaluate(index, None);
+            let _ = s.evaluate(index, None, None);
         }
         s.metrics.evaluating.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dirs_are_joined_like_paths() {
+        for storage in ["data-rill", "data-rill/", "/var/lib/rill", "", "/"] {
+            for id in ["local.file.a", "test.pass.with/slash"] {
+                let storage = std::path::Path::new(storage);
+                assert_eq!(data_dir(storage, id), storage.join(id), "{storage:?} {id}");
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::source::{LoadDiagnostics, Sources};
 use river::ast::{Block, Body, Expr, ExprKind, Stmt};
 use river::{Diagnostic, Span};
 use std::borrow::Cow;
+use std::sync::Arc;
 
 /// Top-level blocks that configure the runtime itself rather than declare a component.
 pub const CONFIG_BLOCKS: &[&str] = &["logging", "tracing"];
@@ -40,15 +41,28 @@ pub struct Reference {
     pub target: usize,
     /// The whole traversal in the source, e.g. `local.file.token.content`.
     pub span: Span,
-    /// The path into the target's exports, e.g. `["content"]`.
-    pub path: Vec<String>,
+    /// The part of the traversal that names the component, e.g. `local.file.token`: the expression whose value
+    /// is the component's exports.
+    pub id_span: Span,
+}
+
+impl Reference {
+    /// The path into the target's exports, e.g. `["content"]` (`src` is the text of the node's file).
+    pub fn path<'s>(&self, src: &'s str) -> Vec<&'s str> {
+        src.get(self.id_span.end as usize..self.span.end as usize)
+            .unwrap_or("")
+            .split('.')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
 }
 
 /// One node of the graph.
 #[derive(Clone, Debug)]
 pub struct Node {
     /// `name.label` for components, the block name for config blocks.
-    pub id: String,
+    pub id: Arc<str>,
     /// What it is.
     pub kind: NodeKind,
     /// Index of its file in [`Sources::files`].
@@ -87,7 +101,10 @@ pub struct Graph {
     pub dependencies: Vec<Vec<usize>>,
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
-    ids: FastMap<String, usize>,
+    ids: FastMap<Arc<str>, usize>,
+    /// For each node, whether it refers to a component whose ID starts with a standard-library name (see
+    /// [`Graph::shadows_stdlib`]).
+    shadowing: Vec<bool>,
 }
 
 /// What the graph builder needs to know about names.
@@ -104,6 +121,12 @@ impl Graph {
     /// The node with this ID.
     pub fn get(&self, id: &str) -> Option<&Node> {
         self.ids.get(id).map(|&i| &self.nodes[i])
+    }
+
+    /// Whether node `index` refers to a component whose ID starts like a standard-library name
+    /// (`string.pass.x`): inside such a node, that name is the component's namespace, not the library's.
+    pub fn shadows_stdlib(&self, index: usize) -> bool {
+        self.shadowing.get(index).copied().unwrap_or(false)
     }
 
     /// The index of the node with this ID.
@@ -123,6 +146,7 @@ impl Graph {
             ..Graph::default()
         };
 
+        let mut scratch = String::new();
         for (file_index, file) in sources.files.iter().enumerate() {
             let src = file.source.text();
             for (stmt_index, stmt) in file.ast.body.stmts.iter().enumerate() {
@@ -136,9 +160,9 @@ impl Graph {
                 };
                 let name = dotted(&block.name, src);
                 let name_span = block.name_span();
-                let (id, kind) = if CONFIG_BLOCKS.contains(&&*name) {
+                let (id, kind): (Arc<str>, _) = if CONFIG_BLOCKS.contains(&&*name) {
                     (
-                        name.to_string(),
+                        Arc::from(&*name),
                         NodeKind::Config {
                             name: name.into_owned(),
                         },
@@ -149,12 +173,12 @@ impl Graph {
                         diags.push(&file.source, Diagnostic::error(name_span, msg));
                         continue;
                     };
-                    let mut id = String::with_capacity(name.len() + 1 + label.len());
-                    id.push_str(&name);
-                    id.push('.');
-                    id.push_str(label);
+                    scratch.clear();
+                    scratch.push_str(&name);
+                    scratch.push('.');
+                    scratch.push_str(label);
                     (
-                        id,
+                        Arc::from(scratch.as_str()),
                         NodeKind::Component {
                             name: name.into_owned(),
                             label: label.to_string(),
@@ -168,7 +192,7 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 };
-                if let Some(&first) = graph.ids.get(id.as_str()) {
+                if let Some(&first) = graph.ids.get(&*id) {
                     let first = &graph.nodes[first];
                     let other = &sources.files[first.file].source;
                     let other_span = first
@@ -211,7 +235,7 @@ impl Graph {
             parts.clear();
             traversals.clear();
             collect_body(&block.body, &mut parts, &mut traversals);
-            let mut refs = Vec::new();
+            let mut refs = Vec::with_capacity(traversals.len());
             for &(from, to) in &traversals {
                 let t = &parts[from..to];
                 let span = t[0].to(t[t.len() - 1]);
@@ -222,7 +246,11 @@ impl Graph {
                             Diagnostic::error(span, "cannot reference self"),
                         );
                     }
-                    Some((target, path)) => refs.push(Reference { target, span, path }),
+                    Some((target, id_span)) => refs.push(Reference {
+                        target,
+                        span,
+                        id_span,
+                    }),
                     None if names.is_stdlib(t[0].text(src)) => {}
                     None => {
                         let full: Vec<&str> = t.iter().map(|p| p.text(src)).collect();
@@ -238,8 +266,40 @@ impl Graph {
         }
 
         let n = graph.nodes.len();
-        graph.dependencies = vec![Vec::new(); n];
-        graph.dependants = vec![Vec::new(); n];
+        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row.
+        let mut last: Option<(&str, bool)> = None;
+        let root_is_stdlib: Vec<bool> = graph
+            .nodes
+            .iter()
+            .map(|node| {
+                let root = node.id.split('.').next().unwrap_or("");
+                match last {
+                    Some((r, known)) if r == root => known,
+                    _ => {
+                        let known = names.is_stdlib(root);
+                        last = Some((root, known));
+                        known
+                    }
+                }
+            })
+            .collect();
+        graph.shadowing = graph
+            .nodes
+            .iter()
+            .map(|node| node.references.iter().any(|r| root_is_stdlib[r.target]))
+            .collect();
+        let mut referrers = vec![0usize; n];
+        for node in &graph.nodes {
+            for r in &node.references {
+                referrers[r.target] += 1;
+            }
+        }
+        graph.dependencies = graph
+            .nodes
+            .iter()
+            .map(|node| Vec::with_capacity(node.references.len()))
+            .collect();
+        graph.dependants = referrers.iter().map(|&k| Vec::with_capacity(k)).collect();
         for (i, node) in graph.nodes.iter().enumerate() {
             for r in &node.references {
                 graph.dependencies[i].push(r.target);
@@ -256,7 +316,7 @@ impl Graph {
         }
 
         for cycle in strongly_connected(&graph.dependencies) {
-            let members: Vec<&str> = cycle.iter().map(|&i| graph.nodes[i].id.as_str()).collect();
+            let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
             let first = &graph.nodes[cycle[0]];
             let span = first
                 .block(sources)
@@ -276,16 +336,10 @@ impl Graph {
         Ok(graph)
     }
 
-    /// Resolves a traversal to (target node, remaining path) by growing its prefix until it is an ID.
-    /// `key` is scratch space for traversals written with blanks around their dots.
-    fn resolve(&self, parts: &[Span], src: &str, key: &mut String) -> Option<(usize, Vec<String>)> {
-        let found = |i: usize, target: usize| {
-            let path = parts[i + 1..]
-                .iter()
-                .map(|p| p.text(src).to_string())
-                .collect();
-            Some((target, path))
-        };
+    /// Resolves a traversal to (target node, span of the prefix naming it) by growing its prefix until it is
+    /// an ID. `key` is scratch space for traversals written with blanks around their dots.
+    fn resolve(&self, parts: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
+        let found = |i: usize, target: usize| Some((target, parts[0].to(parts[i])));
         // Usually the traversal is written without blanks, so each prefix is a slice of the source.
         let start = parts[0].start;
         let mut contiguous = true;
@@ -398,12 +452,14 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let n = edges.len();
     let (mut index, mut low, mut on_stack) = (vec![UNVISITED; n], vec![0; n], vec![false; n]);
     let (mut stack, mut out, mut counter) = (Vec::new(), Vec::new(), 0);
+    // (node, next edge to look at)
+    let mut work: Vec<(usize, usize)> = Vec::new();
     for root in 0..n {
         if index[root] != UNVISITED {
             continue;
         }
-        // (node, next edge to look at)
-        let mut work = vec![(root, 0usize)];
+        work.clear();
+        work.push((root, 0));
         while let Some(&mut (v, ref mut next)) = work.last_mut() {
             if *next == 0 && index[v] == UNVISITED {
                 index[v] = counter;
@@ -452,15 +508,18 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 fn topological_order(dependencies: &[Vec<usize>], dependants: &[Vec<usize>]) -> Vec<usize> {
     let n = dependencies.len();
     let mut remaining: Vec<usize> = dependencies.iter().map(Vec::len).collect();
-    let mut ready: std::collections::BTreeSet<usize> =
-        (0..n).filter(|&i| remaining[i] == 0).collect();
+    // A min-heap: the first ready node in source order comes next.
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|&i| remaining[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
     let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
         order.push(i);
         for &d in &dependants[i] {
             remaining[d] -= 1;
             if remaining[d] == 0 {
-                ready.insert(d);
+                ready.push(std::cmp::Reverse(d));
             }
         }
     }
@@ -491,19 +550,17 @@ mod tests {
 
     #[test]
     fn references_resolve_by_prefix_and_order_dependencies_first() {
-        let g = build(
-            "test.pass \"c\" { input = [test.pass.a.output, test.pass.b.output[0].x] }\n\
+        let text = "test.pass \"c\" { input = [test.pass.a.output, test.pass.b.output[0].x] }\n\
              test.pass \"b\" { input = test.pass.a.output }\n\
-             test.pass \"a\" { input = env(\"X\") + constants.hostname + string.to_lower(\"A\") }\n",
-        )
-        .unwrap();
-        let ids: Vec<_> = g.order.iter().map(|&i| g.nodes[i].id.as_str()).collect();
+             test.pass \"a\" { input = env(\"X\") + constants.hostname + string.to_lower(\"A\") }\n";
+        let g = build(text).unwrap();
+        let ids: Vec<_> = g.order.iter().map(|&i| &*g.nodes[i].id).collect();
         assert_eq!(ids, ["test.pass.a", "test.pass.b", "test.pass.c"]);
         let c = g.get("test.pass.c").unwrap();
         let targets: Vec<_> = c
             .references
             .iter()
-            .map(|r| (g.nodes[r.target].id.as_str(), r.path.join(".")))
+            .map(|r| (&*g.nodes[r.target].id, r.path(text).join(".")))
             .collect();
         assert_eq!(
             targets,
@@ -517,16 +574,14 @@ mod tests {
 
     #[test]
     fn blanks_around_dots_do_not_change_resolution() {
-        let g = build(
-            "test . pass \"a\" { }\n\
-             test.pass \"b\" { input = [test . pass.a .output, test.pass.a.output] }\n",
-        )
-        .unwrap();
+        let text = "test . pass \"a\" { }\n\
+             test.pass \"b\" { input = [test . pass.a .output, test.pass.a.output] }\n";
+        let g = build(text).unwrap();
         let b = g.get("test.pass.b").unwrap();
         let refs: Vec<_> = b
             .references
             .iter()
-            .map(|r| (g.nodes[r.target].id.as_str(), r.path.join(".")))
+            .map(|r| (&*g.nodes[r.target].id, r.path(text).join(".")))
             .collect();
         assert_eq!(
             refs,
@@ -597,7 +652,7 @@ mod tests {
         }
         let g = build(&text).unwrap();
         assert_eq!(
-            g.order.first().map(|&i| g.nodes[i].id.as_str()),
+            g.order.first().map(|&i| &*g.nodes[i].id),
             Some("test.pass.n0")
         );
         assert_eq!(g.order.len(), 20_000);

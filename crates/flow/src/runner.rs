@@ -64,7 +64,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A started component.
 pub(crate) struct Runner {
     pub(crate) cancel: CancellationToken,
-    task: JoinHandle<()>,
+    /// The component's task, once started.
+    task: Option<JoinHandle<()>>,
+    /// How to supervise `run`, until the task is started.
+    backoff: Option<Backoff>,
     shared: Arc<Shared>,
     /// The number given to the latest arguments.
     generation: u64,
@@ -93,28 +96,46 @@ impl PendingUpdate {
 }
 
 /// Settings for supervising `run`.
+#[derive(Clone, Copy)]
 pub(crate) struct Backoff {
     pub(crate) first: Duration,
     pub(crate) max: Duration,
 }
 
 impl Runner {
-    /// Starts the component's task.
-    pub(crate) fn start(
+    /// A runner whose task is not started yet ([`Runner::start`]). Updates submitted before it starts wait
+    /// for it.
+    pub(crate) fn new(
         shared: Arc<Shared>,
         cancel: CancellationToken,
         alive: Arc<AtomicBool>,
         backoff: Backoff,
     ) -> Runner {
-        set_health(&shared.run_health, HealthState::Healthy, "started".into());
-        let task = tokio::spawn(drive(shared.clone(), cancel.clone(), backoff));
         Runner {
             cancel,
-            task,
+            task: None,
+            backoff: Some(backoff),
             shared,
             generation: 0,
             alive,
         }
+    }
+
+    /// Starts the component's task (once).
+    pub(crate) fn start(&mut self) {
+        let Some(backoff) = self.backoff.take() else {
+            return;
+        };
+        set_health(
+            &self.shared.run_health,
+            HealthState::Healthy,
+            "started".into(),
+        );
+        self.task = Some(tokio::spawn(drive(
+            self.shared.clone(),
+            self.cancel.clone(),
+            backoff,
+        )));
     }
 
     /// Numbers the next arguments for [`submit`] (which must run without the controller's state locked: the
@@ -306,18 +327,27 @@ impl Shared {
 pub(crate) async fn stop(runner: Runner, timeout: Duration, id: &str) {
     runner.alive.store(false, Ordering::Release);
     runner.cancel.cancel();
-    if tokio::time::timeout(timeout, runner.task).await.is_err() {
+    let Some(task) = runner.task else {
+        // Never started: nothing runs.
+        finish_abandoned(&runner.shared, runner.generation);
+        return;
+    };
+    if tokio::time::timeout(timeout, task).await.is_err() {
         tracing::warn!(
             component = id,
             ?timeout,
             "component did not stop in time; abandoning it"
         );
     }
-    // Nobody applies what was left; whoever waits for it must not wait forever.
-    let mut slot = lock(&runner.shared.slot);
-    slot.done = slot.done.max(runner.generation);
+    finish_abandoned(&runner.shared, runner.generation);
+}
+
+/// Nobody applies what was left of a stopped runner's updates; whoever waits for them must not wait forever.
+fn finish_abandoned(shared: &Shared, generation: u64) {
+    let mut slot = lock(&shared.slot);
+    slot.done = slot.done.max(generation);
     drop(slot);
-    runner.shared.finished.notify_waiters();
+    shared.finished.notify_waiters();
 }
 
 /// The message of a panic payload.
@@ -377,12 +407,13 @@ mod tests {
             first: Duration::from_millis(10),
             max: Duration::from_millis(10),
         };
-        let r = Runner::start(
+        let mut r = Runner::new(
             shared,
             CancellationToken::new(),
             Arc::new(AtomicBool::new(true)),
             backoff,
         );
+        r.start();
         (r, component)
     }
 

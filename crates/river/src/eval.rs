@@ -33,10 +33,16 @@ impl EvalError {
 /// Names visible to expressions. A scope looks in its own variables first, then in its parent: the runtime
 /// puts component exports in a child of the standard library scope, so a component named like a namespace
 /// shadows it.
+///
+/// A scope may also carry *resolved expressions*: values for the expressions at given spans, which the caller
+/// has already resolved itself (see [`Scope::with_resolved`]). The runtime uses them for references to other
+/// components, so that it need not build a tree of nested objects for every evaluation.
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     vars: HashMap<String, Value>,
     parent: Option<Arc<Scope>>,
+    /// Sorted by span start; consulted for identifiers and field accesses of this level only.
+    resolved: Vec<(Span, Value)>,
 }
 
 impl Scope {
@@ -50,6 +56,7 @@ impl Scope {
         Scope {
             vars: HashMap::new(),
             parent: Some(crate::stdlib::scope()),
+            resolved: Vec::new(),
         }
     }
 
@@ -58,6 +65,7 @@ impl Scope {
         Scope {
             vars: HashMap::new(),
             parent: Some(parent),
+            resolved: Vec::new(),
         }
     }
 
@@ -87,6 +95,29 @@ impl Scope {
         }
     }
 
+    /// Sets the resolved expressions: an identifier or field-access expression (`a`, `a.b.c`) whose span
+    /// is exactly one of `resolved`'s evaluates to the value given with it, without looking at the variables;
+    /// accesses on top of it (`a.b.c.d`, `a.b.c[0]`) then work as usual. Spans may come in any order but must
+    /// not repeat. Only this scope's own resolved expressions are consulted, not its parents'.
+    pub fn with_resolved(mut self, mut resolved: Vec<(Span, Value)>) -> Self {
+        resolved.sort_unstable_by_key(|(span, _)| span.start);
+        self.resolved = resolved;
+        self
+    }
+
+    /// The value given for the expression at exactly `span` by [`Scope::with_resolved`].
+    fn resolved_at(&self, span: Span) -> Option<&Value> {
+        if self.resolved.is_empty() {
+            return None;
+        }
+        let at = self
+            .resolved
+            .binary_search_by_key(&span.start, |(s, _)| s.start)
+            .ok()?;
+        let (s, value) = &self.resolved[at];
+        (s.end == span.end).then_some(value)
+    }
+
     /// Builds a scope from `(name, value)` pairs over the standard library.
     pub fn from_vars_with_stdlib(vars: impl IntoIterator<Item = (String, Value)>) -> Self {
         let mut s = Scope::with_stdlib();
@@ -111,6 +142,11 @@ impl Evaluator<'_> {
     }
 
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        if let ExprKind::Ident | ExprKind::Access(..) = expr.kind {
+            if let Some(value) = self.scope.resolved_at(expr.span) {
+                return Ok(value.clone());
+            }
+        }
         match &expr.kind {
             ExprKind::Literal(kind) => self.literal(*kind, expr.span),
             ExprKind::Ident => {
@@ -399,5 +435,28 @@ pub(crate) mod tests {
         let mut child = Scope::child_of(Arc::new(parent));
         child.insert("a", Value::int(10));
         assert_eq!(eval_in("a + b", &child), Ok(Value::int(12)));
+    }
+
+    #[test]
+    fn resolved_expressions_are_used_by_span_and_accessed_further() {
+        // `x = ` comes first in the parsed source: `a.b` is at 4..7, the second `a.b` at 18..21.
+        let exports = Value::object(Object::from_iter([("out".to_string(), Value::int(7))]));
+        let scope = Scope::with_stdlib().with_resolved(vec![
+            (Span::new(18, 21), Value::int(5)),
+            (Span::new(4, 7), exports),
+        ]);
+        assert_eq!(eval_in("a.b.out + 1 + a.b", &scope), Ok(Value::int(13)));
+        // Other spans are looked up as usual (`a.c` at 5..8): `a` is not a variable.
+        let err = eval_in("(a.c)", &scope).unwrap_err();
+        assert!(err.contains("\"a\" does not exist"), "{err}");
+        let missing = eval_in("a.b.nope", &scope).unwrap_err();
+        assert!(
+            missing.contains("field \"nope\" does not exist"),
+            "{missing}"
+        );
+        assert_eq!(
+            eval_in("string.to_upper(\"x\")", &scope),
+            Ok(Value::string("X"))
+        );
     }
 }
