@@ -301,7 +301,7 @@ impl<'a> Parser<'a> {
                 let start = name.parts.first().start;
                 Some(Stmt::Block(Box::new(Block {
                     span: Span::new(start, rbrace + 1),
-                    name: name.parts.into_boxed_slice(),
+                    name: name.parts.into_name(),
                     label: name.label,
                     body,
                     lbrace,
@@ -748,8 +748,8 @@ impl NameParts {
         self.inline[0]
     }
 
-    fn into_boxed_slice(self) -> Box<[Span]> {
-        Box::from(self.as_slice())
+    fn into_name(self) -> crate::ast::NameParts {
+        crate::ast::NameParts::new(self.as_slice())
     }
 }
 
