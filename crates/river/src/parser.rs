@@ -260,9 +260,10 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        let mut stmts = Vec::with_capacity(self.stmt_stack.len() - base);
-        stmts.extend(self.stmt_stack.drain(base..));
-        Body { stmts }
+        // `split_off` allocates exactly the tail's length and moves it with one copy.
+        Body {
+            stmts: self.stmt_stack.split_off(base),
+        }
     }
 
     fn parse_statement(&mut self) -> Option<Stmt> {
@@ -662,7 +663,7 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        self.expr_stack.drain(base..).collect()
+        self.expr_stack.split_off(base).into_boxed_slice()
     }
 
     fn parse_field_list(&mut self, until: Tok) -> Box<[ObjectField]> {
@@ -678,7 +679,7 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        self.field_stack.drain(base..).collect()
+        self.field_stack.split_off(base).into_boxed_slice()
     }
 
     fn parse_field(&mut self) -> ObjectField {
