@@ -351,6 +351,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline(always)]
     fn scan_identifier(&mut self, start: usize) -> Tok {
         let bytes = self.src.as_bytes();
         // ASCII fast path; the first character is known to be a valid start.
@@ -361,9 +362,13 @@ impl<'a> Lexer<'a> {
             end = self.scan_unicode_identifier(start);
         }
         self.pos = end;
-        match &bytes[start..end] {
-            b"true" | b"false" => Tok::Bool,
-            b"null" => Tok::Null,
+        // Only 4- and 5-byte words can be keywords: most identifiers skip the comparisons.
+        match end - start {
+            4 | 5 => match &bytes[start..end] {
+                b"true" | b"false" => Tok::Bool,
+                b"null" => Tok::Null,
+                _ => Tok::Ident,
+            },
             _ => Tok::Ident,
         }
     }
