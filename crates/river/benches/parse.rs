@@ -10,14 +10,17 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write as _;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+/// Allocations and reallocations made, to report how many a parse costs.
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
 // SAFETY: defers to the system allocator; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
         unsafe { System.alloc(l) }
     }
@@ -26,6 +29,7 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
         unsafe { System.realloc(p, l, n) }
     }
@@ -162,18 +166,21 @@ fn benches(c: &mut Criterion) {
 
     // Heap bytes held by the parsed file: the tree alone, and with the file's own copy of the source.
     let before = LIVE.load(Ordering::Relaxed);
+    let allocs_before = ALLOCS.load(Ordering::Relaxed);
     let (file, _) = river::parse(&src);
     let total = LIVE.load(Ordering::Relaxed) - before;
+    let allocs = ALLOCS.load(Ordering::Relaxed) - allocs_before;
     let tree = total - src.len() as isize;
     let mb = src.len() as f64 / 1e6;
     println!(
         "source: {:.2} MB ({} lines); syntax tree: {:.2} MB = {:.2}x the source (with the file's copy of the \
-         source: {:.2}x)",
+         source: {:.2}x); {} heap allocations per parse",
         mb,
         src.lines().count(),
         tree as f64 / 1e6,
         tree as f64 / src.len() as f64,
         total as f64 / src.len() as f64,
+        allocs,
     );
 
     // The machine may be shared: CPU time of this thread is a steadier measure than wall time.

@@ -70,7 +70,7 @@ impl Attribute {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
     /// The identifiers of the dotted name, in order.
-    pub name: Box<[Span]>,
+    pub name: NameParts,
     /// The label string literal, quotes included; `None` when absent or `""`.
     pub label: Option<Span>,
     /// The statements inside the braces.
@@ -81,6 +81,56 @@ pub struct Block {
     pub rbrace: u32,
     /// From the first name identifier to the closing brace inclusive.
     pub span: Span,
+}
+
+/// The identifiers of a dotted block name, used as a `[Span]`. Up to three parts (nearly every real name)
+/// are kept inline, so a block costs no allocation for its name.
+#[derive(Clone, Debug)]
+pub struct NameParts(NameRepr);
+
+#[derive(Clone, Debug)]
+enum NameRepr {
+    Inline { len: u8, parts: [Span; 3] },
+    Heap(Box<[Span]>),
+}
+
+impl NameParts {
+    /// The parts of `parts` (which may be empty).
+    pub fn new(parts: &[Span]) -> Self {
+        if parts.len() <= 3 {
+            let mut inline = [Span::default(); 3];
+            inline[..parts.len()].copy_from_slice(parts);
+            NameParts(NameRepr::Inline {
+                len: parts.len() as u8,
+                parts: inline,
+            })
+        } else {
+            NameParts(NameRepr::Heap(parts.into()))
+        }
+    }
+}
+
+impl std::ops::Deref for NameParts {
+    type Target = [Span];
+
+    fn deref(&self) -> &[Span] {
+        match &self.0 {
+            NameRepr::Inline { len, parts } => &parts[..*len as usize],
+            NameRepr::Heap(parts) => parts,
+        }
+    }
+}
+
+impl PartialEq for NameParts {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl From<&[Span]> for NameParts {
+    fn from(parts: &[Span]) -> Self {
+        NameParts::new(parts)
+    }
 }
 
 impl Block {

@@ -32,6 +32,8 @@ const IDENT: u8 = 1;
 const STR_STOP: u8 = 2;
 /// Blanks skipped between tokens (a newline is handled separately: it may be a terminator).
 const BLANK: u8 = 4;
+/// A newline: skipped like a blank unless a terminator is due.
+const NEWLINE: u8 = 8;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -47,12 +49,15 @@ static CLASS: [u8; 256] = {
         if matches!(c, b' ' | b'\t' | b'\r') {
             t[b] |= BLANK;
         }
+        if c == b'\n' {
+            t[b] |= NEWLINE;
+        }
         b += 1;
     }
     t
 };
 
-/// The index of the first byte at or after `i` whose class has any of `class`'s bits (or `bytes.len()`).
+/// The index of the first byte at or after `i` whose class has none of `class`'s bits (or `bytes.len()`).
 #[inline(always)]
 fn skip_class(bytes: &[u8], mut i: usize, class: u8) -> usize {
     while let Some(&b) = bytes.get(i) {
@@ -64,7 +69,7 @@ fn skip_class(bytes: &[u8], mut i: usize, class: u8) -> usize {
     i
 }
 
-/// The index of the first byte at or after `i` whose class has none of `class`'s bits (or `bytes.len()`).
+/// The index of the first byte at or after `i` whose class has any of `class`'s bits (or `bytes.len()`).
 #[inline(always)]
 fn find_class(bytes: &[u8], mut i: usize, class: u8) -> usize {
     while let Some(&b) = bytes.get(i) {
@@ -177,14 +182,13 @@ impl<'a> Lexer<'a> {
     pub fn next_token(&mut self) -> Token {
         loop {
             let bytes = self.src.as_bytes();
-            loop {
-                self.pos = skip_class(bytes, self.pos, BLANK);
-                if !self.insert_term && bytes.get(self.pos) == Some(&b'\n') {
-                    self.pos += 1;
-                } else {
-                    break;
-                }
-            }
+            // Newlines are blanks too unless a terminator is due.
+            let blanks = if self.insert_term {
+                BLANK
+            } else {
+                BLANK | NEWLINE
+            };
+            self.pos = skip_class(bytes, self.pos, blanks);
             let start = self.pos;
             let Some(&b) = bytes.get(start) else {
                 if std::mem::take(&mut self.insert_term) {
@@ -347,6 +351,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    #[inline(always)]
     fn scan_identifier(&mut self, start: usize) -> Tok {
         let bytes = self.src.as_bytes();
         // ASCII fast path; the first character is known to be a valid start.
@@ -357,9 +362,13 @@ impl<'a> Lexer<'a> {
             end = self.scan_unicode_identifier(start);
         }
         self.pos = end;
-        match &bytes[start..end] {
-            b"true" | b"false" => Tok::Bool,
-            b"null" => Tok::Null,
+        // Only 4- and 5-byte words can be keywords: most identifiers skip the comparisons.
+        match end - start {
+            4 | 5 => match &bytes[start..end] {
+                b"true" | b"false" => Tok::Bool,
+                b"null" => Tok::Null,
+                _ => Tok::Ident,
+            },
             _ => Tok::Ident,
         }
     }

@@ -260,9 +260,10 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        let mut stmts = Vec::with_capacity(self.stmt_stack.len() - base);
-        stmts.extend(self.stmt_stack.drain(base..));
-        Body { stmts }
+        // `split_off` allocates exactly the tail's length and moves it with one copy.
+        Body {
+            stmts: self.stmt_stack.split_off(base),
+        }
     }
 
     fn parse_statement(&mut self) -> Option<Stmt> {
@@ -301,7 +302,7 @@ impl<'a> Parser<'a> {
                 let start = name.parts.first().start;
                 Some(Stmt::Block(Box::new(Block {
                     span: Span::new(start, rbrace + 1),
-                    name: name.parts.into_boxed_slice(),
+                    name: name.parts.into_name(),
                     label: name.label,
                     body,
                     lbrace,
@@ -662,7 +663,7 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        self.expr_stack.drain(base..).collect()
+        self.expr_stack.split_off(base).into_boxed_slice()
     }
 
     fn parse_field_list(&mut self, until: Tok) -> Box<[ObjectField]> {
@@ -678,7 +679,7 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        self.field_stack.drain(base..).collect()
+        self.field_stack.split_off(base).into_boxed_slice()
     }
 
     fn parse_field(&mut self) -> ObjectField {
@@ -748,8 +749,8 @@ impl NameParts {
         self.inline[0]
     }
 
-    fn into_boxed_slice(self) -> Box<[Span]> {
-        Box::from(self.as_slice())
+    fn into_name(self) -> crate::ast::NameParts {
+        crate::ast::NameParts::new(self.as_slice())
     }
 }
 
