@@ -33,27 +33,30 @@ impl Target {
         Target(labels.into())
     }
 
-    /// A target from labels that are already sorted by name and unique.
-    pub(crate) fn from_sorted(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0));
-        Target(labels.into())
+    /// A target from labels that are already sorted by name and unique, allocating once.
+    pub(crate) fn from_sorted_iter<I>(labels: I) -> Self
+    where
+        I: Iterator<Item = Label> + ExactSizeIterator,
+    {
+        Target(labels.collect())
     }
 
     /// The value of a label, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.position(name).map(|i| &*self.0[i].1)
+    }
+
+    /// The index of a label.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
         // Label names share long prefixes (`__meta_kubernetes_pod_...`), which makes ordered comparisons
         // costly; for typical sizes a scan that compares lengths first is faster.
         if self.0.len() <= 32 {
             return self
                 .0
                 .iter()
-                .find(|(n, _)| n.len() == name.len() && **n == *name)
-                .map(|(_, v)| &**v);
+                .position(|(n, _)| n.len() == name.len() && **n == *name);
         }
-        self.0
-            .binary_search_by(|(n, _)| (**n).cmp(name))
-            .ok()
-            .map(|i| &*self.0[i].1)
+        self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()
     }
 
     /// The labels, sorted by name.

@@ -2,176 +2,298 @@
 //! targets that come out unchanged.
 //!
 //! The working state mirrors Prometheus's builder: the input target (`base`) plus an ordered list of labels
-//! set (`add`) and a list of names deleted (`del`). `get` looks at `add`, then `del`, then `base`; setting an
+//! set (`add`) and the base labels deleted. `get` looks at `add`, then the deletions, then `base`; setting an
 //! empty value deletes; labelmap/labeldrop/labelkeep walk a snapshot (base labels not overridden, then the
 //! added ones in order), so rules see exactly what they would see in Prometheus, including which of two
-//! labels mapped to the same name wins. Scratch strings are reused across targets, so a steady-state pass
-//! allocates only for targets that change.
+//! labels mapped to the same name wins.
+//!
+//! Names and values set are kept as references to a base label's name or value where they are equal to one,
+//! else as spans of a per-target arena, so that working on a target copies a few bytes and allocates nothing.
+//! Only a changed target is built, once, at the end: its labels share the input's strings (and names seen
+//! before, interned), so a new string is allocated only for a value that is new.
 
 use crate::labels::{Label, Target};
-use crate::regexp::{expand, expand_whole, DEFAULT_REGEX};
+use crate::regexp::{expand_whole, Locations, DEFAULT_REGEX};
 use crate::rule::{is_valid_label_name, Action, Rule};
 use md5::{Digest, Md5};
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
-/// A list of string pairs whose buffers are kept when cleared.
-#[derive(Default)]
-struct Pairs {
-    items: Vec<(String, String)>,
-    len: usize,
+/// A name or value held by the builder: base label `i`'s name (or value), or a span of the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Str {
+    Base(u32),
+    Arena(u32, u32),
 }
 
-impl Pairs {
-    fn clear(&mut self) {
-        self.len = 0;
-    }
-    fn as_slice(&self) -> &[(String, String)] {
-        &self.items[..self.len]
-    }
-    fn position(&self, name: &str) -> Option<usize> {
-        self.as_slice().iter().position(|(n, _)| n == name)
-    }
-    fn push(&mut self, name: &str, value: &str) {
-        if let Some((n, v)) = self.items.get_mut(self.len) {
-            n.clear();
-            n.push_str(name);
-            v.clear();
-            v.push_str(value);
-        } else {
-            self.items.push((name.to_string(), value.to_string()));
-        }
-        self.len += 1;
-    }
-    fn set_value(&mut self, i: usize, value: &str) {
-        let v = &mut self.items[i].1;
-        v.clear();
-        v.push_str(value);
-    }
-    /// Removes item `i`, keeping the order of the others (its buffers move past the end for reuse).
-    fn remove(&mut self, i: usize) {
-        self.items[i..self.len].rotate_left(1);
-        self.len -= 1;
-    }
-    fn copy_from(&mut self, other: &Pairs) {
-        self.clear();
-        for (n, v) in other.as_slice() {
-            self.push(n, v);
-        }
-    }
+/// A label set by a rule. `name` is `Str::Base(i)` exactly when base label `i` has that name.
+#[derive(Clone, Copy, Debug)]
+struct Added {
+    name: Str,
+    value: Str,
 }
+
+/// Base label state bits.
+const DELETED: u8 = 1;
+/// An `add` entry has this base label's name.
+const IN_ADD: u8 = 2;
 
 /// Prometheus's `labels.Builder` over a borrowed target.
 #[derive(Default)]
 struct Builder {
-    add: Pairs,
-    /// Deleted names (values unused).
-    del: Pairs,
+    arena: String,
+    add: Vec<Added>,
+    /// Per base label: `DELETED` / `IN_ADD`.
+    state: Vec<u8>,
 }
 
 impl Builder {
-    fn reset(&mut self) {
+    fn reset(&mut self, base: &Target) {
+        self.arena.clear();
         self.add.clear();
-        self.del.clear();
+        self.state.clear();
+        self.state.resize(base.len(), 0);
+    }
+
+    fn name<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
+        match s {
+            Str::Base(i) => &base.labels()[i as usize].0,
+            Str::Arena(a, b) => &self.arena[a as usize..b as usize],
+        }
+    }
+
+    fn value<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
+        match s {
+            Str::Base(i) => &base.labels()[i as usize].1,
+            Str::Arena(a, b) => &self.arena[a as usize..b as usize],
+        }
+    }
+
+    fn intern(&mut self, text: &str) -> Str {
+        let a = self.arena.len() as u32;
+        self.arena.push_str(text);
+        Str::Arena(a, self.arena.len() as u32)
+    }
+
+    /// The `add` entry for `name`, where `at` is its base position.
+    fn find_add(&self, base: &Target, name: &str, at: Option<usize>) -> Option<usize> {
+        match at {
+            Some(i) if self.state[i] & IN_ADD != 0 => {
+                self.add.iter().position(|a| a.name == Str::Base(i as u32))
+            }
+            Some(_) => None,
+            None => self.add.iter().position(|a| match a.name {
+                Str::Arena(..) => self.name(base, a.name) == name,
+                Str::Base(_) => false,
+            }),
+        }
     }
 
     fn get<'a>(&'a self, base: &'a Target, name: &str) -> &'a str {
-        // `del` does not lose a name that is set again, so `add` is looked at first.
-        if let Some(i) = self.add.position(name) {
-            return &self.add.as_slice()[i].1;
+        let at = base.position(name);
+        if let Some(i) = self.find_add(base, name, at) {
+            return self.value(base, self.add[i].value);
         }
-        if self.del.position(name).is_some() {
-            return "";
+        match at {
+            Some(i) if self.state[i] & DELETED == 0 => &base.labels()[i].1,
+            _ => "",
         }
-        base.get(name).unwrap_or("")
     }
 
-    fn set(&mut self, name: &str, value: &str) {
+    /// Sets `name` to `value` (copied, unless it is the base value already there).
+    fn set(&mut self, base: &Target, name: &str, value: &str) {
         if value.is_empty() {
             // An empty label is the same as a missing one.
-            self.del(name);
+            self.del(base, name);
             return;
         }
-        match self.add.position(name) {
-            Some(i) => self.add.set_value(i, value),
-            None => self.add.push(name, value),
-        }
+        let at = base.position(name);
+        let v = match at {
+            Some(i) if *base.labels()[i].1 == *value => Str::Base(i as u32),
+            _ => self.intern(value),
+        };
+        self.put(base, name, at, v);
     }
 
-    fn del(&mut self, name: &str) {
-        if let Some(i) = self.add.position(name) {
+    /// Sets `name` to a value the builder holds.
+    fn set_ref(&mut self, base: &Target, name: &str, value: Str) {
+        if self.value(base, value).is_empty() {
+            self.del(base, name);
+            return;
+        }
+        let at = base.position(name);
+        self.put(base, name, at, value);
+    }
+
+    fn put(&mut self, base: &Target, name: &str, at: Option<usize>, value: Str) {
+        if let Some(i) = self.find_add(base, name, at) {
+            self.add[i].value = value;
+            return;
+        }
+        let name = match at {
+            Some(i) => {
+                self.state[i] |= IN_ADD;
+                Str::Base(i as u32)
+            }
+            None => self.intern(name),
+        };
+        self.add.push(Added { name, value });
+    }
+
+    fn del(&mut self, base: &Target, name: &str) {
+        let at = base.position(name);
+        if let Some(i) = self.find_add(base, name, at) {
             self.add.remove(i);
         }
-        self.del.push(name, "");
+        if let Some(i) = at {
+            // Names not in the base need no record: without an `add` entry they read as missing anyway.
+            self.state[i] = DELETED;
+        }
     }
 
     /// Whether the result would equal `base`.
     fn unchanged(&self, base: &Target) -> bool {
-        self.add
-            .as_slice()
-            .iter()
-            .all(|(n, v)| base.get(n) == Some(v.as_str()))
-            && self
-                .del
-                .as_slice()
-                .iter()
-                .all(|(n, _)| self.add.position(n).is_some() || base.get(n).is_none())
-    }
-
-    /// The resulting target; shares `base` when nothing changed.
-    fn finish(&self, base: &Target) -> Target {
-        if self.unchanged(base) {
-            return base.clone();
-        }
-        let mut labels: Vec<Label> = Vec::with_capacity(base.len() + self.add.len);
-        for (n, v) in base.labels() {
-            let gone = self.del.position(n).is_some() || self.add.position(n).is_some();
-            if !gone {
-                labels.push((n.clone(), v.clone()));
-            }
-        }
-        for (n, v) in self.add.as_slice() {
-            let name = match base
-                .labels()
-                .binary_search_by(|(bn, _)| (**bn).cmp(n.as_str()))
-            {
-                Ok(i) => base.labels()[i].0.clone(),
-                Err(_) => Arc::from(n.as_str()),
-            };
-            labels.push((name, Arc::from(v.as_str())));
-        }
-        labels.sort_by(|a, b| a.0.cmp(&b.0));
-        Target::from_sorted(labels)
+        self.add.iter().all(|a| match (a.name, a.value) {
+            (Str::Base(i), Str::Base(j)) if i == j => true,
+            (Str::Base(i), v) => *base.labels()[i as usize].1 == *self.value(base, v),
+            _ => false,
+        }) && self.state.iter().all(|&s| s & DELETED == 0 || s & IN_ADD != 0)
     }
 }
+
+/// FNV-1a, for the short strings of the name cache.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// Label names the rules created (`service_name`, labelmap results), shared by every target that has them.
+/// Cleared when it grows past this size, so odd rules cannot make it grow without bound.
+const NAME_CACHE_LIMIT: usize = 4096;
 
 /// Reusable buffers for one thread of relabelling.
 #[derive(Default)]
 struct Scratch {
     b: Builder,
     /// Snapshot of `b` for label walks.
-    snap_add: Pairs,
-    snap_del: Pairs,
+    snap_add: Vec<Added>,
+    snap_state: Vec<u8>,
     joined: String,
     name_buf: String,
     value_buf: String,
+    /// Names of added labels, as the walk over them goes.
+    walk_name: String,
+    /// The labels of a changed target, before it is built.
+    out: Vec<Label>,
+    /// Order of `b.add` by name.
+    order: Vec<u32>,
+    names: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+}
+
+impl Scratch {
+    /// The resulting target; shares `base` when nothing changed.
+    fn finish(&mut self, base: &Target) -> Target {
+        if self.b.unchanged(base) {
+            return base.clone();
+        }
+        let Scratch {
+            b, out, order, names, ..
+        } = self;
+        order.clear();
+        order.extend(0..b.add.len() as u32);
+        order.sort_unstable_by(|&x, &y| {
+            b.name(base, b.add[x as usize].name)
+                .cmp(b.name(base, b.add[y as usize].name))
+        });
+        out.clear();
+        out.reserve(base.len() + b.add.len());
+        let labels = base.labels();
+        let mut adds = order.iter().map(|&i| b.add[i as usize]).peekable();
+        for (i, (n, v)) in labels.iter().enumerate() {
+            if b.state[i] != 0 {
+                continue;
+            }
+            while let Some(a) = adds.next_if(|a| b.name(base, a.name) < &**n) {
+                out.push(materialize(b, base, names, a));
+            }
+            out.push((n.clone(), v.clone()));
+        }
+        for a in adds {
+            out.push(materialize(b, base, names, a));
+        }
+        Target::from_sorted_iter(out.drain(..))
+    }
+}
+
+/// An added label as shared strings.
+fn materialize(
+    b: &Builder,
+    base: &Target,
+    names: &mut HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+    a: Added,
+) -> Label {
+    let labels = base.labels();
+    let name = match a.name {
+        Str::Base(i) => labels[i as usize].0.clone(),
+        Str::Arena(..) => {
+            let text = b.name(base, a.name);
+            match names.get(text) {
+                Some(n) => n.clone(),
+                None => {
+                    if names.len() >= NAME_CACHE_LIMIT {
+                        names.clear();
+                    }
+                    let n: Arc<str> = Arc::from(text);
+                    names.insert(n.clone());
+                    n
+                }
+            }
+        }
+    };
+    let value = match a.value {
+        Str::Base(i) => labels[i as usize].1.clone(),
+        Str::Arena(..) => {
+            let text = b.value(base, a.value);
+            // A value copied from another label (`namespace` from `__meta_kubernetes_namespace`).
+            match labels.iter().find(|(_, v)| v.len() == text.len() && **v == *text) {
+                Some((_, v)) => v.clone(),
+                None => Arc::from(text),
+            }
+        }
+    };
+    (name, value)
 }
 
 /// Applies a list of rules to targets. Owns scratch space, so keep one per thread and reuse it.
 pub struct Relabeler {
     rules: crate::Rules,
     /// One per rule, sized for its regex.
-    locs: Vec<regex::CaptureLocations>,
+    locs: Vec<Locations>,
     scratch: Scratch,
 }
 
 impl Relabeler {
     /// A relabeler for `rules`.
     pub fn new(rules: crate::Rules) -> Self {
-        let locs = rules
-            .iter()
-            .map(|r| r.regex.regex().capture_locations())
-            .collect();
+        let locs = rules.iter().map(|r| r.regex.locations()).collect();
         Relabeler {
             rules,
             locs,
@@ -187,13 +309,13 @@ impl Relabeler {
     /// The relabelled target, or `None` when a rule drops it. A target that no rule changes comes back
     /// sharing the input's storage.
     pub fn process(&mut self, target: &Target) -> Option<Target> {
-        self.scratch.b.reset();
+        self.scratch.b.reset(target);
         for (rule, locs) in self.rules.iter().zip(self.locs.iter_mut()) {
             if !apply(rule, locs, target, &mut self.scratch) {
                 return None;
             }
         }
-        Some(self.scratch.b.finish(target))
+        Some(self.scratch.finish(target))
     }
 
     /// Relabels every target, keeping the ones not dropped, in order.
@@ -211,14 +333,16 @@ impl Relabeler {
 }
 
 /// Applies one rule. Returns false when the target is dropped.
-fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut Scratch) -> bool {
+fn apply(rule: &Rule, locs: &mut Locations, base: &Target, s: &mut Scratch) -> bool {
     let Scratch {
         b,
         snap_add,
-        snap_del,
+        snap_state,
         joined,
         name_buf,
         value_buf,
+        walk_name,
+        ..
     } = s;
     joined.clear();
     if let Some(sources) = &rule.source_labels {
@@ -230,7 +354,7 @@ fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut
         }
     }
     let val = joined.as_str();
-    let re = rule.regex.regex();
+    let re = &rule.regex;
     match rule.action {
         Action::Drop => {
             if re.is_match(val) {
@@ -256,7 +380,7 @@ fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut
             // Prometheus's fast path: nothing to match or expand.
             if val.is_empty() && rule.regex.as_str() == DEFAULT_REGEX && !rule.templates_have_vars()
             {
-                b.set(&rule.target_label, &rule.replacement);
+                b.set(base, &rule.target_label, &rule.replacement);
                 return true;
             }
             name_buf.clear();
@@ -272,30 +396,34 @@ fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut
                 expand_whole(val, &rule.target_label, name_buf);
                 expand_whole(val, &rule.replacement, value_buf);
             } else {
-                if re.captures_read(locs, val).is_none() {
+                if !re.captures_read(locs, val) {
                     return true;
                 }
-                expand(re, locs, val, &rule.target_label, name_buf);
-                expand(re, locs, val, &rule.replacement, value_buf);
+                re.expand(locs, val, &rule.target_label, name_buf);
+                re.expand(locs, val, &rule.replacement, value_buf);
             }
             if !is_valid_label_name(name_buf) {
                 return true;
             }
-            if value_buf.is_empty() {
-                b.del(name_buf);
-            } else {
-                b.set(name_buf, value_buf);
-            }
+            b.set(base, name_buf, value_buf);
         }
         Action::Lowercase => {
-            value_buf.clear();
-            go_lower(val, value_buf);
-            b.set(&rule.target_label, value_buf);
+            if val.bytes().any(|c| c.is_ascii_uppercase()) || !val.is_ascii() {
+                value_buf.clear();
+                go_lower(val, value_buf);
+                b.set(base, &rule.target_label, value_buf);
+            } else {
+                b.set(base, &rule.target_label, val);
+            }
         }
         Action::Uppercase => {
-            value_buf.clear();
-            go_upper(val, value_buf);
-            b.set(&rule.target_label, value_buf);
+            if val.bytes().any(|c| c.is_ascii_lowercase()) || !val.is_ascii() {
+                value_buf.clear();
+                go_upper(val, value_buf);
+                b.set(base, &rule.target_label, value_buf);
+            } else {
+                b.set(base, &rule.target_label, val);
+            }
         }
         Action::HashMod => {
             let hash = Md5::digest(val.as_bytes());
@@ -304,19 +432,21 @@ fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut
             let m = u64::from_be_bytes(last8) % rule.modulus;
             value_buf.clear();
             let _ = write!(value_buf, "{m}");
-            b.set(&rule.target_label, value_buf);
+            b.set(base, &rule.target_label, value_buf);
         }
         Action::LabelMap | Action::LabelDrop | Action::LabelKeep => {
-            snap_add.copy_from(&b.add);
-            snap_del.copy_from(&b.del);
-            for (n, v) in base.labels() {
-                if snap_del.position(n).is_some() || snap_add.position(n).is_some() {
+            snap_add.clone_from(&b.add);
+            snap_state.clone_from(&b.state);
+            for (i, (n, _)) in base.labels().iter().enumerate() {
+                if snap_state[i] != 0 {
                     continue;
                 }
-                label_step(rule, locs, n, v, b, name_buf);
+                label_step(rule, locs, base, n, Str::Base(i as u32), b, name_buf);
             }
-            for (n, v) in snap_add.as_slice() {
-                label_step(rule, locs, n, v, b, name_buf);
+            for a in snap_add.iter() {
+                walk_name.clear();
+                walk_name.push_str(b.name(base, a.name));
+                label_step(rule, locs, base, walk_name, a.value, b, name_buf);
             }
         }
     }
@@ -326,22 +456,23 @@ fn apply(rule: &Rule, locs: &mut regex::CaptureLocations, base: &Target, s: &mut
 /// labelmap/labeldrop/labelkeep for one label.
 fn label_step(
     rule: &Rule,
-    locs: &mut regex::CaptureLocations,
+    locs: &mut Locations,
+    base: &Target,
     name: &str,
-    value: &str,
+    value: Str,
     b: &mut Builder,
     name_buf: &mut String,
 ) {
-    let re = rule.regex.regex();
+    let re = &rule.regex;
     match rule.action {
         // The cheap test first: most names do not match.
-        Action::LabelMap if re.is_match(name) && re.captures_read(locs, name).is_some() => {
+        Action::LabelMap if re.is_match(name) && re.captures_read(locs, name) => {
             name_buf.clear();
-            expand(re, locs, name, &rule.replacement, name_buf);
-            b.set(name_buf, value);
+            re.expand(locs, name, &rule.replacement, name_buf);
+            b.set_ref(base, name_buf, value);
         }
-        Action::LabelDrop if re.is_match(name) => b.del(name),
-        Action::LabelKeep if !re.is_match(name) => b.del(name),
+        Action::LabelDrop if re.is_match(name) => b.del(base, name),
+        Action::LabelKeep if !re.is_match(name) => b.del(base, name),
         _ => {}
     }
 }
