@@ -56,12 +56,13 @@ impl Fast {
     /// The index of the alternative that matches all of `text`, if any.
     pub(crate) fn find(&self, text: &str) -> Option<usize> {
         let text = text.as_bytes();
+        // Lengths first: they settle most misses without reading the text.
         self.alts.iter().position(|a| {
-            text.starts_with(&a.literal)
-                && match a.rest {
-                    None => text.len() == a.literal.len(),
-                    Some(min) => text.len() - a.literal.len() >= usize::from(min),
-                }
+            let n = a.literal.len();
+            match a.rest {
+                None => text.len() == n && text == a.literal.as_slice(),
+                Some(min) => text.len() >= n + usize::from(min) && text[..n] == a.literal[..],
+            }
         })
     }
 

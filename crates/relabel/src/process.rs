@@ -12,14 +12,12 @@
 //! Only a changed target is built, once, at the end: its labels share the input's strings (and names seen
 //! before, interned), so a new string is allocated only for a value that is new.
 
-use crate::labels::{Label, Target};
+use crate::labels::{self, Label, Names, Target};
 use crate::regexp::{expand_whole, Locations, DEFAULT_REGEX};
 use crate::rule::{is_valid_label_name, Action, Rule};
 use md5::{Digest, Md5};
-use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 /// A name or value held by the builder: base label `i`'s name (or value), or a span of the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +141,11 @@ impl Builder {
     }
 
     fn del(&mut self, base: &Target, name: &str) {
-        let at = base.position(name);
+        self.del_at(base, name, base.position(name));
+    }
+
+    /// `del` where `at` is the base position of `name`.
+    fn del_at(&mut self, base: &Target, name: &str, at: Option<usize>) {
         if let Some(i) = self.find_add(base, name, at) {
             self.add.remove(i);
         }
@@ -163,32 +165,6 @@ impl Builder {
     }
 }
 
-/// FNV-1a, for the short strings of the name cache.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-/// Label names the rules created (`service_name`, labelmap results), shared by every target that has them.
-/// Cleared when it grows past this size, so odd rules cannot make it grow without bound.
-const NAME_CACHE_LIMIT: usize = 4096;
-
 /// Reusable buffers for one thread of relabelling.
 #[derive(Default)]
 struct Scratch {
@@ -205,7 +181,6 @@ struct Scratch {
     out: Vec<Label>,
     /// Order of `b.add` by name.
     order: Vec<u32>,
-    names: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
 }
 
 impl Scratch {
@@ -214,9 +189,9 @@ impl Scratch {
         if self.b.unchanged(base) {
             return base.clone();
         }
-        let Scratch {
-            b, out, order, names, ..
-        } = self;
+        let Scratch { b, out, order, .. } = self;
+        // Locked only when a label gets a name the target did not have.
+        let mut names = None;
         order.clear();
         order.extend(0..b.add.len() as u32);
         order.sort_unstable_by(|&x, &y| {
@@ -232,12 +207,12 @@ impl Scratch {
                 continue;
             }
             while let Some(a) = adds.next_if(|a| b.name(base, a.name) < &**n) {
-                out.push(materialize(b, base, names, a));
+                out.push(materialize(b, base, &mut names, a));
             }
             out.push((n.clone(), v.clone()));
         }
         for a in adds {
-            out.push(materialize(b, base, names, a));
+            out.push(materialize(b, base, &mut names, a));
         }
         Target::from_sorted_iter(out.drain(..))
     }
@@ -247,7 +222,7 @@ impl Scratch {
 fn materialize(
     b: &Builder,
     base: &Target,
-    names: &mut HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+    names: &mut Option<MutexGuard<'static, Names>>,
     a: Added,
 ) -> Label {
     let labels = base.labels();
@@ -255,17 +230,7 @@ fn materialize(
         Str::Base(i) => labels[i as usize].0.clone(),
         Str::Arena(..) => {
             let text = b.name(base, a.name);
-            match names.get(text) {
-                Some(n) => n.clone(),
-                None => {
-                    if names.len() >= NAME_CACHE_LIMIT {
-                        names.clear();
-                    }
-                    let n: Arc<str> = Arc::from(text);
-                    names.insert(n.clone());
-                    n
-                }
-            }
+            names.get_or_insert_with(labels::names).intern(text)
         }
     };
     let value = match a.value {
@@ -441,24 +406,28 @@ fn apply(rule: &Rule, locs: &mut Locations, base: &Target, s: &mut Scratch) -> b
                 if snap_state[i] != 0 {
                     continue;
                 }
-                label_step(rule, locs, base, n, Str::Base(i as u32), b, name_buf);
+                label_step(rule, locs, base, (n, Some(i)), Str::Base(i as u32), b, name_buf);
             }
             for a in snap_add.iter() {
                 walk_name.clear();
                 walk_name.push_str(b.name(base, a.name));
-                label_step(rule, locs, base, walk_name, a.value, b, name_buf);
+                let at = match a.name {
+                    Str::Base(i) => Some(i as usize),
+                    Str::Arena(..) => None,
+                };
+                label_step(rule, locs, base, (walk_name, at), a.value, b, name_buf);
             }
         }
     }
     true
 }
 
-/// labelmap/labeldrop/labelkeep for one label.
+/// labelmap/labeldrop/labelkeep for one label (its name and base position).
 fn label_step(
     rule: &Rule,
     locs: &mut Locations,
     base: &Target,
-    name: &str,
+    (name, at): (&str, Option<usize>),
     value: Str,
     b: &mut Builder,
     name_buf: &mut String,
@@ -471,8 +440,8 @@ fn label_step(
             re.expand(locs, name, &rule.replacement, name_buf);
             b.set_ref(base, name_buf, value);
         }
-        Action::LabelDrop if re.is_match(name) => b.del(base, name),
-        Action::LabelKeep if !re.is_match(name) => b.del(base, name),
+        Action::LabelDrop if re.is_match(name) => b.del_at(base, name, at),
+        Action::LabelKeep if !re.is_match(name) => b.del_at(base, name, at),
         _ => {}
     }
 }
