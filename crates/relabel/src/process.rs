@@ -13,7 +13,7 @@
 //! before, interned), so a new string is allocated only for a value that is new.
 
 use crate::labels::{self, Label, Names, Target};
-use crate::regexp::{expand_whole, Locations, DEFAULT_REGEX};
+use crate::regexp::{expand_whole, has_var, Locations, DEFAULT_REGEX};
 use crate::rule::{is_valid_label_name, Action, Rule};
 use md5::{Digest, Md5};
 use std::fmt::Write as _;
@@ -250,18 +250,18 @@ fn materialize(
 /// Applies a list of rules to targets. Owns scratch space, so keep one per thread and reuse it.
 pub struct Relabeler {
     rules: crate::Rules,
-    /// One per rule, sized for its regex.
-    locs: Vec<Locations>,
+    /// One per rule.
+    prep: Vec<Prepared>,
     scratch: Scratch,
 }
 
 impl Relabeler {
     /// A relabeler for `rules`.
     pub fn new(rules: crate::Rules) -> Self {
-        let locs = rules.iter().map(|r| r.regex.locations()).collect();
+        let prep = rules.iter().map(Prepared::new).collect();
         Relabeler {
             rules,
-            locs,
+            prep,
             scratch: Scratch::default(),
         }
     }
@@ -275,8 +275,8 @@ impl Relabeler {
     /// sharing the input's storage.
     pub fn process(&mut self, target: &Target) -> Option<Target> {
         self.scratch.b.reset(target);
-        for (rule, locs) in self.rules.iter().zip(self.locs.iter_mut()) {
-            if !apply(rule, locs, target, &mut self.scratch) {
+        for (rule, p) in self.rules.iter().zip(self.prep.iter_mut()) {
+            if !apply(rule, p, target, &mut self.scratch) {
                 return None;
             }
         }
@@ -297,8 +297,35 @@ impl Relabeler {
     }
 }
 
+/// What a rule needs per target, worked out once.
+struct Prepared {
+    /// Sized for the rule's regex.
+    locs: Locations,
+    /// `target_label` or `replacement` refer to groups.
+    vars: bool,
+    /// The regex is the default `(.*)`.
+    default_regex: bool,
+    /// Replace with `(.*)`, `$1` and a plain target label: the value is the joined source values.
+    copies_value: bool,
+}
+
+impl Prepared {
+    fn new(rule: &Rule) -> Prepared {
+        let default_regex = rule.regex.as_str() == DEFAULT_REGEX;
+        Prepared {
+            locs: rule.regex.locations(),
+            vars: rule.templates_have_vars(),
+            default_regex,
+            copies_value: default_regex
+                && matches!(rule.replacement.as_str(), "$1" | "${1}")
+                && !has_var(&rule.target_label),
+        }
+    }
+}
+
 /// Applies one rule. Returns false when the target is dropped.
-fn apply(rule: &Rule, locs: &mut Locations, base: &Target, s: &mut Scratch) -> bool {
+fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool {
+    let locs = &mut p.locs;
     let Scratch {
         b,
         snap_add,
@@ -343,21 +370,27 @@ fn apply(rule: &Rule, locs: &mut Locations, base: &Target, s: &mut Scratch) -> b
         }
         Action::Replace => {
             // Prometheus's fast path: nothing to match or expand.
-            if val.is_empty() && rule.regex.as_str() == DEFAULT_REGEX && !rule.templates_have_vars()
-            {
+            if val.is_empty() && p.default_regex && !p.vars {
                 b.set(base, &rule.target_label, &rule.replacement);
+                return true;
+            }
+            if p.copies_value {
+                // Checked as the general path would: the target label is a valid name.
+                if is_valid_label_name(&rule.target_label) {
+                    b.set(base, &rule.target_label, val);
+                }
                 return true;
             }
             name_buf.clear();
             value_buf.clear();
             // Capture positions are only searched for when a template needs them (the costly part).
-            if !rule.templates_have_vars() {
+            if !p.vars {
                 if !re.is_match(val) {
                     return true;
                 }
                 name_buf.push_str(&rule.target_label);
                 value_buf.push_str(&rule.replacement);
-            } else if rule.regex.as_str() == DEFAULT_REGEX {
+            } else if p.default_regex {
                 expand_whole(val, &rule.target_label, name_buf);
                 expand_whole(val, &rule.replacement, value_buf);
             } else {
