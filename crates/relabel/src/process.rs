@@ -23,6 +23,8 @@ use std::sync::{Arc, MutexGuard};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Str {
     Base(u32),
+    /// A name in `Builder::known`.
+    Known(u32),
     Arena(u32, u32),
 }
 
@@ -45,7 +47,13 @@ struct Builder {
     add: Vec<Added>,
     /// Per base label: `DELETED` / `IN_ADD`.
     state: Vec<u8>,
+    /// Names the rules gave labels that targets did not have (`service_name`), kept across targets so
+    /// that adding one is a comparison, not a copy and a look-up in the shared table.
+    known: Vec<Arc<str>>,
 }
+
+/// How many names `Builder::known` keeps; the rest go through the arena.
+const KNOWN_NAMES: usize = 64;
 
 impl Builder {
     fn reset(&mut self, base: &Target) {
@@ -58,6 +66,7 @@ impl Builder {
     fn name<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
         match s {
             Str::Base(i) => &base.labels()[i as usize].0,
+            Str::Known(k) => &self.known[k as usize],
             Str::Arena(a, b) => &self.arena[a as usize..b as usize],
         }
     }
@@ -65,8 +74,25 @@ impl Builder {
     fn value<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
         match s {
             Str::Base(i) => &base.labels()[i as usize].1,
+            Str::Known(k) => &self.known[k as usize],
             Str::Arena(a, b) => &self.arena[a as usize..b as usize],
         }
+    }
+
+    /// A name no base label has.
+    fn new_name(&mut self, name: &str) -> Str {
+        if let Some(k) = self
+            .known
+            .iter()
+            .position(|n| n.len() == name.len() && **n == *name)
+        {
+            return Str::Known(k as u32);
+        }
+        if self.known.len() < KNOWN_NAMES {
+            self.known.push(labels::names().intern(name));
+            return Str::Known(self.known.len() as u32 - 1);
+        }
+        self.intern(name)
     }
 
     fn intern(&mut self, text: &str) -> Str {
@@ -83,7 +109,7 @@ impl Builder {
             }
             Some(_) => None,
             None => self.add.iter().position(|a| match a.name {
-                Str::Arena(..) => self.name(base, a.name) == name,
+                Str::Arena(..) | Str::Known(_) => self.name(base, a.name) == name,
                 Str::Base(_) => false,
             }),
         }
@@ -135,7 +161,7 @@ impl Builder {
                 self.state[i] |= IN_ADD;
                 Str::Base(i as u32)
             }
-            None => self.intern(name),
+            None => self.new_name(name),
         };
         self.add.push(Added { name, value });
     }
@@ -228,6 +254,7 @@ fn materialize(
     let labels = base.labels();
     let name = match a.name {
         Str::Base(i) => labels[i as usize].0.clone(),
+        Str::Known(k) => b.known[k as usize].clone(),
         Str::Arena(..) => {
             let text = b.name(base, a.name);
             names.get_or_insert_with(labels::names).intern(text)
@@ -235,6 +262,7 @@ fn materialize(
     };
     let value = match a.value {
         Str::Base(i) => labels[i as usize].1.clone(),
+        Str::Known(k) => b.known[k as usize].clone(),
         Str::Arena(..) => {
             let text = b.value(base, a.value);
             // A value copied from another label (`namespace` from `__meta_kubernetes_namespace`).
@@ -446,7 +474,7 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
                 walk_name.push_str(b.name(base, a.name));
                 let at = match a.name {
                     Str::Base(i) => Some(i as usize),
-                    Str::Arena(..) => None,
+                    Str::Arena(..) | Str::Known(_) => None,
                 };
                 label_step(rule, locs, base, (walk_name, at), a.value, b, name_buf);
             }
