@@ -57,7 +57,10 @@ impl Target {
             return self
                 .0
                 .iter()
-                .position(|(n, _)| n.len() == name.len() && **n == *name);
+                // Names from the shared table are found by address; others by text.
+                .position(|(n, _)| {
+                    n.len() == name.len() && (n.as_ptr() == name.as_ptr() || **n == *name)
+                });
         }
         self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()
     }

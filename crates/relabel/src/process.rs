@@ -115,6 +115,20 @@ impl Builder {
         }
     }
 
+    /// The value of `name` as a reference, `None` when it is missing.
+    fn get_ref(&self, base: &Target, name: &str) -> Option<Str> {
+        let at = base.position(name);
+        if let Some(i) = self.find_add(base, name, at) {
+            return Some(self.add[i].value);
+        }
+        match at {
+            Some(i) if self.state[i] & DELETED == 0 && !base.labels()[i].1.is_empty() => {
+                Some(Str::Base(i as u32))
+            }
+            _ => None,
+        }
+    }
+
     fn get<'a>(&'a self, base: &'a Target, name: &str) -> &'a str {
         let at = base.position(name);
         if let Some(i) = self.find_add(base, name, at) {
@@ -335,12 +349,27 @@ struct Prepared {
     default_regex: bool,
     /// Replace with `(.*)`, `$1` and a plain target label: the value is the joined source values.
     copies_value: bool,
+    /// `target_label` is a valid label name.
+    valid_target: bool,
+    /// `source_labels` and `target_label` from the shared name table: a target's labels have the same
+    /// copies, so looking them up compares pointers, not text.
+    sources: Vec<Arc<str>>,
+    target: Arc<str>,
 }
 
 impl Prepared {
     fn new(rule: &Rule) -> Prepared {
         let default_regex = rule.regex.as_str() == DEFAULT_REGEX;
+        let mut names = labels::names();
         Prepared {
+            valid_target: is_valid_label_name(&rule.target_label),
+            sources: rule
+                .source_labels
+                .iter()
+                .flatten()
+                .map(|n| names.intern(n))
+                .collect(),
+            target: names.intern(&rule.target_label),
             locs: rule.regex.locations(),
             vars: rule.templates_have_vars(),
             default_regex,
@@ -364,16 +393,72 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
         walk_name,
         ..
     } = s;
-    joined.clear();
-    if let Some(sources) = &rule.source_labels {
-        for (i, name) in sources.iter().enumerate() {
+    // With one source label the value is read in place (and stored by reference when it is stored as is).
+    let single = match &p.sources[..] {
+        [one] => Some(b.get_ref(base, one)),
+        _ => None,
+    };
+    if single.is_none() {
+        joined.clear();
+        for (i, name) in p.sources.iter().enumerate() {
             if i > 0 {
                 joined.push_str(&rule.separator);
             }
             joined.push_str(b.get(base, name));
         }
     }
-    let val = joined.as_str();
+    let target = &*p.target;
+    match rule.action {
+        Action::Replace if p.copies_value => {
+            // Checked as the general path would: the target label is a valid name.
+            if p.valid_target {
+                match single {
+                    Some(Some(v)) => b.set_ref(base, target, v),
+                    Some(None) => b.del(base, target),
+                    None => b.set(base, target, joined),
+                }
+            }
+            return true;
+        }
+        Action::Lowercase | Action::Uppercase => {
+            let lower = rule.action == Action::Lowercase;
+            let val = match single {
+                Some(Some(v)) => b.value(base, v),
+                Some(None) => "",
+                None => joined.as_str(),
+            };
+            let in_case = val.is_ascii()
+                && !val.bytes().any(|c| {
+                    if lower {
+                        c.is_ascii_uppercase()
+                    } else {
+                        c.is_ascii_lowercase()
+                    }
+                });
+            if !in_case {
+                value_buf.clear();
+                if lower {
+                    go_lower(val, value_buf);
+                } else {
+                    go_upper(val, value_buf);
+                }
+                b.set(base, target, value_buf);
+                return true;
+            }
+            match single {
+                Some(Some(v)) => b.set_ref(base, target, v),
+                Some(None) => b.del(base, target),
+                None => b.set(base, target, joined),
+            }
+            return true;
+        }
+        _ => {}
+    }
+    let val = match single {
+        Some(Some(v)) => b.value(base, v),
+        Some(None) => "",
+        None => joined.as_str(),
+    };
     let re = &rule.regex;
     match rule.action {
         Action::Drop => {
@@ -387,26 +472,19 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
             }
         }
         Action::DropEqual => {
-            if b.get(base, &rule.target_label) == val {
+            if b.get(base, target) == val {
                 return false;
             }
         }
         Action::KeepEqual => {
-            if b.get(base, &rule.target_label) != val {
+            if b.get(base, target) != val {
                 return false;
             }
         }
         Action::Replace => {
             // Prometheus's fast path: nothing to match or expand.
             if val.is_empty() && p.default_regex && !p.vars {
-                b.set(base, &rule.target_label, &rule.replacement);
-                return true;
-            }
-            if p.copies_value {
-                // Checked as the general path would: the target label is a valid name.
-                if is_valid_label_name(&rule.target_label) {
-                    b.set(base, &rule.target_label, val);
-                }
+                b.set(base, target, &rule.replacement);
                 return true;
             }
             name_buf.clear();
@@ -433,24 +511,8 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
             }
             b.set(base, name_buf, value_buf);
         }
-        Action::Lowercase => {
-            if val.bytes().any(|c| c.is_ascii_uppercase()) || !val.is_ascii() {
-                value_buf.clear();
-                go_lower(val, value_buf);
-                b.set(base, &rule.target_label, value_buf);
-            } else {
-                b.set(base, &rule.target_label, val);
-            }
-        }
-        Action::Uppercase => {
-            if val.bytes().any(|c| c.is_ascii_lowercase()) || !val.is_ascii() {
-                value_buf.clear();
-                go_upper(val, value_buf);
-                b.set(base, &rule.target_label, value_buf);
-            } else {
-                b.set(base, &rule.target_label, val);
-            }
-        }
+        // Handled above.
+        Action::Lowercase | Action::Uppercase => {}
         Action::HashMod => {
             let hash = Md5::digest(val.as_bytes());
             let mut last8 = [0u8; 8];
@@ -458,7 +520,7 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
             let m = u64::from_be_bytes(last8) % rule.modulus;
             value_buf.clear();
             let _ = write!(value_buf, "{m}");
-            b.set(base, &rule.target_label, value_buf);
+            b.set(base, target, value_buf);
         }
         Action::LabelMap | Action::LabelDrop | Action::LabelKeep => {
             snap_add.clone_from(&b.add);
