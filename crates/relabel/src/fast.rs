@@ -56,13 +56,16 @@ impl Fast {
     /// The index of the alternative that matches all of `text`, if any.
     pub(crate) fn find(&self, text: &str) -> Option<usize> {
         let text = text.as_bytes();
-        // Lengths first: they settle most misses without reading the text.
+        // Lengths first, then the literal's last byte: they settle most misses (label names share long
+        // prefixes) without a full comparison.
         self.alts.iter().position(|a| {
-            let n = a.literal.len();
-            match a.rest {
-                None => text.len() == n && text == a.literal.as_slice(),
-                Some(min) => text.len() >= n + usize::from(min) && text[..n] == a.literal[..],
-            }
+            let lit = a.literal.as_slice();
+            let n = lit.len();
+            let fits = match a.rest {
+                None => text.len() == n,
+                Some(min) => text.len() >= n + usize::from(min),
+            };
+            fits && (n == 0 || (text[n - 1] == lit[n - 1] && text[..n] == *lit))
         })
     }
 
