@@ -253,8 +253,8 @@ fn main() {
     // `cargo bench` passes `--bench`; a word that is not a flag picks one pass (`-- reshaping`, for profiling).
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let input = targets();
-    let passes: [(&str, fn() -> Rules); 2] = [
-        ("reshaping", reshaping_rules),
+    let passes = [
+        ("reshaping", reshaping_rules as fn() -> Rules),
         ("unchanging", unchanging_rules),
     ];
     for (name, rules) in passes {

@@ -201,7 +201,10 @@ impl Builder {
             (Str::Base(i), Str::Base(j)) if i == j => true,
             (Str::Base(i), v) => *base.labels()[i as usize].1 == *self.value(base, v),
             _ => false,
-        }) && self.state.iter().all(|&s| s & DELETED == 0 || s & IN_ADD != 0)
+        }) && self
+            .state
+            .iter()
+            .all(|&s| s & DELETED == 0 || s & IN_ADD != 0)
     }
 }
 
@@ -280,7 +283,10 @@ fn materialize(
         Str::Arena(..) => {
             let text = b.value(base, a.value);
             // A value copied from another label (`namespace` from `__meta_kubernetes_namespace`).
-            match labels.iter().find(|(_, v)| v.len() == text.len() && **v == *text) {
+            match labels
+                .iter()
+                .find(|(_, v)| v.len() == text.len() && **v == *text)
+            {
                 Some((_, v)) => v.clone(),
                 None => Arc::from(text),
             }
@@ -529,7 +535,15 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
                 if snap_state[i] != 0 {
                     continue;
                 }
-                label_step(rule, locs, base, (n, Some(i)), Str::Base(i as u32), b, name_buf);
+                label_step(
+                    rule,
+                    locs,
+                    base,
+                    (n, Some(i)),
+                    Str::Base(i as u32),
+                    b,
+                    name_buf,
+                );
             }
             for a in snap_add.iter() {
                 walk_name.clear();

@@ -64,8 +64,8 @@ impl Regexp {
             Ok(hir) => hir,
             Err(e) => {
                 let reason = match &e {
-                regex_syntax::Error::Parse(e) => e.kind().to_string(),
-                regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                    regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                    regex_syntax::Error::Translate(e) => e.kind().to_string(),
                     other => other.to_string(),
                 };
                 return Err(err(reason));
@@ -469,23 +469,80 @@ mod tests {
     #[test]
     fn fast_matcher_agrees_with_the_regex() {
         let fast = [
-            "", "(.*)", ".*", ".+", "(.+)", "true", "Running", "Pending|Succeeded|Failed|Completed",
-            "__meta_kubernetes_pod_uid|__tmp_.*", "__meta_kubernetes_pod_label_(.+)", "__tmp_.*",
-            "a|ab|abc", "ab|a", "(a)|(b)", "(a)(b)?", "(?i)ab", "x(y(z.*))", "(?P<name>foo)_(.*)",
-            "a.*|ab", "(?:a|b)(c|d)", "[ab]c", "a()b", "(a|)(.*)", "é(.+)", "a.*?", "(?s:.)*", "a??(a)?", "(a(.*))?",
+            "",
+            "(.*)",
+            ".*",
+            ".+",
+            "(.+)",
+            "true",
+            "Running",
+            "Pending|Succeeded|Failed|Completed",
+            "__meta_kubernetes_pod_uid|__tmp_.*",
+            "__meta_kubernetes_pod_label_(.+)",
+            "__tmp_.*",
+            "a|ab|abc",
+            "ab|a",
+            "(a)|(b)",
+            "(a)(b)?",
+            "(?i)ab",
+            "x(y(z.*))",
+            "(?P<name>foo)_(.*)",
+            "a.*|ab",
+            "(?:a|b)(c|d)",
+            "[ab]c",
+            "a()b",
+            "(a|)(.*)",
+            "é(.+)",
+            "a.*?",
+            "(?s:.)*",
+            "a??(a)?",
+            "(a(.*))?",
         ];
-        let slow = ["a.b", ".*a", "a{2}", "a+", r"\d+", "[a-z]+", r"a\b.*", "(?m)^a", "a.{2,}", "(a)+"];
+        let slow = [
+            "a.b", ".*a", "a{2}", "a+", r"\d+", "[a-z]+", r"a\b.*", "(?m)^a", "a.{2,}", "(a)+",
+        ];
         for p in fast {
             assert!(Regexp::new(p).unwrap().is_fast(), "{p:?} should be fast");
         }
         for p in slow {
-            assert!(!Regexp::new(p).unwrap().is_fast(), "{p:?} should use the regex");
+            assert!(
+                !Regexp::new(p).unwrap().is_fast(),
+                "{p:?} should use the regex"
+            );
         }
         let texts = [
-            "", "a", "ab", "abc", "b", "c", "ac", "bd", "true", "True", "TRUE", "Running", "Failed",
-            "Completed", "Completedx", "__tmp_", "__tmp_x", "__meta_kubernetes_pod_uid",
-            "__meta_kubernetes_pod_label_", "__meta_kubernetes_pod_label_app", "xyz", "xy", "xyzzz",
-            "foo_bar", "foo_", "aB", "Ab", "é", "éé", "a\nb", "\n", "aab",
+            "",
+            "a",
+            "ab",
+            "abc",
+            "b",
+            "c",
+            "ac",
+            "bd",
+            "true",
+            "True",
+            "TRUE",
+            "Running",
+            "Failed",
+            "Completed",
+            "Completedx",
+            "__tmp_",
+            "__tmp_x",
+            "__meta_kubernetes_pod_uid",
+            "__meta_kubernetes_pod_label_",
+            "__meta_kubernetes_pod_label_app",
+            "xyz",
+            "xy",
+            "xyzzz",
+            "foo_bar",
+            "foo_",
+            "aB",
+            "Ab",
+            "é",
+            "éé",
+            "a\nb",
+            "\n",
+            "aab",
         ];
         for p in fast {
             let re = Regexp::new(p).unwrap();

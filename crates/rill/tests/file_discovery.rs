@@ -41,7 +41,6 @@ impl Fixture {
     fn count(&self) -> usize {
         self.hits.lock().unwrap().len()
     }
-
 }
 
 /// Keep-alive HTTP/1.1: `/debug/pprof/goroutine` gets the profile (and is logged), anything else a 404.
@@ -242,7 +241,12 @@ pyroscope.file "store" {{
 
     // Written: the three targets are scraped, one task each, and what they serve is stored.
     agent.wait_for(|| addresses(&agent) == abc, "three scrape tasks");
-    scraped_on(&agent, &[&a, &b, &c], &[&d], "the written targets are scraped");
+    scraped_on(
+        &agent,
+        &[&a, &b, &c],
+        &[&d],
+        "the written targets are scraped",
+    );
     agent.wait_for(
         || {
             std::fs::read_dir(store.path().join("svc").join("goroutine"))
@@ -257,7 +261,10 @@ pyroscope.file "store" {{
     write_atomically(&file, &file_sd(&[&a, &b, &d]));
     let mut abd = vec![a.addr.clone(), b.addr.clone(), d.addr.clone()];
     abd.sort();
-    agent.wait_for(|| addresses(&agent) == abd, "the task set to follow the file");
+    agent.wait_for(
+        || addresses(&agent) == abd,
+        "the task set to follow the file",
+    );
     // The unchanged tasks kept their status: a restarted task would show no scrape yet.
     for (addr, health, last) in tasks(&agent) {
         if addr == a.addr || addr == b.addr {
@@ -272,7 +279,12 @@ pyroscope.file "store" {{
     );
     // A scrape of c that was in flight when its task stopped may still land; after that, none.
     std::thread::sleep(Duration::from_millis(200));
-    scraped_on(&agent, &[&a, &b, &d], &[&c], "c stops, d starts, a and b go on");
+    scraped_on(
+        &agent,
+        &[&a, &b, &d],
+        &[&c],
+        "c stops, d starts, a and b go on",
+    );
     assert_eq!(task_changes(&agent), (4, 1));
 
     // Broken: discovery.file reports the error; the last good targets keep being scraped.
@@ -304,7 +316,12 @@ pyroscope.file "store" {{
     );
     let (health, _) = component(&agent, "discovery.file.f");
     assert_eq!(health["message"], "3 targets from 1 files", "{health}");
-    scraped_on(&agent, &[&a, &b, &d], &[&c], "scraping goes on after the restore");
+    scraped_on(
+        &agent,
+        &[&a, &b, &d],
+        &[&c],
+        "scraping goes on after the restore",
+    );
     assert_eq!(task_changes(&agent), (4, 1), "the tasks were restarted");
     assert_eq!(agent.get_text("/-/ready").0, 200);
 }
