@@ -3,8 +3,10 @@
 use river::Value;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 /// One label: name and value.
 pub type Label = (Arc<str>, Arc<str>);
@@ -23,37 +25,44 @@ impl Target {
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
         let mut labels: Vec<Label> = Vec::new();
+        let mut names = names();
         for (n, v) in pairs {
             let (n, v) = (n.as_ref(), v.as_ref());
             match labels.binary_search_by(|(ln, _)| (**ln).cmp(n)) {
                 Ok(i) => labels[i].1 = Arc::from(v),
-                Err(i) => labels.insert(i, (Arc::from(n), Arc::from(v))),
+                Err(i) => labels.insert(i, (names.intern(n), Arc::from(v))),
             }
         }
         Target(labels.into())
     }
 
-    /// A target from labels that are already sorted by name and unique.
-    pub(crate) fn from_sorted(labels: Vec<Label>) -> Self {
-        debug_assert!(labels.windows(2).all(|w| w[0].0 < w[1].0));
-        Target(labels.into())
+    /// A target from labels that are already sorted by name and unique, allocating once.
+    pub(crate) fn from_sorted_iter<I>(labels: I) -> Self
+    where
+        I: Iterator<Item = Label> + ExactSizeIterator,
+    {
+        Target(labels.collect())
     }
 
     /// The value of a label, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
+        self.position(name).map(|i| &*self.0[i].1)
+    }
+
+    /// The index of a label.
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
         // Label names share long prefixes (`__meta_kubernetes_pod_...`), which makes ordered comparisons
         // costly; for typical sizes a scan that compares lengths first is faster.
         if self.0.len() <= 32 {
             return self
                 .0
                 .iter()
-                .find(|(n, _)| n.len() == name.len() && **n == *name)
-                .map(|(_, v)| &**v);
+                // Names from the shared table are found by address; others by text.
+                .position(|(n, _)| {
+                    n.len() == name.len() && (n.as_ptr() == name.as_ptr() || **n == *name)
+                });
         }
-        self.0
-            .binary_search_by(|(n, _)| (**n).cmp(name))
-            .ok()
-            .map(|i| &*self.0[i].1)
+        self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()
     }
 
     /// The labels, sorted by name.
@@ -89,6 +98,69 @@ impl Target {
         }
         Value::object(obj)
     }
+}
+
+/// FNV-1a, for short strings.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+/// Label names, shared by every target that has them.
+///
+/// Thousands of targets carry the same dozen names; one copy of each saves memory and keeps the names hot in
+/// the cache when rules look labels up. Names no target uses any more are purged whenever the set has
+/// doubled since the last purge, so odd inputs cannot make it grow without bound.
+pub(crate) struct Names {
+    set: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
+    purge_at: usize,
+}
+
+const MIN_PURGE_AT: usize = 1024;
+
+impl Names {
+    /// The shared copy of `name`.
+    pub(crate) fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.set.get(name) {
+            return n.clone();
+        }
+        if self.set.len() >= self.purge_at {
+            self.set.retain(|n| Arc::strong_count(n) > 1);
+            self.purge_at = (self.set.len() * 2).max(MIN_PURGE_AT);
+        }
+        let n: Arc<str> = Arc::from(name);
+        self.set.insert(n.clone());
+        n
+    }
+}
+
+static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
+    Mutex::new(Names {
+        set: HashSet::default(),
+        purge_at: MIN_PURGE_AT,
+    })
+});
+
+/// The name table, locked.
+pub(crate) fn names() -> MutexGuard<'static, Names> {
+    // The table is always consistent (a panic cannot leave it half-updated), so a poisoned lock is usable.
+    NAMES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A list of targets as a River array (`list(map(string))`).
@@ -158,6 +230,20 @@ mod tests {
         assert_eq!(t.get("c"), Some(""));
         assert_eq!(t.get("d"), None);
         assert_eq!(t.to_string(), r#"{a="1", b="3", c=""}"#);
+    }
+
+    #[test]
+    fn names_are_shared_and_unused_ones_purged() {
+        let a = Target::from_pairs([("shared_name_x", "1")]);
+        let b = Target::from_pairs([("shared_name_x", "2")]);
+        assert!(Arc::ptr_eq(&a.labels()[0].0, &b.labels()[0].0));
+        // Many names no target keeps: the table does not keep them all.
+        for i in 0..10 * MIN_PURGE_AT {
+            drop(Target::from_pairs([(format!("gone_{i}"), "v")]));
+        }
+        assert!(names().set.len() < 3 * MIN_PURGE_AT);
+        let c = Target::from_pairs([("shared_name_x", "3")]);
+        assert!(Arc::ptr_eq(&a.labels()[0].0, &c.labels()[0].0));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod fast;
 mod labels;
 mod process;
 pub mod regexp;
@@ -19,7 +20,7 @@ mod rule;
 
 pub use labels::{targets_to_value, Label, Target};
 pub use process::Relabeler;
-pub use regexp::{RegexError, Regexp};
+pub use regexp::{Locations, RegexError, Regexp};
 pub use rule::{
     is_valid_label_name, is_valid_label_template, Action, Rule, DEFAULT_REPLACEMENT,
     DEFAULT_SEPARATOR,

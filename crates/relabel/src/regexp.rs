@@ -10,6 +10,7 @@
 //!
 //! Octal escapes (`\12`) are accepted, as in Go.
 
+use crate::fast::Fast;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 
@@ -19,6 +20,18 @@ use std::fmt;
 pub struct Regexp {
     source: String,
     re: regex::Regex,
+    /// The same pattern as a list of literal alternatives, when it is that simple (most rules).
+    fast: Option<Fast>,
+}
+
+/// Where the groups of the last [`Regexp::captures_read`] are.
+#[derive(Clone, Debug)]
+pub struct Locations {
+    slow: regex::CaptureLocations,
+    /// The fast alternative that matched, when the fast matcher was used.
+    alt: usize,
+    /// Length of the text that matched.
+    len: usize,
 }
 
 /// Why a pattern did not compile.
@@ -43,18 +56,21 @@ impl Regexp {
             reason,
         };
         // Parse first for a one-line reason (the compile error repeats the translated pattern over lines).
-        if let Err(e) = regex_syntax::ParserBuilder::new()
+        let hir = match regex_syntax::ParserBuilder::new()
             .octal(true)
             .build()
             .parse(&wrapped)
         {
-            let reason = match &e {
-                regex_syntax::Error::Parse(e) => e.kind().to_string(),
-                regex_syntax::Error::Translate(e) => e.kind().to_string(),
-                other => other.to_string(),
-            };
-            return Err(err(reason));
-        }
+            Ok(hir) => hir,
+            Err(e) => {
+                let reason = match &e {
+                    regex_syntax::Error::Parse(e) => e.kind().to_string(),
+                    regex_syntax::Error::Translate(e) => e.kind().to_string(),
+                    other => other.to_string(),
+                };
+                return Err(err(reason));
+            }
+        };
         let re = regex::RegexBuilder::new(&wrapped)
             .octal(true)
             .build()
@@ -62,6 +78,7 @@ impl Regexp {
         Ok(Regexp {
             source: pattern.to_string(),
             re,
+            fast: Fast::new(&hir),
         })
     }
 
@@ -78,7 +95,54 @@ impl Regexp {
 
     /// Whether the whole of `text` matches.
     pub fn is_match(&self, text: &str) -> bool {
-        self.re.is_match(text)
+        match &self.fast {
+            Some(f) => f.find(text).is_some(),
+            None => self.re.is_match(text),
+        }
+    }
+
+    /// Room for the groups of this regex, for [`Regexp::captures_read`].
+    pub fn locations(&self) -> Locations {
+        Locations {
+            slow: self.re.capture_locations(),
+            alt: 0,
+            len: 0,
+        }
+    }
+
+    /// Matches all of `text`, recording where the groups are in `locs`. False when it does not match.
+    pub fn captures_read(&self, locs: &mut Locations, text: &str) -> bool {
+        match &self.fast {
+            Some(f) => match f.find(text) {
+                Some(alt) => {
+                    locs.alt = alt;
+                    locs.len = text.len();
+                    true
+                }
+                None => false,
+            },
+            None => self.re.captures_read(&mut locs.slow, text).is_some(),
+        }
+    }
+
+    /// Appends `template` expanded with the groups of the last successful [`Regexp::captures_read`] of `src`
+    /// (Go's `Regexp.ExpandString`; see [`expand`]).
+    pub fn expand(&self, locs: &Locations, src: &str, template: &str, dst: &mut String) {
+        match &self.fast {
+            Some(f) => expand_with(
+                |name| self.re.capture_names().position(|n| n == Some(name)),
+                |g| f.group(locs.alt, locs.len, g).map(|(s, e)| &src[s..e]),
+                template,
+                dst,
+            ),
+            None => expand(&self.re, &locs.slow, src, template, dst),
+        }
+    }
+
+    /// Whether the fast matcher handles this pattern (for tests).
+    #[cfg(test)]
+    pub(crate) fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The compiled (anchored, translated) regex.
@@ -398,6 +462,107 @@ mod tests {
         assert!(e.to_string().starts_with("invalid regex \"(abc\": "), "{e}");
         assert!(Regexp::new("a{2,1}").is_err());
         assert!(Regexp::new("*").is_err());
+    }
+
+    /// The fast matcher gives the regex crate's answers (match and every group's span) on the patterns it
+    /// takes, and declines the others.
+    #[test]
+    fn fast_matcher_agrees_with_the_regex() {
+        let fast = [
+            "",
+            "(.*)",
+            ".*",
+            ".+",
+            "(.+)",
+            "true",
+            "Running",
+            "Pending|Succeeded|Failed|Completed",
+            "__meta_kubernetes_pod_uid|__tmp_.*",
+            "__meta_kubernetes_pod_label_(.+)",
+            "__tmp_.*",
+            "a|ab|abc",
+            "ab|a",
+            "(a)|(b)",
+            "(a)(b)?",
+            "(?i)ab",
+            "x(y(z.*))",
+            "(?P<name>foo)_(.*)",
+            "a.*|ab",
+            "(?:a|b)(c|d)",
+            "[ab]c",
+            "a()b",
+            "(a|)(.*)",
+            "é(.+)",
+            "a.*?",
+            "(?s:.)*",
+            "a??(a)?",
+            "(a(.*))?",
+        ];
+        let slow = [
+            "a.b", ".*a", "a{2}", "a+", r"\d+", "[a-z]+", r"a\b.*", "(?m)^a", "a.{2,}", "(a)+",
+        ];
+        for p in fast {
+            assert!(Regexp::new(p).unwrap().is_fast(), "{p:?} should be fast");
+        }
+        for p in slow {
+            assert!(
+                !Regexp::new(p).unwrap().is_fast(),
+                "{p:?} should use the regex"
+            );
+        }
+        let texts = [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "b",
+            "c",
+            "ac",
+            "bd",
+            "true",
+            "True",
+            "TRUE",
+            "Running",
+            "Failed",
+            "Completed",
+            "Completedx",
+            "__tmp_",
+            "__tmp_x",
+            "__meta_kubernetes_pod_uid",
+            "__meta_kubernetes_pod_label_",
+            "__meta_kubernetes_pod_label_app",
+            "xyz",
+            "xy",
+            "xyzzz",
+            "foo_bar",
+            "foo_",
+            "aB",
+            "Ab",
+            "é",
+            "éé",
+            "a\nb",
+            "\n",
+            "aab",
+        ];
+        for p in fast {
+            let re = Regexp::new(p).unwrap();
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            for t in texts {
+                let want = re.regex().captures_read(&mut slow, t).is_some();
+                assert_eq!(re.is_match(t), want, "{p:?} on {t:?}");
+                assert_eq!(re.captures_read(&mut locs, t), want, "{p:?} on {t:?}");
+                if !want {
+                    continue;
+                }
+                for g in 0..slow.len() {
+                    let mut got = String::new();
+                    re.expand(&locs, t, &format!("<${{{g}}}>"), &mut got);
+                    let w = slow.get(g).map_or("", |(s, e)| &t[s..e]);
+                    assert_eq!(got, format!("<{w}>"), "{p:?} on {t:?}, group {g}");
+                }
+            }
+        }
     }
 
     #[test]
