@@ -5,7 +5,8 @@
 //! serves the real profiles of `../shared/fixtures/pprof` (allocs and mutex alternate between two
 //! consecutive cumulative profiles per target, so the client-side delta does real work). The fixture server
 //! is this binary re-executed as a CHILD PROCESS, so the CPU and memory figures cover only the scraper.
-//! Targets differ by a `__param_t` label (a distinct URL, hence distinct tasks) and a `pod` label.
+//! Targets differ by a `__param_t` label (a distinct URL, hence distinct tasks) and a `pod` label. The
+//! bench uses jemalloc, the allocator of the `rill` binary.
 //!
 //! Run (default: 1,000 targets, 15 s interval, 15 s warm-up, 60 s measured):
 //!
@@ -37,6 +38,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const CHILD_ENV: &str = "SCALE_FIXTURE_SERVER";
+
+// The allocator of the `rill` binary, so that the RSS figure is the one a user sees.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn fixture(name: &str) -> Bytes {
     let dir = std::env::var_os("RILL_SHARED")

@@ -20,7 +20,7 @@
 //! the sample's labels), not by location IDs, which a Go process renumbers in every profile it writes.
 
 use super::proto::{Location, Profile, Sample};
-use super::{decode, gzip, InvalidKind, InvalidProfile};
+use super::{decode, gz, InvalidKind, InvalidProfile};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -206,8 +206,30 @@ impl DeltaComputer {
             keep[i - 1]
         });
         prune(p)?;
-        Ok(Delta::Profile(gzip(&prost::Message::encode_to_vec(p))))
+        Ok(Delta::Profile(encode_gzip(p)))
     }
+}
+
+thread_local! {
+    /// The encoded (uncompressed) delta, reused: only its gzip form leaves.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Encodes and gzip-compresses a profile through a per-thread buffer and deflate state.
+fn encode_gzip(p: &Profile) -> Vec<u8> {
+    ENCODED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.reserve(prost::Message::encoded_len(p));
+        // A Vec grows as needed, so encoding cannot run out of room.
+        let _ = prost::Message::encode(p, &mut *buf);
+        let mut out = Vec::new();
+        gz::gzip_into(&buf, &mut out);
+        if buf.capacity() > 16 << 20 {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 fn inconsistent(msg: String) -> InvalidProfile {
@@ -544,7 +566,7 @@ fn prune(p: &mut Profile) -> Result<(), InvalidProfile> {
 mod tests {
     use super::super::proto::*;
     use super::super::tests::fixture;
-    use super::super::DEFAULT_MAX_DECOMPRESSED;
+    use super::super::{gzip, DEFAULT_MAX_DECOMPRESSED};
     use super::*;
     use std::collections::BTreeMap;
 
