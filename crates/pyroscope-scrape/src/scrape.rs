@@ -11,9 +11,9 @@ use pyroscope::pprof::delta::{Delta, DeltaComputer};
 use pyroscope::pprof::{self, DEFAULT_MAX_DECOMPRESSED};
 use pyroscope::{RawSample, Receiver};
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -236,7 +236,9 @@ pub async fn run_task(
             .scrape_duration
             .as_ref()
             .map(|f| f.get(&[("profile", profile)]));
-        let mut forwarding: Option<JoinHandle<()>> = None;
+        // Set while this task's previous profile is being forwarded (a flag rather than a JoinHandle, which
+        // would keep the finished task's allocation alive until the next forward).
+        let forwarding = Arc::new(AtomicBool::new(false));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -283,7 +285,7 @@ pub async fn run_task(
                     if cancel.is_cancelled() {
                         return;
                     }
-                    if forwarding.as_ref().is_some_and(|h| !h.is_finished()) {
+                    if forwarding.load(Ordering::Acquire) {
                         env.metrics.dropped.inc();
                         tracing::warn!(
                             "receivers still busy with the previous profile; dropping this one"
@@ -296,9 +298,15 @@ pub async fn run_task(
                         .unwrap_or_else(|e| e.into_inner())
                         .clone();
                     let metrics = env.metrics.clone();
-                    forwarding = Some(tokio::spawn(
-                        forward(receivers, labels, body, metrics).in_current_span(),
-                    ));
+                    forwarding.store(true, Ordering::Release);
+                    let busy = Busy(forwarding.clone());
+                    tokio::spawn(
+                        async move {
+                            let _busy = busy;
+                            forward(receivers, labels, body, metrics).await;
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Err(_) => {
                     if let Some(c) = &failure {
@@ -310,6 +318,15 @@ pub async fn run_task(
     }
     .instrument(span)
     .await
+}
+
+/// Clears a task's "forwarding" flag when the forward ends, however it ends.
+struct Busy(Arc<AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 async fn forward(

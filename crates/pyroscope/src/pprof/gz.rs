@@ -1,15 +1,19 @@
-//! Gzip without per-call set-up: the inflate and deflate states are kept per thread and reset between uses.
+//! Gzip without per-call set-up: the inflate and deflate states are kept per thread and reused.
 //!
-//! `flate2`'s `GzDecoder`/`GzEncoder` allocate a fresh state for every stream (tens of KB to inflate, a few
-//! hundred KB to deflate); a scraper that handles thousands of profiles a second would spend a good part of
-//! its time and its allocator's memory on that. Here the gzip framing (RFC 1952) is read and written by hand
-//! around a raw `flate2::Decompress` / `Compress` that lives in a thread-local slot.
+//! `flate2`'s `GzDecoder`/`GzEncoder` allocate and clear a fresh state for every stream (tens of KB to
+//! inflate, a few hundred KB to deflate); a scraper that handles thousands of small profiles a second would
+//! spend much of its time on that. Here the gzip framing (RFC 1952) is read and written by hand around
+//! state that lives in a thread-local slot: inflating uses `miniz_oxide`'s core decompressor, whose
+//! restart only resets its position (its tables are rebuilt per block anyway), writing straight into the
+//! output buffer; deflating uses a raw `flate2::Compress`.
 
-use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
+use miniz_oxide::inflate::TINFLStatus;
 use std::cell::RefCell;
 
 thread_local! {
-    static INFLATE: RefCell<Option<Decompress>> = const { RefCell::new(None) };
+    static INFLATE: RefCell<Option<Box<DecompressorOxide>>> = const { RefCell::new(None) };
     static DEFLATE: RefCell<Option<Compress>> = const { RefCell::new(None) };
 }
 
@@ -22,14 +26,18 @@ pub enum GunzipError {
     TooLarge,
 }
 
-/// How much output is added at a time while inflating.
-const STEP: usize = 64 << 10;
+/// The largest first output allocation; the buffer doubles from there as needed.
+const FIRST_STEP_MAX: usize = 256 << 10;
+
+fn truncated() -> GunzipError {
+    GunzipError::Corrupt("unexpected end of gzip stream".into())
+}
 
 /// Decompresses the gzip stream `data` (one or more members, as Go's `gzip.Reader` reads them) into `out`
-/// (cleared first), at most `limit` bytes. CRC and length of every member are checked, so a stream that
-/// breaks anywhere is refused. `early` is called once with the first `early_len` bytes of output (or all of
-/// it, if shorter) as soon as they are available, so a caller can refuse a body by its beginning without
-/// inflating the rest.
+/// (replacing its content), at most `limit` bytes. CRC and length of every member are checked, so a stream
+/// that breaks anywhere is refused. `early` is called once with the first `early_len` bytes of output (or
+/// all of it, if shorter) as soon as they are available, so a caller can refuse a body by its beginning
+/// without inflating the rest; its error is handed back as the inner `Err`.
 pub fn gunzip_into<E>(
     data: &[u8],
     limit: usize,
@@ -37,10 +45,14 @@ pub fn gunzip_into<E>(
     early_len: usize,
     mut early: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<Result<(), E>, GunzipError> {
-    out.clear();
     let mut inflate = INFLATE
         .with(|s| s.borrow_mut().take())
-        .unwrap_or_else(|| Decompress::new(false));
+        .unwrap_or_else(|| Box::new(DecompressorOxide::new()));
+    let cap = limit.saturating_add(1);
+    // `out` is used as a plain byte slice (its length is its usable size); `n` is how much is filled.
+    out.clear();
+    out.resize(data.len().saturating_mul(4).clamp(4096, FIRST_STEP_MAX).min(cap), 0);
+    let mut n = 0usize;
     let mut early_done = false;
     let result = (|| {
         let mut pos = 0usize;
@@ -54,51 +66,52 @@ pub fn gunzip_into<E>(
                 })
             })?;
             pos += header;
-            inflate.reset(false);
-            let start = out.len();
+            inflate.init();
+            let start = n;
             loop {
-                if out.len() == out.capacity() {
-                    if out.len() > limit {
-                        return Err(GunzipError::TooLarge);
-                    }
-                    let want = STEP
-                        .max(out.len() / 2)
-                        .min(limit.saturating_add(1) - out.len());
-                    out.reserve_exact(want.max(1));
-                }
-                let (in0, out0) = (inflate.total_in(), inflate.total_out());
-                let status = inflate
-                    .decompress_vec(&data[pos..], out, FlushDecompress::None)
-                    .map_err(|e| GunzipError::Corrupt(format!("corrupt deflate stream: {e}")))?;
-                pos += (inflate.total_in() - in0) as usize;
-                if out.len() > limit {
+                let (status, read, written) = decompress(
+                    &mut inflate,
+                    &data[pos..],
+                    out,
+                    n,
+                    inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF,
+                );
+                pos += read;
+                n += written;
+                if n > limit {
                     return Err(GunzipError::TooLarge);
                 }
-                if !early_done && (out.len() >= early_len || status == Status::StreamEnd) {
+                let done = status == TINFLStatus::Done;
+                if !early_done && (n >= early_len || done) {
                     early_done = true;
-                    if let Err(e) = early(&out[..out.len().min(early_len)]) {
+                    if let Err(e) = early(&out[..n.min(early_len)]) {
                         return Ok(Err(e));
                     }
                 }
-                if status == Status::StreamEnd {
-                    break;
-                }
-                let progressed = inflate.total_in() != in0 || inflate.total_out() != out0;
-                if !progressed && out.len() < out.capacity() {
-                    return Err(GunzipError::Corrupt("unexpected end of gzip stream".into()));
+                match status {
+                    TINFLStatus::Done => break,
+                    TINFLStatus::HasMoreOutput => {
+                        if out.len() >= cap {
+                            return Err(GunzipError::TooLarge);
+                        }
+                        let grown = out.len().saturating_mul(2).min(cap);
+                        out.resize(grown, 0);
+                    }
+                    TINFLStatus::FailedCannotMakeProgress | TINFLStatus::NeedsMoreInput => {
+                        return Err(truncated())
+                    }
+                    _ => return Err(GunzipError::Corrupt("corrupt deflate stream".into())),
                 }
             }
-            let trailer = data
-                .get(pos..pos + 8)
-                .ok_or_else(|| GunzipError::Corrupt("unexpected end of gzip stream".into()))?;
+            let trailer = data.get(pos..pos + 8).ok_or_else(truncated)?;
             let want_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
             let want_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
             let mut crc = Crc::new();
-            crc.update(&out[start..]);
+            crc.update(&out[start..n]);
             if crc.sum() != want_crc {
                 return Err(GunzipError::Corrupt("gzip checksum mismatch".into()));
             }
-            if (out.len() - start) as u32 != want_len {
+            if (n - start) as u32 != want_len {
                 return Err(GunzipError::Corrupt("gzip length mismatch".into()));
             }
             pos += 8;
@@ -108,6 +121,7 @@ pub fn gunzip_into<E>(
             }
         }
     })();
+    out.truncate(n);
     INFLATE.with(|s| *s.borrow_mut() = Some(inflate));
     result
 }
@@ -276,6 +290,6 @@ mod tests {
         assert_eq!(r, Err("zeros"));
         assert_eq!(seen, 4096);
         // Only the first step was inflated, not the 50 MiB.
-        assert!(out.capacity() <= 2 * STEP, "{}", out.capacity());
+        assert!(out.capacity() <= FIRST_STEP_MAX, "{}", out.capacity());
     }
 }
