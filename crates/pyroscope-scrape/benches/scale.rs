@@ -417,6 +417,32 @@ fn main() {
             .collect();
         by.sort();
         println!("forwarded in total, by __name__: {by:?}");
+        #[cfg(target_os = "linux")]
+        {
+            use tikv_jemalloc_ctl::{epoch, stats};
+            let _ = epoch::advance();
+            let m = |r: tikv_jemalloc_ctl::Result<usize>| r.unwrap_or(0) as f64 / 1e6;
+            println!(
+                "jemalloc: allocated {:.1} MB, active {:.1} MB, resident {:.1} MB, retained {:.1} MB",
+                m(stats::allocated::read()),
+                m(stats::active::read()),
+                m(stats::resident::read()),
+                m(stats::retained::read())
+            );
+            // SCALE_HEAP_PROFILE=FILE: the sampled live heap, for `go tool pprof -sample_index=inuse_space`.
+            if let Some(path) = std::env::var_os("SCALE_HEAP_PROFILE") {
+                match jemalloc_pprof::PROF_CTL.as_ref() {
+                    Some(ctl) => match ctl.lock().await.dump_pprof() {
+                        Ok(gz) => {
+                            std::fs::write(&path, gz).expect("write the heap profile");
+                            println!("heap profile written to {}", PathBuf::from(path).display());
+                        }
+                        Err(e) => println!("heap profile: {e}"),
+                    },
+                    None => println!("heap profile: jemalloc profiling is off"),
+                }
+            }
+        }
         let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
         println!("open file descriptors: {fds}");
         if let Some(info) = c.component("pyroscope.scrape.scale") {

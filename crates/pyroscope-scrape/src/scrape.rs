@@ -239,6 +239,9 @@ pub async fn run_task(
         // Set while this task's previous profile is being forwarded (a flag rather than a JoinHandle, which
         // would keep the finished task's allocation alive until the next forward).
         let forwarding = Arc::new(AtomicBool::new(false));
+        // Parsed once: the URL only changes with the task's spec, which restarts the task.
+        let url = reqwest::Url::parse(&spec.url)
+            .map_err(|e| format!("Get {}: {e}", river::parser::go_quote(&spec.url)));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -246,9 +249,11 @@ pub async fn run_task(
             }
             let started_at = SystemTime::now();
             let started = Instant::now();
+            // Boxed: the request's state is large (a few KB) and only needed while a scrape runs; inline it
+            // would sit in every idle task's allocation.
             let fetched = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = fetch(&env.client, &spec) => r,
+                r = Box::pin(fetch(&env.client, &spec, url.as_ref())) => r,
             };
             let outcome = fetched.and_then(|(body, content_type)| {
                 process(&spec, delta.as_mut(), body, content_type.as_deref())
@@ -409,10 +414,13 @@ fn process_with(
 }
 
 /// GETs the profile: status, size bound and emptiness checked.
-async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String>), String> {
+async fn fetch(
+    client: &Client,
+    spec: &TaskSpec,
+    url: Result<&reqwest::Url, &String>,
+) -> Result<(Bytes, Option<String>), String> {
     let deadline = Instant::now() + spec.timeout;
-    let url = reqwest::Url::parse(&spec.url)
-        .map_err(|e| format!("Get {}: {e}", river::parser::go_quote(&spec.url)))?;
+    let url = url.map_err(String::clone)?;
     let timed_out = || {
         format!(
             "Get {}: scrape timed out after {}",
@@ -433,14 +441,14 @@ async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String
     };
     // The slot is held until the body has been read, so the connection is back in the pool when the next
     // scrape of this host starts.
-    let _slot = tokio::time::timeout_at(deadline, client.http.host_slot(&url))
+    let _slot = tokio::time::timeout_at(deadline, client.http.host_slot(url))
         .await
         .map_err(|_| timed_out())?;
     let remaining = deadline.saturating_duration_since(Instant::now());
     if remaining.is_zero() {
         return Err(timed_out());
     }
-    let request = client.get(url).await?.timeout(remaining);
+    let request = client.get(url.clone()).await?.timeout(remaining);
     let mut response = request.send().await.map_err(describe)?;
     let status = response.status();
     if !status.is_success() {

@@ -16,8 +16,10 @@
 //!   is the delta, like a Prometheus counter reset (**Decision**; the reference sent negative values).
 //! - A profile that fails to decode resets the baseline: the next good profile is withheld again.
 //!
-//! Memory: the baseline is one hash-map entry per distinct stack — a 64-bit key and the cumulative values,
-//! about 40 bytes per stack (≈160 KB for the 4,000-stack `wide-allocs` fixture), never the profile itself.
+//! Memory: the baseline is one entry per distinct stack in a vector sorted by key, allocated to its exact
+//! size — a 64-bit key and the two cumulative values, 24 bytes per stack (≈96 KB for the 4,000-stack
+//! `wide-allocs` fixture), never the profile itself. A scraper keeps one per cumulative profile of every
+//! target, so this is what its memory grows with.
 //! Stacks are identified by content (function names, files, lines, addresses relative to their mapping, and
 //! the sample's labels), not by location IDs, which a Go process renumbers in every profile it writes.
 
@@ -64,16 +66,14 @@ pub enum Delta {
 pub struct DeltaComputer {
     kind: DeltaKind,
     limit: usize,
-    /// Cumulative values per stack key; `None` until the first good profile.
-    baseline: Option<HashMap<u64, Entry, KeyHasher>>,
-    /// Bumped per profile; entries not seen in the latest profile are removed.
-    generation: u32,
+    /// Cumulative values per stack key, sorted by key; `None` until the first good profile.
+    baseline: Option<Box<[Entry]>>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    key: u64,
     values: [i64; MAX_DELTA_TYPES],
-    generation: u32,
 }
 
 impl DeltaComputer {
@@ -84,7 +84,6 @@ impl DeltaComputer {
             kind,
             limit,
             baseline: None,
-            generation: 0,
         }
     }
 
@@ -95,14 +94,14 @@ impl DeltaComputer {
 
     /// How many stacks the baseline holds.
     pub fn baseline_len(&self) -> usize {
-        self.baseline.as_ref().map_or(0, HashMap::len)
+        self.baseline.as_ref().map_or(0, |b| b.len())
     }
 
-    /// Roughly how many bytes the baseline occupies (entries plus the hash table's control bytes).
+    /// How many bytes the baseline occupies.
     pub fn baseline_bytes(&self) -> usize {
-        self.baseline.as_ref().map_or(0, |m| {
-            m.capacity() * (std::mem::size_of::<(u64, Entry)>() + 1)
-        })
+        self.baseline
+            .as_ref()
+            .map_or(0, |b| std::mem::size_of_val::<[Entry]>(b))
     }
 
     /// Takes the next cumulative profile (gzip-compressed or not) and says what to forward.
@@ -164,12 +163,9 @@ impl DeltaComputer {
         }
         drop(first);
 
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
         let had_baseline = self.baseline.is_some();
-        let baseline = self.baseline.get_or_insert_with(|| {
-            HashMap::with_capacity_and_hasher(p.sample.len(), KeyHasher::default())
-        });
+        let previous: &[Entry] = self.baseline.as_deref().unwrap_or(&[]);
+        let mut next: Vec<Entry> = Vec::with_capacity(keep.iter().filter(|k| **k).count());
         for (i, s) in p.sample.iter_mut().enumerate() {
             if !keep[i] {
                 continue;
@@ -178,15 +174,16 @@ impl DeltaComputer {
             for (k, &idx) in delta_idx.iter().enumerate() {
                 current[k] = s.value[idx];
             }
-            let previous = baseline.insert(
-                keys[i],
-                Entry {
-                    values: current,
-                    generation,
-                },
-            );
+            let prev = previous
+                .binary_search_by_key(&keys[i], |e| e.key)
+                .ok()
+                .map(|j| previous[j].values);
+            next.push(Entry {
+                key: keys[i],
+                values: current,
+            });
             for (k, &idx) in delta_idx.iter().enumerate() {
-                let prev = previous.map_or(0, |e| e.values[k]);
+                let prev = prev.map_or(0, |v| v[k]);
                 s.value[idx] = if current[k] >= prev {
                     current[k] - prev
                 } else {
@@ -197,7 +194,9 @@ impl DeltaComputer {
                 keep[i] = false;
             }
         }
-        baseline.retain(|_, e| e.generation == generation);
+        // Keys are unique (duplicates were merged above); stacks absent now leave the baseline.
+        next.sort_unstable_by_key(|e| e.key);
+        self.baseline = Some(next.into_boxed_slice());
         if !had_baseline {
             return Ok(Delta::Withheld);
         }
