@@ -571,11 +571,15 @@ pyroscope.scrape "g" {{
     );
     let report = env.load(&config).await;
     assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
-    eventually("every target scraped twice", Duration::from_secs(10), || {
-        [&ok, &short, &corrupt]
-            .iter()
-            .all(|t| t.hits_of("/debug/pprof/goroutine") >= 2)
-    })
+    eventually(
+        "every target scraped twice",
+        Duration::from_secs(10),
+        || {
+            [&ok, &short, &corrupt]
+                .iter()
+                .all(|t| t.hits_of("/debug/pprof/goroutine") >= 2)
+        },
+    )
     .await;
     eventually("every target reported", Duration::from_secs(5), || {
         env.targets("pyroscope.scrape.g")

@@ -51,7 +51,13 @@ pub fn gunzip_into<E>(
     let cap = limit.saturating_add(1);
     // `out` is used as a plain byte slice (its length is its usable size); `n` is how much is filled.
     out.clear();
-    out.resize(data.len().saturating_mul(4).clamp(4096, FIRST_STEP_MAX).min(cap), 0);
+    out.resize(
+        data.len()
+            .saturating_mul(4)
+            .clamp(4096, FIRST_STEP_MAX)
+            .min(cap),
+        0,
+    );
     let mut n = 0usize;
     let mut early_done = false;
     let result = (|| {
@@ -213,7 +219,9 @@ mod tests {
     }
 
     fn sample(n: usize) -> Vec<u8> {
-        (0..n).map(|i| (i * 7 % 251) as u8 ^ (i / 1000) as u8).collect()
+        (0..n)
+            .map(|i| (i * 7 % 251) as u8 ^ (i / 1000) as u8)
+            .collect()
     }
 
     #[test]
@@ -260,7 +268,10 @@ mod tests {
         gzip_into(&data, &mut z);
         for cut in [5, 12, z.len() / 2, z.len() - 9, z.len() - 1] {
             assert!(
-                matches!(gunzip(&z[..cut], usize::MAX / 2), Err(GunzipError::Corrupt(_))),
+                matches!(
+                    gunzip(&z[..cut], usize::MAX / 2),
+                    Err(GunzipError::Corrupt(_))
+                ),
                 "cut at {cut}"
             );
         }

@@ -13,7 +13,6 @@ pub mod proto;
 
 pub use proto::Profile;
 
-
 /// The default bound on a decompressed profile: 256 MiB. Real profiles are far smaller (the widest fixtures
 /// are a few MB); this only stops a hostile or broken target from exhausting memory.
 pub const DEFAULT_MAX_DECOMPRESSED: usize = 256 << 20;
