@@ -147,6 +147,7 @@ pub struct ClientOptions {
     connect_timeout: Option<Duration>,
     tls_reload_interval: Duration,
     token_timeout: Duration,
+    max_connections_per_host: Option<usize>,
 }
 
 impl Default for ClientOptions {
@@ -156,6 +157,7 @@ impl Default for ClientOptions {
             connect_timeout: None,
             tls_reload_interval: Duration::from_secs(5),
             token_timeout: Duration::from_secs(30),
+            max_connections_per_host: None,
         }
     }
 }
@@ -180,6 +182,15 @@ impl ClientOptions {
         self
     }
 
+    /// Bounds the requests in flight to one origin (scheme, host, port) to `n` — callers take a slot with
+    /// [`HttpClient::host_slot`] — and the idle keep-alive connections kept per origin to `n` as well, so
+    /// that many requests to one host reuse a bounded set of sockets instead of opening one each. Unset (the
+    /// default), neither is bounded.
+    pub fn max_connections_per_host(mut self, n: usize) -> Self {
+        self.max_connections_per_host = Some(n.max(1));
+        self
+    }
+
     /// How often TLS files are checked for changes (default 5 s).
     pub fn tls_reload_interval(mut self, t: Duration) -> Self {
         self.tls_reload_interval = t;
@@ -196,6 +207,25 @@ pub struct HttpClient {
 struct Inner {
     transport: transport::Transport,
     auth: auth::Auth,
+    hosts: Option<HostSlots>,
+}
+
+/// One semaphore per origin, created on first use and forgotten when no request holds it.
+struct HostSlots {
+    per_host: usize,
+    map: std::sync::Mutex<HostMap>,
+}
+
+struct HostMap {
+    slots: std::collections::HashMap<String, std::sync::Weak<tokio::sync::Semaphore>>,
+    /// The map's size after the last sweep of dead entries; the next sweep comes when it doubled.
+    swept_at: usize,
+}
+
+/// A slot of [`HttpClient::host_slot`]: hold it until the response (body included) has been read.
+#[derive(Debug)]
+pub struct HostSlot {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl fmt::Debug for HttpClient {
@@ -230,9 +260,49 @@ impl HttpClient {
         };
         let transport = transport::Transport::new(settings, options.clone())?;
         let auth = auth::Auth::new(config, &options)?;
+        let hosts = options.max_connections_per_host.map(|per_host| HostSlots {
+            per_host,
+            map: std::sync::Mutex::new(HostMap {
+                slots: std::collections::HashMap::new(),
+                swept_at: 0,
+            }),
+        });
         Ok(HttpClient {
-            inner: Arc::new(Inner { transport, auth }),
+            inner: Arc::new(Inner {
+                transport,
+                auth,
+                hosts,
+            }),
         })
+    }
+
+    /// Waits for a free slot of `url`'s origin when [`ClientOptions::max_connections_per_host`] is set
+    /// (at once otherwise). Waiters are served in order.
+    pub async fn host_slot(&self, url: &reqwest::Url) -> HostSlot {
+        let Some(hosts) = &self.inner.hosts else {
+            return HostSlot { _permit: None };
+        };
+        let key = url.origin().ascii_serialization();
+        let semaphore = {
+            let mut map = hosts.map.lock().unwrap_or_else(|e| e.into_inner());
+            let existing = map.slots.get(&key).and_then(std::sync::Weak::upgrade);
+            match existing {
+                Some(s) => s,
+                None => {
+                    let s = Arc::new(tokio::sync::Semaphore::new(hosts.per_host));
+                    map.slots.insert(key, Arc::downgrade(&s));
+                    if map.slots.len() > 2 * map.swept_at.max(512) {
+                        map.slots.retain(|_, w| w.strong_count() > 0);
+                        map.swept_at = map.slots.len();
+                    }
+                    s
+                }
+            }
+        };
+        // The semaphore is never closed, so acquiring only fails if it were; then go ahead unbounded.
+        HostSlot {
+            _permit: semaphore.acquire_owned().await.ok(),
+        }
     }
 
     /// Starts a request with authentication applied: credential files are read now, an OAuth2 token is

@@ -138,6 +138,9 @@ fn build(
     if let Some(t) = options.connect_timeout {
         b = b.connect_timeout(t);
     }
+    if let Some(n) = options.max_connections_per_host {
+        b = b.pool_max_idle_per_host(n);
+    }
     b.build()
         .map_err(|e| Error::Build(crate::describe_error(&e)))
 }

@@ -5,7 +5,8 @@
 //! serves the real profiles of `../shared/fixtures/pprof` (allocs and mutex alternate between two
 //! consecutive cumulative profiles per target, so the client-side delta does real work). The fixture server
 //! is this binary re-executed as a CHILD PROCESS, so the CPU and memory figures cover only the scraper.
-//! Targets differ by a `__param_t` label (a distinct URL, hence distinct tasks) and a `pod` label.
+//! Targets differ by a `__param_t` label (a distinct URL, hence distinct tasks) and a `pod` label. The
+//! bench uses jemalloc, the allocator of the `rill` binary.
 //!
 //! Run (default: 1,000 targets, 15 s interval, 15 s warm-up, 60 s measured):
 //!
@@ -37,6 +38,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const CHILD_ENV: &str = "SCALE_FIXTURE_SERVER";
+
+// The allocator of the `rill` binary, so that the RSS figure is the one a user sees.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn fixture(name: &str) -> Bytes {
     let dir = std::env::var_os("RILL_SHARED")
@@ -411,6 +417,32 @@ fn main() {
             .collect();
         by.sort();
         println!("forwarded in total, by __name__: {by:?}");
+        #[cfg(target_os = "linux")]
+        {
+            use tikv_jemalloc_ctl::{epoch, stats};
+            let _ = epoch::advance();
+            let m = |r: tikv_jemalloc_ctl::Result<usize>| r.unwrap_or(0) as f64 / 1e6;
+            println!(
+                "jemalloc: allocated {:.1} MB, active {:.1} MB, resident {:.1} MB, retained {:.1} MB",
+                m(stats::allocated::read()),
+                m(stats::active::read()),
+                m(stats::resident::read()),
+                m(stats::retained::read())
+            );
+            // SCALE_HEAP_PROFILE=FILE: the sampled live heap, for `go tool pprof -sample_index=inuse_space`.
+            if let Some(path) = std::env::var_os("SCALE_HEAP_PROFILE") {
+                match jemalloc_pprof::PROF_CTL.as_ref() {
+                    Some(ctl) => match ctl.lock().await.dump_pprof() {
+                        Ok(gz) => {
+                            std::fs::write(&path, gz).expect("write the heap profile");
+                            println!("heap profile written to {}", PathBuf::from(path).display());
+                        }
+                        Err(e) => println!("heap profile: {e}"),
+                    },
+                    None => println!("heap profile: jemalloc profiling is off"),
+                }
+            }
+        }
         let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0);
         println!("open file descriptors: {fds}");
         if let Some(info) = c.component("pyroscope.scrape.scale") {

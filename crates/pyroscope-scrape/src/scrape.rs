@@ -10,9 +10,10 @@ use pyroscope::labels::DELTA_LABEL;
 use pyroscope::pprof::delta::{Delta, DeltaComputer};
 use pyroscope::pprof::{self, DEFAULT_MAX_DECOMPRESSED};
 use pyroscope::{RawSample, Receiver};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,6 +26,13 @@ pub fn user_agent() -> String {
     format!("Rill/{}", env!("CARGO_PKG_VERSION"))
 }
 
+/// How many scrapes of one origin (scheme, host, port) run at once, and how many idle keep-alive
+/// connections to it are kept. A Go target sees at most one request per profile type at a time; this only
+/// bites when many targets share an address (e.g. differing in `__param_*`), where it keeps the socket count
+/// bounded and the sockets reused instead of opening one per scrape. Waiting for a slot counts towards the
+/// scrape timeout.
+pub const MAX_CONNECTIONS_PER_HOST: usize = 128;
+
 /// The HTTP client tasks share: the shared `http-client` settings (auth, TLS, proxy, redirects, HTTP/2).
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -34,13 +42,15 @@ pub struct Client {
 impl Client {
     /// A client for these settings.
     pub fn new(config: &http_client::HttpClientConfig) -> Result<Self, String> {
-        let options = http_client::ClientOptions::default().user_agent(user_agent());
+        let options = http_client::ClientOptions::default()
+            .user_agent(user_agent())
+            .max_connections_per_host(MAX_CONNECTIONS_PER_HOST);
         let http = http_client::HttpClient::with_options(config, options)
             .map_err(|e| http_client::describe_error(&e))?;
         Ok(Client { http })
     }
 
-    async fn get(&self, url: &str) -> Result<reqwest::RequestBuilder, String> {
+    async fn get(&self, url: reqwest::Url) -> Result<reqwest::RequestBuilder, String> {
         self.http
             .get(url)
             .await
@@ -226,8 +236,12 @@ pub async fn run_task(
             .scrape_duration
             .as_ref()
             .map(|f| f.get(&[("profile", profile)]));
-        let mut scratch = Vec::new();
-        let mut forwarding: Option<JoinHandle<()>> = None;
+        // Set while this task's previous profile is being forwarded (a flag rather than a JoinHandle, which
+        // would keep the finished task's allocation alive until the next forward).
+        let forwarding = Arc::new(AtomicBool::new(false));
+        // Parsed once: the URL only changes with the task's spec, which restarts the task.
+        let url = reqwest::Url::parse(&spec.url)
+            .map_err(|e| format!("Get {}: {e}", river::parser::go_quote(&spec.url)));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -235,18 +249,14 @@ pub async fn run_task(
             }
             let started_at = SystemTime::now();
             let started = Instant::now();
+            // Boxed: the request's state is large (a few KB) and only needed while a scrape runs; inline it
+            // would sit in every idle task's allocation.
             let fetched = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = fetch(&env.client, &spec) => r,
+                r = Box::pin(fetch(&env.client, &spec, url.as_ref())) => r,
             };
             let outcome = fetched.and_then(|(body, content_type)| {
-                process(
-                    &spec,
-                    delta.as_mut(),
-                    body,
-                    content_type.as_deref(),
-                    &mut scratch,
-                )
+                process(&spec, delta.as_mut(), body, content_type.as_deref())
             });
             let took = started.elapsed();
             if let Some(d) = &duration {
@@ -280,7 +290,7 @@ pub async fn run_task(
                     if cancel.is_cancelled() {
                         return;
                     }
-                    if forwarding.as_ref().is_some_and(|h| !h.is_finished()) {
+                    if forwarding.load(Ordering::Acquire) {
                         env.metrics.dropped.inc();
                         tracing::warn!(
                             "receivers still busy with the previous profile; dropping this one"
@@ -293,9 +303,15 @@ pub async fn run_task(
                         .unwrap_or_else(|e| e.into_inner())
                         .clone();
                     let metrics = env.metrics.clone();
-                    forwarding = Some(tokio::spawn(
-                        forward(receivers, labels, body, metrics).in_current_span(),
-                    ));
+                    forwarding.store(true, Ordering::Release);
+                    let busy = Busy(forwarding.clone());
+                    tokio::spawn(
+                        async move {
+                            let _busy = busy;
+                            forward(receivers, labels, body, metrics).await;
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Err(_) => {
                     if let Some(c) = &failure {
@@ -307,6 +323,15 @@ pub async fn run_task(
     }
     .instrument(span)
     .await
+}
+
+/// Clears a task's "forwarding" flag when the forward ends, however it ends.
+struct Busy(Arc<AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 async fn forward(
@@ -329,25 +354,55 @@ async fn forward(
     }
 }
 
-/// What to forward, if anything: validated body, or the client-side delta.
+/// The largest decompressed profile accepted, the same bound as on the body itself.
+pub const MAX_DECOMPRESSED_BYTES: usize = MAX_BODY_BYTES;
+
+thread_local! {
+    /// The decompressed body, per worker thread rather than per task: processing never awaits, so one
+    /// buffer per thread serves every task, and memory follows concurrency, not the number of targets.
+    static PLAIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What to forward, if anything: the validated body, or the client-side delta. The body is decompressed
+/// once; validation and the delta both work on those bytes.
 fn process(
+    spec: &TaskSpec,
+    delta: Option<&mut DeltaComputer>,
+    body: Bytes,
+    content_type: Option<&str>,
+) -> Result<Option<(pyroscope::Labels, Bytes)>, String> {
+    PLAIN.with(|plain| {
+        let mut plain = plain.borrow_mut();
+        let out = process_with(spec, delta, body, content_type, &mut plain);
+        // A rare very large profile does not pin its buffer for the life of the thread.
+        if plain.capacity() > 8 << 20 {
+            *plain = Vec::new();
+        }
+        out
+    })
+}
+
+fn process_with(
     spec: &TaskSpec,
     delta: Option<&mut DeltaComputer>,
     body: Bytes,
     content_type: Option<&str>,
     scratch: &mut Vec<u8>,
 ) -> Result<Option<(pyroscope::Labels, Bytes)>, String> {
-    if let Err(e) = pprof::validate(&body, content_type, scratch) {
-        if let Some(d) = delta {
-            d.reset();
+    let plain = match pprof::validated(&body, content_type, MAX_DECOMPRESSED_BYTES, scratch) {
+        Ok(plain) => plain,
+        Err(e) => {
+            if let Some(d) = delta {
+                d.reset();
+            }
+            return Err(e.to_string());
         }
-        return Err(e.to_string());
-    }
-    scratch.clear();
+    };
     let Some(d) = delta else {
+        // Forwarded as received (still compressed).
         return Ok(Some((spec.labels.clone(), body)));
     };
-    match d.next(&body).map_err(|e| e.to_string())? {
+    match d.next(plain).map_err(|e| e.to_string())? {
         Delta::Withheld => Ok(None),
         Delta::Profile(p) => Ok(Some((spec.labels.clone(), Bytes::from(p)))),
         Delta::PassThrough => {
@@ -359,8 +414,13 @@ fn process(
 }
 
 /// GETs the profile: status, size bound and emptiness checked.
-async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String>), String> {
-    let request = client.get(&spec.url).await?.timeout(spec.timeout);
+async fn fetch(
+    client: &Client,
+    spec: &TaskSpec,
+    url: Result<&reqwest::Url, &String>,
+) -> Result<(Bytes, Option<String>), String> {
+    let deadline = Instant::now() + spec.timeout;
+    let url = url.map_err(String::clone)?;
     let timed_out = || {
         format!(
             "Get {}: scrape timed out after {}",
@@ -379,6 +439,16 @@ async fn fetch(client: &Client, spec: &TaskSpec) -> Result<(Bytes, Option<String
             )
         }
     };
+    // The slot is held until the body has been read, so the connection is back in the pool when the next
+    // scrape of this host starts.
+    let _slot = tokio::time::timeout_at(deadline, client.http.host_slot(url))
+        .await
+        .map_err(|_| timed_out())?;
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Err(timed_out());
+    }
+    let request = client.get(url.clone()).await?.timeout(remaining);
     let mut response = request.send().await.map_err(describe)?;
     let status = response.status();
     if !status.is_success() {

@@ -509,3 +509,115 @@ async fn the_documented_examples_are_valid() {
     }
     assert_eq!(examples, 2);
 }
+
+/// A gzip body whose first 4 KiB decompress into a valid-looking profile but which breaks further on (cut
+/// short, or corrupted in the middle) is refused with a gzip error and never forwarded; the whole body is
+/// validated, not its beginning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gzip_body_that_breaks_after_the_first_4_kib_is_refused_and_not_forwarded() {
+    // A real profile large enough that the break lies well past the first 4 KiB of decompressed data.
+    let plain = {
+        let wide = fixture("wide-allocs-1.pb.gz");
+        let mut scratch = Vec::new();
+        pprof::uncompressed(&wide, pprof::DEFAULT_MAX_DECOMPRESSED, &mut scratch)
+            .expect("decompresses")
+            .to_vec()
+    };
+    assert!(plain.len() > 64 << 10);
+    let good = pprof::gzip(&plain);
+    // The cut stream yields its first 4 KiB (the old prefix check passed it), then ends early.
+    let (mut out, mut head_len) = (Vec::new(), 0);
+    let r = pprof::gz::gunzip_into(&good[..good.len() / 2], usize::MAX, &mut out, 4096, |h| {
+        head_len = h.len();
+        Ok::<(), ()>(())
+    });
+    assert!(r.is_err());
+    assert_eq!(head_len, 4096);
+    let cut = bytes::Bytes::copy_from_slice(&good[..good.len() / 2]);
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x5a;
+    let flipped = bytes::Bytes::from(flipped);
+    let good = bytes::Bytes::from(good);
+    let serve = |body: bytes::Bytes| move |_: &str, _: u64| pprof(body.clone());
+    let (ok, short, corrupt) = (
+        Target::start(serve(good.clone())).await,
+        Target::start(serve(cut)).await,
+        Target::start(serve(flipped)).await,
+    );
+    let env = Env::new();
+    let config = format!(
+        r#"
+test.recorder "out" {{ key = "broken-gzip" }}
+pyroscope.scrape "g" {{
+  targets = [
+    {{"__address__" = "{ok}", "service_name" = "ok"}},
+    {{"__address__" = "{short}", "service_name" = "short"}},
+    {{"__address__" = "{corrupt}", "service_name" = "corrupt"}},
+  ]
+  forward_to      = [test.recorder.out.receiver]
+  scrape_interval = "500ms"
+  profiling_config {{
+    profile.memory {{ enabled = false }}
+    profile.block {{ enabled = false }}
+    profile.mutex {{ enabled = false }}
+    profile.process_cpu {{ enabled = false }}
+  }}
+}}
+"#,
+        ok = ok.address(),
+        short = short.address(),
+        corrupt = corrupt.address(),
+    );
+    let report = env.load(&config).await;
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    eventually(
+        "every target scraped twice",
+        Duration::from_secs(10),
+        || {
+            [&ok, &short, &corrupt]
+                .iter()
+                .all(|t| t.hits_of("/debug/pprof/goroutine") >= 2)
+        },
+    )
+    .await;
+    eventually("every target reported", Duration::from_secs(5), || {
+        env.targets("pyroscope.scrape.g")
+            .iter()
+            .all(|t| t["health"] != "unknown")
+    })
+    .await;
+    let targets = env.targets("pyroscope.scrape.g");
+    let status_of = |svc: &str| -> (String, String) {
+        let t = targets
+            .iter()
+            .find(|t| t["labels"]["service_name"] == svc)
+            .unwrap_or_else(|| panic!("no {svc} in {targets:#?}"));
+        (
+            t["health"].as_str().unwrap().to_string(),
+            t["last_error"].as_str().unwrap().to_string(),
+        )
+    };
+    assert_eq!(status_of("ok"), ("up".into(), "".into()));
+    assert_eq!(
+        status_of("short"),
+        (
+            "down".into(),
+            "invalid profile data: invalid gzip data: unexpected end of gzip stream".into()
+        )
+    );
+    let (health, error) = status_of("corrupt");
+    assert_eq!(health, "down");
+    assert!(
+        error.starts_with("invalid profile data: invalid gzip data: "),
+        "{error}"
+    );
+    // Only the intact profile was forwarded, exactly as sent.
+    let got = recorded("broken-gzip", "test.recorder.out");
+    assert!(!got.is_empty());
+    for (labels, body) in &got {
+        assert_eq!(labels.get("service_name"), Some("ok"), "{labels:?}");
+        assert_eq!(body, &good);
+    }
+    env.c.shutdown().await;
+}

@@ -9,18 +9,22 @@
 //! - Only the cumulative sample types are differenced (`alloc_objects`, `alloc_space` for memory;
 //!   `contentions`, `delay` for block and mutex); others (`inuse_*`) pass through as they are.
 //! - A sample whose values are all zero afterwards is dropped; locations, functions, mappings and strings
-//!   nobody refers to any more are pruned. The output is gzip-compressed.
+//!   nobody refers to any more are pruned. The output is gzip-compressed (fastest level) when it is at least
+//!   [`GZIP_MIN_BYTES`] long; smaller deltas — most of them, for typical services — are forwarded as plain
+//!   pprof, which every receiver takes: preparing a deflate state costs more than the few KB it would save.
 //! - A value smaller than its baseline means the counter restarted (the process restarted): the value itself
 //!   is the delta, like a Prometheus counter reset (**Decision**; the reference sent negative values).
 //! - A profile that fails to decode resets the baseline: the next good profile is withheld again.
 //!
-//! Memory: the baseline is one hash-map entry per distinct stack — a 64-bit key and the cumulative values,
-//! about 40 bytes per stack (≈160 KB for the 4,000-stack `wide-allocs` fixture), never the profile itself.
+//! Memory: the baseline is one entry per distinct stack in a vector sorted by key, allocated to its exact
+//! size — a 64-bit key and the two cumulative values, 24 bytes per stack (≈96 KB for the 4,000-stack
+//! `wide-allocs` fixture), never the profile itself. A scraper keeps one per cumulative profile of every
+//! target, so this is what its memory grows with.
 //! Stacks are identified by content (function names, files, lines, addresses relative to their mapping, and
 //! the sample's labels), not by location IDs, which a Go process renumbers in every profile it writes.
 
 use super::proto::{Location, Profile, Sample};
-use super::{decode, gzip, InvalidKind, InvalidProfile};
+use super::{decode, gz, InvalidKind, InvalidProfile};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -51,7 +55,7 @@ impl DeltaKind {
 pub enum Delta {
     /// The first profile (or the first after a reset): it only sets the baseline.
     Withheld,
-    /// The difference to the previous profile, gzip-compressed pprof.
+    /// The difference to the previous profile: pprof, gzip-compressed if at least [`GZIP_MIN_BYTES`] long.
     Profile(Vec<u8>),
     /// The profile has none of the cumulative sample types: forward it unchanged.
     PassThrough,
@@ -62,16 +66,14 @@ pub enum Delta {
 pub struct DeltaComputer {
     kind: DeltaKind,
     limit: usize,
-    /// Cumulative values per stack key; `None` until the first good profile.
-    baseline: Option<HashMap<u64, Entry, KeyHasher>>,
-    /// Bumped per profile; entries not seen in the latest profile are removed.
-    generation: u32,
+    /// Cumulative values per stack key, sorted by key; `None` until the first good profile.
+    baseline: Option<Box<[Entry]>>,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
+    key: u64,
     values: [i64; MAX_DELTA_TYPES],
-    generation: u32,
 }
 
 impl DeltaComputer {
@@ -82,7 +84,6 @@ impl DeltaComputer {
             kind,
             limit,
             baseline: None,
-            generation: 0,
         }
     }
 
@@ -93,14 +94,14 @@ impl DeltaComputer {
 
     /// How many stacks the baseline holds.
     pub fn baseline_len(&self) -> usize {
-        self.baseline.as_ref().map_or(0, HashMap::len)
+        self.baseline.as_ref().map_or(0, |b| b.len())
     }
 
-    /// Roughly how many bytes the baseline occupies (entries plus the hash table's control bytes).
+    /// How many bytes the baseline occupies.
     pub fn baseline_bytes(&self) -> usize {
-        self.baseline.as_ref().map_or(0, |m| {
-            m.capacity() * (std::mem::size_of::<(u64, Entry)>() + 1)
-        })
+        self.baseline
+            .as_ref()
+            .map_or(0, |b| std::mem::size_of_val::<[Entry]>(b))
     }
 
     /// Takes the next cumulative profile (gzip-compressed or not) and says what to forward.
@@ -162,12 +163,9 @@ impl DeltaComputer {
         }
         drop(first);
 
-        self.generation = self.generation.wrapping_add(1);
-        let generation = self.generation;
         let had_baseline = self.baseline.is_some();
-        let baseline = self.baseline.get_or_insert_with(|| {
-            HashMap::with_capacity_and_hasher(p.sample.len(), KeyHasher::default())
-        });
+        let previous: &[Entry] = self.baseline.as_deref().unwrap_or(&[]);
+        let mut next: Vec<Entry> = Vec::with_capacity(keep.iter().filter(|k| **k).count());
         for (i, s) in p.sample.iter_mut().enumerate() {
             if !keep[i] {
                 continue;
@@ -176,15 +174,16 @@ impl DeltaComputer {
             for (k, &idx) in delta_idx.iter().enumerate() {
                 current[k] = s.value[idx];
             }
-            let previous = baseline.insert(
-                keys[i],
-                Entry {
-                    values: current,
-                    generation,
-                },
-            );
+            let prev = previous
+                .binary_search_by_key(&keys[i], |e| e.key)
+                .ok()
+                .map(|j| previous[j].values);
+            next.push(Entry {
+                key: keys[i],
+                values: current,
+            });
             for (k, &idx) in delta_idx.iter().enumerate() {
-                let prev = previous.map_or(0, |e| e.values[k]);
+                let prev = prev.map_or(0, |v| v[k]);
                 s.value[idx] = if current[k] >= prev {
                     current[k] - prev
                 } else {
@@ -195,7 +194,9 @@ impl DeltaComputer {
                 keep[i] = false;
             }
         }
-        baseline.retain(|_, e| e.generation == generation);
+        // Keys are unique (duplicates were merged above); stacks absent now leave the baseline.
+        next.sort_unstable_by_key(|e| e.key);
+        self.baseline = Some(next.into_boxed_slice());
         if !had_baseline {
             return Ok(Delta::Withheld);
         }
@@ -206,8 +207,37 @@ impl DeltaComputer {
             keep[i - 1]
         });
         prune(p)?;
-        Ok(Delta::Profile(gzip(&prost::Message::encode_to_vec(p))))
+        Ok(Delta::Profile(encode_gzip(p)))
     }
+}
+
+/// Encoded deltas at least this long are gzip-compressed; shorter ones are forwarded as plain pprof.
+pub const GZIP_MIN_BYTES: usize = 16 << 10;
+
+thread_local! {
+    /// The encoded (uncompressed) delta of a large profile, reused: only its gzip form leaves.
+    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Encodes a profile, gzip-compressed (through a per-thread buffer and deflate state) if it is large.
+fn encode_gzip(p: &Profile) -> Vec<u8> {
+    let len = prost::Message::encoded_len(p);
+    if len < GZIP_MIN_BYTES {
+        return prost::Message::encode_to_vec(p);
+    }
+    ENCODED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.reserve(len);
+        // A Vec grows as needed, so encoding cannot run out of room.
+        let _ = prost::Message::encode(p, &mut *buf);
+        let mut out = Vec::new();
+        gz::gzip_into(&buf, &mut out);
+        if buf.capacity() > 16 << 20 {
+            *buf = Vec::new();
+        }
+        out
+    })
 }
 
 fn inconsistent(msg: String) -> InvalidProfile {
@@ -544,7 +574,7 @@ fn prune(p: &mut Profile) -> Result<(), InvalidProfile> {
 mod tests {
     use super::super::proto::*;
     use super::super::tests::fixture;
-    use super::super::DEFAULT_MAX_DECOMPRESSED;
+    use super::super::{gzip, DEFAULT_MAX_DECOMPRESSED};
     use super::*;
     use std::collections::BTreeMap;
 
@@ -604,7 +634,9 @@ mod tests {
         let Delta::Profile(out) = d.next(&b).unwrap() else {
             panic!("no delta profile");
         };
-        assert!(super::super::is_gzip(&out));
+        // Large deltas are compressed, small ones plain.
+        let plain_len = prost::Message::encoded_len(&decoded(&out));
+        assert_eq!(super::super::is_gzip(&out), plain_len >= GZIP_MIN_BYTES);
         let (pa, pb, pd) = (decoded(&a), decoded(&b), decoded(&out));
         assert_eq!(type_names(&pd), type_names(&pb));
         let names = type_names(&pb);

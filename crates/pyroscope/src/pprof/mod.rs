@@ -1,17 +1,17 @@
 //! pprof profiles: the protobuf messages, bounded decompression, validation of what a target sent, and the
 //! client-side delta of cumulative profiles ([`delta`]).
 //!
-//! Validation is cheap on purpose: a scraper checks every body it receives, so [`validate`] walks the
-//! protobuf wire format of the top-level message without building it. When that fails, it says what the body
+//! Validation is cheap on purpose: a scraper checks every body it receives, so [`validate`] decompresses
+//! it (once, with an inflate state reused per thread, see [`gz`]) and walks the protobuf wire format of the
+//! top-level message without building it. When that fails, it says what the body
 //! was instead (an HTML page, JSON, text), because "invalid wire type" tells a user nothing about the login
 //! page their target returned.
 
 pub mod delta;
+pub mod gz;
 pub mod proto;
 
 pub use proto::Profile;
-
-use std::io::Read;
 
 /// The default bound on a decompressed profile: 256 MiB. Real profiles are far smaller (the widest fixtures
 /// are a few MB); this only stops a hostile or broken target from exhausting memory.
@@ -88,58 +88,97 @@ pub fn uncompressed<'a>(
     if !is_gzip(data) {
         return Ok(data);
     }
-    scratch.clear();
-    let decoder = flate2::read::MultiGzDecoder::new(data);
-    let bound = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    decoder
-        .take(bound)
-        .read_to_end(scratch)
-        .map_err(|e| InvalidProfile::new(InvalidKind::Gzip(e.to_string())))?;
-    if scratch.len() > limit {
-        scratch.clear();
-        scratch.shrink_to(1 << 20);
-        return Err(InvalidProfile::new(InvalidKind::TooLarge { limit }));
+    let r = gz::gunzip_into(data, limit, scratch, 0, |_| Ok::<(), InvalidProfile>(()));
+    match r {
+        Ok(_) => Ok(scratch),
+        Err(e) => {
+            release(scratch);
+            Err(InvalidProfile::new(gunzip_kind(e, limit)))
+        }
     }
-    Ok(scratch)
 }
 
-/// How much of a (decompressed) body [`validate`] looks at: enough to tell a profile from anything else,
-/// little enough that validating costs microseconds and no memory whatever the body's size.
+fn gunzip_kind(e: gz::GunzipError, limit: usize) -> InvalidKind {
+    match e {
+        gz::GunzipError::Corrupt(e) => InvalidKind::Gzip(e),
+        gz::GunzipError::TooLarge => InvalidKind::TooLarge { limit },
+    }
+}
+
+/// Gives back the memory of a scratch buffer that a hostile body made large.
+fn release(scratch: &mut Vec<u8>) {
+    scratch.clear();
+    scratch.shrink_to(1 << 20);
+}
+
+/// How much of a (decompressed) body [`validate`] checks before decompressing the rest: enough to tell a
+/// profile from anything else, so that a body which is not a profile (an HTML page, a gzip bomb of zeros)
+/// is refused without inflating it all.
 pub const VALIDATE_PREFIX: usize = 4 << 10;
 
-/// Checks that `data` (gzip-compressed or not) starts like a pprof profile, without decoding it: the first
-/// [`VALIDATE_PREFIX`] bytes of the protobuf are walked field by field. `content_type` is the response's
-/// header, mentioned in the error when it explains the failure. A profile that is corrupt further in is
-/// refused by whoever decodes it (the delta computation, the server).
+/// Checks that `data` (gzip-compressed or not) is a complete pprof profile, without decoding it: a gzip
+/// stream is decompressed to its end (at most [`DEFAULT_MAX_DECOMPRESSED`] bytes; checksum and length
+/// checked) and the top-level fields of the protobuf are walked, their lengths checked against the data.
+/// `content_type` is the response's header, mentioned in the error when it explains the failure.
 pub fn validate(
     data: &[u8],
     content_type: Option<&str>,
     scratch: &mut Vec<u8>,
 ) -> Result<(), InvalidProfile> {
-    let (plain, complete) = if is_gzip(data) {
-        scratch.clear();
-        let decoder = flate2::read::MultiGzDecoder::new(data);
-        decoder
-            .take(VALIDATE_PREFIX as u64 + 1)
-            .read_to_end(scratch)
-            .map_err(|e| {
-                with_content_type(
-                    InvalidProfile::new(InvalidKind::Gzip(e.to_string())),
-                    content_type,
-                )
-            })?;
-        let complete = scratch.len() <= VALIDATE_PREFIX;
-        scratch.truncate(VALIDATE_PREFIX);
-        (&scratch[..], complete)
-    } else if data.len() > VALIDATE_PREFIX {
-        (&data[..VALIDATE_PREFIX], false)
-    } else {
-        (data, true)
-    };
-    scan_profile(plain, complete).map_err(|reason| {
+    validated(data, content_type, DEFAULT_MAX_DECOMPRESSED, scratch).map(|_| ())
+}
+
+/// [`validate`], returning the uncompressed protobuf (`data` itself, or `scratch`) so that whoever needs it
+/// next (the delta computation) does not decompress it again. Decompressed bodies larger than `limit`
+/// bytes are refused.
+pub fn validated<'a>(
+    data: &'a [u8],
+    content_type: Option<&str>,
+    limit: usize,
+    scratch: &'a mut Vec<u8>,
+) -> Result<&'a [u8], InvalidProfile> {
+    let refuse = |plain: &[u8], reason: String| {
         let kind = classify(plain).unwrap_or(InvalidKind::Protobuf(reason));
         with_content_type(InvalidProfile::new(kind), content_type)
-    })
+    };
+    if !is_gzip(data) {
+        if data.len() > limit {
+            return Err(with_content_type(
+                InvalidProfile::new(InvalidKind::TooLarge { limit }),
+                content_type,
+            ));
+        }
+        return match scan_profile(data, true) {
+            Ok(()) => Ok(data),
+            Err(reason) => Err(refuse(data, reason)),
+        };
+    }
+    // The beginning first: what is plainly not a profile is refused before the rest is inflated.
+    let early = gz::gunzip_into(data, limit, scratch, VALIDATE_PREFIX, |head| {
+        // Only a prefix (a later gzip member may continue it): the whole is walked below.
+        scan_profile(head, false).map_err(|reason| refuse(head, reason))
+    });
+    match early {
+        Err(e) => {
+            release(scratch);
+            Err(with_content_type(
+                InvalidProfile::new(gunzip_kind(e, limit)),
+                content_type,
+            ))
+        }
+        Ok(Err(e)) => {
+            release(scratch);
+            Err(e)
+        }
+        Ok(Ok(())) => match scan_profile(scratch, true) {
+            Ok(()) => Ok(scratch),
+            Err(reason) => {
+                let e = refuse(scratch, reason);
+                release(scratch);
+                Err(e)
+            }
+        },
+    }
 }
 
 /// Decodes `data` (gzip-compressed or not) into a [`Profile`] and checks its string references.
@@ -284,14 +323,9 @@ fn read_varint(data: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// Gzip-compresses an encoded profile (fast level: the receiver compresses again if it wants).
 pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(data);
-    enc.finish().unwrap_or_default()
+    let mut out = Vec::new();
+    gz::gzip_into(data, &mut out);
+    out
 }
 
 #[cfg(test)]
@@ -402,9 +436,54 @@ pub(crate) mod tests {
             "{err}"
         );
         assert!(scratch.capacity() < 1 << 20, "{}", scratch.capacity());
-        // A large real profile passes on its prefix.
+        // A large real profile passes.
         let wide = fixture("wide-cpu.pb.gz");
         validate(&wide, None, &mut scratch).unwrap();
+    }
+
+    #[test]
+    fn a_gzip_stream_that_breaks_after_the_prefix_is_refused() {
+        let data = fixture("wide-allocs-1.pb.gz");
+        let mut scratch = Vec::new();
+        let plain = validated(&data, None, DEFAULT_MAX_DECOMPRESSED, &mut scratch)
+            .unwrap()
+            .to_vec();
+        assert!(plain.len() > 4 * VALIDATE_PREFIX);
+        let good = gzip(&plain);
+        // Cut short: the first 4 KiB decompress fine, the rest is missing.
+        let cut = &good[..good.len() / 2];
+        let err = check(cut, None).unwrap_err();
+        assert_eq!(
+            err,
+            "invalid profile data: invalid gzip data: unexpected end of gzip stream"
+        );
+        // Corrupted in the middle: the checksum (or the deflate stream) says so.
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        let err = check(&bad, None).unwrap_err();
+        assert!(
+            err.starts_with("invalid profile data: invalid gzip data: "),
+            "{err}"
+        );
+        // A plain protobuf cut after the prefix: its last field runs past the end.
+        let err = check(&plain[..plain.len() - 10], None).unwrap_err();
+        assert!(
+            err.starts_with("invalid profile data: invalid protobuf data: field ")
+                && err.contains("runs past the end of the data"),
+            "{err}"
+        );
+        // The decompressed bytes handed back are the profile.
+        assert_eq!(
+            validated(&good, None, DEFAULT_MAX_DECOMPRESSED, &mut scratch).unwrap(),
+            &plain[..]
+        );
+        assert_eq!(
+            validated(&good, None, 1000, &mut scratch)
+                .unwrap_err()
+                .to_string(),
+            "invalid profile data: decompressed profile is larger than the limit of 1000 bytes"
+        );
     }
 
     #[test]
