@@ -27,7 +27,7 @@ const STARTS: usize = 10;
 /// Paired windows on the idle agent.
 const IDLE_PAIRS: usize = 20;
 /// Paired windows on the loaded agent (default; PROFILE_PAIRS overrides).
-const LOADED_PAIRS: usize = 40;
+const LOADED_PAIRS: usize = 80;
 const SELF_SCRAPE_SECONDS: u64 = 60;
 /// Set in the load generator's environment: the agent's address.
 const LOAD_ENV: &str = "RILL_AGENT_BENCH_LOAD";
@@ -152,29 +152,46 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-/// The load generator (run as a separate process): `/metrics` and `/` every 5 ms until killed.
+/// The load generator (run as a separate process): `/metrics` and `/` every 5 ms until killed; prints a line
+/// per pair of requests served, so the bench can count the load each window carried.
 fn generate_load(addr: &str) {
     let mut next = Instant::now();
+    let mut out = std::io::stdout().lock();
     loop {
         let _ = get(addr, "/metrics");
         let _ = get(addr, "/");
+        if writeln!(out).and_then(|()| out.flush()).is_err() {
+            return;
+        }
         next += Duration::from_millis(5);
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
 }
 
-/// A load generator process on `addr`, killed when dropped.
-struct Load(Child);
+/// A load generator process on `addr`, killed when dropped, and the count of request pairs it completed.
+struct Load(Child, std::sync::Arc<std::sync::atomic::AtomicU64>);
 
 impl Load {
     fn start(addr: &str) -> Load {
         let exe = std::env::current_exe().expect("the bench executable");
-        let child = Command::new(exe)
+        let mut child = Command::new(exe)
             .env(LOAD_ENV, addr)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("spawn the load generator");
-        Load(child)
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let out = child.stdout.take().expect("stdout");
+        let counter = done.clone();
+        std::thread::spawn(move || {
+            for _ in BufReader::new(out).lines().map_while(Result::ok) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        Load(child, done)
+    }
+
+    fn served(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -185,17 +202,31 @@ impl Drop for Load {
     }
 }
 
-/// The agent's CPU rate (cores) over a window that serves one `/debug/pprof/profile?seconds=1`, and over one
-/// of the same length that does not; `pairs` pairs, alternating which comes first. Also the profiles' sizes.
-fn paired_windows(agent: &Agent, pairs: usize) -> (Vec<(f64, f64)>, Vec<usize>) {
+/// One pair of windows: the agent's CPU rate (cores) while serving a profile and without, and the load's
+/// request rate (pairs per second) in each.
+struct Pair {
+    with: f64,
+    without: f64,
+    load_with: f64,
+    load_without: f64,
+}
+
+/// The agent's CPU rate over a window that serves one `/debug/pprof/profile?seconds=1`, and over one of the
+/// same length that does not; `pairs` pairs, alternating which comes first. Also the profiles' sizes.
+fn paired_windows(agent: &Agent, pairs: usize, load: Option<&Load>) -> (Vec<Pair>, Vec<usize>) {
     let pid = agent.child.id();
     let mut out = Vec::with_capacity(pairs);
     let mut sizes = Vec::new();
     let mut last_wall = Duration::from_millis(1020);
     for i in 0..pairs {
-        let mut profiled = None;
-        let mut plain = None;
+        let mut pair = Pair {
+            with: 0.0,
+            without: 0.0,
+            load_with: 0.0,
+            load_without: 0.0,
+        };
         for profile_now in [i % 2 == 0, i % 2 == 1] {
+            let served = load.map_or(0, Load::served);
             let before = cpu_ticks(pid);
             let t0 = Instant::now();
             if profile_now {
@@ -207,14 +238,16 @@ fn paired_windows(agent: &Agent, pairs: usize) -> (Vec<(f64, f64)>, Vec<usize>) 
             } else {
                 std::thread::sleep(last_wall);
             }
-            let rate = (cpu_ticks(pid) - before) as f64 / TICKS / t0.elapsed().as_secs_f64();
+            let wall = t0.elapsed().as_secs_f64();
+            let rate = (cpu_ticks(pid) - before) as f64 / TICKS / wall;
+            let load_rate = (load.map_or(0, Load::served) - served) as f64 / wall;
             if profile_now {
-                profiled = Some(rate);
+                (pair.with, pair.load_with) = (rate, load_rate);
             } else {
-                plain = Some(rate);
+                (pair.without, pair.load_without) = (rate, load_rate);
             }
         }
-        out.push((profiled.unwrap_or(0.0), plain.unwrap_or(0.0)));
+        out.push(pair);
     }
     (out, sizes)
 }
@@ -230,16 +263,18 @@ fn t95(df: usize) -> f64 {
     }
 }
 
-/// Prints the paired comparison: each rate, and the difference's mean, standard error and 95 % interval.
-fn report_pairs(what: &str, pairs: &[(f64, f64)], sizes: &[usize]) {
+/// Prints the paired comparison: each rate, and the difference's mean, standard error and 95 % interval;
+/// under load also the difference at equal load (regressing the CPU difference on the load difference: the
+/// load generator shares the CPUs, so its pace, and with it the agent's work, varies between windows).
+fn report_pairs(what: &str, pairs: &[Pair], sizes: &[usize], loaded: bool) {
     let n = pairs.len();
-    let mean = |v: &mut dyn Iterator<Item = f64>| v.sum::<f64>() / n as f64;
-    let with = mean(&mut pairs.iter().map(|p| p.0)) * 100.0;
-    let without = mean(&mut pairs.iter().map(|p| p.1)) * 100.0;
-    let diffs: Vec<f64> = pairs.iter().map(|p| (p.0 - p.1) * 100.0).collect();
-    let d = diffs.iter().sum::<f64>() / n as f64;
-    let var = diffs.iter().map(|x| (x - d).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
-    let se = (var / n as f64).sqrt();
+    let nf = n as f64;
+    let with = pairs.iter().map(|p| p.with).sum::<f64>() / nf * 100.0;
+    let without = pairs.iter().map(|p| p.without).sum::<f64>() / nf * 100.0;
+    let y: Vec<f64> = pairs.iter().map(|p| (p.with - p.without) * 100.0).collect();
+    let d = y.iter().sum::<f64>() / nf;
+    let var = y.iter().map(|v| (v - d).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    let se = (var / nf).sqrt();
     let half = t95(n - 1) * se;
     println!(
         "{what}: {n} pairs of ~1 s windows; agent CPU {without:.2} % of one core without a profile, {with:.2} % \
@@ -250,6 +285,39 @@ fn report_pairs(what: &str, pairs: &[(f64, f64)], sizes: &[usize]) {
         var.sqrt(),
         d - half,
         d + half
+    );
+    if !loaded || n < 3 {
+        return;
+    }
+    let x: Vec<f64> = pairs.iter().map(|p| p.load_with - p.load_without).collect();
+    let load = pairs.iter().map(|p| p.load_without).sum::<f64>() / nf;
+    let xm = x.iter().sum::<f64>() / nf;
+    let sxx = x.iter().map(|v| (v - xm).powi(2)).sum::<f64>();
+    if sxx == 0.0 {
+        return;
+    }
+    let sxy = x
+        .iter()
+        .zip(&y)
+        .map(|(a, b)| (a - xm) * (b - d))
+        .sum::<f64>();
+    let slope = sxy / sxx;
+    let cost = d - slope * xm;
+    let resid = x
+        .iter()
+        .zip(&y)
+        .map(|(a, b)| (b - cost - slope * a).powi(2))
+        .sum::<f64>()
+        / (n - 2) as f64;
+    let se = (resid * (1.0 / nf + xm * xm / sxx)).sqrt();
+    let half = t95(n - 2) * se;
+    println!(
+        "  at equal load ({load:.0} request pairs/s without a profile, {:+.1}/s while profiling; {slope:.3} % \
+         of a core per request pair/s): cost {cost:.2} % of one core (standard error {se:.2}, 95 % interval \
+         {:.2} to {:.2})",
+        xm,
+        cost - half,
+        cost + half
     );
 }
 
@@ -294,8 +362,8 @@ fn main() {
         rss_split(pid)
     );
 
-    let (pairs, sizes) = paired_windows(&agent, IDLE_PAIRS);
-    report_pairs("idle agent", &pairs, &sizes);
+    let (pairs, sizes) = paired_windows(&agent, IDLE_PAIRS, None);
+    report_pairs("idle agent", &pairs, &sizes, false);
     println!("RSS after the idle CPU profiles: {}", rss_split(pid));
 
     let loaded_pairs = std::env::var("PROFILE_PAIRS")
@@ -305,12 +373,13 @@ fn main() {
         .max(2);
     let load = Load::start(&agent.addr);
     std::thread::sleep(Duration::from_millis(500));
-    let (pairs, sizes) = paired_windows(&agent, loaded_pairs);
+    let (pairs, sizes) = paired_windows(&agent, loaded_pairs, Some(&load));
     drop(load);
     report_pairs(
         "agent under load (/metrics + / every 5 ms, from another process)",
         &pairs,
         &sizes,
+        true,
     );
     println!("RSS after the loaded CPU profiles: {}", rss_split(pid));
 
