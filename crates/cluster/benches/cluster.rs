@@ -4,12 +4,15 @@
 //!    nodes over real UDP): time for every `owns` call; target ≤ 50 ms.
 //! 2. Gossip traffic per node in a 10-node in-process cluster, settled, over a 15 s window: bytes sent and
 //!    received per second, for several settings; target ≤ 1 KB/s.
-//! 3. Memory per node: heap bytes (counting allocator) and RSS growth for starting 10 nodes, divided by 10;
-//!    target ≤ 5 MB.
+//! 3. Memory per node: (a) one node per child process (this binary run again), 10 of them in a cluster: each
+//!    process's RSS, and the same minus the RSS of an idle child (same runtime, no node); (b) 10 nodes in this
+//!    process: heap bytes (counting allocator) and RSS growth, divided by 10. Target ≤ 5 MB.
 
 use cluster::{ClusterConfig, ClusterService};
 use flow::{Cluster, PeerState};
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -34,6 +37,130 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
+
+/// VmRSS of process `pid`, in bytes.
+fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The child side of the memory bench: `CLUSTER_BENCH_CHILD` is `idle` or `node,<name>,<join address or
+/// empty>,<expected cluster size>`. Prints `addr <advertise address>` and `settled` (or `ready` when idle),
+/// then runs until its stdin closes.
+fn child_main(spec: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut parts = spec.split(',');
+    let node = rt.block_on(async {
+        if parts.next() != Some("node") {
+            println!("ready");
+            return None;
+        }
+        let name = parts.next().expect("name");
+        let join = parts.next().filter(|j| !j.is_empty());
+        let expect: usize = parts.next().and_then(|e| e.parse().ok()).expect("size");
+        let mut c = ClusterConfig::new(name, "127.0.0.1:0".parse().unwrap());
+        c.join_addresses = join.iter().map(|j| j.to_string()).collect();
+        c.cluster_name = "bench-rss".into();
+        let node = ClusterService::start(c).await.expect("start");
+        node.become_participant().await;
+        println!("addr {}", node.advertise_addr());
+        while !(node.peers().len() == expect
+            && node
+                .peers()
+                .iter()
+                .all(|p| p.state == PeerState::Participant))
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!("settled");
+        Some(node)
+    });
+    let _ = std::io::stdout().flush();
+    // Gossip goes on in the runtime's threads until the parent closes stdin.
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(node);
+    drop(rt);
+}
+
+/// Child processes, killed when dropped.
+struct Children(Vec<(Child, BufReader<std::process::ChildStdout>)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (c, _) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Children {
+    fn spawn(&mut self, spec: &str) -> usize {
+        let mut child = Command::new(std::env::current_exe().expect("exe"))
+            .env("CLUSTER_BENCH_CHILD", spec)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn child");
+        let out = BufReader::new(child.stdout.take().expect("stdout"));
+        self.0.push((child, out));
+        self.0.len() - 1
+    }
+
+    /// Reads child `i`'s lines until one starts with `prefix`; returns the rest of it.
+    fn expect(&mut self, i: usize, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.0[i].1.read_line(&mut line).expect("child output");
+            assert!(n > 0, "child {i} ended before saying {prefix:?}");
+            if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+                return rest.trim().to_string();
+            }
+        }
+    }
+
+    fn rss(&self, i: usize) -> u64 {
+        rss_of(self.0[i].0.id()).unwrap_or(0)
+    }
+}
+
+fn process_memory_bench() {
+    const N: usize = 10;
+    let mut children = Children(Vec::new());
+    let idle = children.spawn("idle");
+    children.expect(idle, "ready");
+    let first = children.spawn(&format!("node,node-00,,{N}"));
+    let seed = children.expect(first, "addr");
+    let mut nodes = vec![first];
+    for i in 1..N {
+        nodes.push(children.spawn(&format!("node,node-{i:02},{seed},{N}")));
+    }
+    for &i in &nodes {
+        children.expect(i, "settled");
+    }
+    // Settled; let gossip run for a while (buffers, failure-detector windows fill up).
+    std::thread::sleep(Duration::from_secs(10));
+    let idle_rss = children.rss(idle) as f64;
+    let rss: Vec<f64> = nodes.iter().map(|&i| children.rss(i) as f64).collect();
+    let avg = rss.iter().sum::<f64>() / N as f64;
+    let max = rss.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "memory: one node per process, {N}-node cluster, settled + 10 s: RSS {:.0} KB per process (max {:.0}); idle process (same runtime, no node) {:.0} KB; the node's share {:.0} KB (max {:.0}) [target <= 5 MB]",
+        avg / 1024.0,
+        max / 1024.0,
+        idle_rss / 1024.0,
+        (avg - idle_rss) / 1024.0,
+        (max - idle_rss) / 1024.0,
+    );
+}
 
 fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -143,37 +270,41 @@ async fn gossip_bench(gossip: Duration, compress: bool) {
     let nodes = start_cluster(10, gossip, compress).await;
     // Let the joins' deltas pass.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let sent0: Vec<u64> = nodes
-        .iter()
-        .map(|n| n.metrics().gossip.sent_bytes.get())
-        .collect();
-    let recv0: Vec<u64> = nodes
-        .iter()
-        .map(|n| n.metrics().gossip.received_bytes.get())
-        .collect();
-    let window = Duration::from_secs(15);
+    let counts = |n: &ClusterService| {
+        let g = &n.metrics().gossip;
+        (g.sent_bytes.get(), g.received_bytes.get())
+    };
+    let before: Vec<(u64, u64)> = nodes.iter().map(counts).collect();
+    let window = Duration::from_secs(20);
     let t = Instant::now();
     tokio::time::sleep(window).await;
     let secs = t.elapsed().as_secs_f64();
-    let sent: Vec<f64> = nodes
+    // Per node: (sent, received) bytes per second.
+    let rates: Vec<(f64, f64)> = nodes
         .iter()
-        .zip(&sent0)
-        .map(|(n, s0)| (n.metrics().gossip.sent_bytes.get() - s0) as f64 / secs)
+        .zip(&before)
+        .map(|(n, (s0, r0))| {
+            let (s, r) = counts(n);
+            ((s - s0) as f64 / secs, (r - r0) as f64 / secs)
+        })
         .collect();
-    let recv: Vec<f64> = nodes
-        .iter()
-        .zip(&recv0)
-        .map(|(n, r0)| (n.metrics().gossip.received_bytes.get() - r0) as f64 / secs)
-        .collect();
-    let avg = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let max = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    let avg =
+        |f: &dyn Fn(&(f64, f64)) -> f64| rates.iter().map(f).sum::<f64>() / rates.len() as f64;
+    let max = |f: &dyn Fn(&(f64, f64)) -> f64| rates.iter().map(f).fold(0.0, f64::max);
+    let sent = |r: &(f64, f64)| r.0;
+    let recv = |r: &(f64, f64)| r.1;
+    let both = |r: &(f64, f64)| r.0 + r.1;
     println!(
-        "gossip: 10 nodes, interval {:?}, {}: per node sent {:.0} B/s (max {:.0}), received {:.0} B/s [target <= 1 KB/s]",
+        "gossip: 10 nodes, interval {:?}, {}, UDP payload per node over {:.0} s: sent {:.0} B/s (busiest {:.0}), received {:.0} B/s (busiest {:.0}), sent+received {:.0} B/s (busiest {:.0}) [target: sent+received <= 1 KB/s per node]",
         gossip,
         if compress { "zstd" } else { "raw" },
+        secs,
         avg(&sent),
         max(&sent),
-        avg(&recv)
+        avg(&recv),
+        max(&recv),
+        avg(&both),
+        max(&both),
     );
     for n in &nodes {
         n.leave().await;
@@ -229,17 +360,38 @@ async fn memory_bench() {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var("CLUSTER_BENCH_CHILD") {
+        child_main(&spec);
+        return;
+    }
+    // `cargo bench -p cluster --bench cluster -- gossip memory` runs only those parts.
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let run = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if run("memory") {
+        process_memory_bench();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        ownership_bench().await;
-        memory_bench().await;
-        detection_bench().await;
-        gossip_bench(Duration::from_secs(1), true).await;
-        gossip_bench(Duration::from_secs(1), false).await;
-        gossip_bench(Duration::from_millis(500), true).await;
+        if run("ownership") {
+            ownership_bench().await;
+        }
+        if run("memory") {
+            memory_bench().await;
+        }
+        if run("detection") {
+            detection_bench().await;
+        }
+        if run("gossip") {
+            gossip_bench(Duration::from_secs(1), true).await;
+            gossip_bench(Duration::from_secs(1), false).await;
+            gossip_bench(Duration::from_millis(500), true).await;
+        }
     });
 }

@@ -51,8 +51,18 @@ impl Serialize for Detector {
 
 impl<'de> Deserialize<'de> for Detector {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Detector::parse(&text).map_err(serde::de::Error::custom)
+        // Parsed inside the visitor, so that River reports an error at the value's own position.
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Detector;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a detector name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Detector, E> {
+                Detector::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -155,6 +165,17 @@ mod tests {
         assert!(
             err.contains(r#"unrecognized detector "inotify", expected fsnotify or poll"#),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_detector_is_reported_at_its_value() {
+        let src = "local.file \"a\" {\n  filename = \"f\"\n  detector = \"inotify\"\n}\n";
+        let diags = river::decode::decode_first_block_validated::<Arguments>(src).unwrap_err();
+        let d = diags.iter().next().expect("one diagnostic");
+        assert_eq!(
+            &src[d.span.start as usize..d.span.end as usize],
+            "\"inotify\""
         );
     }
 

@@ -31,6 +31,7 @@ pub use args::{Arguments, ProfileType, ProfilingConfig};
 
 use async_trait::async_trait;
 use flow::{ComponentError, Context, Health, HealthState, TypedComponent};
+use prometheus_client::metrics::counter::Counter;
 use pyroscope::{Labels, Receiver};
 use river::Value;
 use scrape::{Client, Metrics, ScrapeEnv, Status};
@@ -51,8 +52,40 @@ struct Shared {
     span: tracing::Span,
     cluster: Arc<dyn flow::Cluster>,
     metrics: Metrics,
+    tasks: TaskCounters,
     receivers: Arc<RwLock<Arc<[Receiver]>>>,
     state: Mutex<State>,
+}
+
+/// `pyroscope_scrape_tasks_started_total` and `..._stopped_total`: how often the schedule changed, so that
+/// a reload that restarts tasks it should have kept is visible (started minus stopped is the running count).
+struct TaskCounters {
+    started: Counter,
+    stopped: Counter,
+}
+
+impl TaskCounters {
+    fn new(m: &flow::ComponentMetrics) -> Self {
+        let counter = |name: &str, help: &str| {
+            m.metric::<Counter>(name, help, Counter::default)
+                .inspect_err(|e| tracing::warn!(error = %e, "metric not registered"))
+                .unwrap_or_default()
+        };
+        TaskCounters {
+            started: counter(
+                "pyroscope_scrape_tasks_started",
+                "Scrape tasks (one per target and profile type) started.",
+            ),
+            stopped: counter(
+                "pyroscope_scrape_tasks_stopped",
+                "Scrape tasks stopped (target removed, settings changed, component stopped).",
+            ),
+        }
+    }
+
+    fn stopped(&self, n: usize) {
+        self.stopped.inc_by(n as u64);
+    }
 }
 
 struct State {
@@ -135,6 +168,7 @@ impl Shared {
                         "interval, timeout or client settings changed; restarting every task"
                     );
                 }
+                self.tasks.stopped(st.tasks.len());
                 for (_, t) in st.tasks.drain() {
                     t.cancel.cancel();
                 }
@@ -216,6 +250,8 @@ impl Shared {
                 "some targets cannot be scraped; see the debug info"
             );
         }
+        self.tasks.stopped(stopped);
+        self.tasks.started.inc_by(started as u64);
         st.failed = failed;
         tracing::debug!(
             before,
@@ -250,15 +286,16 @@ impl TypedComponent for PyroscopeScrape {
     type Arguments = Arguments;
 
     fn build(ctx: Context, args: Arguments) -> Result<Self, ComponentError> {
-        let metrics = {
+        let (metrics, tasks) = {
             let _entered = ctx.span.enter();
-            Metrics::new(&ctx.metrics)
+            (Metrics::new(&ctx.metrics), TaskCounters::new(&ctx.metrics))
         };
         let shared = Arc::new(Shared {
             id: ctx.id.clone(),
             span: ctx.span.clone(),
             cluster: ctx.cluster.clone(),
             metrics,
+            tasks,
             receivers: Arc::new(RwLock::new(Arc::from(Vec::new()))),
             state: Mutex::new(State {
                 args,
@@ -292,6 +329,7 @@ impl TypedComponent for PyroscopeScrape {
         cancel.cancelled().await;
         root.cancel();
         let mut st = lock(&self.shared.state);
+        self.shared.tasks.stopped(st.tasks.len());
         st.root = None;
         st.env = None;
         st.tasks.clear();

@@ -546,7 +546,9 @@ fn validate_checks_components_names_labels_references_and_arguments() {
     );
     assert_code(&o, 1);
     assert!(
-        stderr(&o).contains("unrecognized detector \"inotify\""),
+        stderr(&o).contains(
+            "<stdin>:3:13: \"inotify\" unrecognized detector \"inotify\", expected fsnotify or poll"
+        ),
         "{}",
         stderr(&o)
     );

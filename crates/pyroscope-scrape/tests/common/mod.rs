@@ -31,6 +31,8 @@ pub struct Hit {
     pub path_and_query: String,
     pub user_agent: String,
     pub at: Instant,
+    /// The same on tokio's clock, which tests with paused time advance.
+    pub tokio_at: tokio::time::Instant,
 }
 
 /// What to answer: status, content type, body.
@@ -109,6 +111,7 @@ impl Target {
                                 path_and_query: pq,
                                 user_agent: ua,
                                 at: Instant::now(),
+                                tokio_at: tokio::time::Instant::now(),
                             });
                             let n = {
                                 let mut c = counts.lock().unwrap();
