@@ -8,13 +8,17 @@
 //!
 //! Addresses are mapped to objects through `/proc/self/maps` (the file offset of an address is its offset
 //! in its mapping plus the mapping's file offset), and file offsets to the object's virtual addresses through
-//! its program headers, so no load bias needs computing. The file is read lazily (`object::ReadCache`): only
-//! headers, the symbol table and the names looked up.
+//! its program headers, so no load bias needs computing. The file is read piecemeal: the headers, the symbol
+//! table streamed through a small buffer, and the names found.
 
 use std::collections::HashMap;
 use std::fs::File;
 
-use object::{Object, ObjectSegment, ObjectSymbol, ReadCache, SymbolKind};
+use std::os::unix::fs::FileExt;
+
+use object::elf;
+use object::read::elf::{FileHeader, ProgramHeader, SectionHeader, Sym};
+use object::{Endianness, ReadCache};
 
 /// An executable mapping of a file.
 #[derive(Clone, Debug)]
@@ -78,7 +82,7 @@ pub(crate) fn resolve_all(addrs: &[usize], maps: &[Mapping]) -> HashMap<usize, S
         );
         let names = File::open(path)
             .ok()
-            .map(|f| names_in_file(&ReadCache::new(f), &wanted))
+            .map(|f| names_in_file(&f, &wanted))
             .unwrap_or_default();
         for (addr, _) in wanted {
             let name = names
@@ -139,7 +143,7 @@ pub(crate) fn add_function_names(profile: &mut crate::proto::Profile) {
         let Ok(file) = File::open(&path) else {
             continue;
         };
-        let names = names_in_file(&ReadCache::new(file), &wanted);
+        let names = names_in_file(&file, &wanted);
         for (i, _) in wanted {
             let Some(name) = names.get(&i) else { continue };
             let name_id = *strings.entry(name.clone()).or_insert_with(|| {
@@ -171,18 +175,50 @@ pub(crate) fn add_function_names(profile: &mut crate::proto::Profile) {
     }
 }
 
-/// Names of the functions containing each (address, file offset), for those the symbol table knows.
-fn names_in_file(cache: &ReadCache<File>, wanted: &[(usize, u64)]) -> HashMap<usize, String> {
+/// Symbols read from the file per `read_at` while scanning a symbol table (48 KiB for ELF64).
+const SYMBOL_CHUNK: usize = 2048;
+/// The longest symbol name read (longer ones are cut there).
+const MAX_NAME: usize = 16 * 1024;
+
+/// Names of the functions containing each (key, file offset), for those the symbol table knows.
+///
+/// The symbol table is streamed through a small buffer and only the names found are read, so naming a
+/// profile takes tens of KB rather than a copy of the table (the rill binary's is 1 MB of symbols and 3 MB
+/// of names, which jemalloc would keep resident for a while after each profile).
+fn names_in_file(file: &File, wanted: &[(usize, u64)]) -> HashMap<usize, String> {
+    let cache = ReadCache::new(file);
+    match object::FileKind::parse(&cache) {
+        Ok(object::FileKind::Elf64) => {
+            names_in_elf::<elf::FileHeader64<Endianness>>(&cache, file, wanted)
+        }
+        Ok(object::FileKind::Elf32) => {
+            names_in_elf::<elf::FileHeader32<Endianness>>(&cache, file, wanted)
+        }
+        _ => HashMap::new(),
+    }
+}
+
+fn names_in_elf<Elf: FileHeader<Endian = Endianness>>(
+    cache: &ReadCache<&File>,
+    file: &File,
+    wanted: &[(usize, u64)],
+) -> HashMap<usize, String> {
     let mut out = HashMap::new();
-    let Ok(file) = object::File::parse(cache) else {
+    let Ok(header) = Elf::parse(cache) else {
+        return out;
+    };
+    let Ok(endian) = header.endian() else {
         return out;
     };
     // File offset to the object's own (static) virtual address, through the loadable segments.
-    let segments: Vec<(u64, u64, u64)> = file
-        .segments()
-        .map(|s| {
-            let (off, size) = s.file_range();
-            (off, size, s.address())
+    let segments: Vec<(u64, u64, u64)> = header
+        .program_headers(endian, cache)
+        .unwrap_or(&[])
+        .iter()
+        .filter(|p| p.p_type(endian) == elf::PT_LOAD)
+        .map(|p| {
+            let (off, size) = p.file_range(endian);
+            (off, size, p.p_vaddr(endian).into())
         })
         .collect();
     let svma = |off: u64| {
@@ -191,34 +227,113 @@ fn names_in_file(cache: &ReadCache<File>, wanted: &[(usize, u64)]) -> HashMap<us
             .find(|(o, size, _)| *o <= off && off < o + size)
             .map(|(o, _, vaddr)| vaddr + (off - o))
     };
-    // Function symbols sorted by address; the static table if there is one, else the dynamic one.
-    let mut funcs: Vec<(u64, u64, object::Symbol<'_, '_, _>)> = file
-        .symbols()
-        .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
-        .map(|s| (s.address(), s.size(), s))
+    // (static address, key), sorted by address.
+    let mut targets: Vec<(u64, usize)> = wanted
+        .iter()
+        .filter_map(|&(key, off)| Some((svma(off)?, key)))
         .collect();
-    if funcs.is_empty() {
-        funcs = file
-            .dynamic_symbols()
-            .filter(|s| s.kind() == SymbolKind::Text && s.size() > 0)
-            .map(|s| (s.address(), s.size(), s))
-            .collect();
-    }
-    funcs.sort_unstable_by_key(|f| f.0);
-    for &(addr, off) in wanted {
-        let Some(v) = svma(off) else { continue };
-        let i = funcs.partition_point(|f| f.0 <= v);
-        let Some((start, size, symbol)) = i.checked_sub(1).and_then(|i| funcs.get(i)) else {
+    targets.sort_unstable();
+    let Ok(sections) = header.section_headers(endian, cache) else {
+        return out;
+    };
+    // The static table if it has functions, else the dynamic one.
+    for table in [elf::SHT_SYMTAB, elf::SHT_DYNSYM] {
+        let Some(symtab) = sections.iter().find(|s| s.sh_type(endian) == table) else {
             continue;
         };
-        if v >= start + size {
+        let Some(strtab) = sections.get(symtab.sh_link(endian) as usize) else {
             continue;
+        };
+        let Some(best) = scan_symbols::<Elf>(file, endian, symtab, &targets) else {
+            continue;
+        };
+        let (str_off, str_size) = strtab.file_range(endian).unwrap_or((0, 0));
+        let mut names: HashMap<u32, Option<String>> = HashMap::new();
+        for (&(_, key), found) in targets.iter().zip(best) {
+            let Some((_, name)) = found else { continue };
+            let name = names
+                .entry(name)
+                .or_insert_with(|| read_name(file, str_off, str_size, name).map(|n| demangle(&n)));
+            if let Some(name) = name {
+                out.insert(key, name.clone());
+            }
         }
-        if let Ok(name) = symbol.name() {
-            out.insert(addr, demangle(name));
-        }
+        break;
     }
     out
+}
+
+/// Scans the symbol table `symtab` for the function containing each target address: per target, the
+/// (start, name offset) of the covering function symbol that starts last. `None` when the table has no
+/// function symbols at all (or cannot be read).
+fn scan_symbols<Elf: FileHeader<Endian = Endianness>>(
+    file: &File,
+    endian: Endianness,
+    symtab: &Elf::SectionHeader,
+    targets: &[(u64, usize)],
+) -> Option<Vec<Option<(u64, u32)>>> {
+    let (offset, size) = symtab.file_range(endian)?;
+    let entry = std::mem::size_of::<Elf::Sym>();
+    let count = usize::try_from(size).ok()? / entry;
+    let mut best = vec![None; targets.len()];
+    let mut functions = 0usize;
+    // u64s, so the buffer is aligned for the symbol structs.
+    let mut buf = vec![0u64; (SYMBOL_CHUNK * entry).div_ceil(8)];
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(SYMBOL_CHUNK);
+        let bytes = &mut object::pod::bytes_of_slice_mut(&mut buf)[..n * entry];
+        file.read_exact_at(bytes, offset + (done * entry) as u64)
+            .ok()?;
+        let (symbols, _) = object::pod::slice_from_bytes::<Elf::Sym>(bytes, n).ok()?;
+        for sym in symbols {
+            let kind = sym.st_type();
+            let len: u64 = sym.st_size(endian).into();
+            if (kind != elf::STT_FUNC && kind != elf::STT_GNU_IFUNC)
+                || len == 0
+                || sym.is_undefined(endian)
+            {
+                continue;
+            }
+            functions += 1;
+            let start: u64 = sym.st_value(endian).into();
+            let end = start.saturating_add(len);
+            let first = targets.partition_point(|t| t.0 < start);
+            for (t, slot) in targets[first..].iter().zip(&mut best[first..]) {
+                if t.0 >= end {
+                    break;
+                }
+                if slot.is_none_or(|(s, _)| s < start) {
+                    *slot = Some((start, sym.st_name(endian)));
+                }
+            }
+        }
+        done += n;
+    }
+    (functions > 0).then_some(best)
+}
+
+/// The NUL-terminated name at `name` in the string table at file offset `table` of `size` bytes.
+fn read_name(file: &File, table: u64, size: u64, name: u32) -> Option<String> {
+    let mut at = u64::from(name);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 256];
+    while at < size && out.len() < MAX_NAME {
+        let want = (size - at).min(chunk.len() as u64) as usize;
+        let got = file.read_at(&mut chunk[..want], table + at).ok()?;
+        if got == 0 {
+            break;
+        }
+        match chunk[..got].iter().position(|&b| b == 0) {
+            Some(nul) => {
+                out.extend_from_slice(&chunk[..nul]);
+                return String::from_utf8(out).ok();
+            }
+            None => out.extend_from_slice(&chunk[..got]),
+        }
+        at += got as u64;
+    }
+    String::from_utf8(out).ok().filter(|s| !s.is_empty())
 }
 
 /// Rust symbols without their hash suffix; others as they are.

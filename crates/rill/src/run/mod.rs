@@ -116,12 +116,28 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The most async worker threads: the agent's async work is I/O (heavy work runs on blocking threads), and
+/// each worker costs stack and allocator state, so a large host does not get one per CPU.
+const MAX_WORKER_THREADS: usize = 4;
+/// How long an idle blocking thread is kept.
+const BLOCKING_KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+fn worker_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKER_THREADS)
+}
+
 /// Runs `rill run` until a shutdown signal.
 pub fn run(args: RunArgs, colour: Colour) -> ExitCode {
     let logs = logs::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rill")
+        .worker_threads(worker_threads())
+        // Scrapes run blocking work (profile decoding, naming) every few seconds: keep those threads past a
+        // scrape interval rather than start new ones (and their stacks) each time.
+        .thread_keep_alive(BLOCKING_KEEP_ALIVE)
         .build()
     {
         Ok(rt) => rt,
