@@ -9,9 +9,8 @@
 //! - Only the cumulative sample types are differenced (`alloc_objects`, `alloc_space` for memory;
 //!   `contentions`, `delay` for block and mutex); others (`inuse_*`) pass through as they are.
 //! - A sample whose values are all zero afterwards is dropped; locations, functions, mappings and strings
-//!   nobody refers to any more are pruned. The output is gzip-compressed (fastest level) when it is at least
-//!   [`GZIP_MIN_BYTES`] long; smaller deltas — most of them, for typical services — are forwarded as plain
-//!   pprof, which every receiver takes: preparing a deflate state costs more than the few KB it would save.
+//!   nobody refers to any more are pruned. The output is gzip-compressed (fastest level), as the reference
+//!   forwards it: receivers and servers that expect the reference's gzip framing keep working.
 //! - A value smaller than its baseline means the counter restarted (the process restarted): the value itself
 //!   is the delta, like a Prometheus counter reset (**Decision**; the reference sent negative values).
 //! - A profile that fails to decode resets the baseline: the next good profile is withheld again.
@@ -55,7 +54,7 @@ impl DeltaKind {
 pub enum Delta {
     /// The first profile (or the first after a reset): it only sets the baseline.
     Withheld,
-    /// The difference to the previous profile: pprof, gzip-compressed if at least [`GZIP_MIN_BYTES`] long.
+    /// The difference to the previous profile: gzip-compressed pprof.
     Profile(Vec<u8>),
     /// The profile has none of the cumulative sample types: forward it unchanged.
     PassThrough,
@@ -211,20 +210,14 @@ impl DeltaComputer {
     }
 }
 
-/// Encoded deltas at least this long are gzip-compressed; shorter ones are forwarded as plain pprof.
-pub const GZIP_MIN_BYTES: usize = 16 << 10;
-
 thread_local! {
-    /// The encoded (uncompressed) delta of a large profile, reused: only its gzip form leaves.
+    /// The encoded (uncompressed) delta, reused: only its gzip form leaves.
     static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Encodes a profile, gzip-compressed (through a per-thread buffer and deflate state) if it is large.
+/// Encodes a profile, gzip-compressed through a per-thread buffer and deflate state.
 fn encode_gzip(p: &Profile) -> Vec<u8> {
     let len = prost::Message::encoded_len(p);
-    if len < GZIP_MIN_BYTES {
-        return prost::Message::encode_to_vec(p);
-    }
     ENCODED.with(|buf| {
         let mut buf = buf.borrow_mut();
         buf.clear();
@@ -634,9 +627,8 @@ mod tests {
         let Delta::Profile(out) = d.next(&b).unwrap() else {
             panic!("no delta profile");
         };
-        // Large deltas are compressed, small ones plain.
-        let plain_len = prost::Message::encoded_len(&decoded(&out));
-        assert_eq!(super::super::is_gzip(&out), plain_len >= GZIP_MIN_BYTES);
+        // Deltas are forwarded gzip-compressed, as the reference does.
+        assert!(super::super::is_gzip(&out));
         let (pa, pb, pd) = (decoded(&a), decoded(&b), decoded(&out));
         assert_eq!(type_names(&pd), type_names(&pb));
         let names = type_names(&pb);
