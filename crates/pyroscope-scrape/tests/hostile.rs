@@ -208,15 +208,7 @@ pyroscope.scrape "s" {{
 
 /// Health and last error of the target with this `service_name`.
 fn status_of(env: &Env, svc: &str) -> (String, String) {
-    let targets = env.targets("pyroscope.scrape.s");
-    let t = targets
-        .iter()
-        .find(|t| t["labels"]["service_name"] == svc)
-        .unwrap_or_else(|| panic!("no {svc} in {targets:#?}"));
-    (
-        t["health"].as_str().unwrap_or("").into(),
-        t["last_error"].as_str().unwrap_or("").into(),
-    )
+    env.target_status("pyroscope.scrape.s", svc)
 }
 
 /// Loads the config, waits (bounded) until the bad target is down, checks that the good target keeps

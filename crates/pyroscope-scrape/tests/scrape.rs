@@ -252,17 +252,7 @@ pyroscope.scrape "bad" {{
             .all(|t| t["health"] != "unknown")
     })
     .await;
-    let targets = env.targets("pyroscope.scrape.bad");
-    let error_of = |svc: &str| -> (String, String) {
-        let t = targets
-            .iter()
-            .find(|t| t["labels"]["service_name"] == svc)
-            .unwrap_or_else(|| panic!("no {svc} in {targets:#?}"));
-        (
-            t["health"].as_str().unwrap().into(),
-            t["last_error"].as_str().unwrap().into(),
-        )
-    };
+    let error_of = |svc: &str| env.target_status("pyroscope.scrape.bad", svc);
     assert_eq!(error_of("good"), ("up".into(), "".into()));
     assert_eq!(
         error_of("html"),
@@ -587,17 +577,7 @@ pyroscope.scrape "g" {{
             .all(|t| t["health"] != "unknown")
     })
     .await;
-    let targets = env.targets("pyroscope.scrape.g");
-    let status_of = |svc: &str| -> (String, String) {
-        let t = targets
-            .iter()
-            .find(|t| t["labels"]["service_name"] == svc)
-            .unwrap_or_else(|| panic!("no {svc} in {targets:#?}"));
-        (
-            t["health"].as_str().unwrap().to_string(),
-            t["last_error"].as_str().unwrap().to_string(),
-        )
-    };
+    let status_of = |svc: &str| env.target_status("pyroscope.scrape.g", svc);
     assert_eq!(status_of("ok"), ("up".into(), "".into()));
     assert_eq!(
         status_of("short"),

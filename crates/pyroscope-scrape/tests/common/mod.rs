@@ -330,6 +330,19 @@ impl Env {
         let plain = plain(&info);
         plain["target"].as_array().cloned().unwrap_or_default()
     }
+
+    /// Health and last error of component `id`'s target with this `service_name`.
+    pub fn target_status(&self, id: &str, svc: &str) -> (String, String) {
+        let targets = self.targets(id);
+        let t = targets
+            .iter()
+            .find(|t| t["labels"]["service_name"] == svc)
+            .unwrap_or_else(|| panic!("no {svc} in {targets:#?}"));
+        (
+            t["health"].as_str().unwrap_or("").into(),
+            t["last_error"].as_str().unwrap_or("").into(),
+        )
+    }
 }
 
 /// riverjson value → plain JSON.
