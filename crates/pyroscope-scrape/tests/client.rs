@@ -45,9 +45,7 @@ async fn https_targets_are_verified_against_the_configured_ca() {
     let report = env.load(&config("tls", &targets, &extra)).await;
     assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
     eventually("both scraped", Duration::from_secs(5), || {
-        env.targets("pyroscope.scrape.c")
-            .iter()
-            .all(|t| t["health"] != "unknown")
+        env.all_targets_reported("pyroscope.scrape.c")
     })
     .await;
     let targets = env.targets("pyroscope.scrape.c");

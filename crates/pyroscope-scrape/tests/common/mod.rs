@@ -331,17 +331,24 @@ impl Env {
         plain["target"].as_array().cloned().unwrap_or_default()
     }
 
-    /// Health and last error of component `id`'s target with this `service_name`.
+    /// Health and last error of component `id`'s target with this `service_name`; the health reads
+    /// `(not listed)` while the component does not list that target (yet), so waiting loops keep waiting.
     pub fn target_status(&self, id: &str, svc: &str) -> (String, String) {
         let targets = self.targets(id);
-        let t = targets
-            .iter()
-            .find(|t| t["labels"]["service_name"] == svc)
-            .unwrap_or_else(|| panic!("no {svc} in {targets:#?}"));
-        (
-            t["health"].as_str().unwrap_or("").into(),
-            t["last_error"].as_str().unwrap_or("").into(),
-        )
+        match targets.iter().find(|t| t["labels"]["service_name"] == svc) {
+            Some(t) => (
+                t["health"].as_str().unwrap_or("").into(),
+                t["last_error"].as_str().unwrap_or("").into(),
+            ),
+            None => ("(not listed)".into(), String::new()),
+        }
+    }
+
+    /// Whether component `id` lists at least one target and every one has been scraped (health known).
+    /// Tasks start once the load has returned, so an empty list means "not yet", not "all done".
+    pub fn all_targets_reported(&self, id: &str) -> bool {
+        let targets = self.targets(id);
+        !targets.is_empty() && targets.iter().all(|t| t["health"] != "unknown")
     }
 }
 
