@@ -11,6 +11,7 @@ use pyroscope::pprof::delta::{Delta, DeltaComputer};
 use pyroscope::pprof::{self, DEFAULT_MAX_DECOMPRESSED};
 use pyroscope::{RawSample, Receiver};
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -305,13 +306,20 @@ pub async fn run_task(
                     let metrics = env.metrics.clone();
                     forwarding.store(true, Ordering::Release);
                     let busy = Busy(forwarding.clone());
-                    tokio::spawn(
+                    let mut forwarded = Box::pin(
                         async move {
                             let _busy = busy;
                             forward(receivers, labels, body, metrics).await;
                         }
                         .in_current_span(),
                     );
+                    // Most receivers accept at once (they queue); only a forward that has to wait gets a
+                    // task of its own, so the schedule never waits for it. Polling again from the task
+                    // replaces the no-op waker registered here.
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    if forwarded.as_mut().poll(&mut cx).is_pending() {
+                        tokio::spawn(forwarded);
+                    }
                 }
                 Err(_) => {
                     if let Some(c) = &failure {
