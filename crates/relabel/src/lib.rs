@@ -14,6 +14,8 @@
 
 mod fast;
 mod labels;
+#[cfg(test)]
+mod model_tests;
 mod process;
 pub mod regexp;
 mod rule;

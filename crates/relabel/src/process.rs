@@ -584,7 +584,7 @@ fn label_step(
 }
 
 /// Go's `strings.ToLower`: each character's simple lower-case mapping.
-fn go_lower(s: &str, out: &mut String) {
+pub(crate) fn go_lower(s: &str, out: &mut String) {
     if s.is_ascii() {
         out.extend(s.bytes().map(|b| char::from(b.to_ascii_lowercase())));
         return;
@@ -604,7 +604,7 @@ fn go_lower(s: &str, out: &mut String) {
 }
 
 /// Go's `strings.ToUpper`: each character's simple upper-case mapping (`ß` stays `ß`).
-fn go_upper(s: &str, out: &mut String) {
+pub(crate) fn go_upper(s: &str, out: &mut String) {
     if s.is_ascii() {
         out.extend(s.bytes().map(|b| char::from(b.to_ascii_uppercase())));
         return;
