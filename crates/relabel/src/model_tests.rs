@@ -306,3 +306,40 @@ proptest! {
         }
     }
 }
+
+/// Targets of more shapes than the relabeler keeps, and more new names than it keeps as known.
+fn warm_up() -> Vec<Target> {
+    let mut ts: Vec<Target> = (0..12)
+        .map(|i| Target::from_pairs([(format!("shape_{i}"), "1"), ("a".into(), "ab")]))
+        .collect();
+    ts.push(Target::from_pairs(
+        (0..70).map(|i| (format!("fill_{i}"), "v")),
+    ));
+    ts
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn relabeler_agrees_with_the_model_when_its_caches_are_full(
+        rules in proptest::collection::vec(rule(), 1..6),
+        ts in targets(),
+    ) {
+        let mut all = vec![Rule {
+            regex: Regexp::new("fill_(.*)").expect("compiles"),
+            replacement: "f_$1".into(),
+            action: Action::LabelMap,
+            ..Rule::default()
+        }];
+        all.extend(rules);
+        let mut r = Relabeler::new(Rules::new(all.clone()));
+        for t in warm_up().iter().chain(&ts).chain(&warm_up()).chain(&ts) {
+            let want = model(&all, t);
+            let got = r
+                .process(t)
+                .map(|o| o.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>());
+            prop_assert_eq!(show(&got), show(&want), "target {}, rules {:?}", t, all);
+        }
+    }
+}

@@ -11,12 +11,16 @@
 //! else as spans of a per-target arena, so that working on a target copies a few bytes and allocates nothing.
 //! Only a changed target is built, once, at the end: its labels share the input's strings (and names seen
 //! before, interned), so a new string is allocated only for a value that is new.
+//!
+//! Targets from one discovery mostly carry the same label names. The relabeler recognises a set of names it
+//! has seen (a *schema*: the names are interned, so comparing pointers suffices) and keeps, per rule and
+//! schema, what depends only on the names: where the rule's labels are, and what labelmap/labeldrop/labelkeep
+//! do to each label. A target with a known schema then costs no name look-ups and no regex runs on names.
 
 use crate::labels::{self, Label, Names, Target};
-use crate::regexp::{expand_whole, has_var, Locations, DEFAULT_REGEX};
+use crate::regexp::{has_var, Locations, Template, DEFAULT_REGEX};
 use crate::rule::{is_valid_label_name, Action, Rule};
 use md5::{Digest, Md5};
-use std::fmt::Write as _;
 use std::sync::{Arc, MutexGuard};
 
 /// A name or value held by the builder: base label `i`'s name (or value), or a span of the arena.
@@ -28,11 +32,41 @@ enum Str {
     Arena(u32, u32),
 }
 
-/// A label set by a rule. `name` is `Str::Base(i)` exactly when base label `i` has that name.
+/// A label set by a rule. `name` is `Str::Base(i)` exactly when base label `i` has that name, else
+/// `Str::Known(k)` exactly when known name `k` is that name.
 #[derive(Clone, Copy, Debug)]
 struct Added {
     name: Str,
     value: Str,
+}
+
+/// A label name resolved against the current target.
+#[derive(Clone, Copy, Debug)]
+enum Key<'a> {
+    /// Base label `i`'s name.
+    Base(u32),
+    /// Known name `k`, which no base label has.
+    Known(u32),
+    /// Any other name (the known names are full): compared as text.
+    Text(&'a str),
+}
+
+/// A name resolved once per schema: `Base` and `Known` as in [`Key`]; `Other` for text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Name {
+    Base(u32),
+    Known(u32),
+    Other,
+}
+
+impl Name {
+    fn key(self, text: &str) -> Key<'_> {
+        match self {
+            Name::Base(i) => Key::Base(i),
+            Name::Known(k) => Key::Known(k),
+            Name::Other => Key::Text(text),
+        }
+    }
 }
 
 /// Base label state bits.
@@ -50,6 +84,8 @@ struct Builder {
     /// Names the rules gave labels that targets did not have (`service_name`), kept across targets so
     /// that adding one is a comparison, not a copy and a look-up in the shared table.
     known: Vec<Arc<str>>,
+    /// Per known name, its rank in name order (for sorting new labels without comparing text).
+    known_rank: Vec<u32>,
 }
 
 /// How many names `Builder::known` keeps; the rest go through the arena.
@@ -79,20 +115,31 @@ impl Builder {
         }
     }
 
-    /// A name no base label has.
-    fn new_name(&mut self, name: &str) -> Str {
+    /// `name` resolved: a base label's, else a known name (added to them if there is room), else text.
+    fn resolve(&mut self, base: &Target, name: &str) -> Name {
+        if let Some(i) = base.position(name) {
+            return Name::Base(i as u32);
+        }
         if let Some(k) = self
             .known
             .iter()
             .position(|n| n.len() == name.len() && **n == *name)
         {
-            return Str::Known(k as u32);
+            return Name::Known(k as u32);
         }
-        if self.known.len() < KNOWN_NAMES {
+        // The empty name (a rule without a target label) would only take a place.
+        if self.known.len() < KNOWN_NAMES && !name.is_empty() {
             self.known.push(labels::names().intern(name));
-            return Str::Known(self.known.len() as u32 - 1);
+            // Ranks are redone whenever a name joins (at most KNOWN_NAMES times).
+            let mut order: Vec<u32> = (0..self.known.len() as u32).collect();
+            order.sort_unstable_by(|&x, &y| self.known[x as usize].cmp(&self.known[y as usize]));
+            self.known_rank.resize(self.known.len(), 0);
+            for (rank, &k) in order.iter().enumerate() {
+                self.known_rank[k as usize] = rank as u32;
+            }
+            return Name::Known(self.known.len() as u32 - 1);
         }
-        self.intern(name)
+        Name::Other
     }
 
     fn intern(&mut self, text: &str) -> Str {
@@ -101,97 +148,90 @@ impl Builder {
         Str::Arena(a, self.arena.len() as u32)
     }
 
-    /// The `add` entry for `name`, where `at` is its base position.
-    fn find_add(&self, base: &Target, name: &str, at: Option<usize>) -> Option<usize> {
-        match at {
-            Some(i) if self.state[i] & IN_ADD != 0 => {
-                self.add.iter().position(|a| a.name == Str::Base(i as u32))
+    /// The `add` entry for `key`.
+    fn find_add(&self, base: &Target, key: Key) -> Option<usize> {
+        match key {
+            Key::Base(i) if self.state[i as usize] & IN_ADD != 0 => {
+                self.add.iter().position(|a| a.name == Str::Base(i))
             }
-            Some(_) => None,
-            None => self.add.iter().position(|a| match a.name {
-                Str::Arena(..) | Str::Known(_) => self.name(base, a.name) == name,
-                Str::Base(_) => false,
+            Key::Base(_) => None,
+            Key::Known(k) => self.add.iter().position(|a| a.name == Str::Known(k)),
+            Key::Text(t) => self.add.iter().position(|a| match a.name {
+                Str::Arena(..) => self.name(base, a.name) == t,
+                Str::Base(_) | Str::Known(_) => false,
             }),
         }
     }
 
-    /// The value of `name` as a reference, `None` when it is missing.
-    fn get_ref(&self, base: &Target, name: &str) -> Option<Str> {
-        let at = base.position(name);
-        if let Some(i) = self.find_add(base, name, at) {
+    /// The value of `key` as a reference, `None` when it is missing.
+    fn get_ref(&self, base: &Target, key: Key) -> Option<Str> {
+        if let Some(i) = self.find_add(base, key) {
             return Some(self.add[i].value);
         }
-        match at {
-            Some(i) if self.state[i] & DELETED == 0 && !base.labels()[i].1.is_empty() => {
-                Some(Str::Base(i as u32))
+        match key {
+            Key::Base(i)
+                if self.state[i as usize] & DELETED == 0
+                    && !base.labels()[i as usize].1.is_empty() =>
+            {
+                Some(Str::Base(i))
             }
             _ => None,
         }
     }
 
-    fn get<'a>(&'a self, base: &'a Target, name: &str) -> &'a str {
-        let at = base.position(name);
-        if let Some(i) = self.find_add(base, name, at) {
-            return self.value(base, self.add[i].value);
-        }
-        match at {
-            Some(i) if self.state[i] & DELETED == 0 => &base.labels()[i].1,
-            _ => "",
+    fn get<'a>(&'a self, base: &'a Target, key: Key) -> &'a str {
+        match self.get_ref(base, key) {
+            Some(v) => self.value(base, v),
+            None => "",
         }
     }
 
-    /// Sets `name` to `value` (copied, unless it is the base value already there).
-    fn set(&mut self, base: &Target, name: &str, value: &str) {
+    /// Sets `key` to `value` (copied, unless it is the base value already there).
+    fn set(&mut self, base: &Target, key: Key, value: &str) {
         if value.is_empty() {
             // An empty label is the same as a missing one.
-            self.del(base, name);
+            self.del(base, key);
             return;
         }
-        let at = base.position(name);
-        let v = match at {
-            Some(i) if *base.labels()[i].1 == *value => Str::Base(i as u32),
+        let v = match key {
+            Key::Base(i) if *base.labels()[i as usize].1 == *value => Str::Base(i),
             _ => self.intern(value),
         };
-        self.put(base, name, at, v);
+        self.put(base, key, v);
     }
 
-    /// Sets `name` to a value the builder holds.
-    fn set_ref(&mut self, base: &Target, name: &str, value: Str) {
+    /// Sets `key` to a value the builder holds.
+    fn set_ref(&mut self, base: &Target, key: Key, value: Str) {
         if self.value(base, value).is_empty() {
-            self.del(base, name);
+            self.del(base, key);
             return;
         }
-        let at = base.position(name);
-        self.put(base, name, at, value);
+        self.put(base, key, value);
     }
 
-    fn put(&mut self, base: &Target, name: &str, at: Option<usize>, value: Str) {
-        if let Some(i) = self.find_add(base, name, at) {
+    fn put(&mut self, base: &Target, key: Key, value: Str) {
+        if let Some(i) = self.find_add(base, key) {
             self.add[i].value = value;
             return;
         }
-        let name = match at {
-            Some(i) => {
-                self.state[i] |= IN_ADD;
-                Str::Base(i as u32)
+        let name = match key {
+            Key::Base(i) => {
+                self.state[i as usize] |= IN_ADD;
+                Str::Base(i)
             }
-            None => self.new_name(name),
+            Key::Known(k) => Str::Known(k),
+            Key::Text(t) => self.intern(t),
         };
         self.add.push(Added { name, value });
     }
 
-    fn del(&mut self, base: &Target, name: &str) {
-        self.del_at(base, name, base.position(name));
-    }
-
-    /// `del` where `at` is the base position of `name`.
-    fn del_at(&mut self, base: &Target, name: &str, at: Option<usize>) {
-        if let Some(i) = self.find_add(base, name, at) {
+    fn del(&mut self, base: &Target, key: Key) {
+        if let Some(i) = self.find_add(base, key) {
             self.add.remove(i);
         }
-        if let Some(i) = at {
+        if let Key::Base(i) = key {
             // Names not in the base need no record: without an `add` entry they read as missing anyway.
-            self.state[i] = DELETED;
+            self.state[i as usize] = DELETED;
         }
     }
 
@@ -205,6 +245,72 @@ impl Builder {
             .state
             .iter()
             .all(|&s| s & DELETED == 0 || s & IN_ADD != 0)
+    }
+}
+
+/// A set of label names seen, and what depends only on them.
+struct Schema {
+    names: Vec<Arc<str>>,
+    hash: u64,
+    /// Identifies this schema in the rules' caches (a slot reused for another schema gets a new one).
+    gen: u64,
+    /// Per known name: how many of the names sort before it (`u32::MAX`: not worked out yet).
+    known_slot: Vec<u32>,
+}
+
+/// How many schemas the relabeler remembers (targets of a few shapes, interleaved, all stay known).
+const SCHEMAS: usize = 8;
+
+#[derive(Default)]
+struct Schemas {
+    list: Vec<Schema>,
+    /// The slot replaced next when all are in use.
+    victim: usize,
+    last_gen: u64,
+}
+
+impl Schemas {
+    /// The slot of `t`'s schema, remembering it if it is new.
+    fn find(&mut self, t: &Target) -> usize {
+        let labels = t.labels();
+        let mut hash = labels.len() as u64;
+        for (n, _) in labels {
+            // Names are interned: the address identifies the text.
+            let addr = Arc::as_ptr(n) as *const u8 as usize as u64;
+            hash = (hash ^ addr).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        let same = |s: &Schema| {
+            s.hash == hash
+                && s.names.len() == labels.len()
+                && s.names
+                    .iter()
+                    .zip(labels)
+                    .all(|(a, (b, _))| Arc::ptr_eq(a, b))
+        };
+        if let Some(i) = self.list.iter().position(same) {
+            return i;
+        }
+        self.last_gen += 1;
+        let gen = self.last_gen;
+        let names = labels.iter().map(|(n, _)| n.clone());
+        if self.list.len() < SCHEMAS {
+            self.list.push(Schema {
+                names: names.collect(),
+                hash,
+                gen,
+                known_slot: Vec::new(),
+            });
+            return self.list.len() - 1;
+        }
+        let i = self.victim;
+        self.victim = (i + 1) % SCHEMAS;
+        let s = &mut self.list[i];
+        s.names.clear();
+        s.names.extend(names);
+        s.hash = hash;
+        s.gen = gen;
+        s.known_slot.clear();
+        i
     }
 }
 
@@ -222,40 +328,79 @@ struct Scratch {
     walk_name: String,
     /// The labels of a changed target, before it is built.
     out: Vec<Label>,
-    /// Order of `b.add` by name.
-    order: Vec<u32>,
+    /// Per base label, the `add` entry that sets it.
+    over: Vec<u32>,
+    /// Added labels with new names: (how many base names sort before, `add` index), in name order.
+    news: Vec<(u32, u32)>,
 }
 
 impl Scratch {
     /// The resulting target; shares `base` when nothing changed.
-    fn finish(&mut self, base: &Target) -> Target {
+    fn finish(&mut self, base: &Target, schema: &mut Schema) -> Target {
         if self.b.unchanged(base) {
             return base.clone();
         }
-        let Scratch { b, out, order, .. } = self;
-        // Locked only when a label gets a name the target did not have.
-        let mut names = None;
-        order.clear();
-        order.extend(0..b.add.len() as u32);
-        order.sort_unstable_by(|&x, &y| {
-            b.name(base, b.add[x as usize].name)
-                .cmp(b.name(base, b.add[y as usize].name))
-        });
-        out.clear();
-        out.reserve(base.len() + b.add.len());
+        let Scratch {
+            b, out, over, news, ..
+        } = self;
         let labels = base.labels();
-        let mut adds = order.iter().map(|&i| b.add[i as usize]).peekable();
-        for (i, (n, v)) in labels.iter().enumerate() {
-            if b.state[i] != 0 {
-                continue;
-            }
-            while let Some(a) = adds.next_if(|a| b.name(base, a.name) < &**n) {
-                out.push(materialize(b, base, &mut names, a));
-            }
-            out.push((n.clone(), v.clone()));
+        over.clear();
+        over.resize(labels.len(), u32::MAX);
+        news.clear();
+        for (j, a) in b.add.iter().enumerate() {
+            let slot = match a.name {
+                Str::Base(i) => {
+                    over[i as usize] = j as u32;
+                    continue;
+                }
+                Str::Known(k) => {
+                    let k = k as usize;
+                    if schema.known_slot.len() <= k {
+                        schema.known_slot.resize(k + 1, u32::MAX);
+                    }
+                    if schema.known_slot[k] == u32::MAX {
+                        let n = &*b.known[k];
+                        schema.known_slot[k] = labels.partition_point(|(l, _)| **l < *n) as u32;
+                    }
+                    schema.known_slot[k]
+                }
+                Str::Arena(..) => {
+                    let n = b.name(base, a.name);
+                    labels.partition_point(|(l, _)| **l < *n) as u32
+                }
+            };
+            news.push((slot, j as u32));
         }
-        for a in adds {
-            out.push(materialize(b, base, &mut names, a));
+        news.sort_unstable_by(|&(sx, x), &(sy, y)| {
+            sx.cmp(&sy).then_with(|| {
+                let (x, y) = (b.add[x as usize].name, b.add[y as usize].name);
+                match (x, y) {
+                    (Str::Known(x), Str::Known(y)) => {
+                        b.known_rank[x as usize].cmp(&b.known_rank[y as usize])
+                    }
+                    _ => b.name(base, x).cmp(b.name(base, y)),
+                }
+            })
+        });
+        // Locked only when a label gets a name neither the target nor the known names have.
+        let mut names = None;
+        out.clear();
+        out.reserve(labels.len() + news.len());
+        let mut new = news.iter().peekable();
+        for (i, (n, v)) in labels.iter().enumerate() {
+            while let Some(&(_, j)) = new.next_if(|&&(slot, _)| slot as usize <= i) {
+                out.push(materialize(b, base, &mut names, b.add[j as usize]));
+            }
+            let s = b.state[i];
+            if s & IN_ADD != 0 {
+                let a = b.add[over[i] as usize];
+                out.push(materialize(b, base, &mut names, a));
+            } else if s & DELETED == 0 {
+                out.push((n.clone(), v.clone()));
+            }
+        }
+        for &(_, j) in new {
+            out.push(materialize(b, base, &mut names, b.add[j as usize]));
         }
         Target::from_sorted_iter(out.drain(..))
     }
@@ -301,6 +446,7 @@ pub struct Relabeler {
     /// One per rule.
     prep: Vec<Prepared>,
     scratch: Scratch,
+    schemas: Schemas,
 }
 
 impl Relabeler {
@@ -311,6 +457,7 @@ impl Relabeler {
             rules,
             prep,
             scratch: Scratch::default(),
+            schemas: Schemas::default(),
         }
     }
 
@@ -322,13 +469,28 @@ impl Relabeler {
     /// The relabelled target, or `None` when a rule drops it. A target that no rule changes comes back
     /// sharing the input's storage.
     pub fn process(&mut self, target: &Target) -> Option<Target> {
+        let slot = self.schemas.find(target);
+        let schema = &mut self.schemas.list[slot];
         self.scratch.b.reset(target);
         for (rule, p) in self.rules.iter().zip(self.prep.iter_mut()) {
-            if !apply(rule, p, target, &mut self.scratch) {
+            if p.caches.len() <= slot {
+                p.caches.resize_with(slot + 1, RuleCache::default);
+            }
+            let cache = &mut p.caches[slot];
+            if cache.gen != schema.gen {
+                cache.fill(
+                    schema.gen,
+                    target,
+                    &p.sources,
+                    &p.target,
+                    &mut self.scratch.b,
+                );
+            }
+            if !apply(rule, p, slot, target, &mut self.scratch) {
                 return None;
             }
         }
-        Some(self.scratch.finish(target))
+        Some(self.scratch.finish(target, schema))
     }
 
     /// Relabels every target, keeping the ones not dropped, in order.
@@ -345,12 +507,59 @@ impl Relabeler {
     }
 }
 
+/// What a labelmap/labeldrop/labelkeep rule does to a label, by its name.
+#[derive(Clone, Copy, Debug)]
+enum Walk {
+    Nothing,
+    Delete,
+    /// labelmap: copy the value to this name (`Name::Other`: expand the name again).
+    Map(Name),
+}
+
+/// What a rule keeps about one schema.
+#[derive(Default)]
+struct RuleCache {
+    /// The schema's `gen`; 0 before the first fill.
+    gen: u64,
+    sources: Vec<Name>,
+    target: Option<Name>,
+    /// labelmap/labeldrop/labelkeep, per base label (filled on first use).
+    base_walk: Vec<Walk>,
+    base_walk_ready: bool,
+    /// The same per known name.
+    known_walk: Vec<Option<Walk>>,
+}
+
+impl RuleCache {
+    fn fill(
+        &mut self,
+        gen: u64,
+        base: &Target,
+        sources: &[Arc<str>],
+        target: &str,
+        b: &mut Builder,
+    ) {
+        self.gen = gen;
+        self.sources.clear();
+        for s in sources {
+            let n = b.resolve(base, s);
+            self.sources.push(n);
+        }
+        self.target = Some(b.resolve(base, target));
+        self.base_walk.clear();
+        self.base_walk_ready = false;
+        self.known_walk.clear();
+    }
+}
+
 /// What a rule needs per target, worked out once.
 struct Prepared {
     /// Sized for the rule's regex.
     locs: Locations,
     /// `target_label` or `replacement` refer to groups.
     vars: bool,
+    /// `target_label` refers to groups.
+    target_vars: bool,
     /// The regex is the default `(.*)`.
     default_regex: bool,
     /// Replace with `(.*)`, `$1` and a plain target label: the value is the joined source values.
@@ -361,6 +570,11 @@ struct Prepared {
     /// copies, so looking them up compares pointers, not text.
     sources: Vec<Arc<str>>,
     target: Arc<str>,
+    /// `target_label` and `replacement` resolved against the regex.
+    target_t: Template,
+    replacement_t: Template,
+    /// Per schema slot.
+    caches: Vec<RuleCache>,
 }
 
 impl Prepared {
@@ -378,17 +592,43 @@ impl Prepared {
             target: names.intern(&rule.target_label),
             locs: rule.regex.locations(),
             vars: rule.templates_have_vars(),
+            target_vars: has_var(&rule.target_label),
             default_regex,
             copies_value: default_regex
                 && matches!(rule.replacement.as_str(), "$1" | "${1}")
                 && !has_var(&rule.target_label),
+            target_t: rule.regex.template(&rule.target_label),
+            replacement_t: rule.regex.template(&rule.replacement),
+            caches: Vec::new(),
         }
     }
 }
 
+/// Appends `n` in decimal.
+fn push_u64(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
 /// Applies one rule. Returns false when the target is dropped.
-fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool {
-    let locs = &mut p.locs;
+fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scratch) -> bool {
+    let Prepared {
+        locs,
+        caches,
+        sources,
+        target,
+        ..
+    } = p;
+    let cache = &mut caches[slot];
     let Scratch {
         b,
         snap_add,
@@ -400,28 +640,28 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
         ..
     } = s;
     // With one source label the value is read in place (and stored by reference when it is stored as is).
-    let single = match &p.sources[..] {
-        [one] => Some(b.get_ref(base, one)),
+    let single = match (&cache.sources[..], &sources[..]) {
+        ([one], [text]) => Some(b.get_ref(base, one.key(text))),
         _ => None,
     };
     if single.is_none() {
         joined.clear();
-        for (i, name) in p.sources.iter().enumerate() {
+        for (i, (n, text)) in cache.sources.iter().zip(sources.iter()).enumerate() {
             if i > 0 {
                 joined.push_str(&rule.separator);
             }
-            joined.push_str(b.get(base, name));
+            joined.push_str(b.get(base, n.key(text)));
         }
     }
-    let target = &*p.target;
+    let tkey = cache.target.unwrap_or(Name::Other).key(target);
     match rule.action {
         Action::Replace if p.copies_value => {
             // Checked as the general path would: the target label is a valid name.
             if p.valid_target {
                 match single {
-                    Some(Some(v)) => b.set_ref(base, target, v),
-                    Some(None) => b.del(base, target),
-                    None => b.set(base, target, joined),
+                    Some(Some(v)) => b.set_ref(base, tkey, v),
+                    Some(None) => b.del(base, tkey),
+                    None => b.set(base, tkey, joined),
                 }
             }
             return true;
@@ -448,13 +688,13 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
                 } else {
                     go_upper(val, value_buf);
                 }
-                b.set(base, target, value_buf);
+                b.set(base, tkey, value_buf);
                 return true;
             }
             match single {
-                Some(Some(v)) => b.set_ref(base, target, v),
-                Some(None) => b.del(base, target),
-                None => b.set(base, target, joined),
+                Some(Some(v)) => b.set_ref(base, tkey, v),
+                Some(None) => b.del(base, tkey),
+                None => b.set(base, tkey, joined),
             }
             return true;
         }
@@ -478,44 +718,53 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
             }
         }
         Action::DropEqual => {
-            if b.get(base, target) == val {
+            if b.get(base, tkey) == val {
                 return false;
             }
         }
         Action::KeepEqual => {
-            if b.get(base, target) != val {
+            if b.get(base, tkey) != val {
                 return false;
             }
         }
         Action::Replace => {
             // Prometheus's fast path: nothing to match or expand.
             if val.is_empty() && p.default_regex && !p.vars {
-                b.set(base, target, &rule.replacement);
+                b.set(base, tkey, &rule.replacement);
                 return true;
             }
-            name_buf.clear();
             value_buf.clear();
             // Capture positions are only searched for when a template needs them (the costly part).
             if !p.vars {
                 if !re.is_match(val) {
                     return true;
                 }
-                name_buf.push_str(&rule.target_label);
                 value_buf.push_str(&rule.replacement);
             } else if p.default_regex {
-                expand_whole(val, &rule.target_label, name_buf);
-                expand_whole(val, &rule.replacement, value_buf);
+                p.replacement_t.expand_whole(val, value_buf);
             } else {
                 if !re.captures_read(locs, val) {
                     return true;
                 }
-                re.expand(locs, val, &rule.target_label, name_buf);
-                re.expand(locs, val, &rule.replacement, value_buf);
+                re.expand_template(locs, val, &p.replacement_t, value_buf);
+            }
+            if !p.target_vars {
+                if p.valid_target {
+                    b.set(base, tkey, value_buf);
+                }
+                return true;
+            }
+            name_buf.clear();
+            if p.default_regex {
+                p.target_t.expand_whole(val, name_buf);
+            } else {
+                re.expand_template(locs, val, &p.target_t, name_buf);
             }
             if !is_valid_label_name(name_buf) {
                 return true;
             }
-            b.set(base, name_buf, value_buf);
+            let n = b.resolve(base, name_buf);
+            b.set(base, n.key(name_buf), value_buf);
         }
         // Handled above.
         Action::Lowercase | Action::Uppercase => {}
@@ -525,61 +774,145 @@ fn apply(rule: &Rule, p: &mut Prepared, base: &Target, s: &mut Scratch) -> bool 
             last8.copy_from_slice(&hash[8..]);
             let m = u64::from_be_bytes(last8) % rule.modulus;
             value_buf.clear();
-            let _ = write!(value_buf, "{m}");
-            b.set(base, target, value_buf);
+            push_u64(value_buf, m);
+            b.set(base, tkey, value_buf);
         }
         Action::LabelMap | Action::LabelDrop | Action::LabelKeep => {
+            let labels = base.labels();
+            if !cache.base_walk_ready {
+                cache.base_walk.clear();
+                for (n, _) in labels {
+                    let w = walk_for(rule, locs, &p.replacement_t, n, b, base, name_buf);
+                    cache.base_walk.push(w);
+                }
+                cache.base_walk_ready = true;
+            }
             snap_add.clone_from(&b.add);
             snap_state.clone_from(&b.state);
-            for (i, (n, _)) in base.labels().iter().enumerate() {
+            for (i, w) in cache.base_walk.iter().enumerate() {
                 if snap_state[i] != 0 {
                     continue;
                 }
-                label_step(
+                let name = &labels[i].0;
+                step(
                     rule,
                     locs,
-                    base,
-                    (n, Some(i)),
+                    &p.replacement_t,
+                    *w,
+                    (name, Key::Base(i as u32)),
                     Str::Base(i as u32),
                     b,
+                    base,
                     name_buf,
                 );
             }
             for a in snap_add.iter() {
-                walk_name.clear();
-                walk_name.push_str(b.name(base, a.name));
-                let at = match a.name {
-                    Str::Base(i) => Some(i as usize),
-                    Str::Arena(..) | Str::Known(_) => None,
+                let (w, key) = match a.name {
+                    Str::Base(i) => {
+                        walk_name.clear();
+                        walk_name.push_str(&labels[i as usize].0);
+                        (cache.base_walk[i as usize], Key::Base(i))
+                    }
+                    Str::Known(k) => {
+                        let k = k as usize;
+                        walk_name.clear();
+                        walk_name.push_str(&b.known[k]);
+                        if cache.known_walk.len() <= k {
+                            cache.known_walk.resize(k + 1, None);
+                        }
+                        let w = match cache.known_walk[k] {
+                            Some(w) => w,
+                            None => {
+                                let w = walk_for(
+                                    rule,
+                                    locs,
+                                    &p.replacement_t,
+                                    walk_name,
+                                    b,
+                                    base,
+                                    name_buf,
+                                );
+                                cache.known_walk[k] = Some(w);
+                                w
+                            }
+                        };
+                        (w, Key::Known(k as u32))
+                    }
+                    Str::Arena(..) => {
+                        walk_name.clear();
+                        walk_name.push_str(b.name(base, a.name));
+                        let w =
+                            walk_for(rule, locs, &p.replacement_t, walk_name, b, base, name_buf);
+                        (w, Key::Text(walk_name))
+                    }
                 };
-                label_step(rule, locs, base, (walk_name, at), a.value, b, name_buf);
+                step(
+                    rule,
+                    locs,
+                    &p.replacement_t,
+                    w,
+                    (walk_name, key),
+                    a.value,
+                    b,
+                    base,
+                    name_buf,
+                );
             }
         }
     }
     true
 }
 
-/// labelmap/labeldrop/labelkeep for one label (its name and base position).
-fn label_step(
+/// What labelmap/labeldrop/labelkeep do to a label named `name`.
+fn walk_for(
     rule: &Rule,
     locs: &mut Locations,
-    base: &Target,
-    (name, at): (&str, Option<usize>),
-    value: Str,
+    replacement: &Template,
+    name: &str,
     b: &mut Builder,
+    base: &Target,
     name_buf: &mut String,
-) {
+) -> Walk {
     let re = &rule.regex;
     match rule.action {
         // The cheap test first: most names do not match.
         Action::LabelMap if re.is_match(name) && re.captures_read(locs, name) => {
             name_buf.clear();
-            re.expand(locs, name, &rule.replacement, name_buf);
-            b.set_ref(base, name_buf, value);
+            re.expand_template(locs, name, replacement, name_buf);
+            Walk::Map(b.resolve(base, name_buf))
         }
-        Action::LabelDrop if re.is_match(name) => b.del_at(base, name, at),
-        Action::LabelKeep if !re.is_match(name) => b.del_at(base, name, at),
-        _ => {}
+        Action::LabelDrop if re.is_match(name) => Walk::Delete,
+        Action::LabelKeep if !re.is_match(name) => Walk::Delete,
+        _ => Walk::Nothing,
+    }
+}
+
+/// Applies `w` to the label `(name, key)` with value `value`.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    rule: &Rule,
+    locs: &mut Locations,
+    replacement: &Template,
+    w: Walk,
+    (name, key): (&str, Key),
+    value: Str,
+    b: &mut Builder,
+    base: &Target,
+    name_buf: &mut String,
+) {
+    match w {
+        Walk::Nothing => {}
+        Walk::Delete => b.del(base, key),
+        Walk::Map(Name::Other) => {
+            // A name that is not kept resolved: expanded again.
+            if rule.regex.captures_read(locs, name) {
+                name_buf.clear();
+                rule.regex
+                    .expand_template(locs, name, replacement, name_buf);
+                b.set_ref(base, Key::Text(name_buf), value);
+            }
+        }
+        Walk::Map(n) => b.set_ref(base, n.key(""), value),
     }
 }
 

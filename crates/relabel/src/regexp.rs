@@ -139,6 +139,54 @@ impl Regexp {
         }
     }
 
+    /// `template` with its group references resolved against this regex, for [`Regexp::expand_template`].
+    pub(crate) fn template(&self, template: &str) -> Template {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        parse_template(
+            |name| self.re.capture_names().position(|n| n == Some(name)),
+            template,
+            |piece| match piece {
+                Piece::Text(t) => lit.push_str(t),
+                Piece::Group(g) => {
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Part::Group(g));
+                }
+            },
+        );
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Template { parts }
+    }
+
+    /// Appends `t` expanded with the groups of the last successful [`Regexp::captures_read`] of `src`: the
+    /// same text as [`Regexp::expand`] with the template `t` was made from.
+    pub(crate) fn expand_template(
+        &self,
+        locs: &Locations,
+        src: &str,
+        t: &Template,
+        dst: &mut String,
+    ) {
+        for part in &t.parts {
+            match *part {
+                Part::Lit(ref l) => dst.push_str(l),
+                Part::Group(g) => {
+                    let span = match &self.fast {
+                        Some(f) => f.group(locs.alt, locs.len, g),
+                        None => locs.slow.get(g),
+                    };
+                    if let Some((s, e)) = span {
+                        dst.push_str(&src[s..e]);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the fast matcher handles this pattern (for tests).
     #[cfg(test)]
     pub(crate) fn is_fast(&self) -> bool {
@@ -322,17 +370,39 @@ fn expand_with<'s>(
     template: &str,
     dst: &mut String,
 ) {
+    parse_template(index_of, template, |piece| match piece {
+        Piece::Text(t) => dst.push_str(t),
+        Piece::Group(g) => {
+            if let Some(text) = group(g) {
+                dst.push_str(text);
+            }
+        }
+    });
+}
+
+/// A piece of a template: text to copy, or a group to insert.
+enum Piece<'t> {
+    Text(&'t str),
+    Group(usize),
+}
+
+/// Splits a template into pieces, as Go's `Regexp.Expand` reads it; a name no group has is dropped.
+fn parse_template<'t>(
+    index_of: impl Fn(&str) -> Option<usize>,
+    template: &'t str,
+    mut out: impl FnMut(Piece<'t>),
+) {
     let mut rest = template;
     while let Some(i) = rest.find('$') {
-        dst.push_str(&rest[..i]);
+        out(Piece::Text(&rest[..i]));
         rest = &rest[i + 1..];
         if let Some(after) = rest.strip_prefix('$') {
-            dst.push('$');
+            out(Piece::Text("$"));
             rest = after;
             continue;
         }
         let Some((name, after)) = extract(rest) else {
-            dst.push('$');
+            out(Piece::Text("$"));
             continue;
         };
         rest = after;
@@ -340,11 +410,37 @@ fn expand_with<'s>(
             Some(n) => Some(n),
             None => index_of(name),
         };
-        if let Some(text) = index.and_then(&group) {
-            dst.push_str(text);
+        if let Some(g) = index {
+            out(Piece::Group(g));
         }
     }
-    dst.push_str(rest);
+    out(Piece::Text(rest));
+}
+
+/// A template resolved against one regex ([`Regexp::template`]): expanding it is copying.
+#[derive(Clone, Debug)]
+pub(crate) struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug)]
+enum Part {
+    Lit(String),
+    Group(usize),
+}
+
+impl Template {
+    /// Appends the template expanded for the default regex `(.*)` matching `src` (groups 0 and 1 are all of
+    /// it): [`expand_whole`] with the template this was made from.
+    pub(crate) fn expand_whole(&self, src: &str, dst: &mut String) {
+        for part in &self.parts {
+            match *part {
+                Part::Lit(ref l) => dst.push_str(l),
+                Part::Group(g) if g <= 1 => dst.push_str(src),
+                Part::Group(_) => {}
+            }
+        }
+    }
 }
 
 /// Whether a template refers to any group (Prometheus: "contains `$`").
@@ -560,6 +656,60 @@ mod tests {
                     re.expand(&locs, t, &format!("<${{{g}}}>"), &mut got);
                     let w = slow.get(g).map_or("", |(s, e)| &t[s..e]);
                     assert_eq!(got, format!("<{w}>"), "{p:?} on {t:?}, group {g}");
+                }
+            }
+        }
+    }
+
+    /// A template resolved once expands as Go expands the text of it, on fast and regex-crate patterns.
+    #[test]
+    fn compiled_templates_expand_as_go() {
+        let templates = [
+            "$2$1",
+            "${1}x",
+            "$1x",
+            "$1-$2",
+            "<$first>",
+            "${first}s",
+            "$$1",
+            "$",
+            "${1",
+            "$-",
+            "$0$5",
+            "$01",
+            "[$1]",
+            "$é",
+            "plain",
+            "",
+            "$first$1$$",
+            "a$1b$2c",
+            "${2}${1}",
+            "$$$1",
+        ];
+        let cases = [
+            ("(a)(b)", "ab"),
+            ("(?P<first>a)b", "ab"),
+            ("(a)|(b)", "b"),
+            ("(.*)", "xyz"),
+            ("(.*)", ""),
+            ("a(.*)", "abc"),
+            (r"([^:]+):(\d+)", "h:80"),
+            (r"(?P<first>[a-z]+)-(\d)?", "ab-"),
+        ];
+        for (p, t) in cases {
+            let re = Regexp::new(p).unwrap();
+            let mut locs = re.locations();
+            assert!(re.captures_read(&mut locs, t), "{p:?} on {t:?}");
+            for tpl in templates {
+                let mut want = String::new();
+                re.expand(&locs, t, tpl, &mut want);
+                let mut got = String::new();
+                re.expand_template(&locs, t, &re.template(tpl), &mut got);
+                assert_eq!(got, want, "{p:?} on {t:?} with {tpl:?}");
+                if p == DEFAULT_REGEX {
+                    let mut whole = String::new();
+                    re.template(tpl).expand_whole(t, &mut whole);
+                    assert_eq!(whole, want, "{tpl:?} on {t:?}, whole");
                 }
             }
         }
