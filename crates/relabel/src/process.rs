@@ -332,6 +332,31 @@ struct Scratch {
     over: Vec<u32>,
     /// Added labels with new names: (how many base names sort before, `add` index), in name order.
     news: Vec<(u32, u32)>,
+    values: Values,
+}
+
+/// Values rules made recently, shared by the targets that get them (`service_name="ns/app"` for every pod
+/// of an app): a direct-mapped table, so it stays small and a miss costs one replacement.
+struct Values(Vec<Option<Arc<str>>>);
+
+const VALUE_SLOTS: usize = 1024;
+
+impl Default for Values {
+    fn default() -> Self {
+        Values(vec![None; VALUE_SLOTS])
+    }
+}
+
+impl Values {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        let mut h = labels::Fnv::default();
+        std::hash::Hasher::write(&mut h, text.as_bytes());
+        let slot = &mut self.0[(std::hash::Hasher::finish(&h) as usize) % VALUE_SLOTS];
+        match slot {
+            Some(v) if **v == *text => v.clone(),
+            _ => slot.insert(Arc::from(text)).clone(),
+        }
+    }
 }
 
 impl Scratch {
@@ -341,7 +366,12 @@ impl Scratch {
             return base.clone();
         }
         let Scratch {
-            b, out, over, news, ..
+            b,
+            out,
+            over,
+            news,
+            values,
+            ..
         } = self;
         let labels = base.labels();
         over.clear();
@@ -389,18 +419,18 @@ impl Scratch {
         let mut new = news.iter().peekable();
         for (i, (n, v)) in labels.iter().enumerate() {
             while let Some(&(_, j)) = new.next_if(|&&(slot, _)| slot as usize <= i) {
-                out.push(materialize(b, base, &mut names, b.add[j as usize]));
+                out.push(materialize(b, base, &mut names, values, b.add[j as usize]));
             }
             let s = b.state[i];
             if s & IN_ADD != 0 {
                 let a = b.add[over[i] as usize];
-                out.push(materialize(b, base, &mut names, a));
+                out.push(materialize(b, base, &mut names, values, a));
             } else if s & DELETED == 0 {
                 out.push((n.clone(), v.clone()));
             }
         }
         for &(_, j) in new {
-            out.push(materialize(b, base, &mut names, b.add[j as usize]));
+            out.push(materialize(b, base, &mut names, values, b.add[j as usize]));
         }
         Target::from_sorted_iter(out.drain(..))
     }
@@ -411,6 +441,7 @@ fn materialize(
     b: &Builder,
     base: &Target,
     names: &mut Option<MutexGuard<'static, Names>>,
+    values: &mut Values,
     a: Added,
 ) -> Label {
     let labels = base.labels();
@@ -433,7 +464,7 @@ fn materialize(
                 .find(|(_, v)| v.len() == text.len() && **v == *text)
             {
                 Some((_, v)) => v.clone(),
-                None => Arc::from(text),
+                None => values.get(text),
             }
         }
     };

@@ -22,12 +22,19 @@ pub struct Regexp {
     re: regex::Regex,
     /// The same pattern as a list of literal alternatives, when it is that simple (most rules).
     fast: Option<Fast>,
+    /// The pattern without Unicode (classes and `.` match bytes), for finding groups in ASCII text, where
+    /// it matches exactly as the Unicode one and its much smaller automaton is searched faster. `None` for
+    /// fast patterns and for those that need Unicode (`\pL`).
+    ascii: Option<regex::bytes::Regex>,
 }
 
 /// Where the groups of the last [`Regexp::captures_read`] are.
 #[derive(Clone, Debug)]
 pub struct Locations {
     slow: regex::CaptureLocations,
+    /// For `Regexp::ascii`; `ascii_used` says which of the two holds the last match.
+    ascii: Option<regex::bytes::CaptureLocations>,
+    ascii_used: bool,
     /// The fast alternative that matched, when the fast matcher was used.
     alt: usize,
     /// Length of the text that matched.
@@ -75,10 +82,20 @@ impl Regexp {
             .octal(true)
             .build()
             .map_err(|e| err(e.to_string().replace('\n', " ")))?;
+        let fast = Fast::new(&hir);
+        let ascii = match fast {
+            Some(_) => None,
+            None => regex::bytes::RegexBuilder::new(&wrapped)
+                .octal(true)
+                .unicode(false)
+                .build()
+                .ok(),
+        };
         Ok(Regexp {
             source: pattern.to_string(),
             re,
-            fast: Fast::new(&hir),
+            fast,
+            ascii,
         })
     }
 
@@ -105,6 +122,8 @@ impl Regexp {
     pub fn locations(&self) -> Locations {
         Locations {
             slow: self.re.capture_locations(),
+            ascii: self.ascii.as_ref().map(|a| a.capture_locations()),
+            ascii_used: false,
             alt: 0,
             len: 0,
         }
@@ -121,7 +140,23 @@ impl Regexp {
                 }
                 None => false,
             },
-            None => self.re.captures_read(&mut locs.slow, text).is_some(),
+            None => {
+                if let (Some(a), Some(l), true) = (&self.ascii, &mut locs.ascii, text.is_ascii()) {
+                    locs.ascii_used = true;
+                    return a.captures_read(l, text.as_bytes()).is_some();
+                }
+                locs.ascii_used = false;
+                self.re.captures_read(&mut locs.slow, text).is_some()
+            }
+        }
+    }
+
+    /// Where group `g` of the last successful [`Regexp::captures_read`] is.
+    fn span(&self, locs: &Locations, g: usize) -> Option<(usize, usize)> {
+        match (&self.fast, &locs.ascii) {
+            (Some(f), _) => f.group(locs.alt, locs.len, g),
+            (None, Some(a)) if locs.ascii_used => a.get(g),
+            (None, _) => locs.slow.get(g),
         }
     }
 
@@ -129,13 +164,13 @@ impl Regexp {
     /// (Go's `Regexp.ExpandString`; see [`expand`]).
     pub fn expand(&self, locs: &Locations, src: &str, template: &str, dst: &mut String) {
         match &self.fast {
-            Some(f) => expand_with(
+            None if !locs.ascii_used => expand(&self.re, &locs.slow, src, template, dst),
+            _ => expand_with(
                 |name| self.re.capture_names().position(|n| n == Some(name)),
-                |g| f.group(locs.alt, locs.len, g).map(|(s, e)| &src[s..e]),
+                |g| self.span(locs, g).map(|(s, e)| &src[s..e]),
                 template,
                 dst,
             ),
-            None => expand(&self.re, &locs.slow, src, template, dst),
         }
     }
 
@@ -175,11 +210,7 @@ impl Regexp {
             match *part {
                 Part::Lit(ref l) => dst.push_str(l),
                 Part::Group(g) => {
-                    let span = match &self.fast {
-                        Some(f) => f.group(locs.alt, locs.len, g),
-                        None => locs.slow.get(g),
-                    };
-                    if let Some((s, e)) = span {
+                    if let Some((s, e)) = self.span(locs, g) {
                         dst.push_str(&src[s..e]);
                     }
                 }
@@ -503,6 +534,35 @@ fn parse_group_number(name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The ASCII copy of a pattern finds the Unicode regex's groups on any ASCII text.
+        #[test]
+        fn ascii_copy_agrees_on_random_text(
+            p in 0usize..6,
+            t in "[a-c:;0-9 ._\n-]{0,14}",
+        ) {
+            let patterns = [
+                r"([^:]+)(?::\d+)?;(\d+)",
+                r"(.*?)(;*)(\d+)?",
+                r"([a-c]*)(.)?(b|c\d)*",
+                r"(?i)(A+|B)(\W?)(.*)",
+                r"(\w+)\b(.*)",
+                r"(?s)(.)(.*)(\n)?",
+            ];
+            let re = Regexp::new(patterns[p]).unwrap();
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            let want = re.regex().captures_read(&mut slow, &t).is_some();
+            prop_assert_eq!(re.captures_read(&mut locs, &t), want);
+            if want {
+                for g in 0..slow.len() {
+                    prop_assert_eq!(re.span(&locs, g), slow.get(g), "group {}", g);
+                }
+            }
+        }
+    }
 
     fn exp(pattern: &str, text: &str, template: &str) -> Option<String> {
         let re = Regexp::new(pattern).unwrap();
@@ -713,6 +773,68 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Patterns the regex crate runs: on ASCII text the byte-class copy finds the groups the Unicode regex
+    /// finds (every span), and text with other characters still goes to the Unicode regex.
+    #[test]
+    fn ascii_groups_agree_with_the_unicode_regex() {
+        let patterns = [
+            r"([^:]+)(?::\d+)?;(\d+)",
+            r"(.+?)(\d*)",
+            r"(?i)(k+)(s?)",
+            r"([a-z]+)\.(.*)",
+            r"(\w+)\W(\S*)\s?",
+            r"(a|ab)(c|bcd)(d*)",
+            r"(?m)^(a)$",
+            r"(x)?\b(y*)",
+            r"[[:alpha:]]+(\d{1,3})",
+            r"(é|e)(.)",
+            r"(.)(.)(.)",
+        ];
+        let texts = [
+            "",
+            "a",
+            "10.0.0.1:80;8080",
+            "10.0.0.1;8080",
+            "abc123",
+            "KKs",
+            "kS",
+            "a.b.c",
+            "ab_1-x y",
+            "abcd",
+            "abcdd",
+            "a",
+            "xyy",
+            "yy",
+            "x",
+            "abc1234",
+            "e9",
+            "a\nb",
+            "::;1",
+            "é9",
+            "ﬀx",
+            "aKz",
+        ];
+        for p in patterns {
+            let re = Regexp::new(p).unwrap();
+            assert!(!re.is_fast(), "{p:?}");
+            assert!(re.ascii.is_some(), "{p:?} has an ASCII copy");
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            for t in texts {
+                let want = re.regex().captures_read(&mut slow, t).is_some();
+                assert_eq!(re.captures_read(&mut locs, t), want, "{p:?} on {t:?}");
+                assert_eq!(locs.ascii_used, t.is_ascii(), "{p:?} on {t:?}");
+                if want {
+                    for g in 0..slow.len() {
+                        assert_eq!(re.span(&locs, g), slow.get(g), "{p:?} on {t:?} group {g}");
+                    }
+                }
+            }
+        }
+        // Patterns that need Unicode have no ASCII copy.
+        assert!(Regexp::new(r"\pL+").unwrap().ascii.is_none());
     }
 
     #[test]
