@@ -86,7 +86,12 @@ struct Builder {
     known: Vec<Arc<str>>,
     /// Per known name, its rank in name order (for sorting new labels without comparing text).
     known_rank: Vec<u32>,
+    /// The `add` entry of each base label and known name (`NONE`: none), so that finding one is a load.
+    base_add: Vec<u32>,
+    known_add: Vec<u32>,
 }
+
+const NONE: u32 = u32::MAX;
 
 /// How many names `Builder::known` keeps; the rest go through the arena.
 const KNOWN_NAMES: usize = 64;
@@ -94,9 +99,16 @@ const KNOWN_NAMES: usize = 64;
 impl Builder {
     fn reset(&mut self, base: &Target) {
         self.arena.clear();
+        for a in &self.add {
+            if let Str::Known(k) = a.name {
+                self.known_add[k as usize] = NONE;
+            }
+        }
         self.add.clear();
         self.state.clear();
         self.state.resize(base.len(), 0);
+        self.base_add.clear();
+        self.base_add.resize(base.len(), NONE);
     }
 
     fn name<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
@@ -130,6 +142,7 @@ impl Builder {
         // The empty name (a rule without a target label) would only take a place.
         if self.known.len() < KNOWN_NAMES && !name.is_empty() {
             self.known.push(labels::names().intern(name));
+            self.known_add.push(NONE);
             // Ranks are redone whenever a name joins (at most KNOWN_NAMES times).
             let mut order: Vec<u32> = (0..self.known.len() as u32).collect();
             order.sort_unstable_by(|&x, &y| self.known[x as usize].cmp(&self.known[y as usize]));
@@ -151,11 +164,12 @@ impl Builder {
     /// The `add` entry for `key`.
     fn find_add(&self, base: &Target, key: Key) -> Option<usize> {
         match key {
-            Key::Base(i) if self.state[i as usize] & IN_ADD != 0 => {
-                self.add.iter().position(|a| a.name == Str::Base(i))
+            Key::Base(i) => {
+                Some(self.base_add[i as usize] as usize).filter(|&j| j != NONE as usize)
             }
-            Key::Base(_) => None,
-            Key::Known(k) => self.add.iter().position(|a| a.name == Str::Known(k)),
+            Key::Known(k) => {
+                Some(self.known_add[k as usize] as usize).filter(|&j| j != NONE as usize)
+            }
             Key::Text(t) => self.add.iter().position(|a| match a.name {
                 Str::Arena(..) => self.name(base, a.name) == t,
                 Str::Base(_) | Str::Known(_) => false,
@@ -214,12 +228,17 @@ impl Builder {
             self.add[i].value = value;
             return;
         }
+        let at = self.add.len() as u32;
         let name = match key {
             Key::Base(i) => {
                 self.state[i as usize] |= IN_ADD;
+                self.base_add[i as usize] = at;
                 Str::Base(i)
             }
-            Key::Known(k) => Str::Known(k),
+            Key::Known(k) => {
+                self.known_add[k as usize] = at;
+                Str::Known(k)
+            }
             Key::Text(t) => self.intern(t),
         };
         self.add.push(Added { name, value });
@@ -228,6 +247,19 @@ impl Builder {
     fn del(&mut self, base: &Target, key: Key) {
         if let Some(i) = self.find_add(base, key) {
             self.add.remove(i);
+            match key {
+                Key::Base(b) => self.base_add[b as usize] = NONE,
+                Key::Known(k) => self.known_add[k as usize] = NONE,
+                Key::Text(_) => {}
+            }
+            // The entries after it moved down one.
+            for (j, a) in self.add.iter().enumerate().skip(i) {
+                match a.name {
+                    Str::Base(b) => self.base_add[b as usize] = j as u32,
+                    Str::Known(k) => self.known_add[k as usize] = j as u32,
+                    Str::Arena(..) => {}
+                }
+            }
         }
         if let Key::Base(i) = key {
             // Names not in the base need no record: without an `add` entry they read as missing anyway.
@@ -320,7 +352,8 @@ struct Scratch {
     b: Builder,
     /// Snapshot of `b` for label walks.
     snap_add: Vec<Added>,
-    snap_state: Vec<u8>,
+    /// Base labels a walk visits.
+    todo: Vec<u32>,
     joined: String,
     name_buf: String,
     value_buf: String,
@@ -328,8 +361,6 @@ struct Scratch {
     walk_name: String,
     /// The labels of a changed target, before it is built.
     out: Vec<Label>,
-    /// Per base label, the `add` entry that sets it.
-    over: Vec<u32>,
     /// Added labels with new names: (how many base names sort before, `add` index), in name order.
     news: Vec<(u32, u32)>,
     values: Values,
@@ -368,21 +399,15 @@ impl Scratch {
         let Scratch {
             b,
             out,
-            over,
             news,
             values,
             ..
         } = self;
         let labels = base.labels();
-        over.clear();
-        over.resize(labels.len(), u32::MAX);
         news.clear();
         for (j, a) in b.add.iter().enumerate() {
             let slot = match a.name {
-                Str::Base(i) => {
-                    over[i as usize] = j as u32;
-                    continue;
-                }
+                Str::Base(_) => continue,
                 Str::Known(k) => {
                     let k = k as usize;
                     if schema.known_slot.len() <= k {
@@ -423,7 +448,7 @@ impl Scratch {
             }
             let s = b.state[i];
             if s & IN_ADD != 0 {
-                let a = b.add[over[i] as usize];
+                let a = b.add[b.base_add[i] as usize];
                 out.push(materialize(b, base, &mut names, values, a));
             } else if s & DELETED == 0 {
                 out.push((n.clone(), v.clone()));
@@ -556,6 +581,8 @@ struct RuleCache {
     target: Option<Name>,
     /// labelmap/labeldrop/labelkeep, per base label (filled on first use).
     base_walk: Vec<Walk>,
+    /// The base labels whose walk does something.
+    base_active: Vec<u32>,
     base_walk_ready: bool,
     /// The same per known name.
     known_walk: Vec<Option<Walk>>,
@@ -578,6 +605,7 @@ impl RuleCache {
         }
         self.target = Some(b.resolve(base, target));
         self.base_walk.clear();
+        self.base_active.clear();
         self.base_walk_ready = false;
         self.known_walk.clear();
     }
@@ -663,7 +691,7 @@ fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scra
     let Scratch {
         b,
         snap_add,
-        snap_state,
+        todo,
         joined,
         name_buf,
         value_buf,
@@ -812,24 +840,32 @@ fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scra
             let labels = base.labels();
             if !cache.base_walk_ready {
                 cache.base_walk.clear();
-                for (n, _) in labels {
+                cache.base_active.clear();
+                for (i, (n, _)) in labels.iter().enumerate() {
                     let w = walk_for(rule, locs, &p.replacement_t, n, b, base, name_buf);
                     cache.base_walk.push(w);
+                    if !matches!(w, Walk::Nothing) {
+                        cache.base_active.push(i as u32);
+                    }
                 }
                 cache.base_walk_ready = true;
             }
+            // The walk sees the labels as they were before it (neither deleted nor set, then the set ones).
             snap_add.clone_from(&b.add);
-            snap_state.clone_from(&b.state);
-            for (i, w) in cache.base_walk.iter().enumerate() {
-                if snap_state[i] != 0 {
-                    continue;
-                }
-                let name = &labels[i].0;
+            todo.clear();
+            todo.extend(
+                cache
+                    .base_active
+                    .iter()
+                    .filter(|&&i| b.state[i as usize] == 0),
+            );
+            for &i in todo.iter() {
+                let name = &labels[i as usize].0;
                 step(
                     rule,
                     locs,
                     &p.replacement_t,
-                    *w,
+                    cache.base_walk[i as usize],
                     (name, Key::Base(i as u32)),
                     Str::Base(i as u32),
                     b,
@@ -838,51 +874,52 @@ fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scra
                 );
             }
             for a in snap_add.iter() {
-                let (w, key) = match a.name {
-                    Str::Base(i) => {
-                        walk_name.clear();
-                        walk_name.push_str(&labels[i as usize].0);
-                        (cache.base_walk[i as usize], Key::Base(i))
-                    }
+                let w = match a.name {
+                    Str::Base(i) => cache.base_walk[i as usize],
                     Str::Known(k) => {
                         let k = k as usize;
-                        walk_name.clear();
-                        walk_name.push_str(&b.known[k]);
                         if cache.known_walk.len() <= k {
                             cache.known_walk.resize(k + 1, None);
                         }
-                        let w = match cache.known_walk[k] {
+                        match cache.known_walk[k] {
                             Some(w) => w,
                             None => {
-                                let w = walk_for(
-                                    rule,
-                                    locs,
-                                    &p.replacement_t,
-                                    walk_name,
-                                    b,
-                                    base,
-                                    name_buf,
-                                );
+                                let n = b.known[k].clone();
+                                let w =
+                                    walk_for(rule, locs, &p.replacement_t, &n, b, base, name_buf);
                                 cache.known_walk[k] = Some(w);
                                 w
                             }
-                        };
-                        (w, Key::Known(k as u32))
+                        }
                     }
                     Str::Arena(..) => {
                         walk_name.clear();
                         walk_name.push_str(b.name(base, a.name));
-                        let w =
-                            walk_for(rule, locs, &p.replacement_t, walk_name, b, base, name_buf);
-                        (w, Key::Text(walk_name))
+                        walk_for(rule, locs, &p.replacement_t, walk_name, b, base, name_buf)
                     }
+                };
+                if matches!(w, Walk::Nothing) {
+                    continue;
+                }
+                if let Str::Known(k) = a.name {
+                    walk_name.clear();
+                    walk_name.push_str(&b.known[k as usize]);
+                }
+                let key = match a.name {
+                    Str::Base(i) => Key::Base(i),
+                    Str::Known(k) => Key::Known(k),
+                    Str::Arena(..) => Key::Text(walk_name),
+                };
+                let name = match a.name {
+                    Str::Base(i) => &*labels[i as usize].0,
+                    Str::Known(_) | Str::Arena(..) => walk_name.as_str(),
                 };
                 step(
                     rule,
                     locs,
                     &p.replacement_t,
                     w,
-                    (walk_name, key),
+                    (name, key),
                     a.value,
                     b,
                     base,
@@ -920,6 +957,7 @@ fn walk_for(
 
 /// Applies `w` to the label `(name, key)` with value `value`.
 #[allow(clippy::too_many_arguments)]
+#[inline]
 fn step(
     rule: &Rule,
     locs: &mut Locations,
