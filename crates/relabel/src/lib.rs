@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backtrack;
 mod fast;
 mod labels;
 #[cfg(test)]

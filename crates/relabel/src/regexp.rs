@@ -10,6 +10,7 @@
 //!
 //! Octal escapes (`\12`) are accepted, as in Go.
 
+use crate::backtrack::{Backtrack, MAX_TEXT};
 use crate::fast::Fast;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -22,19 +23,18 @@ pub struct Regexp {
     re: regex::Regex,
     /// The same pattern as a list of literal alternatives, when it is that simple (most rules).
     fast: Option<Fast>,
-    /// The pattern without Unicode (classes and `.` match bytes), for finding groups in ASCII text, where
-    /// it matches exactly as the Unicode one and its much smaller automaton is searched faster. `None` for
-    /// fast patterns and for those that need Unicode (`\pL`).
-    ascii: Option<regex::bytes::Regex>,
+    /// For finding groups in ASCII text, when the pattern is not fast but simple enough (see
+    /// [`crate::backtrack`]).
+    bt: Option<Backtrack>,
 }
 
 /// Where the groups of the last [`Regexp::captures_read`] are.
 #[derive(Clone, Debug)]
 pub struct Locations {
     slow: regex::CaptureLocations,
-    /// For `Regexp::ascii`; `ascii_used` says which of the two holds the last match.
-    ascii: Option<regex::bytes::CaptureLocations>,
-    ascii_used: bool,
+    /// For `Regexp::bt`; `bt_used` says whether it holds the last match (else `slow` does).
+    bt: Option<crate::backtrack::Scratch>,
+    bt_used: bool,
     /// The fast alternative that matched, when the fast matcher was used.
     alt: usize,
     /// Length of the text that matched.
@@ -83,19 +83,15 @@ impl Regexp {
             .build()
             .map_err(|e| err(e.to_string().replace('\n', " ")))?;
         let fast = Fast::new(&hir);
-        let ascii = match fast {
+        let bt = match fast {
             Some(_) => None,
-            None => regex::bytes::RegexBuilder::new(&wrapped)
-                .octal(true)
-                .unicode(false)
-                .build()
-                .ok(),
+            None => Backtrack::new(&hir, re.captures_len()),
         };
         Ok(Regexp {
             source: pattern.to_string(),
             re,
             fast,
-            ascii,
+            bt,
         })
     }
 
@@ -122,8 +118,8 @@ impl Regexp {
     pub fn locations(&self) -> Locations {
         Locations {
             slow: self.re.capture_locations(),
-            ascii: self.ascii.as_ref().map(|a| a.capture_locations()),
-            ascii_used: false,
+            bt: self.bt.as_ref().map(Backtrack::scratch),
+            bt_used: false,
             alt: 0,
             len: 0,
         }
@@ -141,11 +137,13 @@ impl Regexp {
                 None => false,
             },
             None => {
-                if let (Some(a), Some(l), true) = (&self.ascii, &mut locs.ascii, text.is_ascii()) {
-                    locs.ascii_used = true;
-                    return a.captures_read(l, text.as_bytes()).is_some();
+                if let (Some(bt), Some(scratch)) = (&self.bt, &mut locs.bt) {
+                    if text.len() <= MAX_TEXT && text.is_ascii() {
+                        locs.bt_used = true;
+                        return bt.captures(text.as_bytes(), scratch);
+                    }
                 }
-                locs.ascii_used = false;
+                locs.bt_used = false;
                 self.re.captures_read(&mut locs.slow, text).is_some()
             }
         }
@@ -153,9 +151,14 @@ impl Regexp {
 
     /// Where group `g` of the last successful [`Regexp::captures_read`] is.
     fn span(&self, locs: &Locations, g: usize) -> Option<(usize, usize)> {
-        match (&self.fast, &locs.ascii) {
+        match (&self.fast, &locs.bt) {
             (Some(f), _) => f.group(locs.alt, locs.len, g),
-            (None, Some(a)) if locs.ascii_used => a.get(g),
+            (None, Some(bt)) if locs.bt_used => {
+                match (bt.slots.get(2 * g), bt.slots.get(2 * g + 1)) {
+                    (Some(&s), Some(&e)) if s != usize::MAX && e != usize::MAX => Some((s, e)),
+                    _ => None,
+                }
+            }
             (None, _) => locs.slow.get(g),
         }
     }
@@ -164,7 +167,7 @@ impl Regexp {
     /// (Go's `Regexp.ExpandString`; see [`expand`]).
     pub fn expand(&self, locs: &Locations, src: &str, template: &str, dst: &mut String) {
         match &self.fast {
-            None if !locs.ascii_used => expand(&self.re, &locs.slow, src, template, dst),
+            None if !locs.bt_used => expand(&self.re, &locs.slow, src, template, dst),
             _ => expand_with(
                 |name| self.re.capture_names().position(|n| n == Some(name)),
                 |g| self.span(locs, g).map(|(s, e)| &src[s..e]),
@@ -537,21 +540,30 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The ASCII copy of a pattern finds the Unicode regex's groups on any ASCII text.
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The backtracker finds the regex crate's groups on any ASCII text.
         #[test]
-        fn ascii_copy_agrees_on_random_text(
-            p in 0usize..6,
+        fn backtracker_agrees_on_random_text(
+            p in 0usize..12,
             t in "[a-c:;0-9 ._\n-]{0,14}",
         ) {
             let patterns = [
                 r"([^:]+)(?::\d+)?;(\d+)",
                 r"(.*?)(;*)(\d+)?",
-                r"([a-c]*)(.)?(b|c\d)*",
+                r"([a-c]*)(.)?(b|c\d)?",
                 r"(?i)(A+|B)(\W?)(.*)",
-                r"(\w+)\b(.*)",
+                r"(\w+)\W(.*)",
                 r"(?s)(.)(.*)(\n)?",
+                r"(a|ab)(c|bcd)?(d*)",
+                r"(a*?)(a+)(b{1,2})?",
+                r"((a)|b)?(;|\d{2,3})?(x{2})?",
+                r"(.*)(a|;)(.*?)",
+                r"([^;]*);([^;]*);?(.*)",
+                r"(?:(a)|(b)|(c))(\d?)(\d??)",
             ];
             let re = Regexp::new(patterns[p]).unwrap();
+            prop_assert!(re.bt.is_some());
             let mut locs = re.locations();
             let mut slow = re.regex().capture_locations();
             let want = re.regex().captures_read(&mut slow, &t).is_some();
@@ -775,8 +787,8 @@ mod tests {
         }
     }
 
-    /// Patterns the regex crate runs: on ASCII text the byte-class copy finds the groups the Unicode regex
-    /// finds (every span), and text with other characters still goes to the Unicode regex.
+    /// Patterns the literal matcher does not take: on ASCII text the backtracker finds the groups the regex
+    /// crate finds (every span); other text, and patterns with assertions, go to the regex crate.
     #[test]
     fn ascii_groups_agree_with_the_unicode_regex() {
         let patterns = [
@@ -819,13 +831,14 @@ mod tests {
         for p in patterns {
             let re = Regexp::new(p).unwrap();
             assert!(!re.is_fast(), "{p:?}");
-            assert!(re.ascii.is_some(), "{p:?} has an ASCII copy");
+            let takes = !matches!(p, r"(?m)^(a)$" | r"(x)?\b(y*)");
+            assert_eq!(re.bt.is_some(), takes, "{p:?} backtracker");
             let mut locs = re.locations();
             let mut slow = re.regex().capture_locations();
             for t in texts {
                 let want = re.regex().captures_read(&mut slow, t).is_some();
                 assert_eq!(re.captures_read(&mut locs, t), want, "{p:?} on {t:?}");
-                assert_eq!(locs.ascii_used, t.is_ascii(), "{p:?} on {t:?}");
+                assert_eq!(locs.bt_used, takes && t.is_ascii(), "{p:?} on {t:?}");
                 if want {
                     for g in 0..slow.len() {
                         assert_eq!(re.span(&locs, g), slow.get(g), "{p:?} on {t:?} group {g}");
@@ -833,8 +846,10 @@ mod tests {
                 }
             }
         }
-        // Patterns that need Unicode have no ASCII copy.
-        assert!(Regexp::new(r"\pL+").unwrap().ascii.is_none());
+        // Assertions and repeated groups are left to the regex crate.
+        for p in [r"(?m)^(a)$", r"(ab)+", r"a\b(.*)", r"(a|b){2}"] {
+            assert!(Regexp::new(p).unwrap().bt.is_none(), "{p:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! Finding groups in ASCII text for the patterns rules use that the literal matcher ([`crate::fast`]) does
+//! not take: sequences of literals, repeated classes, optional and alternative groups, like the address
+//! rewrite `([^:]+)(?::\d+)?;(\d+)`.
+//!
+//! The anchored pattern becomes a loop-free program (a repetition may only repeat one character; `x?` and
+//! alternations are forward branches), run by a backtracker that tries branches in the regex's priority
+//! order, so the first path that reaches the end of the text is the leftmost-first match the regex crate
+//! reports, groups included. Each (instruction, position) is entered at most once (a failed one stays
+//! failed: what follows an instruction does not depend on how it was reached), so a search costs at most
+//! instructions × (length + 1) steps. Text with other characters goes to the regex crate, as do patterns
+//! with anything else (assertions, repeated groups).
+
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
+
+/// Above this many instructions the regex crate is used.
+const MAX_PROGRAM: usize = 64;
+/// Above this many bytes of text the regex crate is used (the table of entered states stays small).
+pub(crate) const MAX_TEXT: usize = 256;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Inst {
+    /// These bytes.
+    Lit(Box<[u8]>),
+    /// A character of the set (bit `b` for ASCII byte `b`), `min..=max` times.
+    Rep {
+        set: u128,
+        min: u32,
+        max: u32,
+        greedy: bool,
+    },
+    /// Records the position in slot `s`.
+    Save(usize),
+    /// Tries `first`, then `second`.
+    Split(usize, usize),
+    Jump(usize),
+    /// Succeeds at the end of the text.
+    Match,
+}
+
+/// A compiled pattern; see the module docs.
+#[derive(Clone, Debug)]
+pub(crate) struct Backtrack {
+    prog: Vec<Inst>,
+    /// Slots: two per group (group 0 included).
+    slots: usize,
+}
+
+/// Scratch for one search, kept with the rule.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scratch {
+    /// Start and end of each group; `usize::MAX` when it did not take part.
+    pub(crate) slots: Vec<usize>,
+    entered: Vec<u64>,
+}
+
+impl Backtrack {
+    /// The program for the anchored pattern `hir` (as parsed from `^(?s:PATTERN)$`), if it has one.
+    pub(crate) fn new(hir: &Hir, groups: usize) -> Option<Backtrack> {
+        let HirKind::Concat(parts) = hir.kind() else {
+            return None;
+        };
+        let (first, rest) = parts.split_first()?;
+        let (last, middle) = rest.split_last()?;
+        if *first.kind() != HirKind::Look(Look::Start) || *last.kind() != HirKind::Look(Look::End) {
+            return None;
+        }
+        let mut c = Compiler { prog: Vec::new() };
+        c.inst(Inst::Save(0))?;
+        for h in middle {
+            c.compile(h)?;
+        }
+        c.inst(Inst::Save(1))?;
+        c.inst(Inst::Match)?;
+        Some(Backtrack {
+            prog: c.prog,
+            slots: groups * 2,
+        })
+    }
+
+    /// Room for a search.
+    pub(crate) fn scratch(&self) -> Scratch {
+        Scratch {
+            slots: vec![usize::MAX; self.slots],
+            entered: Vec::new(),
+        }
+    }
+
+    /// Matches all of `text` (ASCII, at most [`MAX_TEXT`] bytes), recording the groups in `s.slots`.
+    pub(crate) fn captures(&self, text: &[u8], s: &mut Scratch) -> bool {
+        s.slots.clear();
+        s.slots.resize(self.slots, usize::MAX);
+        let bits = self.prog.len() * (text.len() + 1);
+        s.entered.clear();
+        s.entered.resize(bits.div_ceil(64), 0);
+        let mut run = Run {
+            prog: &self.prog,
+            text,
+            slots: &mut s.slots,
+            entered: &mut s.entered,
+        };
+        run.step(0, 0)
+    }
+}
+
+struct Run<'a> {
+    prog: &'a [Inst],
+    text: &'a [u8],
+    slots: &'a mut [usize],
+    entered: &'a mut [u64],
+}
+
+impl Run<'_> {
+    /// Whether the program from `pc` at `pos` reaches the end of the text. Recursion is as deep as the
+    /// program is long at most (it has no loops).
+    fn step(&mut self, pc: usize, pos: usize) -> bool {
+        let bit = pc * (self.text.len() + 1) + pos;
+        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+        if self.entered[word] & mask != 0 {
+            return false;
+        }
+        self.entered[word] |= mask;
+        match self.prog[pc] {
+            Inst::Lit(ref lit) => {
+                self.text[pos..].starts_with(lit) && self.step(pc + 1, pos + lit.len())
+            }
+            Inst::Rep {
+                set,
+                min,
+                max,
+                greedy,
+            } => {
+                let rest = &self.text[pos..];
+                let most = rest
+                    .iter()
+                    .take(max as usize)
+                    .take_while(|&&b| b < 128 && set & (1u128 << b) != 0)
+                    .count();
+                let min = min as usize;
+                if most < min {
+                    return false;
+                }
+                if greedy {
+                    (min..=most).rev().any(|n| self.step(pc + 1, pos + n))
+                } else {
+                    (min..=most).any(|n| self.step(pc + 1, pos + n))
+                }
+            }
+            Inst::Save(slot) => {
+                let old = self.slots[slot];
+                self.slots[slot] = pos;
+                if self.step(pc + 1, pos) {
+                    return true;
+                }
+                self.slots[slot] = old;
+                false
+            }
+            Inst::Split(a, b) => self.step(a, pos) || self.step(b, pos),
+            Inst::Jump(to) => self.step(to, pos),
+            Inst::Match => pos == self.text.len(),
+        }
+    }
+}
+
+struct Compiler {
+    prog: Vec<Inst>,
+}
+
+impl Compiler {
+    fn inst(&mut self, i: Inst) -> Option<usize> {
+        if self.prog.len() >= MAX_PROGRAM {
+            return None;
+        }
+        self.prog.push(i);
+        Some(self.prog.len() - 1)
+    }
+
+    fn compile(&mut self, hir: &Hir) -> Option<()> {
+        match hir.kind() {
+            HirKind::Empty => {}
+            HirKind::Literal(lit) => {
+                self.inst(Inst::Lit(lit.0.clone()))?;
+            }
+            HirKind::Class(_) => {
+                let set = ascii_set(hir)?;
+                self.inst(Inst::Rep {
+                    set,
+                    min: 1,
+                    max: 1,
+                    greedy: true,
+                })?;
+            }
+            HirKind::Repetition(rep) => {
+                if let Some(set) = ascii_set(&rep.sub) {
+                    self.inst(Inst::Rep {
+                        set,
+                        min: rep.min,
+                        max: rep.max.unwrap_or(u32::MAX),
+                        greedy: rep.greedy,
+                    })?;
+                } else if rep.min == 0 && rep.max == Some(1) {
+                    // `x?`: a branch around x (taken first when greedy).
+                    let split = self.inst(Inst::Split(0, 0))?;
+                    self.compile(&rep.sub)?;
+                    let after = self.prog.len();
+                    self.prog[split] = if rep.greedy {
+                        Inst::Split(split + 1, after)
+                    } else {
+                        Inst::Split(after, split + 1)
+                    };
+                } else {
+                    return None;
+                }
+            }
+            HirKind::Capture(cap) => {
+                let g = cap.index as usize;
+                self.inst(Inst::Save(2 * g))?;
+                self.compile(&cap.sub)?;
+                self.inst(Inst::Save(2 * g + 1))?;
+            }
+            HirKind::Concat(parts) => {
+                for p in parts {
+                    self.compile(p)?;
+                }
+            }
+            HirKind::Alternation(subs) => {
+                // Split(first, next split) ... each alternative then jumps to the end.
+                let mut jumps = Vec::new();
+                let (last, init) = subs.split_last()?;
+                for s in init {
+                    let split = self.inst(Inst::Split(0, 0))?;
+                    self.compile(s)?;
+                    jumps.push(self.inst(Inst::Jump(0))?);
+                    self.prog[split] = Inst::Split(split + 1, self.prog.len());
+                }
+                self.compile(last)?;
+                let end = self.prog.len();
+                for j in jumps {
+                    self.prog[j] = Inst::Jump(end);
+                }
+            }
+            // Assertions: the regex decides.
+            HirKind::Look(_) => return None,
+        }
+        Some(())
+    }
+}
+
+/// The ASCII characters of a one-character pattern (a class, or a one-byte literal).
+fn ascii_set(hir: &Hir) -> Option<u128> {
+    match hir.kind() {
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut set = 0u128;
+            for r in c.ranges() {
+                let (s, e) = (u32::from(r.start()), u32::from(r.end()).min(127));
+                for b in s..=e {
+                    set |= 1u128 << b;
+                }
+            }
+            Some(set)
+        }
+        HirKind::Literal(lit) if lit.0.len() == 1 && lit.0[0] < 128 => Some(1u128 << lit.0[0]),
+        _ => None,
+    }
+}
