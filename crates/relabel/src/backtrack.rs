@@ -121,7 +121,11 @@ impl Run<'_> {
         self.entered[word] |= mask;
         match self.prog[pc] {
             Inst::Lit(ref lit) => {
-                self.text[pos..].starts_with(lit) && self.step(pc + 1, pos + lit.len())
+                let ok = match **lit {
+                    [one] => self.text.get(pos) == Some(&one),
+                    _ => self.text[pos..].starts_with(lit),
+                };
+                ok && self.step(pc + 1, pos + lit.len())
             }
             Inst::Rep {
                 set,

@@ -17,7 +17,7 @@
 //! schema, what depends only on the names: where the rule's labels are, and what labelmap/labeldrop/labelkeep
 //! do to each label. A target with a known schema then costs no name look-ups and no regex runs on names.
 
-use crate::labels::{self, Label, Names, Target};
+use crate::labels::{self, Names, Target};
 use crate::regexp::{has_var, Locations, Template, DEFAULT_REGEX};
 use crate::rule::{is_valid_label_name, Action, Rule};
 use md5::{Digest, Md5};
@@ -111,17 +111,19 @@ impl Builder {
         self.base_add.resize(base.len(), NONE);
     }
 
+    #[inline]
     fn name<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
         match s {
-            Str::Base(i) => &base.labels()[i as usize].0,
+            Str::Base(i) => base.name(i as usize),
             Str::Known(k) => &self.known[k as usize],
             Str::Arena(a, b) => &self.arena[a as usize..b as usize],
         }
     }
 
+    #[inline]
     fn value<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
         match s {
-            Str::Base(i) => &base.labels()[i as usize].1,
+            Str::Base(i) => base.value(i as usize),
             Str::Known(k) => &self.known[k as usize],
             Str::Arena(a, b) => &self.arena[a as usize..b as usize],
         }
@@ -162,6 +164,7 @@ impl Builder {
     }
 
     /// The `add` entry for `key`.
+    #[inline]
     fn find_add(&self, base: &Target, key: Key) -> Option<usize> {
         match key {
             Key::Base(i) => {
@@ -178,14 +181,14 @@ impl Builder {
     }
 
     /// The value of `key` as a reference, `None` when it is missing.
+    #[inline]
     fn get_ref(&self, base: &Target, key: Key) -> Option<Str> {
         if let Some(i) = self.find_add(base, key) {
             return Some(self.add[i].value);
         }
         match key {
             Key::Base(i)
-                if self.state[i as usize] & DELETED == 0
-                    && !base.labels()[i as usize].1.is_empty() =>
+                if self.state[i as usize] & DELETED == 0 && !base.value(i as usize).is_empty() =>
             {
                 Some(Str::Base(i))
             }
@@ -208,7 +211,7 @@ impl Builder {
             return;
         }
         let v = match key {
-            Key::Base(i) if *base.labels()[i as usize].1 == *value => Str::Base(i),
+            Key::Base(i) if **base.value(i as usize) == *value => Str::Base(i),
             _ => self.intern(value),
         };
         self.put(base, key, v);
@@ -271,7 +274,7 @@ impl Builder {
     fn unchanged(&self, base: &Target) -> bool {
         self.add.iter().all(|a| match (a.name, a.value) {
             (Str::Base(i), Str::Base(j)) if i == j => true,
-            (Str::Base(i), v) => *base.labels()[i as usize].1 == *self.value(base, v),
+            (Str::Base(i), v) => **base.value(i as usize) == *self.value(base, v),
             _ => false,
         }) && self
             .state
@@ -282,7 +285,7 @@ impl Builder {
 
 /// A set of label names seen, and what depends only on them.
 struct Schema {
-    names: Vec<Arc<str>>,
+    names: Arc<[Arc<str>]>,
     hash: u64,
     /// Identifies this schema in the rules' caches (a slot reused for another schema gets a new one).
     gen: u64,
@@ -304,45 +307,118 @@ struct Schemas {
 impl Schemas {
     /// The slot of `t`'s schema, remembering it if it is new.
     fn find(&mut self, t: &Target) -> usize {
-        let labels = t.labels();
-        let mut hash = labels.len() as u64;
-        for (n, _) in labels {
+        let names = t.names();
+        // Targets from one source mostly share their list of names.
+        if let Some(i) = self.list.iter().position(|s| Arc::ptr_eq(&s.names, names)) {
+            return i;
+        }
+        let mut hash = names.len() as u64;
+        for n in names.iter() {
             // Names are interned: the address identifies the text.
             let addr = Arc::as_ptr(n) as *const u8 as usize as u64;
             hash = (hash ^ addr).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         }
         let same = |s: &Schema| {
             s.hash == hash
-                && s.names.len() == labels.len()
+                && s.names.len() == names.len()
                 && s.names
                     .iter()
-                    .zip(labels)
-                    .all(|(a, (b, _))| Arc::ptr_eq(a, b))
+                    .zip(names.iter())
+                    .all(|(a, b)| Arc::ptr_eq(a, b))
         };
         if let Some(i) = self.list.iter().position(same) {
             return i;
         }
         self.last_gen += 1;
-        let gen = self.last_gen;
-        let names = labels.iter().map(|(n, _)| n.clone());
+        let schema = Schema {
+            names: names.clone(),
+            hash,
+            gen: self.last_gen,
+            known_slot: Vec::new(),
+        };
         if self.list.len() < SCHEMAS {
-            self.list.push(Schema {
-                names: names.collect(),
-                hash,
-                gen,
-                known_slot: Vec::new(),
-            });
+            self.list.push(schema);
             return self.list.len() - 1;
         }
         let i = self.victim;
         self.victim = (i + 1) % SCHEMAS;
-        let s = &mut self.list[i];
-        s.names.clear();
-        s.names.extend(names);
-        s.hash = hash;
-        s.gen = gen;
-        s.known_slot.clear();
+        self.list[i] = schema;
         i
+    }
+}
+
+/// Lists of names changed targets were given, for the next target that gets the same names.
+#[derive(Default)]
+struct NameLists {
+    list: Vec<Arc<[Arc<str>]>>,
+    victim: usize,
+    /// The list found last, tried first.
+    last: usize,
+    /// Scratch: the addresses of the names looked for.
+    addrs: Vec<usize>,
+}
+
+/// The address of a name's text.
+fn addr(n: &Arc<str>) -> usize {
+    Arc::as_ptr(n) as *const u8 as usize
+}
+
+/// How many lists `NameLists` keeps.
+const NAME_LISTS: usize = 16;
+
+impl NameLists {
+    /// The shared list of `names` (as the builder holds them).
+    fn get(
+        &mut self,
+        b: &Builder,
+        base: &Target,
+        names: &[Str],
+        lock: &mut Option<MutexGuard<'static, Names>>,
+    ) -> Arc<[Arc<str>]> {
+        // Names are interned, so a list has a name when it has its address (arena names: its text).
+        self.addrs.clear();
+        self.addrs.extend(names.iter().map(|&s| match s {
+            Str::Base(i) => addr(base.name(i as usize)),
+            Str::Known(k) => addr(&b.known[k as usize]),
+            Str::Arena(..) => 0,
+        }));
+        let addrs = &self.addrs;
+        let same = |l: &Arc<[Arc<str>]>| {
+            l.len() == names.len()
+                && l.iter()
+                    .zip(addrs)
+                    .zip(names)
+                    .all(|((a, &p), &s)| addr(a) == p || (p == 0 && **a == *b.name(base, s)))
+        };
+        if same(base.names()) {
+            return base.names().clone();
+        }
+        if let Some(l) = self.list.get(self.last).filter(|l| same(l)) {
+            return l.clone();
+        }
+        if let Some(i) = self.list.iter().position(same) {
+            self.last = i;
+            return self.list[i].clone();
+        }
+        let l: Arc<[Arc<str>]> = names
+            .iter()
+            .map(|&s| match s {
+                Str::Base(i) => base.name(i as usize).clone(),
+                Str::Known(k) => b.known[k as usize].clone(),
+                Str::Arena(..) => lock
+                    .get_or_insert_with(labels::names)
+                    .intern(b.name(base, s)),
+            })
+            .collect();
+        if self.list.len() < NAME_LISTS {
+            self.last = self.list.len();
+            self.list.push(l.clone());
+        } else {
+            self.last = self.victim;
+            self.list[self.victim] = l.clone();
+            self.victim = (self.victim + 1) % NAME_LISTS;
+        }
+        l
     }
 }
 
@@ -360,7 +436,9 @@ struct Scratch {
     /// Names of added labels, as the walk over them goes.
     walk_name: String,
     /// The labels of a changed target, before it is built.
-    out: Vec<Label>,
+    out_names: Vec<Str>,
+    out_values: Vec<Arc<str>>,
+    lists: NameLists,
     /// Added labels with new names: (how many base names sort before, `add` index), in name order.
     news: Vec<(u32, u32)>,
     values: Values,
@@ -398,12 +476,14 @@ impl Scratch {
         }
         let Scratch {
             b,
-            out,
+            out_names,
+            out_values,
+            lists,
             news,
             values,
             ..
         } = self;
-        let labels = base.labels();
+        let base_names = &**base.names();
         news.clear();
         for (j, a) in b.add.iter().enumerate() {
             let slot = match a.name {
@@ -415,13 +495,13 @@ impl Scratch {
                     }
                     if schema.known_slot[k] == u32::MAX {
                         let n = &*b.known[k];
-                        schema.known_slot[k] = labels.partition_point(|(l, _)| **l < *n) as u32;
+                        schema.known_slot[k] = base_names.partition_point(|l| **l < *n) as u32;
                     }
                     schema.known_slot[k]
                 }
                 Str::Arena(..) => {
                     let n = b.name(base, a.name);
-                    labels.partition_point(|(l, _)| **l < *n) as u32
+                    base_names.partition_point(|l| **l < *n) as u32
                 }
             };
             news.push((slot, j as u32));
@@ -437,63 +517,54 @@ impl Scratch {
                 }
             })
         });
-        // Locked only when a label gets a name neither the target nor the known names have.
-        let mut names = None;
-        out.clear();
-        out.reserve(labels.len() + news.len());
+        out_names.clear();
+        out_values.clear();
         let mut new = news.iter().peekable();
-        for (i, (n, v)) in labels.iter().enumerate() {
+        for i in 0..base.len() {
             while let Some(&(_, j)) = new.next_if(|&&(slot, _)| slot as usize <= i) {
-                out.push(materialize(b, base, &mut names, values, b.add[j as usize]));
+                let a = b.add[j as usize];
+                out_names.push(a.name);
+                out_values.push(materialize(b, base, values, a.value));
             }
             let s = b.state[i];
             if s & IN_ADD != 0 {
                 let a = b.add[b.base_add[i] as usize];
-                out.push(materialize(b, base, &mut names, values, a));
+                out_names.push(a.name);
+                out_values.push(materialize(b, base, values, a.value));
             } else if s & DELETED == 0 {
-                out.push((n.clone(), v.clone()));
+                out_names.push(Str::Base(i as u32));
+                out_values.push(base.value(i).clone());
             }
         }
         for &(_, j) in new {
-            out.push(materialize(b, base, &mut names, values, b.add[j as usize]));
+            let a = b.add[j as usize];
+            out_names.push(a.name);
+            out_values.push(materialize(b, base, values, a.value));
         }
-        Target::from_sorted_iter(out.drain(..))
+        // Locked only when a label gets a name neither the target nor the known names have.
+        let mut lock = None;
+        let names = lists.get(b, base, out_names, &mut lock);
+        Target::from_parts(names, out_values.drain(..))
     }
 }
 
-/// An added label as shared strings.
-fn materialize(
-    b: &Builder,
-    base: &Target,
-    names: &mut Option<MutexGuard<'static, Names>>,
-    values: &mut Values,
-    a: Added,
-) -> Label {
-    let labels = base.labels();
-    let name = match a.name {
-        Str::Base(i) => labels[i as usize].0.clone(),
+/// A value set by a rule, as a shared string.
+fn materialize(b: &Builder, base: &Target, values: &mut Values, value: Str) -> Arc<str> {
+    match value {
+        Str::Base(i) => base.value(i as usize).clone(),
         Str::Known(k) => b.known[k as usize].clone(),
         Str::Arena(..) => {
-            let text = b.name(base, a.name);
-            names.get_or_insert_with(labels::names).intern(text)
-        }
-    };
-    let value = match a.value {
-        Str::Base(i) => labels[i as usize].1.clone(),
-        Str::Known(k) => b.known[k as usize].clone(),
-        Str::Arena(..) => {
-            let text = b.value(base, a.value);
+            let text = b.value(base, value);
             // A value copied from another label (`namespace` from `__meta_kubernetes_namespace`).
-            match labels
-                .iter()
-                .find(|(_, v)| v.len() == text.len() && **v == *text)
+            match (0..base.len())
+                .map(|i| base.value(i))
+                .find(|v| v.len() == text.len() && ***v == *text)
             {
-                Some((_, v)) => v.clone(),
+                Some(v) => v.clone(),
                 None => values.get(text),
             }
         }
-    };
-    (name, value)
+    }
 }
 
 /// Applies a list of rules to targets. Owns scratch space, so keep one per thread and reuse it.
@@ -837,11 +908,11 @@ fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scra
             b.set(base, tkey, value_buf);
         }
         Action::LabelMap | Action::LabelDrop | Action::LabelKeep => {
-            let labels = base.labels();
+            let base_names = &**base.names();
             if !cache.base_walk_ready {
                 cache.base_walk.clear();
                 cache.base_active.clear();
-                for (i, (n, _)) in labels.iter().enumerate() {
+                for (i, n) in base_names.iter().enumerate() {
                     let w = walk_for(rule, locs, &p.replacement_t, n, b, base, name_buf);
                     cache.base_walk.push(w);
                     if !matches!(w, Walk::Nothing) {
@@ -860,7 +931,7 @@ fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scra
                     .filter(|&&i| b.state[i as usize] == 0),
             );
             for &i in todo.iter() {
-                let name = &labels[i as usize].0;
+                let name = &base_names[i as usize];
                 step(
                     rule,
                     locs,
@@ -911,7 +982,7 @@ fn apply(rule: &Rule, p: &mut Prepared, slot: usize, base: &Target, s: &mut Scra
                     Str::Arena(..) => Key::Text(walk_name),
                 };
                 let name = match a.name {
-                    Str::Base(i) => &*labels[i as usize].0,
+                    Str::Base(i) => &*base_names[i as usize],
                     Str::Known(_) | Str::Arena(..) => walk_name.as_str(),
                 };
                 step(
