@@ -7,7 +7,8 @@
 //! order, so the first path that reaches the end of the text is the leftmost-first match the regex crate
 //! reports, groups included. Each (instruction, position) is entered at most once (a failed one stays
 //! failed: what follows an instruction does not depend on how it was reached), so a search costs at most
-//! instructions × (length + 1) steps. Text with other characters goes to the regex crate, as do patterns
+//! instructions × (length + 1) steps; only instructions that can be reached in more than one way need
+//! remembering. Text with other characters goes to the regex crate, as do patterns
 //! with anything else (assertions, repeated groups).
 
 use regex_syntax::hir::{Class, Hir, HirKind, Look};
@@ -21,9 +22,9 @@ pub(crate) const MAX_TEXT: usize = 256;
 enum Inst {
     /// These bytes.
     Lit(Box<[u8]>),
-    /// A character of the set (bit `b` for ASCII byte `b`), `min..=max` times.
+    /// A character of the set (`set[b]` for ASCII byte `b`), `min..=max` times.
     Rep {
-        set: u128,
+        set: Box<[bool; 256]>,
         min: u32,
         max: u32,
         greedy: bool,
@@ -41,9 +42,16 @@ enum Inst {
 #[derive(Clone, Debug)]
 pub(crate) struct Backtrack {
     prog: Vec<Inst>,
+    /// Per instruction, its row in the table of entered states, for those that can be reached in more than
+    /// one way (branch targets, what follows a repetition); `NO_ROW` for the others, which are reached only
+    /// from the instruction before them, at a position that one determines.
+    rows: Vec<u32>,
+    row_count: usize,
     /// Slots: two per group (group 0 included).
     slots: usize,
 }
+
+const NO_ROW: u32 = u32::MAX;
 
 /// Scratch for one search, kept with the rule.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +59,8 @@ pub(crate) struct Scratch {
     /// Start and end of each group; `usize::MAX` when it did not take part.
     pub(crate) slots: Vec<usize>,
     entered: Vec<u64>,
+    /// Slots set on the current path, with their values before, to undo on failure.
+    undo: Vec<(usize, usize)>,
 }
 
 impl Backtrack {
@@ -71,8 +81,33 @@ impl Backtrack {
         }
         c.inst(Inst::Save(1))?;
         c.inst(Inst::Match)?;
+        let mut joins = vec![false; c.prog.len()];
+        for (pc, inst) in c.prog.iter().enumerate() {
+            match *inst {
+                Inst::Split(a, b) => {
+                    joins[a] = true;
+                    joins[b] = true;
+                }
+                Inst::Jump(to) => joins[to] = true,
+                Inst::Rep { .. } => joins[pc + 1] = true,
+                Inst::Lit(_) | Inst::Save(_) | Inst::Match => {}
+            }
+        }
+        let mut row_count = 0;
+        let rows = joins
+            .iter()
+            .map(|&j| {
+                if !j {
+                    return NO_ROW;
+                }
+                row_count += 1;
+                row_count as u32 - 1
+            })
+            .collect();
         Some(Backtrack {
             prog: c.prog,
+            rows,
+            row_count,
             slots: groups * 2,
         })
     }
@@ -82,6 +117,7 @@ impl Backtrack {
         Scratch {
             slots: vec![usize::MAX; self.slots],
             entered: Vec::new(),
+            undo: Vec::new(),
         }
     }
 
@@ -89,14 +125,17 @@ impl Backtrack {
     pub(crate) fn captures(&self, text: &[u8], s: &mut Scratch) -> bool {
         s.slots.clear();
         s.slots.resize(self.slots, usize::MAX);
-        let bits = self.prog.len() * (text.len() + 1);
+        let bits = self.row_count * (text.len() + 1);
         s.entered.clear();
         s.entered.resize(bits.div_ceil(64), 0);
+        s.undo.clear();
         let mut run = Run {
             prog: &self.prog,
+            rows: &self.rows,
             text,
             slots: &mut s.slots,
             entered: &mut s.entered,
+            undo: &mut s.undo,
         };
         run.step(0, 0)
     }
@@ -104,64 +143,81 @@ impl Backtrack {
 
 struct Run<'a> {
     prog: &'a [Inst],
+    rows: &'a [u32],
     text: &'a [u8],
     slots: &'a mut [usize],
     entered: &'a mut [u64],
+    undo: &'a mut Vec<(usize, usize)>,
 }
 
 impl Run<'_> {
-    /// Whether the program from `pc` at `pos` reaches the end of the text. Recursion is as deep as the
-    /// program is long at most (it has no loops).
-    fn step(&mut self, pc: usize, pos: usize) -> bool {
-        let bit = pc * (self.text.len() + 1) + pos;
-        let (word, mask) = (bit / 64, 1u64 << (bit % 64));
-        if self.entered[word] & mask != 0 {
-            return false;
+    /// Whether the program from `pc` at `pos` reaches the end of the text. Straight-line instructions run
+    /// in a loop; only branches recurse, so recursion is as deep as the program is long at most (it has no
+    /// loops). On failure the slots set are put back.
+    fn step(&mut self, mut pc: usize, mut pos: usize) -> bool {
+        let prog = self.prog;
+        let undo_from = self.undo.len();
+        let ok = loop {
+            let row = self.rows[pc];
+            if row != NO_ROW {
+                let bit = row as usize * (self.text.len() + 1) + pos;
+                let (word, mask) = (bit / 64, 1u64 << (bit % 64));
+                if self.entered[word] & mask != 0 {
+                    break false;
+                }
+                self.entered[word] |= mask;
+            }
+            match prog[pc] {
+                Inst::Lit(ref lit) => {
+                    let ok = match **lit {
+                        [one] => self.text.get(pos) == Some(&one),
+                        _ => self.text[pos..].starts_with(lit),
+                    };
+                    if !ok {
+                        break false;
+                    }
+                    pos += lit.len();
+                    pc += 1;
+                }
+                Inst::Rep {
+                    ref set,
+                    min,
+                    max,
+                    greedy,
+                } => {
+                    let most = self.text[pos..]
+                        .iter()
+                        .take(max as usize)
+                        .take_while(|&&b| set[usize::from(b)])
+                        .count();
+                    let min = min as usize;
+                    if most < min {
+                        break false;
+                    }
+                    break if greedy {
+                        (min..=most).rev().any(|n| self.step(pc + 1, pos + n))
+                    } else {
+                        (min..=most).any(|n| self.step(pc + 1, pos + n))
+                    };
+                }
+                Inst::Save(slot) => {
+                    self.undo.push((slot, self.slots[slot]));
+                    self.slots[slot] = pos;
+                    pc += 1;
+                }
+                Inst::Split(a, b) => break self.step(a, pos) || self.step(b, pos),
+                Inst::Jump(to) => pc = to,
+                Inst::Match => break pos == self.text.len(),
+            }
+        };
+        if !ok {
+            while self.undo.len() > undo_from {
+                if let Some((slot, old)) = self.undo.pop() {
+                    self.slots[slot] = old;
+                }
+            }
         }
-        self.entered[word] |= mask;
-        match self.prog[pc] {
-            Inst::Lit(ref lit) => {
-                let ok = match **lit {
-                    [one] => self.text.get(pos) == Some(&one),
-                    _ => self.text[pos..].starts_with(lit),
-                };
-                ok && self.step(pc + 1, pos + lit.len())
-            }
-            Inst::Rep {
-                set,
-                min,
-                max,
-                greedy,
-            } => {
-                let rest = &self.text[pos..];
-                let most = rest
-                    .iter()
-                    .take(max as usize)
-                    .take_while(|&&b| b < 128 && set & (1u128 << b) != 0)
-                    .count();
-                let min = min as usize;
-                if most < min {
-                    return false;
-                }
-                if greedy {
-                    (min..=most).rev().any(|n| self.step(pc + 1, pos + n))
-                } else {
-                    (min..=most).any(|n| self.step(pc + 1, pos + n))
-                }
-            }
-            Inst::Save(slot) => {
-                let old = self.slots[slot];
-                self.slots[slot] = pos;
-                if self.step(pc + 1, pos) {
-                    return true;
-                }
-                self.slots[slot] = old;
-                false
-            }
-            Inst::Split(a, b) => self.step(a, pos) || self.step(b, pos),
-            Inst::Jump(to) => self.step(to, pos),
-            Inst::Match => pos == self.text.len(),
-        }
+        ok
     }
 }
 
@@ -249,20 +305,23 @@ impl Compiler {
     }
 }
 
-/// The ASCII characters of a one-character pattern (a class, or a one-byte literal).
-fn ascii_set(hir: &Hir) -> Option<u128> {
+/// The ASCII characters of a one-character pattern (a class, or a one-byte literal), as a table by byte
+/// (other bytes are never in it).
+fn ascii_set(hir: &Hir) -> Option<Box<[bool; 256]>> {
+    let mut set = Box::new([false; 256]);
     match hir.kind() {
         HirKind::Class(Class::Unicode(c)) => {
-            let mut set = 0u128;
             for r in c.ranges() {
                 let (s, e) = (u32::from(r.start()), u32::from(r.end()).min(127));
                 for b in s..=e {
-                    set |= 1u128 << b;
+                    set[b as usize] = true;
                 }
             }
-            Some(set)
         }
-        HirKind::Literal(lit) if lit.0.len() == 1 && lit.0[0] < 128 => Some(1u128 << lit.0[0]),
-        _ => None,
+        HirKind::Literal(lit) if lit.0.len() == 1 && lit.0[0] < 128 => {
+            set[usize::from(lit.0[0])] = true
+        }
+        _ => return None,
     }
+    Some(set)
 }

@@ -852,6 +852,36 @@ mod tests {
         }
     }
 
+    /// Patterns that make a plain backtracker take exponential (or high polynomial) time: each state is
+    /// entered once, so these finish at once, with the regex crate's answer.
+    #[test]
+    fn backtracker_is_bounded_on_ambiguous_patterns() {
+        let many_a = "a".repeat(200);
+        let cases = [
+            ("a?".repeat(20) + &"a".repeat(20), "a".repeat(20)),
+            (r"(.*)(.*)(.*)(.*)(.*)x".to_string(), many_a.clone()),
+            (
+                r"(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)b".to_string(),
+                "a".repeat(16),
+            ),
+            (r"(.*?)(a*)(.*)".to_string(), many_a),
+        ];
+        for (p, t) in &cases {
+            let re = Regexp::new(p).unwrap();
+            assert!(re.bt.is_some(), "{p:?}");
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            let want = re.regex().captures_read(&mut slow, t).is_some();
+            assert_eq!(re.captures_read(&mut locs, t), want, "{p:?}");
+            assert!(locs.bt_used);
+            if want {
+                for g in 0..slow.len() {
+                    assert_eq!(re.span(&locs, g), slow.get(g), "{p:?} group {g}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn expansion_follows_go() {
         assert_eq!(exp("(a)(b)", "ab", "$2$1").as_deref(), Some("ba"));
