@@ -111,7 +111,7 @@ impl Builder {
         self.base_add.resize(base.len(), NONE);
     }
 
-    #[inline]
+    #[inline(always)]
     fn name<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
         match s {
             Str::Base(i) => base.name(i as usize),
@@ -120,7 +120,7 @@ impl Builder {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn value<'a>(&'a self, base: &'a Target, s: Str) -> &'a str {
         match s {
             Str::Base(i) => base.value(i as usize),
@@ -164,7 +164,7 @@ impl Builder {
     }
 
     /// The `add` entry for `key`.
-    #[inline]
+    #[inline(always)]
     fn find_add(&self, base: &Target, key: Key) -> Option<usize> {
         match key {
             Key::Base(i) => {
@@ -181,7 +181,7 @@ impl Builder {
     }
 
     /// The value of `key` as a reference, `None` when it is missing.
-    #[inline]
+    #[inline(always)]
     fn get_ref(&self, base: &Target, key: Key) -> Option<Str> {
         if let Some(i) = self.find_add(base, key) {
             return Some(self.add[i].value);
@@ -291,6 +291,10 @@ struct Schema {
     gen: u64,
     /// Per known name: how many of the names sort before it (`u32::MAX`: not worked out yet).
     known_slot: Vec<u32>,
+    /// The names of the labels the last changed target got that the schema does not have, in the order
+    /// rules set them, and the order that sorts them (as indices into that list).
+    new_names: Vec<Str>,
+    new_order: Vec<u32>,
 }
 
 /// How many schemas the relabeler remembers (targets of a few shapes, interleaved, all stay known).
@@ -335,6 +339,8 @@ impl Schemas {
             hash,
             gen: self.last_gen,
             known_slot: Vec::new(),
+            new_names: Vec::new(),
+            new_order: Vec::new(),
         };
         if self.list.len() < SCHEMAS {
             self.list.push(schema);
@@ -441,6 +447,7 @@ struct Scratch {
     lists: NameLists,
     /// Added labels with new names: (how many base names sort before, `add` index), in name order.
     news: Vec<(u32, u32)>,
+    sorted: Vec<(u32, u32)>,
     values: Values,
 }
 
@@ -480,6 +487,7 @@ impl Scratch {
             out_values,
             lists,
             news,
+            sorted,
             values,
             ..
         } = self;
@@ -506,17 +514,40 @@ impl Scratch {
             };
             news.push((slot, j as u32));
         }
-        news.sort_unstable_by(|&(sx, x), &(sy, y)| {
-            sx.cmp(&sy).then_with(|| {
-                let (x, y) = (b.add[x as usize].name, b.add[y as usize].name);
-                match (x, y) {
-                    (Str::Known(x), Str::Known(y)) => {
-                        b.known_rank[x as usize].cmp(&b.known_rank[y as usize])
+        // Targets of one schema mostly get the same new names in the same order: their sorted order is
+        // remembered (for known names; arena spans say nothing about the text).
+        let same_names = news.len() == schema.new_names.len()
+            && news
+                .iter()
+                .zip(&schema.new_names)
+                .all(|(&(_, j), &n)| b.add[j as usize].name == n && matches!(n, Str::Known(_)));
+        if same_names {
+            sorted.clear();
+            sorted.extend(schema.new_order.iter().map(|&p| news[p as usize]));
+            std::mem::swap(news, sorted);
+        } else {
+            schema.new_names.clear();
+            schema
+                .new_names
+                .extend(news.iter().map(|&(_, j)| b.add[j as usize].name));
+            schema.new_order.clear();
+            schema.new_order.extend(0..news.len() as u32);
+            schema.new_order.sort_unstable_by(|&x, &y| {
+                let ((sx, x), (sy, y)) = (news[x as usize], news[y as usize]);
+                sx.cmp(&sy).then_with(|| {
+                    let (x, y) = (b.add[x as usize].name, b.add[y as usize].name);
+                    match (x, y) {
+                        (Str::Known(x), Str::Known(y)) => {
+                            b.known_rank[x as usize].cmp(&b.known_rank[y as usize])
+                        }
+                        _ => b.name(base, x).cmp(b.name(base, y)),
                     }
-                    _ => b.name(base, x).cmp(b.name(base, y)),
-                }
-            })
-        });
+                })
+            });
+            sorted.clear();
+            sorted.extend(schema.new_order.iter().map(|&p| news[p as usize]));
+            std::mem::swap(news, sorted);
+        }
         out_names.clear();
         out_values.clear();
         let mut new = news.iter().peekable();
