@@ -320,6 +320,58 @@ mod tests {
     }
 
     #[test]
+    fn targets_with_the_same_names_share_them() {
+        let a = Target::from_pairs([("x", "1"), ("y", "2")]);
+        let b = Target::from_pairs([("y", "3"), ("x", "4")]);
+        assert!(Arc::ptr_eq(a.names(), b.names()));
+        assert_ne!(a, b);
+        assert!(!a.ptr_eq(&b));
+        let c = Target::from_pairs([("x", "1"), ("y", "2")]);
+        assert_eq!(a, c);
+        assert!(!a.ptr_eq(&c) && a.ptr_eq(&a.clone()));
+    }
+
+    fn hash_of(t: &Target) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        t.hash(&mut h);
+        h.finish()
+    }
+
+    proptest::proptest! {
+        /// A target holds what a sorted map of its pairs holds (later duplicates winning), and compares,
+        /// orders and hashes as the list of its pairs does.
+        #[test]
+        fn targets_match_a_sorted_map(
+            a in proptest::collection::vec(("[abc_]{0,3}", "[xy]{0,2}"), 0..8),
+            b in proptest::collection::vec(("[abc_]{0,3}", "[xy]{0,2}"), 0..8),
+        ) {
+            use std::collections::BTreeMap;
+            let model = |pairs: &[(String, String)]| -> Vec<(String, String)> {
+                pairs.iter().cloned().collect::<BTreeMap<_, _>>().into_iter().collect()
+            };
+            let (ta, tb) = (Target::from_pairs(a.clone()), Target::from_pairs(b.clone()));
+            let (ma, mb) = (model(&a), model(&b));
+            let got: Vec<(String, String)> =
+                ta.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            proptest::prop_assert_eq!(&got, &ma);
+            proptest::prop_assert_eq!(ta.len(), ma.len());
+            for (n, v) in &ma {
+                proptest::prop_assert_eq!(ta.get(n), Some(v.as_str()));
+            }
+            proptest::prop_assert_eq!(ta.get("zz"), None);
+            proptest::prop_assert_eq!(ta == tb, ma == mb);
+            proptest::prop_assert_eq!(ta.cmp(&tb), ma.cmp(&mb));
+            // The same pairs in another order: an equal target with an equal hash.
+            let mut rev = ma.clone();
+            rev.reverse();
+            let tr = Target::from_pairs(rev);
+            proptest::prop_assert_eq!(&tr, &ta);
+            let (h1, h2) = (hash_of(&ta), hash_of(&tr));
+            proptest::prop_assert_eq!(h1, h2);
+        }
+    }
+
+    #[test]
     fn json_round_trip() {
         let t: Target = serde_json::from_str(r#"{"z":"1","a":"x"}"#).unwrap();
         assert_eq!(serde_json::to_string(&t).unwrap(), r#"{"a":"x","z":"1"}"#);
