@@ -452,7 +452,7 @@ struct Scratch {
 }
 
 /// Values rules made recently, shared by the targets that get them (`service_name="ns/app"` for every pod
-/// of an app): a direct-mapped table, so it stays small and a miss costs one replacement.
+/// of an app): a small two-way table, so it stays small and a miss costs one replacement.
 struct Values(Vec<Option<Arc<str>>>);
 
 const VALUE_SLOTS: usize = 1024;
@@ -467,11 +467,18 @@ impl Values {
     fn get(&mut self, text: &str) -> Arc<str> {
         let mut h = labels::Fnv::default();
         std::hash::Hasher::write(&mut h, text.as_bytes());
-        let slot = &mut self.0[(std::hash::Hasher::finish(&h) as usize) % VALUE_SLOTS];
-        match slot {
-            Some(v) if **v == *text => v.clone(),
-            _ => slot.insert(Arc::from(text)).clone(),
+        // Slots come in pairs; the newer entry of a pair is first.
+        let i = ((std::hash::Hasher::finish(&h) as usize) % VALUE_SLOTS) & !1;
+        for j in [i, i + 1] {
+            if let Some(v) = &self.0[j] {
+                if **v == *text {
+                    return v.clone();
+                }
+            }
         }
+        let v: Arc<str> = Arc::from(text);
+        self.0[i + 1] = self.0[i].replace(v.clone());
+        v
     }
 }
 
