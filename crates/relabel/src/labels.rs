@@ -5,26 +5,28 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::HashSet;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-
-/// One label: name and value.
-pub type Label = (Arc<str>, Arc<str>);
 
 /// A target: a set of labels with unique names, sorted by name.
 ///
-/// Cloning shares the labels (one reference count), so passing a target through rules that leave it alone
-/// costs no allocation. An input label may have an empty value (it is kept, as in the reference); relabelling
-/// treats it as missing and never produces one.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct Target(Arc<[Label]>);
+/// The names and the values are two shared lists: targets with the same label names (most targets of one
+/// discovery) share one list of names, and cloning a target shares both, so passing a target through rules
+/// that leave it alone costs no allocation, and building one that a rule changed costs one (its values).
+/// An input label may have an empty value (it is kept, as in the reference); relabelling treats it as
+/// missing and never produces one.
+#[derive(Clone, Default)]
+pub struct Target {
+    names: Arc<[Arc<str>]>,
+    values: Arc<[Arc<str>]>,
+}
 
 impl Target {
     /// A target from labels in any order. Later duplicates replace earlier ones.
     pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
         pairs: impl IntoIterator<Item = (N, V)>,
     ) -> Self {
-        let mut labels: Vec<Label> = Vec::new();
+        let mut labels: Vec<(Arc<str>, Arc<str>)> = Vec::new();
         let mut names = names();
         for (n, v) in pairs {
             let (n, v) = (n.as_ref(), v.as_ref());
@@ -33,70 +35,121 @@ impl Target {
                 Err(i) => labels.insert(i, (names.intern(n), Arc::from(v))),
             }
         }
-        Target(labels.into())
+        let list = names.list(labels.iter().map(|(n, _)| n));
+        Target {
+            names: list,
+            values: labels.into_iter().map(|(_, v)| v).collect(),
+        }
     }
 
-    /// A target from labels that are already sorted by name and unique, allocating once.
-    pub(crate) fn from_sorted_iter<I>(labels: I) -> Self
+    /// A target from a list of names (sorted, unique) and their values, in the same order.
+    pub(crate) fn from_parts<I>(names: Arc<[Arc<str>]>, values: I) -> Self
     where
-        I: Iterator<Item = Label> + ExactSizeIterator,
+        I: Iterator<Item = Arc<str>> + ExactSizeIterator,
     {
-        Target(labels.collect())
+        let values: Arc<[Arc<str>]> = values.collect();
+        debug_assert_eq!(names.len(), values.len());
+        Target { names, values }
     }
 
     /// The value of a label, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.position(name).map(|i| &*self.0[i].1)
+        self.position(name).map(|i| &*self.values[i])
     }
 
     /// The index of a label.
     pub(crate) fn position(&self, name: &str) -> Option<usize> {
         // Label names share long prefixes (`__meta_kubernetes_pod_...`), which makes ordered comparisons
         // costly; for typical sizes a scan that compares lengths first is faster.
-        if self.0.len() <= 32 {
+        if self.names.len() <= 32 {
             return self
-                .0
+                .names
                 .iter()
                 // Names from the shared table are found by address; others by text.
-                .position(|(n, _)| {
+                .position(|n| {
                     n.len() == name.len() && (n.as_ptr() == name.as_ptr() || **n == *name)
                 });
         }
-        self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()
+        self.names.binary_search_by(|n| (**n).cmp(name)).ok()
     }
 
-    /// The labels, sorted by name.
-    pub fn labels(&self) -> &[Label] {
-        &self.0
+    /// The label names, sorted (shared by targets with the same names).
+    pub(crate) fn names(&self) -> &Arc<[Arc<str>]> {
+        &self.names
+    }
+
+    /// The name of label `i`.
+    pub(crate) fn name(&self, i: usize) -> &Arc<str> {
+        &self.names[i]
+    }
+
+    /// The value of label `i`.
+    pub(crate) fn value(&self, i: usize) -> &Arc<str> {
+        &self.values[i]
     }
 
     /// `(name, value)` pairs, sorted by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(n, v)| (&**n, &**v))
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> + Clone {
+        self.names
+            .iter()
+            .zip(self.values.iter())
+            .map(|(n, v)| (&**n, &**v))
     }
 
     /// How many labels.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.names.len()
     }
 
     /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.names.is_empty()
     }
 
     /// Whether both share the same storage (a cheap "certainly equal").
     pub fn ptr_eq(&self, other: &Target) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.values, &other.values) && Arc::ptr_eq(&self.names, &other.names)
     }
 
     /// The target as a River object (`map(string)`).
     pub fn to_value(&self) -> Value {
-        let mut obj = river::value::Object::with_capacity(self.0.len());
-        for (n, v) in self.0.iter() {
+        let mut obj = river::value::Object::with_capacity(self.len());
+        for (n, v) in self.names.iter().zip(self.values.iter()) {
             obj.insert(n.to_string(), Value::String(v.clone()));
         }
         Value::object(obj)
+    }
+}
+
+impl PartialEq for Target {
+    fn eq(&self, other: &Self) -> bool {
+        // Arc<str> compares addresses before text.
+        self.ptr_eq(other) || (self.names == other.names && self.values == other.values)
+    }
+}
+
+impl Eq for Target {}
+
+impl Hash for Target {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.len());
+        for (n, v) in self.iter() {
+            n.hash(state);
+            v.hash(state);
+        }
+    }
+}
+
+/// Label by label: name, then value.
+impl Ord for Target {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.iter().cmp(other.iter())
+    }
+}
+
+impl PartialOrd for Target {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -130,6 +183,8 @@ impl Hasher for Fnv {
 pub(crate) struct Names {
     set: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
     purge_at: usize,
+    /// The last list of names made, for the next target with the same names.
+    last: Arc<[Arc<str>]>,
 }
 
 const MIN_PURGE_AT: usize = 1024;
@@ -148,12 +203,30 @@ impl Names {
         self.set.insert(n.clone());
         n
     }
+
+    /// A shared list of these (interned) names: the last one made if it has the same.
+    pub(crate) fn list<'a>(
+        &mut self,
+        names: impl ExactSizeIterator<Item = &'a Arc<str>> + Clone,
+    ) -> Arc<[Arc<str>]> {
+        let same = self.last.len() == names.len()
+            && self
+                .last
+                .iter()
+                .zip(names.clone())
+                .all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            self.last = names.cloned().collect();
+        }
+        self.last.clone()
+    }
 }
 
 static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
     Mutex::new(Names {
         set: HashSet::default(),
         purge_at: MIN_PURGE_AT,
+        last: Arc::from([]),
     })
 });
 
@@ -236,14 +309,66 @@ mod tests {
     fn names_are_shared_and_unused_ones_purged() {
         let a = Target::from_pairs([("shared_name_x", "1")]);
         let b = Target::from_pairs([("shared_name_x", "2")]);
-        assert!(Arc::ptr_eq(&a.labels()[0].0, &b.labels()[0].0));
+        assert!(Arc::ptr_eq(a.name(0), b.name(0)));
         // Many names no target keeps: the table does not keep them all.
         for i in 0..10 * MIN_PURGE_AT {
             drop(Target::from_pairs([(format!("gone_{i}"), "v")]));
         }
         assert!(names().set.len() < 3 * MIN_PURGE_AT);
         let c = Target::from_pairs([("shared_name_x", "3")]);
-        assert!(Arc::ptr_eq(&a.labels()[0].0, &c.labels()[0].0));
+        assert!(Arc::ptr_eq(a.name(0), c.name(0)));
+    }
+
+    #[test]
+    fn targets_with_the_same_names_share_them() {
+        let a = Target::from_pairs([("x", "1"), ("y", "2")]);
+        let b = Target::from_pairs([("y", "3"), ("x", "4")]);
+        assert!(Arc::ptr_eq(a.names(), b.names()));
+        assert_ne!(a, b);
+        assert!(!a.ptr_eq(&b));
+        let c = Target::from_pairs([("x", "1"), ("y", "2")]);
+        assert_eq!(a, c);
+        assert!(!a.ptr_eq(&c) && a.ptr_eq(&a.clone()));
+    }
+
+    fn hash_of(t: &Target) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        t.hash(&mut h);
+        h.finish()
+    }
+
+    proptest::proptest! {
+        /// A target holds what a sorted map of its pairs holds (later duplicates winning), and compares,
+        /// orders and hashes as the list of its pairs does.
+        #[test]
+        fn targets_match_a_sorted_map(
+            a in proptest::collection::vec(("[abc_]{0,3}", "[xy]{0,2}"), 0..8),
+            b in proptest::collection::vec(("[abc_]{0,3}", "[xy]{0,2}"), 0..8),
+        ) {
+            use std::collections::BTreeMap;
+            let model = |pairs: &[(String, String)]| -> Vec<(String, String)> {
+                pairs.iter().cloned().collect::<BTreeMap<_, _>>().into_iter().collect()
+            };
+            let (ta, tb) = (Target::from_pairs(a.clone()), Target::from_pairs(b.clone()));
+            let (ma, mb) = (model(&a), model(&b));
+            let got: Vec<(String, String)> =
+                ta.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+            proptest::prop_assert_eq!(&got, &ma);
+            proptest::prop_assert_eq!(ta.len(), ma.len());
+            for (n, v) in &ma {
+                proptest::prop_assert_eq!(ta.get(n), Some(v.as_str()));
+            }
+            proptest::prop_assert_eq!(ta.get("zz"), None);
+            proptest::prop_assert_eq!(ta == tb, ma == mb);
+            proptest::prop_assert_eq!(ta.cmp(&tb), ma.cmp(&mb));
+            // The same pairs in another order: an equal target with an equal hash.
+            let mut rev = ma.clone();
+            rev.reverse();
+            let tr = Target::from_pairs(rev);
+            proptest::prop_assert_eq!(&tr, &ta);
+            let (h1, h2) = (hash_of(&ta), hash_of(&tr));
+            proptest::prop_assert_eq!(h1, h2);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Prometheus-compatible target relabelling.
 //!
-//! - [`Target`]: an immutable, sorted label set, cheap to clone.
+//! - [`Target`]: an immutable, sorted label set, cheap to clone (names shared by targets that have the same).
 //! - [`Rule`]: one `rule { ... }` block, decoded and validated with Prometheus's checks and messages.
 //! - [`Rules`]: a list of rules; also the `rules` capsule that `discovery.relabel` exports and other
 //!   components take (as `TypedCapsule<Rules>`).
@@ -12,13 +12,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backtrack;
 mod fast;
 mod labels;
+#[cfg(test)]
+mod model_tests;
 mod process;
 pub mod regexp;
 mod rule;
 
-pub use labels::{targets_to_value, Label, Target};
+pub use labels::{targets_to_value, Target};
 pub use process::Relabeler;
 pub use regexp::{Locations, RegexError, Regexp};
 pub use rule::{

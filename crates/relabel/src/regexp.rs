@@ -10,6 +10,7 @@
 //!
 //! Octal escapes (`\12`) are accepted, as in Go.
 
+use crate::backtrack::{Backtrack, MAX_TEXT};
 use crate::fast::Fast;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -22,12 +23,18 @@ pub struct Regexp {
     re: regex::Regex,
     /// The same pattern as a list of literal alternatives, when it is that simple (most rules).
     fast: Option<Fast>,
+    /// For finding groups in ASCII text, when the pattern is not fast but simple enough (see
+    /// [`crate::backtrack`]).
+    bt: Option<Backtrack>,
 }
 
 /// Where the groups of the last [`Regexp::captures_read`] are.
 #[derive(Clone, Debug)]
 pub struct Locations {
     slow: regex::CaptureLocations,
+    /// For `Regexp::bt`; `bt_used` says whether it holds the last match (else `slow` does).
+    bt: Option<crate::backtrack::Scratch>,
+    bt_used: bool,
     /// The fast alternative that matched, when the fast matcher was used.
     alt: usize,
     /// Length of the text that matched.
@@ -75,10 +82,16 @@ impl Regexp {
             .octal(true)
             .build()
             .map_err(|e| err(e.to_string().replace('\n', " ")))?;
+        let fast = Fast::new(&hir);
+        let bt = match fast {
+            Some(_) => None,
+            None => Backtrack::new(&hir, re.captures_len()),
+        };
         Ok(Regexp {
             source: pattern.to_string(),
             re,
-            fast: Fast::new(&hir),
+            fast,
+            bt,
         })
     }
 
@@ -105,6 +118,8 @@ impl Regexp {
     pub fn locations(&self) -> Locations {
         Locations {
             slow: self.re.capture_locations(),
+            bt: self.bt.as_ref().map(Backtrack::scratch),
+            bt_used: false,
             alt: 0,
             len: 0,
         }
@@ -121,7 +136,30 @@ impl Regexp {
                 }
                 None => false,
             },
-            None => self.re.captures_read(&mut locs.slow, text).is_some(),
+            None => {
+                if let (Some(bt), Some(scratch)) = (&self.bt, &mut locs.bt) {
+                    if text.len() <= MAX_TEXT && text.is_ascii() {
+                        locs.bt_used = true;
+                        return bt.captures(text.as_bytes(), scratch);
+                    }
+                }
+                locs.bt_used = false;
+                self.re.captures_read(&mut locs.slow, text).is_some()
+            }
+        }
+    }
+
+    /// Where group `g` of the last successful [`Regexp::captures_read`] is.
+    fn span(&self, locs: &Locations, g: usize) -> Option<(usize, usize)> {
+        match (&self.fast, &locs.bt) {
+            (Some(f), _) => f.group(locs.alt, locs.len, g),
+            (None, Some(bt)) if locs.bt_used => {
+                match (bt.slots.get(2 * g), bt.slots.get(2 * g + 1)) {
+                    (Some(&s), Some(&e)) if s != usize::MAX && e != usize::MAX => Some((s, e)),
+                    _ => None,
+                }
+            }
+            (None, _) => locs.slow.get(g),
         }
     }
 
@@ -129,13 +167,57 @@ impl Regexp {
     /// (Go's `Regexp.ExpandString`; see [`expand`]).
     pub fn expand(&self, locs: &Locations, src: &str, template: &str, dst: &mut String) {
         match &self.fast {
-            Some(f) => expand_with(
+            None if !locs.bt_used => expand(&self.re, &locs.slow, src, template, dst),
+            _ => expand_with(
                 |name| self.re.capture_names().position(|n| n == Some(name)),
-                |g| f.group(locs.alt, locs.len, g).map(|(s, e)| &src[s..e]),
+                |g| self.span(locs, g).map(|(s, e)| &src[s..e]),
                 template,
                 dst,
             ),
-            None => expand(&self.re, &locs.slow, src, template, dst),
+        }
+    }
+
+    /// `template` with its group references resolved against this regex, for [`Regexp::expand_template`].
+    pub(crate) fn template(&self, template: &str) -> Template {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        parse_template(
+            |name| self.re.capture_names().position(|n| n == Some(name)),
+            template,
+            |piece| match piece {
+                Piece::Text(t) => lit.push_str(t),
+                Piece::Group(g) => {
+                    if !lit.is_empty() {
+                        parts.push(Part::Lit(std::mem::take(&mut lit)));
+                    }
+                    parts.push(Part::Group(g));
+                }
+            },
+        );
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Template { parts }
+    }
+
+    /// Appends `t` expanded with the groups of the last successful [`Regexp::captures_read`] of `src`: the
+    /// same text as [`Regexp::expand`] with the template `t` was made from.
+    pub(crate) fn expand_template(
+        &self,
+        locs: &Locations,
+        src: &str,
+        t: &Template,
+        dst: &mut String,
+    ) {
+        for part in &t.parts {
+            match *part {
+                Part::Lit(ref l) => dst.push_str(l),
+                Part::Group(g) => {
+                    if let Some((s, e)) = self.span(locs, g) {
+                        dst.push_str(&src[s..e]);
+                    }
+                }
+            }
         }
     }
 
@@ -322,17 +404,39 @@ fn expand_with<'s>(
     template: &str,
     dst: &mut String,
 ) {
+    parse_template(index_of, template, |piece| match piece {
+        Piece::Text(t) => dst.push_str(t),
+        Piece::Group(g) => {
+            if let Some(text) = group(g) {
+                dst.push_str(text);
+            }
+        }
+    });
+}
+
+/// A piece of a template: text to copy, or a group to insert.
+enum Piece<'t> {
+    Text(&'t str),
+    Group(usize),
+}
+
+/// Splits a template into pieces, as Go's `Regexp.Expand` reads it; a name no group has is dropped.
+fn parse_template<'t>(
+    index_of: impl Fn(&str) -> Option<usize>,
+    template: &'t str,
+    mut out: impl FnMut(Piece<'t>),
+) {
     let mut rest = template;
     while let Some(i) = rest.find('$') {
-        dst.push_str(&rest[..i]);
+        out(Piece::Text(&rest[..i]));
         rest = &rest[i + 1..];
         if let Some(after) = rest.strip_prefix('$') {
-            dst.push('$');
+            out(Piece::Text("$"));
             rest = after;
             continue;
         }
         let Some((name, after)) = extract(rest) else {
-            dst.push('$');
+            out(Piece::Text("$"));
             continue;
         };
         rest = after;
@@ -340,11 +444,37 @@ fn expand_with<'s>(
             Some(n) => Some(n),
             None => index_of(name),
         };
-        if let Some(text) = index.and_then(&group) {
-            dst.push_str(text);
+        if let Some(g) = index {
+            out(Piece::Group(g));
         }
     }
-    dst.push_str(rest);
+    out(Piece::Text(rest));
+}
+
+/// A template resolved against one regex ([`Regexp::template`]): expanding it is copying.
+#[derive(Clone, Debug)]
+pub(crate) struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone, Debug)]
+enum Part {
+    Lit(String),
+    Group(usize),
+}
+
+impl Template {
+    /// Appends the template expanded for the default regex `(.*)` matching `src` (groups 0 and 1 are all of
+    /// it): [`expand_whole`] with the template this was made from.
+    pub(crate) fn expand_whole(&self, src: &str, dst: &mut String) {
+        for part in &self.parts {
+            match *part {
+                Part::Lit(ref l) => dst.push_str(l),
+                Part::Group(g) if g <= 1 => dst.push_str(src),
+                Part::Group(_) => {}
+            }
+        }
+    }
 }
 
 /// Whether a template refers to any group (Prometheus: "contains `$`").
@@ -407,6 +537,44 @@ fn parse_group_number(name: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The backtracker finds the regex crate's groups on any ASCII text.
+        #[test]
+        fn backtracker_agrees_on_random_text(
+            p in 0usize..12,
+            t in "[a-c:;0-9 ._\n-]{0,14}",
+        ) {
+            let patterns = [
+                r"([^:]+)(?::\d+)?;(\d+)",
+                r"(.*?)(;*)(\d+)?",
+                r"([a-c]*)(.)?(b|c\d)?",
+                r"(?i)(A+|B)(\W?)(.*)",
+                r"(\w+)\W(.*)",
+                r"(?s)(.)(.*)(\n)?",
+                r"(a|ab)(c|bcd)?(d*)",
+                r"(a*?)(a+)(b{1,2})?",
+                r"((a)|b)?(;|\d{2,3})?(x{2})?",
+                r"(.*)(a|;)(.*?)",
+                r"([^;]*);([^;]*);?(.*)",
+                r"(?:(a)|(b)|(c))(\d?)(\d??)",
+            ];
+            let re = Regexp::new(patterns[p]).unwrap();
+            prop_assert!(re.bt.is_some());
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            let want = re.regex().captures_read(&mut slow, &t).is_some();
+            prop_assert_eq!(re.captures_read(&mut locs, &t), want);
+            if want {
+                for g in 0..slow.len() {
+                    prop_assert_eq!(re.span(&locs, g), slow.get(g), "group {}", g);
+                }
+            }
+        }
+    }
 
     fn exp(pattern: &str, text: &str, template: &str) -> Option<String> {
         let re = Regexp::new(pattern).unwrap();
@@ -560,6 +728,155 @@ mod tests {
                     re.expand(&locs, t, &format!("<${{{g}}}>"), &mut got);
                     let w = slow.get(g).map_or("", |(s, e)| &t[s..e]);
                     assert_eq!(got, format!("<{w}>"), "{p:?} on {t:?}, group {g}");
+                }
+            }
+        }
+    }
+
+    /// A template resolved once expands as Go expands the text of it, on fast and regex-crate patterns.
+    #[test]
+    fn compiled_templates_expand_as_go() {
+        let templates = [
+            "$2$1",
+            "${1}x",
+            "$1x",
+            "$1-$2",
+            "<$first>",
+            "${first}s",
+            "$$1",
+            "$",
+            "${1",
+            "$-",
+            "$0$5",
+            "$01",
+            "[$1]",
+            "$é",
+            "plain",
+            "",
+            "$first$1$$",
+            "a$1b$2c",
+            "${2}${1}",
+            "$$$1",
+        ];
+        let cases = [
+            ("(a)(b)", "ab"),
+            ("(?P<first>a)b", "ab"),
+            ("(a)|(b)", "b"),
+            ("(.*)", "xyz"),
+            ("(.*)", ""),
+            ("a(.*)", "abc"),
+            (r"([^:]+):(\d+)", "h:80"),
+            (r"(?P<first>[a-z]+)-(\d)?", "ab-"),
+        ];
+        for (p, t) in cases {
+            let re = Regexp::new(p).unwrap();
+            let mut locs = re.locations();
+            assert!(re.captures_read(&mut locs, t), "{p:?} on {t:?}");
+            for tpl in templates {
+                let mut want = String::new();
+                re.expand(&locs, t, tpl, &mut want);
+                let mut got = String::new();
+                re.expand_template(&locs, t, &re.template(tpl), &mut got);
+                assert_eq!(got, want, "{p:?} on {t:?} with {tpl:?}");
+                if p == DEFAULT_REGEX {
+                    let mut whole = String::new();
+                    re.template(tpl).expand_whole(t, &mut whole);
+                    assert_eq!(whole, want, "{tpl:?} on {t:?}, whole");
+                }
+            }
+        }
+    }
+
+    /// Patterns the literal matcher does not take: on ASCII text the backtracker finds the groups the regex
+    /// crate finds (every span); other text, and patterns with assertions, go to the regex crate.
+    #[test]
+    fn ascii_groups_agree_with_the_unicode_regex() {
+        let patterns = [
+            r"([^:]+)(?::\d+)?;(\d+)",
+            r"(.+?)(\d*)",
+            r"(?i)(k+)(s?)",
+            r"([a-z]+)\.(.*)",
+            r"(\w+)\W(\S*)\s?",
+            r"(a|ab)(c|bcd)(d*)",
+            r"(?m)^(a)$",
+            r"(x)?\b(y*)",
+            r"[[:alpha:]]+(\d{1,3})",
+            r"(é|e)(.)",
+            r"(.)(.)(.)",
+        ];
+        let texts = [
+            "",
+            "a",
+            "10.0.0.1:80;8080",
+            "10.0.0.1;8080",
+            "abc123",
+            "KKs",
+            "kS",
+            "a.b.c",
+            "ab_1-x y",
+            "abcd",
+            "abcdd",
+            "a",
+            "xyy",
+            "yy",
+            "x",
+            "abc1234",
+            "e9",
+            "a\nb",
+            "::;1",
+            "é9",
+            "ﬀx",
+            "aKz",
+        ];
+        for p in patterns {
+            let re = Regexp::new(p).unwrap();
+            assert!(!re.is_fast(), "{p:?}");
+            let takes = !matches!(p, r"(?m)^(a)$" | r"(x)?\b(y*)");
+            assert_eq!(re.bt.is_some(), takes, "{p:?} backtracker");
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            for t in texts {
+                let want = re.regex().captures_read(&mut slow, t).is_some();
+                assert_eq!(re.captures_read(&mut locs, t), want, "{p:?} on {t:?}");
+                assert_eq!(locs.bt_used, takes && t.is_ascii(), "{p:?} on {t:?}");
+                if want {
+                    for g in 0..slow.len() {
+                        assert_eq!(re.span(&locs, g), slow.get(g), "{p:?} on {t:?} group {g}");
+                    }
+                }
+            }
+        }
+        // Assertions and repeated groups are left to the regex crate.
+        for p in [r"(?m)^(a)$", r"(ab)+", r"a\b(.*)", r"(a|b){2}"] {
+            assert!(Regexp::new(p).unwrap().bt.is_none(), "{p:?}");
+        }
+    }
+
+    /// Patterns that make a plain backtracker take exponential (or high polynomial) time: each state is
+    /// entered once, so these finish at once, with the regex crate's answer.
+    #[test]
+    fn backtracker_is_bounded_on_ambiguous_patterns() {
+        let many_a = "a".repeat(200);
+        let cases = [
+            ("a?".repeat(20) + &"a".repeat(20), "a".repeat(20)),
+            (r"(.*)(.*)(.*)(.*)(.*)x".to_string(), many_a.clone()),
+            (
+                r"(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)(a|aa)b".to_string(),
+                "a".repeat(16),
+            ),
+            (r"(.*?)(a*)(.*)".to_string(), many_a),
+        ];
+        for (p, t) in &cases {
+            let re = Regexp::new(p).unwrap();
+            assert!(re.bt.is_some(), "{p:?}");
+            let mut locs = re.locations();
+            let mut slow = re.regex().capture_locations();
+            let want = re.regex().captures_read(&mut slow, t).is_some();
+            assert_eq!(re.captures_read(&mut locs, t), want, "{p:?}");
+            assert!(locs.bt_used);
+            if want {
+                for g in 0..slow.len() {
+                    assert_eq!(re.span(&locs, g), slow.get(g), "{p:?} group {g}");
                 }
             }
         }
