@@ -76,7 +76,13 @@ pub struct Node {
 impl Node {
     /// The block this node was declared by.
     pub fn block<'s>(&self, sources: &'s Sources) -> Option<&'s Block> {
-        match sources.files.get(self.file)?.ast.top_level().get(self.stmt)? {
+        match sources
+            .files
+            .get(self.file)?
+            .ast
+            .top_level()
+            .get(self.stmt)?
+        {
             Stmt::Block(b) => Some(b),
             Stmt::Attribute(_) => None,
         }

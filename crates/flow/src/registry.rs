@@ -212,10 +212,9 @@ impl<T: Serialize + PartialEq + Send + Sync + 'static> DynArguments for T {
 /// Shared, type-erased arguments.
 pub type Arguments = Arc<dyn DynArguments>;
 
-type DecodeFn =
-    dyn Fn(&river::ast::Block, &river::ast::File, &Scope) -> Result<Arguments, Diagnostics>
-        + Send
-        + Sync;
+type DecodeFn = dyn Fn(&river::ast::Block, &river::ast::File, &Scope) -> Result<Arguments, Diagnostics>
+    + Send
+    + Sync;
 type BuildFn = dyn Fn(Context, Arc<dyn Any + Send + Sync>) -> Result<Arc<dyn Component>, ComponentError>
     + Send
     + Sync;

@@ -239,10 +239,7 @@ pub struct Block {
 impl Block {
     /// The identifiers of the dotted name, in order.
     pub fn name<'f>(&self, file: &'f File) -> &'f [Span] {
-        file.arena
-            .names
-            .get(self.name_parts.range())
-            .unwrap_or(&[])
+        file.arena.names.get(self.name_parts.range()).unwrap_or(&[])
     }
 
     /// The dotted name as written without spaces, e.g. `pyroscope.scrape`.

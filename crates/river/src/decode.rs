@@ -3134,18 +3134,20 @@ mod tests {
             panic!()
         };
         let sf = SourceFile::new("test", src);
-        let errs: Vec<String> = decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib())
-            .unwrap_err()
-            .iter()
-            .map(|d| sf.one_line(d))
-            .collect();
+        let errs: Vec<String> =
+            decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib())
+                .unwrap_err()
+                .iter()
+                .map(|d| sf.one_line(d))
+                .collect();
         assert_eq!(errs, vec!["test:2:3: n must be positive"]);
         let src = "x {\n  inner {\n    n = 1\n  }\n  timeout = -1\n}\n";
         let (file, _) = crate::parse(src);
         let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!()
         };
-        let errs = decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib()).unwrap_err();
+        let errs =
+            decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib()).unwrap_err();
         assert_eq!(errs.0.len(), 1);
         assert_eq!(errs.0[0].message, "timeout must not be negative");
         assert_eq!(errs.0[0].span, block_header(b));
@@ -3155,7 +3157,8 @@ mod tests {
         let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!()
         };
-        let errs = decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib()).unwrap_err();
+        let errs =
+            decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib()).unwrap_err();
         assert_eq!(errs.0.len(), 1, "{errs:?}");
         assert_eq!(errs.0[0].message, r#""a" should be number, got string"#);
     }

@@ -842,18 +842,28 @@ mod tests {
     /// Prints an expression fully parenthesised, to check precedence and associativity.
     fn shape(e: &Expr, f: &File) -> String {
         let src: &str = &f.source;
-        let list = |items: Exprs| -> Vec<String> { f.exprs(items).iter().map(|a| shape(a, f)).collect() };
+        let list =
+            |items: Exprs| -> Vec<String> { f.exprs(items).iter().map(|a| shape(a, f)).collect() };
         match e.kind {
             ExprKind::Ident | ExprKind::Literal(_) => e.span.text(src).to_string(),
             ExprKind::Binary(op, l, r) => {
-                format!("({} {} {})", shape(f.expr(l), f), op.as_str(), shape(f.expr(r), f))
+                format!(
+                    "({} {} {})",
+                    shape(f.expr(l), f),
+                    op.as_str(),
+                    shape(f.expr(r), f)
+                )
             }
             ExprKind::Unary(op, x) => format!("({}{})", op.as_str(), shape(f.expr(x), f)),
             ExprKind::Paren(x) => format!("[{}]", shape(f.expr(x), f)),
             ExprKind::Access(x, n) => format!("{}.{}", shape(f.expr(x), f), n.text(src)),
             ExprKind::Index(x, i) => format!("{}[{}]", shape(f.expr(x), f), shape(f.expr(i), f)),
             ExprKind::Call(call) => {
-                format!("{}({})", shape(f.expr(call.func), f), list(call.args).join(", "))
+                format!(
+                    "{}({})",
+                    shape(f.expr(call.func), f),
+                    list(call.args).join(", ")
+                )
             }
             ExprKind::Array(items) => format!("[{}]", list(items).join(", ")),
             ExprKind::Object(fields) => {

@@ -165,7 +165,8 @@ pub fn call_error_diagnostic(
                 return (func.span, problem.after_source_text().into_owned());
             };
             let mut rest = &elements[..];
-            while let (ExprKind::Array(items), Some((&i, tail))) = (target.kind, rest.split_first()) {
+            while let (ExprKind::Array(items), Some((&i, tail))) = (target.kind, rest.split_first())
+            {
                 let Some(item) = file.exprs(items).get(i) else {
                     break;
                 };

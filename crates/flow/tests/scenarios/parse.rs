@@ -101,11 +101,7 @@ pub enum Counter {
 pub enum StateExpect {
     /// `LEFT == RIGHT`, both River expressions evaluated over every component's exports. The parsed file is
     /// kept with the expressions because they are its nodes.
-    Exports {
-        file: File,
-        left: Expr,
-        right: Expr,
-    },
+    Exports { file: File, left: Expr, right: Expr },
     /// A counter of a component.
     Count(Counter, String, u64),
     /// The combined health of a component, and a substring of its message.

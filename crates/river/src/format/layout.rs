@@ -778,9 +778,7 @@ impl<'a> Printer<'a> {
                 self.at(e.span.end.saturating_sub(1));
                 self.token("]");
             }
-            ExprKind::Call(call) => {
-                self.call(e.span, file.expr(call.func), file.exprs(call.args))
-            }
+            ExprKind::Call(call) => self.call(e.span, file.expr(call.func), file.exprs(call.args)),
             ExprKind::Unary(op, value) => {
                 self.at(e.span.start);
                 self.token(op.as_str());
