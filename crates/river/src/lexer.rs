@@ -246,6 +246,35 @@ impl<'a> Lexer<'a> {
                         span: span(start, start + 1),
                     };
                 }
+            } else {
+                match b {
+                    b'"' => {
+                        self.scan_string(start, b'"');
+                        self.insert_term = true;
+                        return Token {
+                            kind: Tok::String,
+                            span: span(start, self.pos),
+                        };
+                    }
+                    // Only reachable when a terminator is due; blank skipping ate the other newlines.
+                    b'\n' => {
+                        self.pos = start + 1;
+                        self.insert_term = false;
+                        return Token {
+                            kind: Tok::Terminator,
+                            span: span(start, start + 1),
+                        };
+                    }
+                    b'.' if !matches!(bytes.get(start + 1), Some(b'0'..=b'9')) => {
+                        self.pos = start + 1;
+                        self.insert_term = false;
+                        return Token {
+                            kind: Tok::Dot,
+                            span: span(start, start + 1),
+                        };
+                    }
+                    _ => {}
+                }
             }
         }
         self.next_token_slow()
