@@ -212,28 +212,35 @@ impl<'a> Parser<'a> {
     }
 
     /// Enters one nesting level; false (after reporting once and stopping the parse) when too deep.
+    #[inline(always)]
     fn enter(&mut self) -> bool {
         if self.depth >= MAX_NESTING {
-            if !self.aborted {
-                let at = self.tok.span.start;
-                self.diags.push(Diagnostic::error(
-                    Span::new(at, at),
-                    format!(
-                        "expression or block nesting is too deep (more than {MAX_NESTING} levels)"
-                    ),
-                ));
-                self.aborted = true;
-                self.tok = Token {
-                    kind: Tok::Eof,
-                    span: Span::at(self.src.len() as u32),
-                };
-            }
-            return false;
+            return self.too_deep();
         }
         self.depth += 1;
         true
     }
 
+    /// [`Self::enter`] past the nesting bound: reports once, stops the parse, and returns false.
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&mut self) -> bool {
+        if !self.aborted {
+            let at = self.tok.span.start;
+            self.diags.push(Diagnostic::error(
+                Span::new(at, at),
+                format!("expression or block nesting is too deep (more than {MAX_NESTING} levels)"),
+            ));
+            self.aborted = true;
+            self.tok = Token {
+                kind: Tok::Eof,
+                span: Span::at(self.src.len() as u32),
+            };
+        }
+        false
+    }
+
+    #[inline(always)]
     fn leave(&mut self) {
         self.depth -= 1;
     }
