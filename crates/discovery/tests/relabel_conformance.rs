@@ -44,13 +44,13 @@ fn run_file(path: &Path) -> (usize, Vec<String>) {
     let mut cases: BTreeMap<String, &river::ast::Block> = BTreeMap::new();
     let mut expects: BTreeMap<String, &river::ast::Block> = BTreeMap::new();
     let mut failures = Vec::new();
-    for stmt in &file.body.stmts {
+    for stmt in file.top_level() {
         let Stmt::Block(b) = stmt else {
             failures.push(format!("{name}: only blocks are allowed at the top level"));
             continue;
         };
         let label = label_text(&src, b);
-        let map = match b.name_string(&src).as_str() {
+        let map = match b.name_string(&file).as_str() {
             "discovery.relabel" => &mut cases,
             "expect" => &mut expects,
             other => {
@@ -74,7 +74,7 @@ fn run_file(path: &Path) -> (usize, Vec<String>) {
             failures.push(format!("{at}: no expect block"));
             continue;
         };
-        let expect: Expect = match decode_block_body(expect_block, &src, &scope) {
+        let expect: Expect = match decode_block_body(expect_block, &file, &scope) {
             Ok(e) => e,
             Err(d) => {
                 failures.push(format!("{at}: bad expect block: {d:?}"));
@@ -82,7 +82,7 @@ fn run_file(path: &Path) -> (usize, Vec<String>) {
             }
         };
         run += 1;
-        let decoded = decode_block_body_validated::<Arguments>(block, &src, &scope);
+        let decoded = decode_block_body_validated::<Arguments>(block, &file, &scope);
         match (decoded, expect.output, expect.error) {
             (Ok(args), Some(want), None) => {
                 let got = args.rules().apply(&args.targets);

@@ -222,7 +222,7 @@ impl Controller {
         let big = sources
             .files
             .iter()
-            .map(|f| f.ast.body.stmts.len())
+            .map(|f| f.ast.body.len())
             .sum::<usize>()
             > 100;
         let mut report = LoadReport::default();
@@ -683,7 +683,7 @@ impl Shared {
             }
             let node = &st.graph.nodes[index];
             let file = &st.sources.files[node.file];
-            let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(node.stmt) else {
+            let Some(river::ast::Stmt::Block(block)) = file.ast.top_level().get(node.stmt) else {
                 return None;
             };
             let deps = &st.graph.dependencies[index];
@@ -757,15 +757,15 @@ impl Shared {
                 scope,
             )
         };
-        let src = file.source.text();
-        let Some(river::ast::Stmt::Block(block)) = file.ast.body.stmts.get(stmt) else {
+        let ast = &*file.ast;
+        let Some(river::ast::Stmt::Block(block)) = ast.top_level().get(stmt) else {
             return None;
         };
 
         let Some(registration) = registration else {
             let result = match &*id {
                 "logging" => river::decode::decode_block_body_validated::<crate::LoggingConfig>(
-                    block, src, &scope,
+                    block, ast, &scope,
                 )
                 .map(|config| {
                     if let Some(hook) = &self.options.on_logging {
@@ -799,7 +799,7 @@ impl Shared {
             return None;
         };
         let started = std::time::Instant::now();
-        let decoded = registration.decode(block, src, &scope);
+        let decoded = registration.decode(block, ast, &scope);
         self.metrics
             .evaluation_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -911,11 +911,11 @@ impl Shared {
                     format!("failed to build component: {e}"),
                 );
                 tracing::error!(component = %id, error = %e, "failed to build component");
-                if let (Some(r), Some(b)) =
-                    (report, st.graph.get(&id).and_then(|n| n.block(&st.sources)))
-                {
-                    let d =
-                        Diagnostic::error(b.name_span(), format!("failed to build component: {e}"));
+                if let (Some(r), Some(n)) = (report, st.graph.get(&id)) {
+                    let d = Diagnostic::error(
+                        n.name_span(&st.sources),
+                        format!("failed to build component: {e}"),
+                    );
                     r.diagnostics.push(&file.source, d);
                 }
             }

@@ -9,7 +9,7 @@
 use crate::fasthash::FastMap;
 use crate::registry::suggest;
 use crate::source::{LoadDiagnostics, Sources};
-use river::ast::{Block, Body, Expr, ExprKind, Stmt};
+use river::ast::{Block, Body, Expr, ExprKind, File, Stmt};
 use river::{Diagnostic, Span};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -80,12 +80,19 @@ impl Node {
             .files
             .get(self.file)?
             .ast
-            .body
-            .stmts
+            .top_level()
             .get(self.stmt)?
         {
             Stmt::Block(b) => Some(b),
             Stmt::Attribute(_) => None,
+        }
+    }
+
+    /// Where the dotted name of the node's block is (empty when the node is not in `sources`).
+    pub fn name_span(&self, sources: &Sources) -> Span {
+        match (self.block(sources), sources.files.get(self.file)) {
+            (Some(b), Some(f)) => b.name_span(&f.ast),
+            _ => Span::default(),
         }
     }
 }
@@ -139,7 +146,7 @@ impl Graph {
     /// unresolvable and self references, and cycles (naming every member).
     pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
         let mut diags = LoadDiagnostics::default();
-        let count: usize = sources.files.iter().map(|f| f.ast.body.stmts.len()).sum();
+        let count: usize = sources.files.iter().map(|f| f.ast.body.len()).sum();
         let mut graph = Graph {
             nodes: Vec::with_capacity(count),
             ids: FastMap::with_capacity_and_hasher(count, Default::default()),
@@ -149,7 +156,7 @@ impl Graph {
         let mut scratch = String::new();
         for (file_index, file) in sources.files.iter().enumerate() {
             let src = file.source.text();
-            for (stmt_index, stmt) in file.ast.body.stmts.iter().enumerate() {
+            for (stmt_index, stmt) in file.ast.top_level().iter().enumerate() {
                 let block = match stmt {
                     Stmt::Block(b) => b,
                     Stmt::Attribute(a) => {
@@ -158,8 +165,8 @@ impl Graph {
                         continue;
                     }
                 };
-                let name = dotted(&block.name, src);
-                let name_span = block.name_span();
+                let name = dotted(block.name(&file.ast), src);
+                let name_span = block.name_span(&file.ast);
                 let (id, kind): (Arc<str>, _) = if CONFIG_BLOCKS.contains(&&*name) {
                     (
                         Arc::from(&*name),
@@ -195,10 +202,7 @@ impl Graph {
                 if let Some(&first) = graph.ids.get(&*id) {
                     let first = &graph.nodes[first];
                     let other = &sources.files[first.file].source;
-                    let other_span = first
-                        .block(sources)
-                        .map(|b| b.name_span())
-                        .unwrap_or_default();
+                    let other_span = first.name_span(sources);
                     let pos = other.position(other_span.start);
                     let msg = format!(
                         "block {id} already declared at {}:{}:{}",
@@ -234,7 +238,7 @@ impl Graph {
             };
             parts.clear();
             traversals.clear();
-            collect_body(&block.body, &mut parts, &mut traversals);
+            collect_body(block.body, &file.ast, &mut parts, &mut traversals);
             let mut refs = Vec::with_capacity(traversals.len());
             for &(from, to) in &traversals {
                 let t = &parts[from..to];
@@ -318,10 +322,7 @@ impl Graph {
         for cycle in strongly_connected(&graph.dependencies) {
             let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
             let first = &graph.nodes[cycle[0]];
-            let span = first
-                .block(sources)
-                .map(|b| b.name_span())
-                .unwrap_or_default();
+            let span = first.name_span(sources);
             let msg = format!("cycle detected: {}", members.join(", "));
             diags.push(
                 &sources.files[first.file].source,
@@ -391,22 +392,22 @@ fn dotted<'s>(name: &[Span], src: &'s str) -> Cow<'s, str> {
     Cow::Owned(s)
 }
 
-fn collect_body(body: &Body, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
-    for stmt in &body.stmts {
+fn collect_body(body: Body, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
+    for stmt in file.stmts(body) {
         match stmt {
-            Stmt::Attribute(a) => collect_expr(&a.value, parts, out),
-            Stmt::Block(b) => collect_body(&b.body, parts, out),
+            Stmt::Attribute(a) => collect_expr(&a.value, file, parts, out),
+            Stmt::Block(b) => collect_body(b.body, file, parts, out),
         }
     }
 }
 
 /// Collects the traversals in `expr` (an identifier followed by `.name` accesses; indexing or calling ends
 /// one) as ranges of `parts`.
-fn collect_expr(expr: &Expr, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
+fn collect_expr(expr: &Expr, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
     let mut root = expr;
     let mut accesses = 0;
-    while let ExprKind::Access(value, _) = &root.kind {
-        root = value;
+    while let ExprKind::Access(value, _) = root.kind {
+        root = file.expr(value);
         accesses += 1;
     }
     if let ExprKind::Ident = root.kind {
@@ -414,33 +415,29 @@ fn collect_expr(expr: &Expr, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)
         parts.push(root.span);
         parts.resize(from + 1 + accesses, Span::default());
         let (mut e, mut slot) = (expr, from + accesses);
-        while let ExprKind::Access(value, name) = &e.kind {
-            parts[slot] = *name;
+        while let ExprKind::Access(value, name) = e.kind {
+            parts[slot] = name;
             slot -= 1;
-            e = value;
+            e = file.expr(value);
         }
         out.push((from, parts.len()));
         return;
     }
     // Accesses on anything else are no traversal; look inside what they access.
-    match &root.kind {
-        ExprKind::Index(value, index) => {
-            collect_expr(value, parts, out);
-            collect_expr(index, parts, out);
-        }
+    let mut each = |items: &[Expr]| items.iter().for_each(|a| collect_expr(a, file, parts, out));
+    match root.kind {
+        ExprKind::Index(value, index) => each(&[*file.expr(value), *file.expr(index)]),
         ExprKind::Call(call) => {
-            collect_expr(&call.func, parts, out);
-            call.args.iter().for_each(|a| collect_expr(a, parts, out));
+            each(std::slice::from_ref(file.expr(call.func)));
+            each(file.exprs(call.args));
         }
-        ExprKind::Array(items) => items.iter().for_each(|a| collect_expr(a, parts, out)),
-        ExprKind::Object(fields) => fields
+        ExprKind::Array(items) => each(file.exprs(items)),
+        ExprKind::Object(fields) => file
+            .fields(fields)
             .iter()
-            .for_each(|f| collect_expr(&f.value, parts, out)),
-        ExprKind::Unary(_, x) | ExprKind::Paren(x) => collect_expr(x, parts, out),
-        ExprKind::Binary(_, l, r) => {
-            collect_expr(l, parts, out);
-            collect_expr(r, parts, out);
-        }
+            .for_each(|f| collect_expr(&f.value, file, parts, out)),
+        ExprKind::Unary(_, x) | ExprKind::Paren(x) => each(std::slice::from_ref(file.expr(x))),
+        ExprKind::Binary(_, l, r) => each(&[*file.expr(l), *file.expr(r)]),
         ExprKind::Ident | ExprKind::Access(..) | ExprKind::Literal(_) => {}
     }
 }

@@ -212,8 +212,9 @@ impl<T: Serialize + PartialEq + Send + Sync + 'static> DynArguments for T {
 /// Shared, type-erased arguments.
 pub type Arguments = Arc<dyn DynArguments>;
 
-type DecodeFn =
-    dyn Fn(&river::ast::Block, &str, &Scope) -> Result<Arguments, Diagnostics> + Send + Sync;
+type DecodeFn = dyn Fn(&river::ast::Block, &river::ast::File, &Scope) -> Result<Arguments, Diagnostics>
+    + Send
+    + Sync;
 type BuildFn = dyn Fn(Context, Arc<dyn Any + Send + Sync>) -> Result<Arc<dyn Component>, ComponentError>
     + Send
     + Sync;
@@ -230,9 +231,9 @@ impl Registration {
     pub fn of<C: TypedComponent>() -> Result<Self, NameError> {
         Ok(Registration {
             name: ComponentName::new(C::NAME)?,
-            decode: Box::new(|block, src, scope| {
+            decode: Box::new(|block, file, scope| {
                 let args: C::Arguments =
-                    river::decode::decode_block_body_validated(block, src, scope)?;
+                    river::decode::decode_block_body_validated(block, file, scope)?;
                 Ok(Arc::new(args) as Arguments)
             }),
             build: Box::new(|ctx, args| {
@@ -247,14 +248,14 @@ impl Registration {
         &self.name
     }
 
-    /// Evaluates and decodes a block of this component.
+    /// Evaluates and decodes a block of this component (a node of `file`).
     pub fn decode(
         &self,
         block: &river::ast::Block,
-        src: &str,
+        file: &river::ast::File,
         scope: &Scope,
     ) -> Result<Arguments, Diagnostics> {
-        (self.decode)(block, src, scope)
+        (self.decode)(block, file, scope)
     }
 
     /// Builds an instance from decoded arguments.

@@ -59,9 +59,9 @@
 //!     basic_auth { username = "u" }
 //! }"#;
 //! let (file, _) = river::parse(src);
-//! let river::ast::Stmt::Block(block) = &file.body.stmts[0] else { unreachable!() };
+//! let river::ast::Stmt::Block(block) = &file.top_level()[0] else { unreachable!() };
 //! let scope = river::eval::Scope::with_stdlib();
-//! let err = river::decode::decode_block_body_validated::<Arguments>(block, src, &scope).unwrap_err();
+//! let err = river::decode::decode_block_body_validated::<Arguments>(block, &file, &scope).unwrap_err();
 //! assert_eq!(
 //!     err.0[0].message,
 //!     "at most one of basic_auth, authorization, oauth2, bearer_token & bearer_token_file must be configured"

@@ -13,12 +13,12 @@ fn config(body: &str) -> HttpClientConfig {
     let src = format!("c {{\n{body}\n}}\n");
     let (file, diags) = river::parse(&src);
     assert!(diags.is_empty(), "{diags:?}");
-    let Some(river::ast::Stmt::Block(block)) = file.body.stmts.first() else {
+    let Some(river::ast::Stmt::Block(block)) = file.top_level().first() else {
         panic!("no block");
     };
     river::decode::decode_block_body_validated::<HttpClientConfig>(
         block,
-        &src,
+        &file,
         &river::eval::Scope::with_stdlib(),
     )
     .unwrap_or_else(|d| {

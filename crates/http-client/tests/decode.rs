@@ -54,13 +54,13 @@ fn decode(body: &str) -> Result<Args, Vec<String>> {
     let src = format!("c \"x\" {{\n{body}\n}}\n");
     let (file, diags) = river::parse(&src);
     assert!(diags.is_empty(), "{diags:?}");
-    let Some(river::ast::Stmt::Block(block)) = file.body.stmts.first() else {
+    let Some(river::ast::Stmt::Block(block)) = file.top_level().first() else {
         panic!("no block");
     };
     let sf = river::SourceFile::new("t", src.as_str());
     river::decode::decode_block_body_validated::<Args>(
         block,
-        &src,
+        &file,
         &river::eval::Scope::with_stdlib(),
     )
     .map_err(|d| {

@@ -51,7 +51,6 @@ impl Check for ComponentCheck {
                 return;
             }
         };
-        let src: &str = &ast.source;
         for node in &graph.nodes {
             let (flow::NodeKind::Component { name, .. }, true) =
                 (&node.kind, node.references.is_empty())
@@ -61,7 +60,7 @@ impl Check for ComponentCheck {
             let (Some(reg), Some(block)) = (self.registry.get(name), node.block(&sources)) else {
                 continue;
             };
-            if let Err(errors) = reg.decode(block, src, &Scope::with_stdlib()) {
+            if let Err(errors) = reg.decode(block, ast, &Scope::with_stdlib()) {
                 diags.extend(errors);
             }
         }
@@ -130,17 +129,16 @@ impl Default for ExpressionCheck {
 
 impl Check for ExpressionCheck {
     fn check(&self, _file: &SourceFile, ast: &ast::File, diags: &mut Diagnostics) {
-        let src: &str = &ast.source;
         let names = self.names(ast);
         let scope = Scope::with_stdlib();
         let mut closed = Vec::new();
-        each_attribute(&ast.body, &mut |value| {
+        each_attribute(ast, ast.body, &mut |value| {
             closed.clear();
-            if is_closed(value, src, &names, &mut closed) {
+            if is_closed(value, ast, &names, &mut closed) {
                 closed.push(value);
             }
             for e in &closed {
-                if let Err(err) = eval_expr(e, src, &scope) {
+                if let Err(err) = eval_expr(e, ast, &scope) {
                     diags.push(Diagnostic::error(err.span, err.message));
                 }
             }
@@ -152,7 +150,7 @@ impl ExpressionCheck {
     /// The names `ast`'s expressions may use without referring to a component.
     fn names<'a>(&self, ast: &'a ast::File) -> Names<'a> {
         let mut roots = HashSet::new();
-        collect_block_roots(&ast.body, &ast.source, &mut roots);
+        collect_block_roots(ast.body, ast, &mut roots);
         Names {
             roots,
             is_stdlib_name: self.is_stdlib_name,
@@ -175,14 +173,15 @@ impl Names<'_> {
 
 /// The first identifier of every block name, at any depth (components inside `declare` count too), and the
 /// loop variable named by a `foreach` block's `var = "name"`, which its template refers to.
-fn collect_block_roots<'a>(body: &ast::Body, src: &'a str, roots: &mut HashSet<&'a str>) {
-    for stmt in &body.stmts {
+fn collect_block_roots<'a>(body: ast::Body, file: &'a ast::File, roots: &mut HashSet<&'a str>) {
+    let src: &'a str = &file.source;
+    for stmt in file.stmts(body) {
         if let Stmt::Block(b) = stmt {
-            if let Some(first) = b.name.first() {
+            if let Some(first) = b.name(file).first() {
                 roots.insert(first.text(src));
             }
-            if b.name_string(src) == "foreach" {
-                for s in &b.body.stmts {
+            if b.name_string(file) == "foreach" {
+                for s in file.stmts(b.body) {
                     if let Stmt::Attribute(a) = s {
                         if a.name.text(src) == "var" {
                             let text = a.value.span.text(src);
@@ -191,37 +190,39 @@ fn collect_block_roots<'a>(body: &ast::Body, src: &'a str, roots: &mut HashSet<&
                     }
                 }
             }
-            collect_block_roots(&b.body, src, roots);
+            collect_block_roots(b.body, file, roots);
         }
     }
 }
 
-fn each_attribute<'a>(body: &'a ast::Body, f: &mut impl FnMut(&'a Expr)) {
-    for stmt in &body.stmts {
+fn each_attribute<'a>(file: &'a ast::File, body: ast::Body, f: &mut impl FnMut(&'a Expr)) {
+    for stmt in file.stmts(body) {
         match stmt {
             Stmt::Attribute(a) => f(&a.value),
-            Stmt::Block(b) => each_attribute(&b.body, f),
+            Stmt::Block(b) => each_attribute(file, b.body, f),
         }
     }
 }
 
 /// True when every identifier of `e` is evaluable. When one is not, the largest closed sub-expressions are
 /// pushed to `out` instead, so their errors are still found.
-fn is_closed<'a>(e: &'a Expr, src: &str, names: &Names, out: &mut Vec<&'a Expr>) -> bool {
-    let children: Vec<&Expr> = match &e.kind {
-        ExprKind::Ident => return names.evaluable(e.span.text(src)),
+fn is_closed<'a>(e: &'a Expr, file: &'a ast::File, names: &Names, out: &mut Vec<&'a Expr>) -> bool {
+    let children: Vec<&Expr> = match e.kind {
+        ExprKind::Ident => return names.evaluable(file.text(e.span)),
         ExprKind::Literal(_) => return true,
-        ExprKind::Array(items) => items.iter().collect(),
-        ExprKind::Object(fields) => fields.iter().map(|f| &f.value).collect(),
+        ExprKind::Array(items) => file.exprs(items).iter().collect(),
+        ExprKind::Object(fields) => file.fields(fields).iter().map(|f| &f.value).collect(),
         ExprKind::Access(inner, _) | ExprKind::Unary(_, inner) | ExprKind::Paren(inner) => {
-            vec![inner]
+            vec![file.expr(inner)]
         }
-        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
-        ExprKind::Call(call) => std::iter::once(&call.func).chain(&call.args).collect(),
+        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![file.expr(a), file.expr(b)],
+        ExprKind::Call(call) => std::iter::once(file.expr(call.func))
+            .chain(file.exprs(call.args))
+            .collect(),
     };
     let flags: Vec<(bool, &Expr)> = children
         .into_iter()
-        .map(|c| (is_closed(c, src, names, out), c))
+        .map(|c| (is_closed(c, file, names, out), c))
         .collect();
     if flags.iter().all(|(closed, _)| *closed) {
         return true;
@@ -251,9 +252,9 @@ mod tests {
         };
         let names = check.names(&ast);
         let mut parts = Vec::new();
-        each_attribute(&ast.body, &mut |value| {
+        each_attribute(&ast, ast.body, &mut |value| {
             let mut closed = Vec::new();
-            if is_closed(value, src, &names, &mut closed) {
+            if is_closed(value, &ast, &names, &mut closed) {
                 closed.push(value);
             }
             parts.extend(closed.iter().map(|e| e.span.text(src).to_string()));

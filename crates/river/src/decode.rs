@@ -96,8 +96,8 @@
 //! "#;
 //! let (file, diags) = river::parse(src);
 //! assert!(diags.is_empty());
-//! let river::ast::Stmt::Block(block) = &file.body.stmts[0] else { unreachable!() };
-//! let args: Arguments = decode_block_body_validated(block, src, &Scope::with_stdlib()).unwrap();
+//! let river::ast::Stmt::Block(block) = &file.top_level()[0] else { unreachable!() };
+//! let args: Arguments = decode_block_body_validated(block, &file, &Scope::with_stdlib()).unwrap();
 //! assert_eq!(args.scrape_interval.to_string(), "1m0s");
 //! assert_eq!(args.custom[0].label, "fgprof");
 //! assert!(args.custom[0].body.enabled);
@@ -107,8 +107,8 @@
 //! // Errors come back as positioned diagnostics with the reference texts.
 //! let bad = "x {\n  scrape_interval = 5\n  bogus = 1\n}\n";
 //! let (file, _) = river::parse(bad);
-//! let river::ast::Stmt::Block(block) = &file.body.stmts[0] else { unreachable!() };
-//! let errs = decode_block_body_validated::<Arguments>(block, bad, &Scope::with_stdlib()).unwrap_err();
+//! let river::ast::Stmt::Block(block) = &file.top_level()[0] else { unreachable!() };
+//! let errs = decode_block_body_validated::<Arguments>(block, &file, &Scope::with_stdlib()).unwrap_err();
 //! let messages: Vec<_> = errs.iter().map(|d| d.message.as_str()).collect();
 //! assert_eq!(messages, [r#"5 time: missing unit in duration "5""#, r#"unrecognized attribute name "bogus""#]);
 //! ```
@@ -122,7 +122,7 @@
 //! `#[serde(flatten)]` is not supported in argument structs (serde buffers flattened fields, which loses the
 //! block/attribute distinction); nest a block instead.
 
-use crate::ast::{self, Body, Expr, ExprKind, Stmt};
+use crate::ast::{self, Body, Expr, ExprKind, File, Stmt};
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::eval::{eval_expr, EvalError, Scope};
 use crate::span::Span;
@@ -708,21 +708,23 @@ pub struct EvalBlock<'a> {
 
 /// Evaluates every attribute of `body` (recursively) against `scope`. All evaluation errors are returned,
 /// each positioned where it happened; failed attributes have no value.
-pub fn eval_body<'a>(body: &'a Body, src: &'a str, scope: &Scope) -> (EvalBody<'a>, Diagnostics) {
+pub fn eval_body<'a>(body: Body, file: &'a File, scope: &Scope) -> (EvalBody<'a>, Diagnostics) {
     let mut diags = Diagnostics::new();
-    let tree = eval_body_with(body, src, &mut |e| eval_expr(e, src, scope), &mut diags);
+    let tree = eval_body_with(body, file, &mut |e| eval_expr(e, file, scope), &mut diags);
     (tree, diags)
 }
 
 /// [`eval_body`] with an arbitrary expression evaluator.
 pub(crate) fn eval_body_with<'a>(
-    body: &'a Body,
-    src: &'a str,
+    body: Body,
+    file: &'a File,
     eval: &mut dyn FnMut(&Expr) -> Result<Value, EvalError>,
     diags: &mut Diagnostics,
 ) -> EvalBody<'a> {
-    let mut stmts = Vec::with_capacity(body.stmts.len());
-    for stmt in &body.stmts {
+    let src: &'a str = &file.source;
+    let body = file.stmts(body);
+    let mut stmts = Vec::with_capacity(body.len());
+    for stmt in body {
         match stmt {
             Stmt::Attribute(a) => {
                 let value = match eval(&a.value) {
@@ -740,7 +742,7 @@ pub(crate) fn eval_body_with<'a>(
                     value,
                 }));
             }
-            Stmt::Block(b) => stmts.push(EvalStmt::Block(eval_block_with(b, src, eval, diags))),
+            Stmt::Block(b) => stmts.push(EvalStmt::Block(eval_block_with(b, file, eval, diags))),
         }
     }
     EvalBody { stmts }
@@ -748,17 +750,17 @@ pub(crate) fn eval_body_with<'a>(
 
 fn eval_block_with<'a>(
     b: &'a ast::Block,
-    src: &'a str,
+    file: &'a File,
     eval: &mut dyn FnMut(&Expr) -> Result<Value, EvalError>,
     diags: &mut Diagnostics,
 ) -> EvalBlock<'a> {
     EvalBlock {
-        name: b.name_string(src),
-        name_span: b.name_span(),
-        label: b.label_text(src).filter(|l| !l.is_empty()),
+        name: b.name_string(file),
+        name_span: b.name_span(file),
+        label: b.label_text(&file.source).filter(|l| !l.is_empty()),
         header: block_header(b),
         span: b.span,
-        body: eval_body_with(&b.body, src, eval, diags),
+        body: eval_body_with(b.body, file, eval, diags),
     }
 }
 
@@ -781,13 +783,13 @@ pub fn decode_value<T: DeserializeOwned>(value: &Value) -> Result<T, DecodeError
 /// Evaluates `expr` and decodes the result into `T`; errors are positioned like attribute errors.
 pub fn decode_expr<T: DeserializeOwned>(
     expr: &Expr,
-    src: &str,
+    file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let value = eval_expr(expr, src, scope)
+    let value = eval_expr(expr, file, scope)
         .map_err(|e| Diagnostics(vec![Diagnostic::error(e.span, e.message)]))?;
     T::deserialize(ValueDe::new(&value)).map_err(|e| {
-        let ctx = Ctx::new(src);
+        let ctx = Ctx::new(file);
         value_error_diagnostic(&ctx, expr, e, None);
         ctx.into_diagnostics()
     })
@@ -796,43 +798,43 @@ pub fn decode_expr<T: DeserializeOwned>(
 /// Evaluates `body` in `scope` and decodes it into `T`. Missing required attributes and blocks are reported at
 /// the start of the source; use [`decode_block_body`] for a block's body.
 pub fn decode_body<T: DeserializeOwned>(
-    body: &Body,
-    src: &str,
+    body: Body,
+    file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(body, src, scope);
-    run_decode::<T>(&tree, src, Span::at(0), diags, |_| Ok(()))
+    let (tree, diags) = eval_body(body, file, scope);
+    run_decode::<T>(&tree, file, Span::at(0), diags, |_| Ok(()))
 }
 
 /// [`decode_body`], then [`Validate::validate`] on the result.
 pub fn decode_body_validated<T: DeserializeOwned + Validate>(
-    body: &Body,
-    src: &str,
+    body: Body,
+    file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(body, src, scope);
-    run_decode::<T>(&tree, src, Span::at(0), diags, T::validate)
+    let (tree, diags) = eval_body(body, file, scope);
+    run_decode::<T>(&tree, file, Span::at(0), diags, T::validate)
 }
 
 /// Evaluates and decodes the body of `block` (e.g. a component's arguments) into `T`. The block's own label is
 /// not part of `T`; errors without a statement of their own point at the block's header.
 pub fn decode_block_body<T: DeserializeOwned>(
     block: &ast::Block,
-    src: &str,
+    file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(&block.body, src, scope);
-    run_decode::<T>(&tree, src, block_header(block), diags, |_| Ok(()))
+    let (tree, diags) = eval_body(block.body, file, scope);
+    run_decode::<T>(&tree, file, block_header(block), diags, |_| Ok(()))
 }
 
 /// [`decode_block_body`], then [`Validate::validate`] on the result.
 pub fn decode_block_body_validated<T: DeserializeOwned + Validate>(
     block: &ast::Block,
-    src: &str,
+    file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(&block.body, src, scope);
-    run_decode::<T>(&tree, src, block_header(block), diags, T::validate)
+    let (tree, diags) = eval_body(block.body, file, scope);
+    run_decode::<T>(&tree, file, block_header(block), diags, T::validate)
 }
 
 /// Parses `src` and decodes the body of its first block with the standard library in scope, validated: the
@@ -845,7 +847,7 @@ pub fn decode_first_block_validated<T: DeserializeOwned + Validate>(
     if !diags.is_empty() {
         return Err(diags);
     }
-    let Some(ast::Stmt::Block(block)) = file.body.stmts.first() else {
+    let Some(ast::Stmt::Block(block)) = file.top_level().first() else {
         let mut diags = Diagnostics::new();
         diags.push(Diagnostic::error(
             Span { start: 0, end: 0 },
@@ -853,26 +855,26 @@ pub fn decode_first_block_validated<T: DeserializeOwned + Validate>(
         ));
         return Err(diags);
     };
-    decode_block_body_validated(block, src, &Scope::with_stdlib())
+    decode_block_body_validated(block, &file, &Scope::with_stdlib())
 }
 
 /// Decodes an already evaluated body. `header` is where errors without a statement of their own (missing
 /// required attributes, validation) point. Evaluation errors must have been reported by the caller.
 pub fn decode_eval_body<T: DeserializeOwned>(
     body: &EvalBody<'_>,
-    src: &str,
+    file: &File,
     header: Span,
 ) -> Result<T, Diagnostics> {
-    run_decode::<T>(body, src, header, Diagnostics::new(), |_| Ok(()))
+    run_decode::<T>(body, file, header, Diagnostics::new(), |_| Ok(()))
 }
 
 /// [`decode_eval_body`], then [`Validate::validate`] on the result.
 pub fn decode_eval_body_validated<T: DeserializeOwned + Validate>(
     body: &EvalBody<'_>,
-    src: &str,
+    file: &File,
     header: Span,
 ) -> Result<T, Diagnostics> {
-    run_decode::<T>(body, src, header, Diagnostics::new(), T::validate)
+    run_decode::<T>(body, file, header, Diagnostics::new(), T::validate)
 }
 
 /// The decode driver. A value error aborts serde's visitor for the whole struct, so after each failed attempt
@@ -881,12 +883,12 @@ pub fn decode_eval_body_validated<T: DeserializeOwned + Validate>(
 /// incomplete block) are suppressed.
 fn run_decode<T: DeserializeOwned>(
     body: &EvalBody<'_>,
-    src: &str,
+    file: &File,
     header: Span,
     eval_diags: Diagnostics,
     validate: impl Fn(&T) -> Result<(), String>,
 ) -> Result<T, Diagnostics> {
-    let ctx = Ctx::new(src);
+    let ctx = Ctx::new(file);
     for d in eval_diags {
         ctx.push(d);
     }
@@ -960,6 +962,7 @@ fn count_stmts(body: &EvalBody<'_>) -> usize {
 
 /// Shared state of one decode: the source, the diagnostics so far and the statements that failed.
 struct Ctx<'a> {
+    file: &'a File,
     src: &'a str,
     diags: RefCell<Vec<Diagnostic>>,
     /// Statements (by span) that failed and are skipped from now on.
@@ -967,9 +970,10 @@ struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    fn new(src: &'a str) -> Self {
+    fn new(file: &'a File) -> Self {
         Ctx {
-            src,
+            file,
+            src: &file.source,
             diags: RefCell::new(Vec::new()),
             failed: RefCell::new(HashSet::new()),
         }
@@ -1038,7 +1042,7 @@ fn value_error_diagnostic(ctx: &Ctx<'_>, expr: &Expr, err: Error, stmt: Option<S
         Error::Reported { .. } => return,
     };
     let path: Vec<PathSegment> = rev_path.into_iter().rev().collect();
-    let (node, rest) = locate(expr, &path, ctx.src);
+    let (node, rest) = locate(expr, &path, ctx.file);
     let mut text = node.span.text(ctx.src).to_string();
     for seg in rest {
         text.push_str(&seg.to_string());
@@ -1053,18 +1057,20 @@ fn value_error_diagnostic(ctx: &Ctx<'_>, expr: &Expr, err: Error, stmt: Option<S
 fn locate<'e, 'p>(
     expr: &'e Expr,
     path: &'p [PathSegment],
-    src: &str,
+    file: &'e File,
 ) -> (&'e Expr, &'p [PathSegment]) {
+    let src: &str = &file.source;
     let mut e = expr;
     let mut rest = path;
     while let Some((seg, tail)) = rest.split_first() {
-        let next = match (&e.kind, seg) {
+        let next = match (e.kind, seg) {
             (ExprKind::Paren(inner), _) => {
-                e = inner;
+                e = file.expr(inner);
                 continue;
             }
-            (ExprKind::Array(items), PathSegment::Index(i)) => items.get(*i),
-            (ExprKind::Object(fields), PathSegment::Field(name)) => fields
+            (ExprKind::Array(items), PathSegment::Index(i)) => file.exprs(items).get(*i),
+            (ExprKind::Object(fields), PathSegment::Field(name)) => file
+                .fields(fields)
                 .iter()
                 .rev()
                 .find(|f| object_key_matches(f, name, src))
@@ -2566,7 +2572,7 @@ mod tests {
         let (file, diags) = crate::parse(src);
         assert!(diags.is_empty(), "parse errors: {diags:?}");
         let sf = SourceFile::new("test", src);
-        decode_body::<T>(&file.body, src, scope)
+        decode_body::<T>(file.body, &file, scope)
             .map_err(|d| d.iter().map(|d| sf.one_line(d)).collect())
     }
 
@@ -2585,11 +2591,11 @@ mod tests {
     fn decode_block<T: DeserializeOwned>(src: &str) -> Result<T, Vec<String>> {
         let (file, diags) = crate::parse(src);
         assert!(diags.is_empty(), "parse errors: {diags:?}");
-        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+        let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!("no block")
         };
         let sf = SourceFile::new("test", src);
-        decode_block_body::<T>(b, src, &Scope::with_stdlib())
+        decode_block_body::<T>(b, &file, &Scope::with_stdlib())
             .map_err(|d| d.iter().map(|d| sf.one_line(d)).collect())
     }
 
@@ -3124,32 +3130,35 @@ mod tests {
         }
         let src = "x {\n  inner {\n    n = 0\n  }\n  timeout = -1\n}\n";
         let (file, _) = crate::parse(src);
-        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+        let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!()
         };
         let sf = SourceFile::new("test", src);
-        let errs: Vec<String> = decode_block_body_validated::<Outer>(b, src, &Scope::with_stdlib())
-            .unwrap_err()
-            .iter()
-            .map(|d| sf.one_line(d))
-            .collect();
+        let errs: Vec<String> =
+            decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib())
+                .unwrap_err()
+                .iter()
+                .map(|d| sf.one_line(d))
+                .collect();
         assert_eq!(errs, vec!["test:2:3: n must be positive"]);
         let src = "x {\n  inner {\n    n = 1\n  }\n  timeout = -1\n}\n";
         let (file, _) = crate::parse(src);
-        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+        let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!()
         };
-        let errs = decode_block_body_validated::<Outer>(b, src, &Scope::with_stdlib()).unwrap_err();
+        let errs =
+            decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib()).unwrap_err();
         assert_eq!(errs.0.len(), 1);
         assert_eq!(errs.0[0].message, "timeout must not be negative");
         assert_eq!(errs.0[0].span, block_header(b));
         // A block that failed to decode is not validated (its value is incomplete).
         let src = "x {\n  inner {\n    n = \"a\"\n  }\n}\n";
         let (file, _) = crate::parse(src);
-        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+        let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!()
         };
-        let errs = decode_block_body_validated::<Outer>(b, src, &Scope::with_stdlib()).unwrap_err();
+        let errs =
+            decode_block_body_validated::<Outer>(b, &file, &Scope::with_stdlib()).unwrap_err();
         assert_eq!(errs.0.len(), 1, "{errs:?}");
         assert_eq!(errs.0[0].message, r#""a" should be number, got string"#);
     }
@@ -3395,11 +3404,11 @@ mod tests {
     fn decode_expr_positions_errors() {
         let src = "[1, \"x\"]";
         let (file, _) = crate::parse(&format!("a = {src}"));
-        let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+        let Some(Stmt::Attribute(a)) = file.top_level().first() else {
             panic!()
         };
         let full = format!("a = {src}");
-        let errs = decode_expr::<Vec<i64>>(&a.value, &full, &Scope::with_stdlib()).unwrap_err();
+        let errs = decode_expr::<Vec<i64>>(&a.value, &file, &Scope::with_stdlib()).unwrap_err();
         assert_eq!(errs.0[0].message, r#""x" should be number, got string"#);
         assert_eq!(errs.0[0].span.text(&full), "\"x\"");
     }
@@ -3469,10 +3478,10 @@ mod tests {
 "#;
         let (file, diags) = crate::parse(src);
         assert!(diags.is_empty());
-        let Some(Stmt::Block(b)) = file.body.stmts.first() else {
+        let Some(Stmt::Block(b)) = file.top_level().first() else {
             panic!()
         };
-        let args: ScrapeArgs = decode_block_body(b, src, &receivers_scope()).unwrap();
+        let args: ScrapeArgs = decode_block_body(b, &file, &receivers_scope()).unwrap();
         assert_eq!(args.targets[0]["__address__"], "localhost:4100");
         assert_eq!(args.forward_to.len(), 1);
         assert_eq!(args.scrape_interval.to_string(), "30s");
@@ -3604,16 +3613,16 @@ mod tests {
             };
             let (file, _) = crate::parse(&src);
             let scope = Scope::with_stdlib();
-            let top = decode_body::<Nothing>(&file.body, &src, &scope);
-            if file.body.stmts.is_empty() {
+            let top = decode_body::<Nothing>(file.body, &file, &scope);
+            if file.top_level().is_empty() {
                 assert!(top.is_ok());
             } else {
                 assert!(top.is_err(), "{}", path.display());
             }
-            for stmt in &file.body.stmts {
+            for stmt in file.top_level() {
                 if let Stmt::Block(b) = stmt {
-                    let _ = decode_block_body::<HashMap<String, Value>>(b, &src, &scope);
-                    let _ = decode_block_body::<Nothing>(b, &src, &scope);
+                    let _ = decode_block_body::<HashMap<String, Value>>(b, &file, &scope);
+                    let _ = decode_block_body::<Nothing>(b, &file, &scope);
                 }
             }
             checked += 1;

@@ -1438,7 +1438,7 @@ mod tests {
         impl crate::decode::Validate for RChild {}
         let src = "a = 1\nb \"x\" { s = \"q\" }\nb { s = \"r\" }\n";
         let (file, _) = crate::parse(src);
-        let r: R = crate::decode::decode_body(&file.body, src, &crate::eval::Scope::with_stdlib())
+        let r: R = crate::decode::decode_body(file.body, &file, &crate::eval::Scope::with_stdlib())
             .unwrap();
         let body = encode_body(&r).unwrap();
         assert_eq!(names(&body), ["a=", "b \"x\"", "b"]);

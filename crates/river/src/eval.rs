@@ -3,7 +3,7 @@
 //! Errors carry the span of the offending sub-expression and the reference implementation's wording; where
 //! the reference names a value by its source text (`"a" should be number, got string`), so do we.
 
-use crate::ast::{Expr, ExprKind, LitKind};
+use crate::ast::{Expr, ExprKind, File, LitKind};
 use crate::literal;
 use crate::ops::{self, OpError, Side};
 use crate::span::Span;
@@ -126,12 +126,18 @@ impl Scope {
     }
 }
 
-/// Evaluates `expr` (whose spans point into `src`) in `scope`.
-pub fn eval_expr(expr: &Expr, src: &str, scope: &Scope) -> Result<Value, EvalError> {
-    Evaluator { src, scope }.eval(expr)
+/// Evaluates `expr`, a node of `file`, in `scope`.
+pub fn eval_expr(expr: &Expr, file: &File, scope: &Scope) -> Result<Value, EvalError> {
+    Evaluator {
+        file,
+        src: &file.source,
+        scope,
+    }
+    .eval(expr)
 }
 
 struct Evaluator<'a> {
+    file: &'a File,
     src: &'a str,
     scope: &'a Scope,
 }
@@ -147,8 +153,9 @@ impl Evaluator<'_> {
                 return Ok(value.clone());
             }
         }
-        match &expr.kind {
-            ExprKind::Literal(kind) => self.literal(*kind, expr.span),
+        let file = self.file;
+        match expr.kind {
+            ExprKind::Literal(kind) => self.literal(kind, expr.span),
             ExprKind::Ident => {
                 let name = self.text(expr.span);
                 self.scope.lookup(name).cloned().ok_or_else(|| {
@@ -156,15 +163,17 @@ impl Evaluator<'_> {
                 })
             }
             ExprKind::Array(items) => {
-                let values = items
+                let values = file
+                    .exprs(items)
                     .iter()
                     .map(|e| self.eval(e))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Value::array(values))
             }
             ExprKind::Object(fields) => {
+                let fields = file.fields(fields);
                 let mut object = Object::with_capacity(fields.len());
-                for field in fields.iter() {
+                for field in fields {
                     let key_text = self.text(field.key);
                     let key = if field.quoted {
                         literal::unquote(key_text)
@@ -179,11 +188,12 @@ impl Evaluator<'_> {
                 Ok(Value::object(object))
             }
             ExprKind::Access(value_expr, name_span) => {
+                let value_expr = file.expr(value_expr);
                 let value = self.eval(value_expr)?;
-                let name = self.text(*name_span);
+                let name = self.text(name_span);
                 match &value {
                     Value::Object(o) => o.get(name).cloned().ok_or_else(|| {
-                        EvalError::new(*name_span, format!("field {name:?} does not exist"))
+                        EvalError::new(name_span, format!("field {name:?} does not exist"))
                     }),
                     other => Err(EvalError::new(
                         expr.span,
@@ -196,12 +206,13 @@ impl Evaluator<'_> {
                 }
             }
             ExprKind::Index(value, index) => {
+                let (value, index) = (file.expr(value), file.expr(index));
                 let container = self.eval(value)?;
                 let key = self.eval(index)?;
                 self.index(&container, value, &key, index)
             }
             ExprKind::Call(call) => {
-                let (func, args) = (&call.func, &call.args);
+                let (func, args) = (file.expr(call.func), file.exprs(call.args));
                 let callee = self.eval(func)?;
                 let Value::Function(f) = callee else {
                     return Err(EvalError::new(
@@ -219,21 +230,23 @@ impl Evaluator<'_> {
                     .collect::<Result<Vec<_>, _>>()?;
                 f.call(&values).map_err(|e| {
                     let (span, message) =
-                        crate::stdlib::call_error_diagnostic(&e, func, args, self.src);
+                        crate::stdlib::call_error_diagnostic(&e, func, args, file);
                     EvalError::new(span, message)
                 })
             }
             ExprKind::Unary(op, operand) => {
+                let operand = file.expr(operand);
                 let v = self.eval(operand)?;
-                ops::unary(*op, &v).map_err(|m| {
+                ops::unary(op, &v).map_err(|m| {
                     EvalError::new(operand.span, format!("{} {m}", self.text(operand.span)))
                 })
             }
             ExprKind::Binary(op, lhs, rhs) => {
                 // River evaluates (and type-checks) both operands of && and || too.
+                let (lhs, rhs) = (file.expr(lhs), file.expr(rhs));
                 let l = self.eval(lhs)?;
                 let r = self.eval(rhs)?;
-                ops::binary(*op, &l, &r).map_err(|e| match e {
+                ops::binary(op, &l, &r).map_err(|e| match e {
                     OpError::Operand { side, message } => {
                         let operand = if side == Side::Left { lhs } else { rhs };
                         EvalError::new(
@@ -244,7 +257,7 @@ impl Evaluator<'_> {
                     OpError::DivideByZero => EvalError::new(expr.span, "divide by zero"),
                 })
             }
-            ExprKind::Paren(inner) => self.eval(inner),
+            ExprKind::Paren(inner) => self.eval(file.expr(inner)),
         }
     }
 
@@ -336,10 +349,10 @@ pub(crate) mod tests {
         let src = format!("x = {expr}");
         let (file, diags) = crate::parse(&src);
         assert!(diags.is_empty(), "{expr}: {diags:?}");
-        let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+        let Some(Stmt::Attribute(a)) = file.top_level().first() else {
             panic!("{expr}: no attribute")
         };
-        eval_expr(&a.value, &src, scope).map_err(|e| EvalError {
+        eval_expr(&a.value, &file, scope).map_err(|e| EvalError {
             span: Span::new(e.span.start - 4, e.span.end - 4),
             message: e.message,
         })

@@ -34,6 +34,8 @@ const STR_STOP: u8 = 2;
 const BLANK: u8 = 4;
 /// A newline: skipped like a blank unless a terminator is due.
 const NEWLINE: u8 = 8;
+/// An ASCII byte that starts an identifier: a letter or `_`.
+const IDENT_START: u8 = 16;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -52,8 +54,31 @@ static CLASS: [u8; 256] = {
         if c == b'\n' {
             t[b] |= NEWLINE;
         }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            t[b] |= IDENT_START;
+        }
         b += 1;
     }
+    t
+};
+
+/// The token of each byte that is a whole token by itself whatever follows it (`=` is one unless `=`
+/// follows), with whether a terminator may follow it; `None` for every other byte.
+static SINGLE: [Option<(Tok, bool)>; 256] = {
+    let mut t = [None; 256];
+    t[b'{' as usize] = Some((Tok::LCurly, false));
+    t[b'}' as usize] = Some((Tok::RCurly, true));
+    t[b'(' as usize] = Some((Tok::LParen, false));
+    t[b')' as usize] = Some((Tok::RParen, true));
+    t[b'[' as usize] = Some((Tok::LBrack, false));
+    t[b']' as usize] = Some((Tok::RBrack, true));
+    t[b',' as usize] = Some((Tok::Comma, false));
+    t[b'+' as usize] = Some((Tok::Add, false));
+    t[b'-' as usize] = Some((Tok::Sub, false));
+    t[b'*' as usize] = Some((Tok::Mul, false));
+    t[b'%' as usize] = Some((Tok::Mod, false));
+    t[b'^' as usize] = Some((Tok::Pow, false));
+    t[b'=' as usize] = Some((Tok::Assign, false));
     t
 };
 
@@ -179,7 +204,85 @@ impl<'a> Lexer<'a> {
     }
 
     /// Scans the next token. After [`Tok::Eof`] it keeps returning `Eof`.
+    ///
+    /// The common tokens (ASCII identifiers and keywords, single-byte punctuation) are scanned here, inlined
+    /// into the caller; everything else (and every error) goes through [`Self::next_token_slow`].
+    #[inline(always)]
     pub fn next_token(&mut self) -> Token {
+        let bytes = self.src.as_bytes();
+        let blanks = if self.insert_term {
+            BLANK
+        } else {
+            BLANK | NEWLINE
+        };
+        let start = skip_class(bytes, self.pos, blanks);
+        self.pos = start;
+        if let Some(&b) = bytes.get(start) {
+            if CLASS[b as usize] & IDENT_START != 0 {
+                let end = skip_class(bytes, start + 1, IDENT);
+                if bytes.get(end).is_none_or(|&c| c < 0x80) {
+                    self.pos = end;
+                    self.insert_term = true;
+                    // Only 4- and 5-byte words can be keywords: most identifiers skip the comparisons.
+                    let kind = match end - start {
+                        4 | 5 => match &bytes[start..end] {
+                            b"true" | b"false" => Tok::Bool,
+                            b"null" => Tok::Null,
+                            _ => Tok::Ident,
+                        },
+                        _ => Tok::Ident,
+                    };
+                    return Token {
+                        kind,
+                        span: span(start, end),
+                    };
+                }
+            } else if let Some((kind, insert)) = SINGLE[b as usize] {
+                if b != b'=' || bytes.get(start + 1) != Some(&b'=') {
+                    self.pos = start + 1;
+                    self.insert_term = insert;
+                    return Token {
+                        kind,
+                        span: span(start, start + 1),
+                    };
+                }
+            } else {
+                match b {
+                    b'"' => {
+                        self.scan_string(start, b'"');
+                        self.insert_term = true;
+                        return Token {
+                            kind: Tok::String,
+                            span: span(start, self.pos),
+                        };
+                    }
+                    // Only reachable when a terminator is due; blank skipping ate the other newlines.
+                    b'\n' => {
+                        self.pos = start + 1;
+                        self.insert_term = false;
+                        return Token {
+                            kind: Tok::Terminator,
+                            span: span(start, start + 1),
+                        };
+                    }
+                    b'.' if !matches!(bytes.get(start + 1), Some(b'0'..=b'9')) => {
+                        self.pos = start + 1;
+                        self.insert_term = false;
+                        return Token {
+                            kind: Tok::Dot,
+                            span: span(start, start + 1),
+                        };
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.next_token_slow()
+    }
+
+    /// [`Self::next_token`] for every token.
+    #[inline(never)]
+    fn next_token_slow(&mut self) -> Token {
         loop {
             let bytes = self.src.as_bytes();
             // Newlines are blanks too unless a terminator is due.

@@ -9,8 +9,8 @@
 //! [`MAX_NESTING`] stops the parse with one error instead of overflowing the stack.
 
 use crate::ast::{
-    Attribute, BinaryOp, Block, Body, Call, Expr, ExprKind, File, LitKind, ObjectField, Stmt,
-    UnaryOp,
+    Arena, Attribute, BinaryOp, Block, Body, Call, Expr, ExprId, ExprKind, Exprs, Fields, File,
+    IdRange, LitKind, ObjectField, Stmt, UnaryOp,
 };
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::lexer::{is_valid_identifier, Lexer};
@@ -48,14 +48,7 @@ pub fn parse_bytes(bytes: &[u8]) -> (File, Diagnostics) {
                 offset += skip;
             }
             let source = String::from_utf8_lossy(bytes);
-            (
-                File {
-                    source: source.as_ref().into(),
-                    body: Body::default(),
-                    comments: Vec::new(),
-                },
-                diags,
-            )
+            (File::empty(&source), diags)
         }
     }
 }
@@ -75,8 +68,11 @@ struct Parser<'a> {
     depth: usize,
     /// Set when nesting got too deep: the rest of the input is skipped.
     aborted: bool,
-    /// Scratch stacks: lists are collected here and moved into exactly-sized allocations when complete,
-    /// which keeps the AST free of growth slack. Nested lists use the stacks in LIFO order.
+    /// The tree being built: a list's items are contiguous in their arena vector.
+    arena: Arena,
+    /// Scratch stacks: a list's items are collected here while their own children go to the arena, and
+    /// moved into the arena as one contiguous run when the list is complete. Nested lists use the stacks in
+    /// LIFO order.
     stmt_stack: Vec<Stmt>,
     expr_stack: Vec<Expr>,
     field_stack: Vec<ObjectField>,
@@ -97,6 +93,7 @@ impl<'a> Parser<'a> {
             in_error: false,
             depth: 0,
             aborted: false,
+            arena: Arena::with_capacity_for(src.len()),
             stmt_stack: Vec::new(),
             expr_stack: Vec::new(),
             field_stack: Vec::new(),
@@ -108,19 +105,19 @@ impl<'a> Parser<'a> {
     fn parse_file(mut self) -> (File, Diagnostics) {
         if self.src.len() > u32::MAX as usize {
             let d = Diagnostic::error(Span::default(), "file is too large (over 4 GiB)");
-            let file = File {
-                source: "".into(),
-                body: Body::default(),
-                comments: Vec::new(),
-            };
-            return (file, Diagnostics(vec![d]));
+            return (File::empty(""), Diagnostics(vec![d]));
         }
         let body = self.parse_body(Tok::Eof);
         self.take_lexer_diags();
+        let mut arena = std::mem::take(&mut self.arena);
+        arena.shrink_to_fit();
+        let mut comments = std::mem::take(&mut self.lexer.comments);
+        comments.shrink_to_fit();
         let file = File {
             source: self.src.into(),
             body,
-            comments: std::mem::take(&mut self.lexer.comments),
+            comments,
+            arena,
         };
         (file, Diagnostics(self.diags))
     }
@@ -215,28 +212,35 @@ impl<'a> Parser<'a> {
     }
 
     /// Enters one nesting level; false (after reporting once and stopping the parse) when too deep.
+    #[inline(always)]
     fn enter(&mut self) -> bool {
         if self.depth >= MAX_NESTING {
-            if !self.aborted {
-                let at = self.tok.span.start;
-                self.diags.push(Diagnostic::error(
-                    Span::new(at, at),
-                    format!(
-                        "expression or block nesting is too deep (more than {MAX_NESTING} levels)"
-                    ),
-                ));
-                self.aborted = true;
-                self.tok = Token {
-                    kind: Tok::Eof,
-                    span: Span::at(self.src.len() as u32),
-                };
-            }
-            return false;
+            return self.too_deep();
         }
         self.depth += 1;
         true
     }
 
+    /// [`Self::enter`] past the nesting bound: reports once, stops the parse, and returns false.
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&mut self) -> bool {
+        if !self.aborted {
+            let at = self.tok.span.start;
+            self.diags.push(Diagnostic::error(
+                Span::new(at, at),
+                format!("expression or block nesting is too deep (more than {MAX_NESTING} levels)"),
+            ));
+            self.aborted = true;
+            self.tok = Token {
+                kind: Tok::Eof,
+                span: Span::at(self.src.len() as u32),
+            };
+        }
+        false
+    }
+
+    #[inline(always)]
     fn leave(&mut self) {
         self.depth -= 1;
     }
@@ -260,10 +264,16 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        // `split_off` allocates exactly the tail's length and moves it with one copy.
-        Body {
-            stmts: self.stmt_stack.split_off(base),
-        }
+        let start = self.arena.stmts.len();
+        self.arena.stmts.extend(self.stmt_stack.drain(base..));
+        Body::new(start, self.arena.stmts.len())
+    }
+
+    /// Moves `expr` into the arena.
+    fn push(&mut self, expr: Expr) -> ExprId {
+        let id = ExprId(self.arena.exprs.len() as u32);
+        self.arena.exprs.push(expr);
+        id
     }
 
     fn parse_statement(&mut self) -> Option<Stmt> {
@@ -300,14 +310,17 @@ impl<'a> Parser<'a> {
                 let rbrace = self.expect(Tok::RCurly).span.start;
                 self.leave();
                 let start = name.parts.first().start;
-                Some(Stmt::Block(Box::new(Block {
+                let names = &mut self.arena.names;
+                let first = names.len();
+                names.extend_from_slice(name.parts.as_slice());
+                Some(Stmt::Block(Block {
                     span: Span::new(start, rbrace + 1),
-                    name: name.parts.into_name(),
+                    name_parts: IdRange::new(first, names.len()),
                     label: name.label,
                     body,
                     lbrace,
                     rbrace,
-                })))
+                }))
             }
             kind => {
                 if name.parts.len() == 1 && name.label.is_none() {
@@ -416,8 +429,9 @@ impl<'a> Parser<'a> {
             self.next();
             let rhs = self.parse_binary(prec + 1);
             let span = lhs.span.to(rhs.span);
+            let (l, r) = (self.push(lhs), self.push(rhs));
             lhs = Expr {
-                kind: ExprKind::Binary(op, Box::new(lhs), Box::new(rhs)),
+                kind: ExprKind::Binary(op, l, r),
                 span,
             };
         }
@@ -436,8 +450,9 @@ impl<'a> Parser<'a> {
         let rhs = self.parse_pow();
         self.leave();
         let span = lhs.span.to(rhs.span);
+        let (l, r) = (self.push(lhs), self.push(rhs));
         Expr {
-            kind: ExprKind::Binary(BinaryOp::Pow, Box::new(lhs), Box::new(rhs)),
+            kind: ExprKind::Binary(BinaryOp::Pow, l, r),
             span,
         }
     }
@@ -464,7 +479,7 @@ impl<'a> Parser<'a> {
             let operand = self.parse_unary();
             let span = Span::new(start, operand.span.end.max(start + 1));
             return Expr {
-                kind: ExprKind::Unary(op, Box::new(operand)),
+                kind: ExprKind::Unary(op, self.push(operand)),
                 span,
             };
         }
@@ -492,7 +507,7 @@ impl<'a> Parser<'a> {
                     let name = self.expect(Tok::Ident).span;
                     let span = primary.span.to(name);
                     primary = Expr {
-                        kind: ExprKind::Access(Box::new(primary), name),
+                        kind: ExprKind::Access(self.push(primary), name),
                         span,
                     };
                 }
@@ -502,25 +517,25 @@ impl<'a> Parser<'a> {
                     let rbrack = self.expect(Tok::RBrack).span;
                     let span = Span::new(primary.span.start, rbrack.end.max(index.span.end));
                     primary = Expr {
-                        kind: ExprKind::Index(Box::new(primary), Box::new(index)),
+                        kind: ExprKind::Index(self.push(primary), self.push(index)),
                         span,
                     };
                 }
                 Tok::LParen => {
                     self.next();
-                    let args = if self.tok.kind != Tok::RParen {
+                    let (args, last) = if self.tok.kind != Tok::RParen {
                         self.parse_expression_list(Tok::RParen)
                     } else {
-                        Box::default()
+                        (Exprs::default(), 0)
                     };
                     let rparen = self.expect(Tok::RParen).span;
-                    let end = rparen.end.max(args.last().map_or(0, |a| a.span.end));
+                    let end = rparen.end.max(last);
                     let span = Span::new(primary.span.start, end);
                     primary = Expr {
-                        kind: ExprKind::Call(Box::new(Call {
-                            func: primary,
+                        kind: ExprKind::Call(Call {
+                            func: self.push(primary),
                             args,
-                        })),
+                        }),
                         span,
                     };
                 }
@@ -594,19 +609,19 @@ impl<'a> Parser<'a> {
                 let rparen = self.expect(Tok::RParen).span;
                 let span = Span::new(tok.span.start, rparen.end.max(inner.span.end));
                 return Expr {
-                    kind: ExprKind::Paren(Box::new(inner)),
+                    kind: ExprKind::Paren(self.push(inner)),
                     span,
                 };
             }
             Tok::LBrack => {
                 self.next();
-                let items = if self.tok.kind != Tok::RBrack {
+                let (items, last) = if self.tok.kind != Tok::RBrack {
                     self.parse_expression_list(Tok::RBrack)
                 } else {
-                    Box::default()
+                    (Exprs::default(), 0)
                 };
                 let rbrack = self.expect(Tok::RBrack).span;
-                let end = rbrack.end.max(items.last().map_or(0, |a| a.span.end));
+                let end = rbrack.end.max(last);
                 return Expr {
                     kind: ExprKind::Array(items),
                     span: Span::new(tok.span.start, end),
@@ -614,15 +629,13 @@ impl<'a> Parser<'a> {
             }
             Tok::LCurly => {
                 self.next();
-                let fields = if self.tok.kind != Tok::RCurly {
+                let (fields, last) = if self.tok.kind != Tok::RCurly {
                     self.parse_field_list(Tok::RCurly)
                 } else {
-                    Box::default()
+                    (Fields::default(), 0)
                 };
                 let rcurly = self.expect(Tok::RCurly).span;
-                let end = rcurly
-                    .end
-                    .max(fields.last().map_or(0, |f| f.value.span.end));
+                let end = rcurly.end.max(last);
                 return Expr {
                     kind: ExprKind::Object(fields),
                     span: Span::new(tok.span.start, end),
@@ -650,7 +663,8 @@ impl<'a> Parser<'a> {
         expr
     }
 
-    fn parse_expression_list(&mut self, until: Tok) -> Box<[Expr]> {
+    /// The list's items, and where its last item ends (0 when empty).
+    fn parse_expression_list(&mut self, until: Tok) -> (Exprs, u32) {
         let base = self.expr_stack.len();
         while self.tok.kind != until && self.tok.kind != Tok::Eof {
             let item = self.parse_expression();
@@ -663,10 +677,14 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        self.expr_stack.split_off(base).into_boxed_slice()
+        let last = self.expr_stack[base..].last().map_or(0, |e| e.span.end);
+        let start = self.arena.exprs.len();
+        self.arena.exprs.extend(self.expr_stack.drain(base..));
+        (Exprs::new(start, self.arena.exprs.len()), last)
     }
 
-    fn parse_field_list(&mut self, until: Tok) -> Box<[ObjectField]> {
+    /// The fields, and where the last field's value ends (0 when empty).
+    fn parse_field_list(&mut self, until: Tok) -> (Fields, u32) {
         let base = self.field_stack.len();
         while self.tok.kind != until && self.tok.kind != Tok::Eof {
             let field = self.parse_field();
@@ -679,7 +697,12 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        self.field_stack.split_off(base).into_boxed_slice()
+        let last = self.field_stack[base..]
+            .last()
+            .map_or(0, |f| f.value.span.end);
+        let start = self.arena.fields.len();
+        self.arena.fields.extend(self.field_stack.drain(base..));
+        (Fields::new(start, self.arena.fields.len()), last)
     }
 
     fn parse_field(&mut self) -> ObjectField {
@@ -704,8 +727,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// The parts of a dotted name, kept inline: most names have one to three parts, and the AST gets one
-/// exactly-sized allocation instead of a growing `Vec`.
+/// The parts of a dotted name while it is parsed, kept inline: most names have one to four parts.
 struct NameParts {
     inline: [Span; 4],
     len: usize,
@@ -747,10 +769,6 @@ impl NameParts {
 
     fn first(&self) -> Span {
         self.inline[0]
-    }
-
-    fn into_name(self) -> crate::ast::NameParts {
-        crate::ast::NameParts::new(self.as_slice())
     }
 }
 
@@ -829,30 +847,39 @@ mod tests {
     use super::*;
 
     /// Prints an expression fully parenthesised, to check precedence and associativity.
-    fn shape(e: &Expr, src: &str) -> String {
-        match &e.kind {
+    fn shape(e: &Expr, f: &File) -> String {
+        let src: &str = &f.source;
+        let list =
+            |items: Exprs| -> Vec<String> { f.exprs(items).iter().map(|a| shape(a, f)).collect() };
+        match e.kind {
             ExprKind::Ident | ExprKind::Literal(_) => e.span.text(src).to_string(),
             ExprKind::Binary(op, l, r) => {
-                format!("({} {} {})", shape(l, src), op.as_str(), shape(r, src))
+                format!(
+                    "({} {} {})",
+                    shape(f.expr(l), f),
+                    op.as_str(),
+                    shape(f.expr(r), f)
+                )
             }
-            ExprKind::Unary(op, x) => format!("({}{})", op.as_str(), shape(x, src)),
-            ExprKind::Paren(x) => format!("[{}]", shape(x, src)),
-            ExprKind::Access(x, n) => format!("{}.{}", shape(x, src), n.text(src)),
-            ExprKind::Index(x, i) => format!("{}[{}]", shape(x, src), shape(i, src)),
+            ExprKind::Unary(op, x) => format!("({}{})", op.as_str(), shape(f.expr(x), f)),
+            ExprKind::Paren(x) => format!("[{}]", shape(f.expr(x), f)),
+            ExprKind::Access(x, n) => format!("{}.{}", shape(f.expr(x), f), n.text(src)),
+            ExprKind::Index(x, i) => format!("{}[{}]", shape(f.expr(x), f), shape(f.expr(i), f)),
             ExprKind::Call(call) => {
-                let args: Vec<_> = call.args.iter().map(|a| shape(a, src)).collect();
-                format!("{}({})", shape(&call.func, src), args.join(", "))
+                format!(
+                    "{}({})",
+                    shape(f.expr(call.func), f),
+                    list(call.args).join(", ")
+                )
             }
-            ExprKind::Array(items) => {
-                let items: Vec<_> = items.iter().map(|a| shape(a, src)).collect();
-                format!("[{}]", items.join(", "))
-            }
+            ExprKind::Array(items) => format!("[{}]", list(items).join(", ")),
             ExprKind::Object(fields) => {
-                let f: Vec<_> = fields
+                let fs: Vec<_> = f
+                    .fields(fields)
                     .iter()
-                    .map(|f| format!("{}={}", f.key.text(src), shape(&f.value, src)))
+                    .map(|x| format!("{}={}", x.key.text(src), shape(&x.value, f)))
                     .collect();
-                format!("{{{}}}", f.join(", "))
+                format!("{{{}}}", fs.join(", "))
             }
         }
     }
@@ -861,8 +888,8 @@ mod tests {
         let src = format!("x = {expr}");
         let (file, diags) = parse(&src);
         assert!(diags.is_empty(), "{expr}: {diags:?}");
-        match &file.body.stmts[..] {
-            [Stmt::Attribute(a)] => shape(&a.value, &src),
+        match file.top_level() {
+            [Stmt::Attribute(a)] => shape(&a.value, &file),
             other => panic!("unexpected statements {other:?}"),
         }
     }
@@ -890,17 +917,17 @@ mod tests {
         let src = "pyroscope.scrape \"default\" {\n  targets = []\n}\nlogging { }\n";
         let (file, diags) = parse(src);
         assert!(diags.is_empty());
-        let Stmt::Block(b) = &file.body.stmts[0] else {
+        let Stmt::Block(b) = &file.top_level()[0] else {
             panic!("not a block")
         };
-        assert_eq!(b.name_string(src), "pyroscope.scrape");
+        assert_eq!(b.name_string(&file), "pyroscope.scrape");
         assert_eq!(b.label_text(src), Some("default"));
         assert_eq!(b.span.text(src), &src[..src.find("}\n").unwrap() + 1]);
-        assert_eq!(b.body.stmts.len(), 1);
-        let Stmt::Block(l) = &file.body.stmts[1] else {
+        assert_eq!(file.stmts(b.body).len(), 1);
+        let Stmt::Block(l) = &file.top_level()[1] else {
             panic!("not a block")
         };
-        assert_eq!((l.name_string(src).as_str(), l.label), ("logging", None));
+        assert_eq!((l.name_string(&file).as_str(), l.label), ("logging", None));
     }
 
     fn messages(src: &str) -> Vec<String> {
@@ -1026,10 +1053,10 @@ mod tests {
             .spawn(move || {
                 let (file, diags) = parse(&src);
                 assert!(diags.is_empty(), "{diags:?}");
-                let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+                let Some(Stmt::Attribute(a)) = file.top_level().first() else {
                     panic!("no attribute")
                 };
-                crate::eval::eval_expr(&a.value, &src, &crate::eval::Scope::new())
+                crate::eval::eval_expr(&a.value, &file, &crate::eval::Scope::new())
                     .map_err(|e| e.message)
             });
         let value = handle.expect("spawn").join().expect("no stack overflow");

@@ -375,7 +375,7 @@ mod tests {
         let src = "a = 1 + 1\nb \"l\" {\n  c = nope\n}\n";
         let (file, _) = crate::parse(src);
         let (tree, diags) =
-            crate::decode::eval_body(&file.body, src, &crate::eval::Scope::with_stdlib());
+            crate::decode::eval_body(file.body, &file, &crate::eval::Scope::with_stdlib());
         assert_eq!(diags.len(), 1);
         assert_eq!(
             eval_body_to_json(&tree),

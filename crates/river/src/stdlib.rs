@@ -8,7 +8,7 @@
 //! string is expected becomes its decimal text, `null` becomes the empty value, a secret never becomes a
 //! string ("secrets may not be converted into strings"), anything else is a type error.
 
-use crate::ast::{Expr, ExprKind};
+use crate::ast::{Expr, ExprKind, File};
 use crate::eval::Scope;
 use crate::span::Span;
 use crate::value::{Function, Number, Object, Value, ValueType};
@@ -146,13 +146,14 @@ impl std::error::Error for CallError {}
 /// argument that is at fault, after its source text and any remaining element path
 /// (`obj should be string, got object`, `true should be string, got bool` for `join(["a", true], ",")`,
 /// `arr[1] should be string, got bool`). `func` and `args` are the call's callee and argument expressions,
-/// with spans into `src`.
+/// nodes of `file`.
 pub fn call_error_diagnostic(
     err: &CallError,
     func: &Expr,
     args: &[Expr],
-    src: &str,
+    file: &File,
 ) -> (Span, String) {
+    let src: &str = &file.source;
     match err {
         CallError::Call(m) => (func.span, format!("{} {m}", func.span.text(src))),
         CallError::Arg {
@@ -164,10 +165,11 @@ pub fn call_error_diagnostic(
                 return (func.span, problem.after_source_text().into_owned());
             };
             let mut rest = &elements[..];
-            while let (ExprKind::Array(items), Some((&i, tail))) =
-                (&target.kind, rest.split_first())
+            while let (ExprKind::Array(items), Some((&i, tail))) = (target.kind, rest.split_first())
             {
-                let Some(item) = items.get(i) else { break };
+                let Some(item) = file.exprs(items).get(i) else {
+                    break;
+                };
                 target = item;
                 rest = tail;
             }
@@ -3504,22 +3506,22 @@ mod tests {
             let src = format!("x = {expr}");
             let (file, diags) = crate::parse(&src);
             assert!(diags.is_empty(), "{expr}: {diags:?}");
-            let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+            let Some(Stmt::Attribute(a)) = file.top_level().first() else {
                 panic!("{expr}: no attribute")
             };
-            let ExprKind::Call(call) = &a.value.kind else {
+            let ExprKind::Call(call) = a.value.kind else {
                 panic!("{expr}: not a call")
             };
-            let (func, args) = (&call.func, &call.args);
+            let (func, args) = (file.expr(call.func), file.exprs(call.args));
             let values: Vec<Value> = args
                 .iter()
-                .map(|e| crate::eval::eval_expr(e, &src, &scope))
+                .map(|e| crate::eval::eval_expr(e, &file, &scope))
                 .collect::<Result<_, _>>()
                 .unwrap_or_else(|e| panic!("{expr}: {e}"));
             let Err(err) = imp(&values) else {
                 panic!("{expr}: no error")
             };
-            let (span, message) = call_error_diagnostic(&err, func, args, &src);
+            let (span, message) = call_error_diagnostic(&err, func, args, &file);
             assert_eq!((span.text(&src), message.as_str()), (at, want), "{expr}");
         }
     }

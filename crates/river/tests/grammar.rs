@@ -262,14 +262,14 @@ fn root_op(src: &str) -> (BinaryOp, String, String) {
     let text = format!("x = {src}");
     let (file, diags) = river::parse(&text);
     assert!(diags.is_empty(), "{src}: {diags:?}");
-    let Some(Stmt::Attribute(a)) = file.body.stmts.first() else {
+    let Some(Stmt::Attribute(a)) = file.top_level().first() else {
         panic!("{src}: not an attribute")
     };
     match &a.value.kind {
         ExprKind::Binary(op, l, r) => (
             *op,
-            l.span.text(&text).to_string(),
-            r.span.text(&text).to_string(),
+            file.expr(*l).span.text(&text).to_string(),
+            file.expr(*r).span.text(&text).to_string(),
         ),
         other => panic!("{src}: not a binary expression: {other:?}"),
     }

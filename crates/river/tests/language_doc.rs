@@ -53,8 +53,8 @@ fn evaluate(expr: &str, scope: &Scope) -> Result<Result<Value, String>, String> 
     if let Some(d) = diags.iter().next() {
         return Err(format!("{expr:?} does not parse: {}", d.message));
     }
-    match file.body.stmts.as_slice() {
-        [Stmt::Attribute(a)] => Ok(eval_expr(&a.value, &src, scope).map_err(|e| e.message)),
+    match file.top_level() {
+        [Stmt::Attribute(a)] => Ok(eval_expr(&a.value, &file, scope).map_err(|e| e.message)),
         _ => Err(format!("{expr:?} is not one expression")),
     }
 }

@@ -1,7 +1,7 @@
 //! The scenario file format (see `testdata/runtime/README.md`): parsing is strict, so a typo in a scenario
 //! is an error naming its line rather than a silently skipped check.
 
-use river::ast::{BinaryOp, Expr, ExprKind, Stmt};
+use river::ast::{BinaryOp, Expr, ExprKind, File, Stmt};
 use std::time::Duration;
 
 /// One scenario file, parsed.
@@ -99,13 +99,9 @@ pub enum Counter {
 
 #[derive(Debug)]
 pub enum StateExpect {
-    /// `LEFT == RIGHT`, both River expressions evaluated over every component's exports. The text is kept
-    /// with the expression because spans point into it.
-    Exports {
-        src: String,
-        left: Expr,
-        right: Expr,
-    },
+    /// `LEFT == RIGHT`, both River expressions evaluated over every component's exports. The parsed file is
+    /// kept with the expressions because they are its nodes.
+    Exports { file: File, left: Expr, right: Expr },
     /// A counter of a component.
     Count(Counter, String, u64),
     /// The combined health of a component, and a substring of its message.
@@ -443,15 +439,15 @@ fn exports(arg: &str) -> Result<StateExpect, String> {
     if let Some(d) = diags.iter().next() {
         return Err(format!("not a River expression ({}): {arg}", d.message));
     }
-    let expr = match file.body.stmts.as_slice() {
-        [Stmt::Attribute(a)] => a.value.clone(),
+    let expr = match file.top_level() {
+        [Stmt::Attribute(a)] => a.value,
         _ => return Err(format!("expected `EXPR == EXPR`, got {arg:?}")),
     };
     match expr.kind {
         ExprKind::Binary(BinaryOp::Eq, left, right) => Ok(StateExpect::Exports {
-            src,
-            left: *left,
-            right: *right,
+            left: *file.expr(left),
+            right: *file.expr(right),
+            file,
         }),
         _ => Err(format!("expected `EXPR == EXPR`, got {arg:?}")),
     }

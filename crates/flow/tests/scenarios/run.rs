@@ -384,10 +384,11 @@ impl<'a> Runner<'a> {
     fn check_state(&self, e: &StateExpect) -> Result<(), String> {
         let c = &self.controller;
         match e {
-            StateExpect::Exports { src, left, right } => {
+            StateExpect::Exports { file, left, right } => {
+                let src: &str = &file.source;
                 let scope = self.exports_scope();
                 let eval = |x| {
-                    eval_expr(x, src, &scope)
+                    eval_expr(x, file, &scope)
                         .map_err(|err| format!("cannot evaluate `{}`: {err}", x.span.text(src)))
                 };
                 let (l, r) = (eval(left)?, eval(right)?);

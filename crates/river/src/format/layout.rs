@@ -29,6 +29,7 @@ pub(super) fn layout(file: &File) -> Vec<u8> {
     let comments = comment_infos(file, &lines);
     let groups = comment_groups(src, &comments);
     let mut p = Printer {
+        file,
         src,
         lines: &lines,
         out: Vec::with_capacity(src.len() + src.len() / 2 + 16),
@@ -46,7 +47,7 @@ pub(super) fn layout(file: &File) -> Vec<u8> {
         marks: Vec::new(),
         mark_slot: None,
     };
-    p.stmts(&file.body);
+    p.stmts(file.body);
     // Comments after the last statement.
     let end = Pos {
         offset: i64::MAX,
@@ -278,6 +279,7 @@ enum TextKind {
 }
 
 struct Printer<'a> {
+    file: &'a File,
     src: &'a str,
     lines: &'a Lines,
     out: Vec<u8>,
@@ -663,9 +665,9 @@ impl<'a> Printer<'a> {
 
     // ---- the walk --------------------------------------------------------------------------------------
 
-    fn stmts(&mut self, body: &Body) {
+    fn stmts(&mut self, body: Body) {
         let mut prev: Option<&Stmt> = None;
-        for stmt in &body.stmts {
+        for stmt in self.file.stmts(body) {
             if let Some(prev) = prev {
                 if matches!(stmt, Stmt::Block(_)) {
                     // Blocks are always preceded by a blank line.
@@ -701,7 +703,7 @@ impl<'a> Printer<'a> {
 
     fn block(&mut self, b: &Block) {
         // The name as written, unless spaces or comments sit between its parts.
-        let written = b.name_span().text(self.src);
+        let written = b.name_span(self.file).text(self.src);
         let joined;
         let name = if written
             .bytes()
@@ -709,13 +711,13 @@ impl<'a> Printer<'a> {
         {
             written
         } else {
-            joined = b.name_string(self.src);
+            joined = b.name_string(self.file);
             joined.as_str()
         };
         // Decision: the joined name sits at its last part, so comments inside a name split over lines
         // (`a.\n// c\nb {`) are written before the block. The reference used the first part, which put
         // them between the name and `{` and printed a file that does not parse.
-        self.at(b.name.last().map_or(b.span.start, |s| s.start));
+        self.at(b.name(self.file).last().map_or(b.span.start, |s| s.start));
         self.ident(name);
         if let Some(label) = b.label {
             self.space(Ws::Blank);
@@ -726,11 +728,11 @@ impl<'a> Printer<'a> {
         self.at(b.lbrace);
         self.token("{");
         self.space(Ws::Indent);
-        if b.body.stmts.is_empty() {
+        if b.body.is_empty() {
             self.space(Ws::Blank);
         } else {
             self.space(Ws::Formfeed);
-            self.stmts(&b.body);
+            self.stmts(b.body);
         }
         self.space(Ws::Unindent);
         self.at(b.rbrace);
@@ -738,18 +740,20 @@ impl<'a> Printer<'a> {
     }
 
     fn expr(&mut self, e: &Expr) {
-        match &e.kind {
+        let file = self.file;
+        match e.kind {
             ExprKind::Ident => {
                 self.at(e.span.start);
                 self.ident(e.span.text(self.src));
             }
             ExprKind::Literal(kind) => {
                 self.at(e.span.start);
-                self.literal(e.span.text(self.src), *kind);
+                self.literal(e.span.text(self.src), kind);
             }
-            ExprKind::Array(items) => self.array(e.span, items),
-            ExprKind::Object(fields) => self.object(e.span, fields),
+            ExprKind::Array(items) => self.array(e.span, file.exprs(items)),
+            ExprKind::Object(fields) => self.object(e.span, file.fields(fields)),
             ExprKind::Access(value, name) => {
+                let value = file.expr(value);
                 self.expr(value);
                 // The reference estimates where `.` and the name are, which moves a comment inside a chain
                 // further right on every run; with a comment there, use the real positions.
@@ -765,6 +769,7 @@ impl<'a> Printer<'a> {
                 self.ident(name.text(self.src));
             }
             ExprKind::Index(value, index) => {
+                let (value, index) = (file.expr(value), file.expr(index));
                 self.expr(value);
                 let lbrack = self.token_after(value.span.end);
                 self.at(lbrack);
@@ -773,13 +778,14 @@ impl<'a> Printer<'a> {
                 self.at(e.span.end.saturating_sub(1));
                 self.token("]");
             }
-            ExprKind::Call(call) => self.call(e.span, &call.func, &call.args),
+            ExprKind::Call(call) => self.call(e.span, file.expr(call.func), file.exprs(call.args)),
             ExprKind::Unary(op, value) => {
                 self.at(e.span.start);
                 self.token(op.as_str());
-                self.expr(value);
+                self.expr(file.expr(value));
             }
             ExprKind::Binary(op, left, right) => {
+                let (left, right) = (file.expr(left), file.expr(right));
                 self.expr(left);
                 self.space(Ws::Blank);
                 let op_at = self.token_after(left.span.end);
@@ -793,6 +799,7 @@ impl<'a> Printer<'a> {
                 // on the next run.
                 self.at(e.span.start);
                 self.token("(");
+                let inner = file.expr(inner);
                 self.expr(inner);
                 // As for `.`: the estimated position of `)` makes a comment before it unstable.
                 let rparen = e.span.end.saturating_sub(1);

@@ -461,27 +461,29 @@ where
         let (l, c) = line_col(src, d.span.start);
         return Err(format!("input does not parse: {l}:{c}: {}", d.message));
     }
-    let Some(Stmt::Block(block)) = file.body.stmts.first() else {
+    let Some(Stmt::Block(block)) = file.top_level().first() else {
         return Err("input must start with a block whose body is decoded".into());
     };
     let scope = super::eval::scope();
-    Ok(match decode_block_body_validated::<T>(block, src, &scope) {
-        Ok(v) => Ok(show(&v)),
-        Err(diags) => {
-            let mut lines: Vec<(usize, usize, String)> = diags
-                .iter()
-                .map(|d| {
-                    let (l, c) = line_col(src, d.span.start);
-                    (l, c, d.message.clone())
-                })
-                .collect();
-            lines.sort();
-            Err(lines
-                .into_iter()
-                .map(|(l, c, m)| format!("{l}:{c}: {m}"))
-                .collect())
-        }
-    })
+    Ok(
+        match decode_block_body_validated::<T>(block, &file, &scope) {
+            Ok(v) => Ok(show(&v)),
+            Err(diags) => {
+                let mut lines: Vec<(usize, usize, String)> = diags
+                    .iter()
+                    .map(|d| {
+                        let (l, c) = line_col(src, d.span.start);
+                        (l, c, d.message.clone())
+                    })
+                    .collect();
+                lines.sort();
+                Err(lines
+                    .into_iter()
+                    .map(|(l, c, m)| format!("{l}:{c}: {m}"))
+                    .collect())
+            }
+        },
+    )
 }
 
 /// Decodes `src` into the harness type called `ty`.

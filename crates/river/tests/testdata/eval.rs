@@ -220,11 +220,11 @@ fn evaluate(text: &str, scope: &Scope) -> Result<Result<Value, String>, String> 
             d.message, d.span.start
         ));
     }
-    let expr: &Expr = match file.body.stmts.as_slice() {
+    let expr: &Expr = match file.top_level() {
         [Stmt::Attribute(a)] => &a.value,
         _ => return Err("does not parse as one attribute".to_string()),
     };
-    Ok(eval_expr(expr, &src, scope).map_err(|e| e.message))
+    Ok(eval_expr(expr, &file, scope).map_err(|e| e.message))
 }
 
 /// Strict equality: same type, same number kind, deep; object fields compared regardless of order.

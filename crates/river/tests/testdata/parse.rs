@@ -2,7 +2,7 @@
 //! whose complete list of diagnostics is given by `// ERROR line:col: message` annotations.
 
 use super::common::{files_with_suffix, line_col, read, rel, testdata_dir, Report};
-use river::ast::{Body, Expr, ExprKind, Stmt};
+use river::ast::{Body, Expr, ExprKind, File, Stmt};
 use std::fmt::Write as _;
 
 /// Every `valid/*.river` parses with no diagnostics; when `NAME.ast` exists the tree dump must equal it.
@@ -20,7 +20,7 @@ pub fn valid() {
         let ast_path = path.with_extension("ast");
         if problems.is_empty() && ast_path.exists() {
             let want = read(&ast_path);
-            let got = dump_body(&file.body, &src);
+            let got = dump_body(file.body, &file);
             if got.trim_end() != want.trim_end() {
                 let _ = writeln!(
                     problems,
@@ -165,14 +165,15 @@ fn compare_diags(want: &[Expected], got: &[Expected]) -> Result<(), String> {
 }
 
 /// A compact dump of a body: one statement per line, blocks indented, expressions as S-expressions.
-pub fn dump_body(body: &Body, src: &str) -> String {
+pub fn dump_body(body: Body, file: &File) -> String {
     let mut out = String::new();
-    dump_body_into(&mut out, body, src, 0);
+    dump_body_into(&mut out, body, file, 0);
     out
 }
 
-fn dump_body_into(out: &mut String, body: &Body, src: &str, depth: usize) {
-    for stmt in &body.stmts {
+fn dump_body_into(out: &mut String, body: Body, file: &File, depth: usize) {
+    let src: &str = &file.source;
+    for stmt in file.stmts(body) {
         let indent = "  ".repeat(depth);
         match stmt {
             Stmt::Attribute(a) => {
@@ -180,7 +181,7 @@ fn dump_body_into(out: &mut String, body: &Body, src: &str, depth: usize) {
                     out,
                     "{indent}{} = {}",
                     a.name.text(src),
-                    dump_expr(&a.value, src)
+                    dump_expr(&a.value, file)
                 );
             }
             Stmt::Block(b) => {
@@ -188,8 +189,8 @@ fn dump_body_into(out: &mut String, body: &Body, src: &str, depth: usize) {
                     .label
                     .map(|l| format!(" {}", l.text(src)))
                     .unwrap_or_default();
-                let _ = writeln!(out, "{indent}block {}{label} {{", b.name_string(src));
-                dump_body_into(out, &b.body, src, depth + 1);
+                let _ = writeln!(out, "{indent}block {}{label} {{", b.name_string(file));
+                dump_body_into(out, b.body, file, depth + 1);
                 let _ = writeln!(out, "{indent}}}");
             }
         }
@@ -198,46 +199,43 @@ fn dump_body_into(out: &mut String, body: &Body, src: &str, depth: usize) {
 
 /// An expression as an S-expression: literals and identifiers as written, `[a b]` arrays, `{k=v k2=v2}`
 /// objects, `(. x f)` access, `(index x i)`, `(call f args...)`, `(op a b)`, `(paren x)`.
-pub fn dump_expr(e: &Expr, src: &str) -> String {
-    match &e.kind {
+pub fn dump_expr(e: &Expr, file: &File) -> String {
+    let src: &str = &file.source;
+    let sub = |id| dump_expr(file.expr(id), file);
+    match e.kind {
         ExprKind::Ident | ExprKind::Literal(_) => e.span.text(src).to_string(),
         ExprKind::Array(items) => {
             format!(
                 "[{}]",
-                items
+                file.exprs(items)
                     .iter()
-                    .map(|i| dump_expr(i, src))
+                    .map(|i| dump_expr(i, file))
                     .collect::<Vec<_>>()
                     .join(" ")
             )
         }
         ExprKind::Object(fields) => format!(
             "{{{}}}",
-            fields
+            file.fields(fields)
                 .iter()
-                .map(|f| format!("{}={}", f.key.text(src), dump_expr(&f.value, src)))
+                .map(|f| format!("{}={}", f.key.text(src), dump_expr(&f.value, file)))
                 .collect::<Vec<_>>()
                 .join(" ")
         ),
-        ExprKind::Access(x, name) => format!("(. {} {})", dump_expr(x, src), name.text(src)),
-        ExprKind::Index(x, i) => format!("(index {} {})", dump_expr(x, src), dump_expr(i, src)),
+        ExprKind::Access(x, name) => format!("(. {} {})", sub(x), name.text(src)),
+        ExprKind::Index(x, i) => format!("(index {} {})", sub(x), sub(i)),
         ExprKind::Call(call) => {
-            let mut s = format!("(call {}", dump_expr(&call.func, src));
-            for a in call.args.iter() {
+            let mut s = format!("(call {}", sub(call.func));
+            for a in file.exprs(call.args) {
                 s.push(' ');
-                s.push_str(&dump_expr(a, src));
+                s.push_str(&dump_expr(a, file));
             }
             s.push(')');
             s
         }
-        ExprKind::Unary(op, x) => format!("({} {})", op.as_str(), dump_expr(x, src)),
-        ExprKind::Binary(op, l, r) => format!(
-            "({} {} {})",
-            op.as_str(),
-            dump_expr(l, src),
-            dump_expr(r, src)
-        ),
-        ExprKind::Paren(x) => format!("(paren {})", dump_expr(x, src)),
+        ExprKind::Unary(op, x) => format!("({} {})", op.as_str(), sub(x)),
+        ExprKind::Binary(op, l, r) => format!("({} {} {})", op.as_str(), sub(l), sub(r)),
+        ExprKind::Paren(x) => format!("(paren {})", sub(x)),
     }
 }
 
