@@ -43,9 +43,24 @@ fn delta_of(d: &mut DeltaComputer, data: &[u8]) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     // The small profiles: what most targets send (allocs and block unchanged, as an idle service's are).
     for (name, kind, first, second) in [
-        ("go-allocs", DeltaKind::Memory, "go-allocs.pb.gz", "go-allocs.pb.gz"),
-        ("go-mutex", DeltaKind::Contention, "go-mutex.pb.gz", "go-mutex-2.pb.gz"),
-        ("go-block", DeltaKind::Contention, "go-block.pb.gz", "go-block.pb.gz"),
+        (
+            "go-allocs",
+            DeltaKind::Memory,
+            "go-allocs.pb.gz",
+            "go-allocs.pb.gz",
+        ),
+        (
+            "go-mutex",
+            DeltaKind::Contention,
+            "go-mutex.pb.gz",
+            "go-mutex-2.pb.gz",
+        ),
+        (
+            "go-block",
+            DeltaKind::Contention,
+            "go-block.pb.gz",
+            "go-block.pb.gz",
+        ),
     ] {
         let (first, second) = (fixture(first), fixture(second));
         let second_plain = plain(&second);

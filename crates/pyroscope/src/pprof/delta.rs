@@ -421,10 +421,8 @@ impl DeltaComputer {
                 mark(idx)?;
             }
         }
-        let mut n = 0u32;
-        for r in remap.iter_mut().filter(|r| **r != UNUSED) {
-            *r = n;
-            n += 1;
+        for (n, r) in remap.iter_mut().filter(|r| **r != UNUSED).enumerate() {
+            *r = n as u32;
         }
 
         // ----- write the delta, in field order, as prost would encode the pruned profile -----

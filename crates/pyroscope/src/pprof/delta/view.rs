@@ -151,7 +151,10 @@ impl Tables {
                 11 => {
                     let mut m = r.message(wire, tag, depth)?;
                     // A repeated optional message merges into the first, as prost does.
-                    let vt = self.scalars.period_type.get_or_insert_with(Default::default);
+                    let vt = self
+                        .scalars
+                        .period_type
+                        .get_or_insert_with(Default::default);
                     value_type(&mut m, vt, depth - 1)?;
                 }
                 12 => self.scalars.period = r.int64(wire, tag)?,
