@@ -156,7 +156,7 @@ impl DeltaComputer {
     /// Differences a profile against the baseline, updates the baseline, and writes the delta.
     fn apply(&mut self, plain: &[u8], s: &mut Scratch) -> Result<Delta, InvalidProfile> {
         s.tables.read(plain).map_err(|e| {
-            InvalidProfile::new(classify(plain).unwrap_or(InvalidKind::Protobuf(e)))
+            InvalidProfile::new(classify(plain).unwrap_or(InvalidKind::Protobuf(e.to_string())))
         })?;
         let Scratch {
             tables: t,
@@ -438,13 +438,30 @@ impl DeltaComputer {
             put_message(out, 1, |o| vt(o, st));
         }
         for (smp, _) in t.samples.iter().zip(keep.iter()).filter(|(_, k)| **k) {
-            put_message(out, 2, |o| {
-                put_packed(o, 1, t.loc_ids[smp.locs.range()].iter().copied());
-                put_packed(o, 2, t.values[smp.values.range()].iter().map(|v| *v as u64));
-                for l in &t.labels[smp.labels.range()] {
-                    put_message(o, 3, |o| put_label(o, l, r));
-                }
-            });
+            // The length first, so that the sample is written in one go: its location IDs (most of it)
+            // are copied from the input when they came packed.
+            let ids = &t.loc_ids[smp.locs.range()];
+            let values = &t.values[smp.values.range()];
+            let labels = &t.labels[smp.labels.range()];
+            let ids_len = match smp.locs_packed {
+                Some(s) => s.end - s.start,
+                None => ids.iter().map(|v| varint_len(*v)).sum(),
+            };
+            let values_len: usize = values.iter().map(|v| varint_len(*v as u64)).sum();
+            let mut len = packed_len(ids_len) + packed_len(values_len);
+            for l in labels {
+                len += 1 + 1 + label_len(l, r);
+            }
+            put_varint(out, (2 << 3) | DELIMITED);
+            put_varint(out, len as u64);
+            match smp.locs_packed {
+                Some(s) => put_bytes(out, 1, &plain[s.start..s.end]),
+                None => put_packed(out, 1, ids.iter().copied()),
+            }
+            put_packed(out, 2, values.iter().map(|v| *v as u64));
+            for l in labels {
+                put_message(out, 3, |o| put_label(o, l, r));
+            }
         }
         for (m, _) in t.mappings.iter().zip(keep_map.iter()).filter(|(_, k)| **k) {
             put_message(out, 3, |o| {
@@ -587,6 +604,7 @@ struct Strings<'a> {
 }
 
 impl<'a> Strings<'a> {
+    #[inline]
     fn index(&self, idx: i64) -> Result<usize, InvalidProfile> {
         usize::try_from(idx)
             .ok()
@@ -595,32 +613,53 @@ impl<'a> Strings<'a> {
     }
 
     /// The bytes of string `i` (in range).
+    #[inline]
     fn at(&self, i: usize) -> &'a [u8] {
         let s = self.spans[i];
         &self.buf[s.start..s.end]
     }
 
+    #[inline]
     fn get(&self, idx: i64) -> Result<&'a [u8], InvalidProfile> {
         self.index(idx).map(|i| self.at(i))
     }
 }
 
 /// The input of one key: 64-bit words, hashed with XXH3 (keys identify stacks, so the hash must be one
-/// whose collisions are negligible; XXH3 is, and is fast on short inputs).
-struct Words<'a>(&'a mut Vec<u8>);
+/// whose collisions are negligible; XXH3 is, and is fast on short inputs). The words are written into a
+/// buffer kept at its size, so that adding one is a store, not a `Vec` extension.
+struct Words<'a> {
+    buf: &'a mut Vec<u8>,
+    len: usize,
+}
 
 impl<'a> Words<'a> {
+    #[inline]
     fn new(buf: &'a mut Vec<u8>) -> Self {
-        buf.clear();
-        Words(buf)
+        if buf.len() < 1024 {
+            buf.resize(1024, 0);
+        }
+        Words { buf, len: 0 }
     }
 
+    #[inline]
     fn push(&mut self, w: u64) {
-        self.0.extend_from_slice(&w.to_le_bytes());
+        if self.len + 8 > self.buf.len() {
+            self.grow();
+        }
+        self.buf[self.len..self.len + 8].copy_from_slice(&w.to_le_bytes());
+        self.len += 8;
     }
 
+    #[cold]
+    fn grow(&mut self) {
+        let n = self.buf.len() * 2;
+        self.buf.resize(n, 0);
+    }
+
+    #[inline]
     fn finish(&self) -> u64 {
-        xxh3_64(self.0)
+        xxh3_64(&self.buf[..self.len])
     }
 }
 
@@ -693,6 +732,7 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+#[inline]
 fn varint_len(v: u64) -> usize {
     // 1 byte per 7 bits, at least one.
     (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
@@ -746,6 +786,24 @@ fn put_packed(out: &mut Vec<u8>, tag: u32, values: impl Iterator<Item = u64> + C
     for v in values {
         put_varint(out, v);
     }
+}
+
+/// The length of a packed field with `len` bytes of content (none if empty).
+fn packed_len(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        1 + varint_len(len as u64) + len
+    }
+}
+
+/// The length of a label's message (always below 128: one byte of length).
+fn label_len(l: &Label, r: impl Fn(i64) -> u64) -> usize {
+    [r(l.key), r(l.str), l.num as u64, r(l.num_unit)]
+        .iter()
+        .filter(|v| **v != 0)
+        .map(|v| 1 + varint_len(*v))
+        .sum()
 }
 
 fn put_label(out: &mut Vec<u8>, l: &Label, r: impl Fn(i64) -> u64) {

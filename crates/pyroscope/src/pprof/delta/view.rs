@@ -48,6 +48,9 @@ impl Slice {
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct SampleRef {
     pub locs: Slice,
+    /// The packed encoding of the location IDs in the input, when they came in one packed field (as Go
+    /// writes them): copied as they are.
+    pub locs_packed: Option<Span>,
     pub values: Slice,
     pub labels: Slice,
 }
@@ -100,13 +103,9 @@ pub(super) struct Tables {
 impl Tables {
     /// Reads `buf` (a whole `Profile` message), replacing what the tables held. The error says what is
     /// wrong and where.
-    pub fn read(&mut self, buf: &[u8]) -> Result<(), String> {
+    pub fn read(&mut self, buf: &[u8]) -> Result<(), WireError> {
         self.clear();
-        let mut r = Reader {
-            buf,
-            pos: 0,
-            end: buf.len(),
-        };
+        let mut r = Reader { buf, pos: 0 };
         let depth = RECURSION_LIMIT;
         while !r.done() {
             let (tag, wire) = r.key()?;
@@ -135,12 +134,10 @@ impl Tables {
                 }
                 6 => {
                     let at = r.pos;
-                    r.expect(wire, 2, tag, at)?;
+                    r.expect(wire, DELIMITED)?;
                     let s = r.delimited()?;
                     if std::str::from_utf8(&buf[s.start..s.end]).is_err() {
-                        return Err(format!(
-                            "invalid string value at byte {at}: data is not UTF-8 encoded"
-                        ));
+                        return fail("string that is not UTF-8", at);
                     }
                     self.strings.push(s);
                 }
@@ -198,12 +195,30 @@ impl Tables {
             + self.comments.capacity() * 8
     }
 
-    fn sample(&mut self, r: &mut Reader<'_>, depth: u32) -> Result<(), String> {
+    fn sample(&mut self, r: &mut Reader<'_>, depth: u32) -> Result<(), WireError> {
         let (l0, v0, b0) = (self.loc_ids.len(), self.values.len(), self.labels.len());
+        let mut locs_packed = None;
+        let mut loc_fields = 0;
         while !r.done() {
             let (tag, wire) = r.key()?;
             match tag {
-                1 => r.repeated(wire, tag, &mut self.loc_ids, |v| v)?,
+                1 => {
+                    let at = r.pos;
+                    r.repeated(wire, tag, &mut self.loc_ids, |v| v)?;
+                    loc_fields += 1;
+                    if wire == DELIMITED {
+                        // The content after the length.
+                        let mut len = Reader {
+                            buf: r.buf,
+                            pos: at,
+                        };
+                        len.varint()?;
+                        locs_packed = Some(Span {
+                            start: len.pos,
+                            end: r.pos,
+                        });
+                    }
+                }
                 2 => r.repeated(wire, tag, &mut self.values, |v| v as i64)?,
                 3 => {
                     let mut m = r.message(wire, tag, depth)?;
@@ -214,17 +229,18 @@ impl Tables {
         }
         self.samples.push(SampleRef {
             locs: Slice::since(l0, self.loc_ids.len()),
+            locs_packed: locs_packed.filter(|s: &Span| loc_fields == 1 && s.end > s.start),
             values: Slice::since(v0, self.values.len()),
             labels: Slice::since(b0, self.labels.len()),
         });
         Ok(())
     }
 
-    fn location(&mut self, r: &mut Reader<'_>, depth: u32) -> Result<(), String> {
+    fn location(&mut self, r: &mut Reader<'_>, depth: u32) -> Result<(), WireError> {
         let mut loc = LocationRef {
             raw: Span {
                 start: r.pos,
-                end: r.end,
+                end: r.buf.len(),
             },
             plain: true,
             ..Default::default()
@@ -266,7 +282,7 @@ impl Tables {
     }
 }
 
-fn value_type(r: &mut Reader<'_>, vt: &mut ValueType, depth: u32) -> Result<(), String> {
+fn value_type(r: &mut Reader<'_>, vt: &mut ValueType, depth: u32) -> Result<(), WireError> {
     while !r.done() {
         let (tag, wire) = r.key()?;
         match tag {
@@ -278,7 +294,7 @@ fn value_type(r: &mut Reader<'_>, vt: &mut ValueType, depth: u32) -> Result<(), 
     Ok(())
 }
 
-fn label(r: &mut Reader<'_>, depth: u32) -> Result<Label, String> {
+fn label(r: &mut Reader<'_>, depth: u32) -> Result<Label, WireError> {
     let mut l = Label::default();
     while !r.done() {
         let (tag, wire) = r.key()?;
@@ -293,7 +309,7 @@ fn label(r: &mut Reader<'_>, depth: u32) -> Result<Label, String> {
     Ok(l)
 }
 
-fn mapping(r: &mut Reader<'_>, depth: u32) -> Result<Mapping, String> {
+fn mapping(r: &mut Reader<'_>, depth: u32) -> Result<Mapping, WireError> {
     let mut m = Mapping::default();
     while !r.done() {
         let (tag, wire) = r.key()?;
@@ -314,7 +330,7 @@ fn mapping(r: &mut Reader<'_>, depth: u32) -> Result<Mapping, String> {
     Ok(m)
 }
 
-fn function(r: &mut Reader<'_>, depth: u32) -> Result<Function, String> {
+fn function(r: &mut Reader<'_>, depth: u32) -> Result<Function, WireError> {
     let mut f = Function::default();
     while !r.done() {
         let (tag, wire) = r.key()?;
@@ -330,11 +346,28 @@ fn function(r: &mut Reader<'_>, depth: u32) -> Result<Function, String> {
     Ok(f)
 }
 
-/// A cursor over one message: `buf[pos..end]`, positions absolute in the whole input.
+/// Why the wire format is broken, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct WireError {
+    what: &'static str,
+    at: usize,
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.at)
+    }
+}
+
+fn fail<T>(what: &'static str, at: usize) -> Result<T, WireError> {
+    Err(WireError { what, at })
+}
+
+/// A cursor over one message: `buf[pos..]`, where `buf` is the input up to the end of the message, so that
+/// positions are those of the whole input.
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    end: usize,
 }
 
 const VARINT: u8 = 0;
@@ -345,76 +378,86 @@ const END_GROUP: u8 = 4;
 const FIXED32: u8 = 5;
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn done(&self) -> bool {
-        self.pos >= self.end
+        self.pos >= self.buf.len()
     }
 
     /// A varint, as prost reads it: at most 10 bytes, the 10th at most 1.
-    #[inline]
-    fn varint(&mut self) -> Result<u64, String> {
+    #[inline(always)]
+    fn varint(&mut self) -> Result<u64, WireError> {
+        match self.buf.get(self.pos) {
+            Some(&b) if b < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(b))
+            }
+            _ => self.varint_long(),
+        }
+    }
+
+    #[inline(never)]
+    fn varint_long(&mut self) -> Result<u64, WireError> {
         let at = self.pos;
+        let rest = self.buf.get(at..).unwrap_or(&[]);
         let mut v = 0u64;
-        for i in 0..10 {
-            let Some(&b) = self.buf[..self.end].get(self.pos) else {
-                return Err(format!("truncated varint at byte {at}"));
-            };
-            self.pos += 1;
+        for (i, &b) in rest.iter().take(10).enumerate() {
             if i == 9 && b >= 2 {
-                break;
+                return fail("invalid varint", at);
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
+                self.pos = at + i + 1;
                 return Ok(v);
             }
         }
-        Err(format!("invalid varint at byte {at}"))
+        if rest.len() >= 10 {
+            fail("invalid varint", at)
+        } else {
+            fail("truncated varint", at)
+        }
     }
 
     /// A field's number and wire type.
-    #[inline]
-    fn key(&mut self) -> Result<(u32, u8), String> {
+    #[inline(always)]
+    fn key(&mut self) -> Result<(u32, u8), WireError> {
         let at = self.pos;
         let key = self.varint()?;
-        let key = u32::try_from(key).map_err(|_| format!("invalid key {key} at byte {at}"))?;
         let wire = (key & 7) as u8;
-        if wire > FIXED32 {
-            return Err(format!("invalid wire type {wire} at byte {at}"));
-        }
         let tag = key >> 3;
-        if tag == 0 {
-            return Err(format!("invalid field number 0 at byte {at}"));
+        if key > u64::from(u32::MAX) || wire > FIXED32 || tag == 0 {
+            return fail("invalid field key", at);
         }
-        Ok((tag, wire))
+        Ok((tag as u32, wire))
     }
 
-    fn expect(&self, wire: u8, want: u8, tag: u32, at: usize) -> Result<(), String> {
+    #[inline(always)]
+    fn expect(&self, wire: u8, want: u8) -> Result<(), WireError> {
         if wire == want {
             Ok(())
         } else {
-            Err(format!(
-                "invalid wire type {wire} for field {tag} (expected {want}) near byte {at}"
-            ))
+            fail("wrong wire type for the field", self.pos)
         }
     }
 
-    fn uint64(&mut self, wire: u8, tag: u32) -> Result<u64, String> {
-        self.expect(wire, VARINT, tag, self.pos)?;
+    #[inline(always)]
+    fn uint64(&mut self, wire: u8, _tag: u32) -> Result<u64, WireError> {
+        self.expect(wire, VARINT)?;
         self.varint()
     }
 
-    fn int64(&mut self, wire: u8, tag: u32) -> Result<i64, String> {
+    #[inline(always)]
+    fn int64(&mut self, wire: u8, tag: u32) -> Result<i64, WireError> {
         self.uint64(wire, tag).map(|v| v as i64)
     }
 
     /// A length-delimited field's content.
-    fn delimited(&mut self) -> Result<Span, String> {
+    #[inline(always)]
+    fn delimited(&mut self) -> Result<Span, WireError> {
         let at = self.pos;
         let len = self.varint()?;
-        let room = (self.end - self.pos) as u64;
+        let room = (self.buf.len() - self.pos) as u64;
         if len > room {
-            return Err(format!(
-                "length {len} at byte {at} runs past the end of its message ({room} bytes left)"
-            ));
+            return fail("length runs past the end of its message", at);
         }
         let start = self.pos;
         self.pos += len as usize;
@@ -425,52 +468,50 @@ impl<'a> Reader<'a> {
     }
 
     /// A sub-message field: a reader over its content (`depth` is what is left of the recursion limit).
-    fn message(&mut self, wire: u8, tag: u32, depth: u32) -> Result<Reader<'a>, String> {
-        let at = self.pos;
-        self.expect(wire, DELIMITED, tag, at)?;
+    #[inline(always)]
+    fn message(&mut self, wire: u8, _tag: u32, depth: u32) -> Result<Reader<'a>, WireError> {
+        self.expect(wire, DELIMITED)?;
         if depth == 0 {
-            return Err(format!("recursion limit reached at byte {at}"));
+            return fail("recursion limit reached", self.pos);
         }
         let s = self.delimited()?;
         Ok(Reader {
-            buf: self.buf,
+            buf: &self.buf[..s.end],
             pos: s.start,
-            end: s.end,
         })
     }
 
     /// A repeated number, packed or not.
-    #[inline]
+    #[inline(always)]
     fn repeated<T>(
         &mut self,
         wire: u8,
-        tag: u32,
+        _tag: u32,
         out: &mut Vec<T>,
         conv: impl Fn(u64) -> T,
-    ) -> Result<(), String> {
+    ) -> Result<(), WireError> {
         if wire == DELIMITED {
             let s = self.delimited()?;
             let mut packed = Reader {
-                buf: self.buf,
+                buf: &self.buf[..s.end],
                 pos: s.start,
-                end: s.end,
             };
             while !packed.done() {
                 out.push(conv(packed.varint()?));
             }
             Ok(())
         } else {
-            self.expect(wire, VARINT, tag, self.pos)?;
+            self.expect(wire, VARINT)?;
             out.push(conv(self.varint()?));
             Ok(())
         }
     }
 
     /// Skips an unknown field, as prost does (groups included).
-    fn skip(&mut self, wire: u8, tag: u32, depth: u32) -> Result<(), String> {
+    fn skip(&mut self, wire: u8, tag: u32, depth: u32) -> Result<(), WireError> {
         let at = self.pos;
         if depth == 0 {
-            return Err(format!("recursion limit reached at byte {at}"));
+            return fail("recursion limit reached", at);
         }
         let n = match wire {
             VARINT => {
@@ -487,18 +528,16 @@ impl<'a> Reader<'a> {
                 let (inner, inner_wire) = self.key()?;
                 if inner_wire == END_GROUP {
                     if inner != tag {
-                        return Err(format!("unexpected end group tag at byte {at}"));
+                        return fail("unexpected end group tag", at);
                     }
                     break 0;
                 }
                 self.skip(inner_wire, inner, depth - 1)?;
             },
-            _ => return Err(format!("unexpected end group tag at byte {at}")),
+            _ => return fail("unexpected end group tag", at),
         };
-        if n > self.end - self.pos {
-            return Err(format!(
-                "field {tag} at byte {at} runs past the end of its message"
-            ));
+        if n > self.buf.len() - self.pos {
+            return fail("field runs past the end of its message", at);
         }
         self.pos += n;
         Ok(())
