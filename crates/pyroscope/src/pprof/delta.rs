@@ -21,11 +21,29 @@
 //! target, so this is what its memory grows with.
 //! Stacks are identified by content (function names, files, lines, addresses relative to their mapping, and
 //! the sample's labels), not by location IDs, which a Go process renumbers in every profile it writes.
+//!
+//! Cost: a scraper computes thousands of deltas a second, so the profile is not decoded into owned
+//! messages. [`view`] reads the protobuf once, leaving strings in the input; stacks are keyed with XXH3
+//! over bytes hashed once per string, function, mapping and location; the output protobuf is written
+//! directly (strings and unchanged locations copied as bytes) into buffers that are kept per thread, like
+//! every other scratch vector here. What the delta allocates per profile is its gzip output and, when the
+//! number of stacks changed, the new baseline.
 
-use super::proto::{Location, Profile, Sample};
-use super::{decode, gz, InvalidKind, InvalidProfile};
+use super::proto::{Label, ValueType};
+use super::{classify, gz, uncompressed, InvalidKind, InvalidProfile};
+use std::cell::RefCell;
+use view::{Span, Tables};
+use xxhash_rust::xxh3::xxh3_64;
+
+// The unit tests below use these through `super::*`.
+#[cfg(test)]
+use super::decode;
+#[cfg(test)]
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+
+#[cfg(test)]
+mod reference;
+mod view;
 
 /// How many sample types are differenced at most (both kinds have exactly two).
 const MAX_DELTA_TYPES: usize = 2;
@@ -69,11 +87,20 @@ pub struct DeltaComputer {
     baseline: Option<Box<[Entry]>>,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     key: u64,
     values: [i64; MAX_DELTA_TYPES],
 }
+
+thread_local! {
+    /// Scratch of the delta, per thread: a scraper's worker threads compute every target's deltas, so
+    /// memory follows the number of threads, not of targets.
+    static WORK: RefCell<Work> = RefCell::new(Work::default());
+}
+
+/// Scratch buffers above this size are not kept for the next profile.
+const KEEP_SCRATCH_BYTES: usize = 16 << 20;
 
 impl DeltaComputer {
     /// A computer for one target's profile of this kind; decompressed profiles larger than `limit` bytes are
@@ -105,10 +132,14 @@ impl DeltaComputer {
 
     /// Takes the next cumulative profile (gzip-compressed or not) and says what to forward.
     pub fn next(&mut self, data: &[u8]) -> Result<Delta, InvalidProfile> {
-        let mut scratch = Vec::new();
-        let result = decode(data, self.limit, &mut scratch).and_then(|mut p| {
-            drop(std::mem::take(&mut scratch));
-            self.apply(&mut p)
+        let result = WORK.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut work) => {
+                let r = self.run(data, &mut work);
+                work.trim();
+                r
+            }
+            // Not reachable (nothing here calls back into a delta), but never a panic.
+            Err(_) => self.run(data, &mut Work::default()),
         });
         if result.is_err() {
             self.reset();
@@ -116,451 +147,670 @@ impl DeltaComputer {
         result
     }
 
-    /// Differences a decoded profile in place against the baseline, updates the baseline, and encodes.
-    fn apply(&mut self, p: &mut Profile) -> Result<Delta, InvalidProfile> {
-        let strings = &p.string_table;
-        let mut delta_idx: Vec<usize> = Vec::with_capacity(MAX_DELTA_TYPES);
-        for (i, st) in p.sample_type.iter().enumerate() {
-            let name = string(strings, st.r#type)?;
-            if self.kind.sample_types().contains(&name) && delta_idx.len() < MAX_DELTA_TYPES {
-                delta_idx.push(i);
+    fn run(&mut self, data: &[u8], work: &mut Work) -> Result<Delta, InvalidProfile> {
+        let Work { gunzip, scratch } = work;
+        let plain = uncompressed(data, self.limit, gunzip)?;
+        self.apply(plain, scratch)
+    }
+
+    /// Differences a profile against the baseline, updates the baseline, and writes the delta.
+    fn apply(&mut self, plain: &[u8], s: &mut Scratch) -> Result<Delta, InvalidProfile> {
+        s.tables.read(plain).map_err(|e| {
+            InvalidProfile::new(classify(plain).unwrap_or(InvalidKind::Protobuf(e.to_string())))
+        })?;
+        let Scratch {
+            tables: t,
+            str_hash,
+            fn_hash,
+            map_hash,
+            loc_hash,
+            functions,
+            mappings,
+            locations,
+            words,
+            label_hashes,
+            keyed,
+            keep,
+            keep_loc,
+            keep_fn,
+            keep_map,
+            remap,
+            next,
+            out,
+        } = s;
+        let strings = Strings {
+            buf: plain,
+            spans: &t.strings,
+        };
+        if strings.spans.first().is_some_and(|s| s.end > s.start) {
+            return Err(inconsistent(
+                "the first string of the string table is not empty".into(),
+            ));
+        }
+
+        let mut delta_idx = [0usize; MAX_DELTA_TYPES];
+        let mut n_delta = 0;
+        for (i, st) in t.sample_type.iter().enumerate() {
+            let name = strings.get(st.r#type)?;
+            if n_delta < MAX_DELTA_TYPES
+                && self
+                    .kind
+                    .sample_types()
+                    .iter()
+                    .any(|n| n.as_bytes() == name)
+            {
+                delta_idx[n_delta] = i;
+                n_delta += 1;
             }
         }
+        let delta_idx = &delta_idx[..n_delta];
         if delta_idx.is_empty() {
             return Ok(Delta::PassThrough);
         }
-        let n_types = p.sample_type.len();
-        if let Some(s) = p.sample.iter().find(|s| s.value.len() != n_types) {
+        let n_types = t.sample_type.len();
+        if let Some(smp) = t.samples.iter().find(|s| s.values.len() != n_types) {
             return Err(inconsistent(format!(
                 "a sample has {} values for {n_types} sample types",
-                s.value.len()
+                smp.values.len()
             )));
         }
 
-        let keys = sample_keys(p)?;
-
-        // Merge samples with the same key into the first one (the delta is per stack, not per record).
-        let mut first: HashMap<u64, usize, KeyHasher> =
-            HashMap::with_capacity_and_hasher(p.sample.len(), KeyHasher::default());
-        let mut keep = vec![true; p.sample.len()];
-        for i in 0..p.sample.len() {
-            match first.get(&keys[i]) {
-                None => {
-                    first.insert(keys[i], i);
-                }
-                Some(&j) => {
-                    keep[i] = false;
-                    let (a, b) = (
-                        std::mem::take(&mut p.sample[i].value),
-                        &mut p.sample[j].value,
-                    );
-                    for (x, y) in b.iter_mut().zip(a) {
-                        *x = x.saturating_add(y);
-                    }
-                }
-            }
+        // ----- keys: every string, function, mapping and location hashed once -----
+        str_hash.clear();
+        str_hash.resize(t.strings.len(), None);
+        let mut sh = |idx: i64| -> Result<u64, InvalidProfile> {
+            let i = strings.index(idx)?;
+            Ok(*str_hash[i].get_or_insert_with(|| xxh3_64(strings.at(i))))
+        };
+        fn_hash.clear();
+        for f in &t.functions {
+            let mut w = Words::new(words);
+            w.push(sh(f.name)?);
+            w.push(sh(f.system_name)?);
+            w.push(sh(f.filename)?);
+            fn_hash.push(w.finish());
         }
-        drop(first);
+        map_hash.clear();
+        for m in &t.mappings {
+            let mut w = Words::new(words);
+            w.push(sh(m.filename)?);
+            w.push(sh(m.build_id)?);
+            map_hash.push(w.finish());
+        }
+        functions.build(t.functions.iter().map(|f| f.id));
+        mappings.build(t.mappings.iter().map(|m| m.id));
+        locations.build(t.locations.iter().map(|l| l.id));
+        loc_hash.clear();
+        for loc in &t.locations {
+            let (start, mhash) = if loc.mapping_id == 0 {
+                (0, 0)
+            } else {
+                let m = mappings.get(loc.mapping_id).ok_or_else(|| {
+                    inconsistent(format!(
+                        "location {} refers to unknown mapping {}",
+                        loc.id, loc.mapping_id
+                    ))
+                })?;
+                (t.mappings[m].memory_start, map_hash[m])
+            };
+            let mut w = Words::new(words);
+            w.push(mhash);
+            w.push(loc.address.wrapping_sub(start));
+            w.push(u64::from(loc.is_folded));
+            for line in &t.lines[loc.lines.range()] {
+                let f = functions.get(line.function_id).ok_or_else(|| {
+                    inconsistent(format!(
+                        "location {} refers to unknown function {}",
+                        loc.id, line.function_id
+                    ))
+                })?;
+                w.push(fn_hash[f]);
+                w.push(line.line as u64);
+                w.push(line.column as u64);
+            }
+            loc_hash.push(w.finish());
+        }
+        keyed.clear();
+        for (i, smp) in t.samples.iter().enumerate() {
+            // Labels as a set: their order in the record does not matter.
+            label_hashes.clear();
+            for l in &t.labels[smp.labels.range()] {
+                let mut w = Words::new(words);
+                w.push(sh(l.key)?);
+                w.push(sh(l.str)?);
+                w.push(l.num as u64);
+                w.push(sh(l.num_unit)?);
+                label_hashes.push(w.finish());
+            }
+            label_hashes.sort_unstable();
+            let mut w = Words::new(words);
+            w.push(smp.locs.len() as u64);
+            for id in &t.loc_ids[smp.locs.range()] {
+                let l = locations.get(*id).ok_or_else(|| {
+                    inconsistent(format!("a sample refers to unknown location {id}"))
+                })?;
+                w.push(loc_hash[l]);
+            }
+            w.push(label_hashes.len() as u64);
+            for h in label_hashes.iter() {
+                w.push(*h);
+            }
+            keyed.push((w.finish(), i as u32));
+        }
 
+        // ----- difference, stack by stack, in key order (that of the baseline) -----
+        // Records of the same stack merge into the first (the delta is per stack, not per record): sorted by
+        // (key, index), they are adjacent, the first one first.
+        keyed.sort_unstable();
+        keep.clear();
+        keep.resize(t.samples.len(), false);
+        next.clear();
         let had_baseline = self.baseline.is_some();
         let previous: &[Entry] = self.baseline.as_deref().unwrap_or(&[]);
-        let mut next: Vec<Entry> = Vec::with_capacity(keep.iter().filter(|k| **k).count());
-        for (i, s) in p.sample.iter_mut().enumerate() {
-            if !keep[i] {
-                continue;
+        let mut p = 0usize;
+        let mut g = 0usize;
+        while g < keyed.len() {
+            let (key, first) = (keyed[g].0, keyed[g].1 as usize);
+            let target = t.samples[first].values.range();
+            g += 1;
+            while g < keyed.len() && keyed[g].0 == key {
+                let other = t.samples[keyed[g].1 as usize].values.range();
+                for (a, b) in target.clone().zip(other) {
+                    t.values[a] = t.values[a].saturating_add(t.values[b]);
+                }
+                g += 1;
             }
+            let values = &mut t.values[target];
             let mut current = [0i64; MAX_DELTA_TYPES];
             for (k, &idx) in delta_idx.iter().enumerate() {
-                current[k] = s.value[idx];
+                current[k] = values[idx];
             }
-            let prev = previous
-                .binary_search_by_key(&keys[i], |e| e.key)
-                .ok()
-                .map(|j| previous[j].values);
+            while p < previous.len() && previous[p].key < key {
+                p += 1;
+            }
+            let prev = previous.get(p).filter(|e| e.key == key).map(|e| e.values);
             next.push(Entry {
-                key: keys[i],
+                key,
                 values: current,
             });
             for (k, &idx) in delta_idx.iter().enumerate() {
                 let prev = prev.map_or(0, |v| v[k]);
-                s.value[idx] = if current[k] >= prev {
-                    current[k] - prev
+                values[idx] = if current[k] >= prev {
+                    current[k].wrapping_sub(prev)
                 } else {
                     current[k]
                 };
             }
-            if s.value.iter().all(|v| *v == 0) {
-                keep[i] = false;
-            }
+            keep[first] = values.iter().any(|v| *v != 0);
         }
-        // Keys are unique (duplicates were merged above); stacks absent now leave the baseline.
-        next.sort_unstable_by_key(|e| e.key);
-        self.baseline = Some(next.into_boxed_slice());
+        // Keys are unique and sorted; stacks absent now leave the baseline. The same number of stacks (the
+        // usual case) reuses the allocation.
+        match &mut self.baseline {
+            Some(b) if b.len() == next.len() => b.copy_from_slice(next),
+            b => *b = Some(next.as_slice().into()),
+        }
         if !had_baseline {
             return Ok(Delta::Withheld);
         }
 
-        let mut i = 0;
-        p.sample.retain(|_| {
-            i += 1;
-            keep[i - 1]
-        });
-        prune(p)?;
-        Ok(Delta::Profile(encode_gzip(p)))
+        // ----- prune: what the kept samples refer to -----
+        keep_loc.clear();
+        keep_loc.resize(t.locations.len(), false);
+        for (smp, _) in t.samples.iter().zip(keep.iter()).filter(|(_, k)| **k) {
+            for id in &t.loc_ids[smp.locs.range()] {
+                if let Some(l) = locations.get(*id) {
+                    keep_loc[l] = true;
+                }
+            }
+        }
+        keep_fn.clear();
+        keep_fn.resize(t.functions.len(), false);
+        keep_map.clear();
+        keep_map.resize(t.mappings.len(), false);
+        for (loc, _) in t.locations.iter().zip(keep_loc.iter()).filter(|(_, k)| **k) {
+            if let Some(m) = mappings.get(loc.mapping_id) {
+                keep_map[m] = true;
+            }
+            for line in &t.lines[loc.lines.range()] {
+                if let Some(f) = functions.get(line.function_id) {
+                    keep_fn[f] = true;
+                }
+            }
+        }
+
+        // Strings: mark what is referenced, then renumber.
+        remap.clear();
+        remap.resize(t.strings.len(), UNUSED);
+        {
+            let mut mark = |idx: i64| -> Result<(), InvalidProfile> {
+                let i = strings.index(idx)?;
+                remap[i] = 0;
+                Ok(())
+            };
+            mark(0)?;
+            for st in t.sample_type.iter().chain(t.scalars.period_type.iter()) {
+                mark(st.r#type)?;
+                mark(st.unit)?;
+            }
+            for (smp, _) in t.samples.iter().zip(keep.iter()).filter(|(_, k)| **k) {
+                for l in &t.labels[smp.labels.range()] {
+                    mark(l.key)?;
+                    mark(l.str)?;
+                    mark(l.num_unit)?;
+                }
+            }
+            for (m, _) in t.mappings.iter().zip(keep_map.iter()).filter(|(_, k)| **k) {
+                mark(m.filename)?;
+                mark(m.build_id)?;
+            }
+            for (f, _) in t.functions.iter().zip(keep_fn.iter()).filter(|(_, k)| **k) {
+                mark(f.name)?;
+                mark(f.system_name)?;
+                mark(f.filename)?;
+            }
+            for c in &t.comments {
+                mark(*c)?;
+            }
+            let sc = &t.scalars;
+            for idx in [
+                sc.drop_frames,
+                sc.keep_frames,
+                sc.default_sample_type,
+                sc.doc_url,
+            ] {
+                mark(idx)?;
+            }
+        }
+        for (n, r) in remap.iter_mut().filter(|r| **r != UNUSED).enumerate() {
+            *r = n as u32;
+        }
+
+        // ----- write the delta, in field order, as prost would encode the pruned profile -----
+        // Every string index left was checked by `mark`.
+        let r = |idx: i64| u64::from(remap[idx as usize]);
+        let vt = |o: &mut Vec<u8>, vt: &ValueType| {
+            put_u64(o, 1, r(vt.r#type));
+            put_u64(o, 2, r(vt.unit));
+        };
+        out.clear();
+        out.reserve(plain.len());
+        for st in &t.sample_type {
+            put_message(out, 1, |o| vt(o, st));
+        }
+        for (smp, _) in t.samples.iter().zip(keep.iter()).filter(|(_, k)| **k) {
+            // The length first, so that the sample is written in one go: its location IDs (most of it)
+            // are copied from the input when they came packed.
+            let ids = &t.loc_ids[smp.locs.range()];
+            let values = &t.values[smp.values.range()];
+            let labels = &t.labels[smp.labels.range()];
+            let ids_len = match smp.locs_packed {
+                Some(s) => s.end - s.start,
+                None => ids.iter().map(|v| varint_len(*v)).sum(),
+            };
+            let values_len: usize = values.iter().map(|v| varint_len(*v as u64)).sum();
+            let mut len = packed_len(ids_len) + packed_len(values_len);
+            for l in labels {
+                len += 1 + 1 + label_len(l, r);
+            }
+            put_varint(out, (2 << 3) | DELIMITED);
+            put_varint(out, len as u64);
+            match smp.locs_packed {
+                Some(s) => put_bytes(out, 1, &plain[s.start..s.end]),
+                None => put_packed(out, 1, ids.iter().copied()),
+            }
+            put_packed(out, 2, values.iter().map(|v| *v as u64));
+            for l in labels {
+                put_message(out, 3, |o| put_label(o, l, r));
+            }
+        }
+        for (m, _) in t.mappings.iter().zip(keep_map.iter()).filter(|(_, k)| **k) {
+            put_message(out, 3, |o| {
+                put_u64(o, 1, m.id);
+                put_u64(o, 2, m.memory_start);
+                put_u64(o, 3, m.memory_limit);
+                put_u64(o, 4, m.file_offset);
+                put_u64(o, 5, r(m.filename));
+                put_u64(o, 6, r(m.build_id));
+                put_u64(o, 7, u64::from(m.has_functions));
+                put_u64(o, 8, u64::from(m.has_filenames));
+                put_u64(o, 9, u64::from(m.has_line_numbers));
+                put_u64(o, 10, u64::from(m.has_inline_frames));
+            });
+        }
+        for (loc, _) in t.locations.iter().zip(keep_loc.iter()).filter(|(_, k)| **k) {
+            if loc.plain {
+                // Nothing in a location refers to strings: its bytes are what re-encoding would write.
+                put_bytes(out, 4, &plain[loc.raw.start..loc.raw.end]);
+                continue;
+            }
+            put_message(out, 4, |o| {
+                put_u64(o, 1, loc.id);
+                put_u64(o, 2, loc.mapping_id);
+                put_u64(o, 3, loc.address);
+                for line in &t.lines[loc.lines.range()] {
+                    put_message(o, 4, |o| {
+                        put_u64(o, 1, line.function_id);
+                        put_u64(o, 2, line.line as u64);
+                        put_u64(o, 3, line.column as u64);
+                    });
+                }
+                put_u64(o, 5, u64::from(loc.is_folded));
+            });
+        }
+        for (f, _) in t.functions.iter().zip(keep_fn.iter()).filter(|(_, k)| **k) {
+            put_message(out, 5, |o| {
+                put_u64(o, 1, f.id);
+                put_u64(o, 2, r(f.name));
+                put_u64(o, 3, r(f.system_name));
+                put_u64(o, 4, r(f.filename));
+                put_u64(o, 5, f.start_line as u64);
+            });
+        }
+        for (i, _) in remap.iter().enumerate().filter(|(_, r)| **r != UNUSED) {
+            put_bytes(out, 6, strings.at(i));
+        }
+        let sc = &t.scalars;
+        put_u64(out, 7, r(sc.drop_frames));
+        put_u64(out, 8, r(sc.keep_frames));
+        put_u64(out, 9, sc.time_nanos as u64);
+        put_u64(out, 10, sc.duration_nanos as u64);
+        if let Some(pt) = &sc.period_type {
+            put_message(out, 11, |o| vt(o, pt));
+        }
+        put_u64(out, 12, sc.period as u64);
+        put_packed(out, 13, t.comments.iter().map(|c| r(*c)));
+        put_u64(out, 14, r(sc.default_sample_type));
+        put_u64(out, 15, r(sc.doc_url));
+
+        let mut compressed = Vec::new();
+        gz::gzip_into(out, &mut compressed);
+        Ok(Delta::Profile(compressed))
     }
 }
 
-thread_local! {
-    /// The encoded (uncompressed) delta, reused: only its gzip form leaves.
-    static ENCODED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Per-thread scratch: the decompressed input and everything [`DeltaComputer::apply`] fills.
+#[derive(Default)]
+struct Work {
+    gunzip: Vec<u8>,
+    scratch: Scratch,
 }
 
-/// Encodes a profile, gzip-compressed through a per-thread buffer and deflate state.
-fn encode_gzip(p: &Profile) -> Vec<u8> {
-    let len = prost::Message::encoded_len(p);
-    ENCODED.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        buf.clear();
-        buf.reserve(len);
-        // A Vec grows as needed, so encoding cannot run out of room.
-        let _ = prost::Message::encode(p, &mut *buf);
-        let mut out = Vec::new();
-        gz::gzip_into(&buf, &mut out);
-        if buf.capacity() > 16 << 20 {
-            *buf = Vec::new();
+impl Work {
+    /// Drops buffers a rare large profile made large, so that they do not stay for the life of the thread.
+    fn trim(&mut self) {
+        if self.gunzip.capacity() > KEEP_SCRATCH_BYTES {
+            self.gunzip = Vec::new();
         }
-        out
-    })
+        if self.scratch.capacity_bytes() > KEEP_SCRATCH_BYTES {
+            self.scratch = Scratch::default();
+        }
+    }
+}
+
+const UNUSED: u32 = u32::MAX;
+
+#[derive(Default)]
+struct Scratch {
+    tables: Tables,
+    /// XXH3 of each string, computed when first needed.
+    str_hash: Vec<Option<u64>>,
+    fn_hash: Vec<u64>,
+    map_hash: Vec<u64>,
+    loc_hash: Vec<u64>,
+    functions: IdIndex,
+    mappings: IdIndex,
+    locations: IdIndex,
+    /// The bytes a key is hashed from.
+    words: Vec<u8>,
+    label_hashes: Vec<u64>,
+    /// (stack key, sample index).
+    keyed: Vec<(u64, u32)>,
+    keep: Vec<bool>,
+    keep_loc: Vec<bool>,
+    keep_fn: Vec<bool>,
+    keep_map: Vec<bool>,
+    /// New index of each kept string, [`UNUSED`] for the pruned ones.
+    remap: Vec<u32>,
+    next: Vec<Entry>,
+    /// The encoded (uncompressed) delta: only its gzip form leaves.
+    out: Vec<u8>,
+}
+
+impl Scratch {
+    fn capacity_bytes(&self) -> usize {
+        self.tables.capacity_bytes()
+            + self.str_hash.capacity() * 16
+            + (self.fn_hash.capacity() + self.map_hash.capacity() + self.loc_hash.capacity()) * 8
+            + self.functions.capacity_bytes()
+            + self.mappings.capacity_bytes()
+            + self.locations.capacity_bytes()
+            + self.words.capacity()
+            + self.label_hashes.capacity() * 8
+            + self.keyed.capacity() * 16
+            + self.keep.capacity()
+            + self.keep_loc.capacity()
+            + self.keep_fn.capacity()
+            + self.keep_map.capacity()
+            + self.remap.capacity() * 4
+            + self.next.capacity() * std::mem::size_of::<Entry>()
+            + self.out.capacity()
+    }
+}
+
+/// The string table: byte ranges of the input.
+struct Strings<'a> {
+    buf: &'a [u8],
+    spans: &'a [Span],
+}
+
+impl<'a> Strings<'a> {
+    #[inline]
+    fn index(&self, idx: i64) -> Result<usize, InvalidProfile> {
+        usize::try_from(idx)
+            .ok()
+            .filter(|i| *i < self.spans.len())
+            .ok_or_else(|| inconsistent(format!("string index {idx} out of range")))
+    }
+
+    /// The bytes of string `i` (in range).
+    #[inline]
+    fn at(&self, i: usize) -> &'a [u8] {
+        let s = self.spans[i];
+        &self.buf[s.start..s.end]
+    }
+
+    #[inline]
+    fn get(&self, idx: i64) -> Result<&'a [u8], InvalidProfile> {
+        self.index(idx).map(|i| self.at(i))
+    }
+}
+
+/// The input of one key: 64-bit words, hashed with XXH3 (keys identify stacks, so the hash must be one
+/// whose collisions are negligible; XXH3 is, and is fast on short inputs). The words are written into a
+/// buffer kept at its size, so that adding one is a store, not a `Vec` extension.
+struct Words<'a> {
+    buf: &'a mut Vec<u8>,
+    len: usize,
+}
+
+impl<'a> Words<'a> {
+    #[inline]
+    fn new(buf: &'a mut Vec<u8>) -> Self {
+        if buf.len() < 1024 {
+            buf.resize(1024, 0);
+        }
+        Words { buf, len: 0 }
+    }
+
+    #[inline]
+    fn push(&mut self, w: u64) {
+        if self.len + 8 > self.buf.len() {
+            self.grow();
+        }
+        self.buf[self.len..self.len + 8].copy_from_slice(&w.to_le_bytes());
+        self.len += 8;
+    }
+
+    #[cold]
+    fn grow(&mut self) {
+        let n = self.buf.len() * 2;
+        self.buf.resize(n, 0);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        xxh3_64(&self.buf[..self.len])
+    }
 }
 
 fn inconsistent(msg: String) -> InvalidProfile {
-    InvalidProfile {
-        content_type: None,
-        kind: InvalidKind::Inconsistent(msg),
-    }
-}
-
-fn string(strings: &[String], idx: i64) -> Result<&str, InvalidProfile> {
-    usize::try_from(idx)
-        .ok()
-        .and_then(|i| strings.get(i))
-        .map(String::as_str)
-        .ok_or_else(|| inconsistent(format!("string index {idx} out of range")))
-}
-
-/// A hasher for keys that already are 64-bit hashes.
-#[derive(Default, Clone, Copy, Debug)]
-struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(*b) ^ (self.0 >> 56);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-    fn write_usize(&mut self, v: usize) {
-        self.0 = v as u64;
-    }
-}
-
-type KeyHasher = BuildHasherDefault<PassThroughHasher>;
-
-/// A strong, deterministic 64-bit hasher (SipHash-1-3 with fixed keys): keys identify stacks, so collisions
-/// must be negligible.
-fn hasher() -> std::hash::DefaultHasher {
-    std::hash::DefaultHasher::new()
+    InvalidProfile::new(InvalidKind::Inconsistent(msg))
 }
 
 /// An index from table IDs (locations, functions, mappings) to positions; dense IDs (Go numbers from 1) use a
-/// vector, others a sorted list.
-enum IdIndex {
-    Dense(Vec<u32>),
-    Sorted(Vec<(u64, u32)>),
+/// vector, others a sorted list. Its vectors are reused from one profile to the next.
+#[derive(Default)]
+struct IdIndex {
+    dense: bool,
+    positions: Vec<u32>,
+    sorted: Vec<(u64, u32)>,
 }
 
 impl IdIndex {
     const NONE: u32 = u32::MAX;
 
-    fn new(ids: impl ExactSizeIterator<Item = u64> + Clone) -> Self {
+    fn build(&mut self, ids: impl ExactSizeIterator<Item = u64> + Clone) {
         let n = ids.len();
         let max = ids.clone().max().unwrap_or(0);
-        if max <= (n as u64).saturating_mul(2).saturating_add(16) {
-            let mut v = vec![Self::NONE; max as usize + 1];
+        self.positions.clear();
+        self.sorted.clear();
+        // With duplicate IDs the last one wins (dense), or the one the binary search finds (sorted).
+        self.dense = max <= (n as u64).saturating_mul(2).saturating_add(16);
+        if self.dense {
+            self.positions.resize(max as usize + 1, Self::NONE);
             for (pos, id) in ids.enumerate() {
-                v[id as usize] = pos as u32;
+                self.positions[id as usize] = pos as u32;
             }
-            IdIndex::Dense(v)
         } else {
-            let mut v: Vec<(u64, u32)> = ids.enumerate().map(|(p, id)| (id, p as u32)).collect();
-            v.sort_unstable();
-            IdIndex::Sorted(v)
+            self.sorted
+                .extend(ids.enumerate().map(|(p, id)| (id, p as u32)));
+            self.sorted.sort_unstable();
         }
     }
 
+    #[inline]
     fn get(&self, id: u64) -> Option<usize> {
-        match self {
-            IdIndex::Dense(v) => usize::try_from(id)
+        if self.dense {
+            usize::try_from(id)
                 .ok()
-                .and_then(|i| v.get(i))
+                .and_then(|i| self.positions.get(i))
                 .filter(|p| **p != Self::NONE)
-                .map(|p| *p as usize),
-            IdIndex::Sorted(v) => v
+                .map(|p| *p as usize)
+        } else {
+            self.sorted
                 .binary_search_by_key(&id, |(i, _)| *i)
                 .ok()
-                .map(|i| v[i].1 as usize),
+                .map(|i| self.sorted[i].1 as usize)
         }
     }
+
+    fn capacity_bytes(&self) -> usize {
+        self.positions.capacity() * 4 + self.sorted.capacity() * 16
+    }
 }
 
-/// One key per sample: its stack by content, plus its labels.
-fn sample_keys(p: &Profile) -> Result<Vec<u64>, InvalidProfile> {
-    let strings = &p.string_table;
-    let str_hash = |idx: i64, h: &mut std::hash::DefaultHasher| -> Result<(), InvalidProfile> {
-        string(strings, idx)?.hash(h);
-        Ok(())
-    };
-    let mut function_hash = Vec::with_capacity(p.function.len());
-    for f in &p.function {
-        let mut h = hasher();
-        str_hash(f.name, &mut h)?;
-        str_hash(f.system_name, &mut h)?;
-        str_hash(f.filename, &mut h)?;
-        function_hash.push(h.finish());
-    }
-    let functions = IdIndex::new(p.function.iter().map(|f| f.id));
-    let mappings = IdIndex::new(p.mapping.iter().map(|m| m.id));
-    let mut mapping_hash = Vec::with_capacity(p.mapping.len());
-    for m in &p.mapping {
-        let mut h = hasher();
-        str_hash(m.filename, &mut h)?;
-        str_hash(m.build_id, &mut h)?;
-        mapping_hash.push(h.finish());
-    }
-    let mut location_hash = Vec::with_capacity(p.location.len());
-    for loc in &p.location {
-        location_hash.push(location_key(
-            loc,
-            p,
-            &functions,
-            &function_hash,
-            &mappings,
-            &mapping_hash,
-        )?);
-    }
-    let locations = IdIndex::new(p.location.iter().map(|l| l.id));
+// ----- protobuf writing (proto3: default values are not written) -----
 
-    let mut keys = Vec::with_capacity(p.sample.len());
-    let mut label_hashes: Vec<u64> = Vec::new();
-    for s in &p.sample {
-        keys.push(sample_key(
-            s,
-            strings,
-            &locations,
-            &location_hash,
-            &mut label_hashes,
-        )?);
+const DELIMITED: u64 = 2;
+
+#[inline]
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
     }
-    Ok(keys)
+    out.push(v as u8);
 }
 
-fn location_key(
-    loc: &Location,
-    p: &Profile,
-    functions: &IdIndex,
-    function_hash: &[u64],
-    mappings: &IdIndex,
-    mapping_hash: &[u64],
-) -> Result<u64, InvalidProfile> {
-    let mut h = hasher();
-    let (start, mhash) = if loc.mapping_id == 0 {
-        (0, 0)
+#[inline]
+fn varint_len(v: u64) -> usize {
+    // 1 byte per 7 bits, at least one.
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// A varint field, unless it is zero.
+#[inline]
+fn put_u64(out: &mut Vec<u8>, tag: u32, v: u64) {
+    if v != 0 {
+        put_varint(out, u64::from(tag) << 3);
+        put_varint(out, v);
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    put_varint(out, (u64::from(tag) << 3) | DELIMITED);
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// A length-delimited field written by `body`: one byte is reserved for the length, the body moved when
+/// the length needs more.
+#[inline]
+fn put_message(out: &mut Vec<u8>, tag: u32, body: impl FnOnce(&mut Vec<u8>)) {
+    put_varint(out, (u64::from(tag) << 3) | DELIMITED);
+    let at = out.len();
+    out.push(0);
+    body(out);
+    let len = out.len() - at - 1;
+    let width = varint_len(len as u64);
+    if width > 1 {
+        out.resize(out.len() + width - 1, 0);
+        out.copy_within(at + 1..at + 1 + len, at + width);
+    }
+    let mut v = len as u64;
+    for b in &mut out[at..at + width] {
+        *b = (v as u8 & 0x7f) | if v >= 0x80 { 0x80 } else { 0 };
+        v >>= 7;
+    }
+}
+
+/// A packed repeated number, unless empty.
+#[inline]
+fn put_packed(out: &mut Vec<u8>, tag: u32, values: impl Iterator<Item = u64> + Clone) {
+    let len: usize = values.clone().map(varint_len).sum();
+    if len == 0 {
+        return;
+    }
+    put_varint(out, (u64::from(tag) << 3) | DELIMITED);
+    put_varint(out, len as u64);
+    for v in values {
+        put_varint(out, v);
+    }
+}
+
+/// The length of a packed field with `len` bytes of content (none if empty).
+fn packed_len(len: usize) -> usize {
+    if len == 0 {
+        0
     } else {
-        let m = mappings.get(loc.mapping_id).ok_or_else(|| {
-            inconsistent(format!(
-                "location {} refers to unknown mapping {}",
-                loc.id, loc.mapping_id
-            ))
-        })?;
-        (p.mapping[m].memory_start, mapping_hash[m])
-    };
-    mhash.hash(&mut h);
-    loc.address.wrapping_sub(start).hash(&mut h);
-    loc.is_folded.hash(&mut h);
-    for line in &loc.line {
-        let f = functions.get(line.function_id).ok_or_else(|| {
-            inconsistent(format!(
-                "location {} refers to unknown function {}",
-                loc.id, line.function_id
-            ))
-        })?;
-        function_hash[f].hash(&mut h);
-        line.line.hash(&mut h);
-        line.column.hash(&mut h);
+        1 + varint_len(len as u64) + len
     }
-    Ok(h.finish())
 }
 
-fn sample_key(
-    s: &Sample,
-    strings: &[String],
-    locations: &IdIndex,
-    location_hash: &[u64],
-    label_hashes: &mut Vec<u64>,
-) -> Result<u64, InvalidProfile> {
-    let mut h = hasher();
-    s.location_id.len().hash(&mut h);
-    for id in &s.location_id {
-        let l = locations
-            .get(*id)
-            .ok_or_else(|| inconsistent(format!("a sample refers to unknown location {id}")))?;
-        location_hash[l].hash(&mut h);
-    }
-    // Labels as a set: their order in the record does not matter.
-    label_hashes.clear();
-    for l in &s.label {
-        let mut lh = hasher();
-        string(strings, l.key)?.hash(&mut lh);
-        string(strings, l.str)?.hash(&mut lh);
-        l.num.hash(&mut lh);
-        string(strings, l.num_unit)?.hash(&mut lh);
-        label_hashes.push(lh.finish());
-    }
-    label_hashes.sort_unstable();
-    label_hashes.hash(&mut h);
-    Ok(h.finish())
+/// The length of a label's message (always below 128: one byte of length).
+fn label_len(l: &Label, r: impl Fn(i64) -> u64) -> usize {
+    [r(l.key), r(l.str), l.num as u64, r(l.num_unit)]
+        .iter()
+        .filter(|v| **v != 0)
+        .map(|v| 1 + varint_len(*v))
+        .sum()
 }
 
-/// Drops locations, functions and mappings no sample refers to, then unused strings (renumbering the rest).
-fn prune(p: &mut Profile) -> Result<(), InvalidProfile> {
-    let locations = IdIndex::new(p.location.iter().map(|l| l.id));
-    let mut keep_loc = vec![false; p.location.len()];
-    for s in &p.sample {
-        for id in &s.location_id {
-            if let Some(i) = locations.get(*id) {
-                keep_loc[i] = true;
-            }
-        }
-    }
-    let mut i = 0;
-    p.location.retain(|_| {
-        i += 1;
-        keep_loc[i - 1]
-    });
-
-    let functions = IdIndex::new(p.function.iter().map(|f| f.id));
-    let mappings = IdIndex::new(p.mapping.iter().map(|m| m.id));
-    let mut keep_fn = vec![false; p.function.len()];
-    let mut keep_map = vec![false; p.mapping.len()];
-    for l in &p.location {
-        if let Some(m) = mappings.get(l.mapping_id) {
-            keep_map[m] = true;
-        }
-        for line in &l.line {
-            if let Some(f) = functions.get(line.function_id) {
-                keep_fn[f] = true;
-            }
-        }
-    }
-    let mut i = 0;
-    p.function.retain(|_| {
-        i += 1;
-        keep_fn[i - 1]
-    });
-    let mut i = 0;
-    p.mapping.retain(|_| {
-        i += 1;
-        keep_map[i - 1]
-    });
-
-    // Strings: mark what is referenced, then renumber.
-    let n = p.string_table.len();
-    let mut used = vec![false; n];
-    let mut mark = |idx: i64| -> Result<(), InvalidProfile> {
-        let i = usize::try_from(idx)
-            .ok()
-            .filter(|i| *i < n)
-            .ok_or_else(|| inconsistent(format!("string index {idx} out of range")))?;
-        used[i] = true;
-        Ok(())
-    };
-    mark(0)?;
-    for st in p.sample_type.iter().chain(p.period_type.iter()) {
-        mark(st.r#type)?;
-        mark(st.unit)?;
-    }
-    for s in &p.sample {
-        for l in &s.label {
-            mark(l.key)?;
-            mark(l.str)?;
-            mark(l.num_unit)?;
-        }
-    }
-    for m in &p.mapping {
-        mark(m.filename)?;
-        mark(m.build_id)?;
-    }
-    for f in &p.function {
-        mark(f.name)?;
-        mark(f.system_name)?;
-        mark(f.filename)?;
-    }
-    for c in &p.comment {
-        mark(*c)?;
-    }
-    mark(p.drop_frames)?;
-    mark(p.keep_frames)?;
-    mark(p.default_sample_type)?;
-    mark(p.doc_url)?;
-
-    let mut remap = vec![0i64; n];
-    let mut next = 0i64;
-    for (i, u) in used.iter().enumerate() {
-        if *u {
-            remap[i] = next;
-            next += 1;
-        }
-    }
-    let mut i = 0;
-    p.string_table.retain(|_| {
-        i += 1;
-        used[i - 1]
-    });
-    // Every index was checked by `mark`.
-    let r = |idx: &mut i64| *idx = remap[*idx as usize];
-    for st in p.sample_type.iter_mut().chain(p.period_type.iter_mut()) {
-        r(&mut st.r#type);
-        r(&mut st.unit);
-    }
-    for s in &mut p.sample {
-        for l in &mut s.label {
-            r(&mut l.key);
-            r(&mut l.str);
-            r(&mut l.num_unit);
-        }
-    }
-    for m in &mut p.mapping {
-        r(&mut m.filename);
-        r(&mut m.build_id);
-    }
-    for f in &mut p.function {
-        r(&mut f.name);
-        r(&mut f.system_name);
-        r(&mut f.filename);
-    }
-    for c in &mut p.comment {
-        r(c);
-    }
-    r(&mut p.drop_frames);
-    r(&mut p.keep_frames);
-    r(&mut p.default_sample_type);
-    r(&mut p.doc_url);
-    Ok(())
+fn put_label(out: &mut Vec<u8>, l: &Label, r: impl Fn(i64) -> u64) {
+    put_u64(out, 1, r(l.key));
+    put_u64(out, 2, r(l.str));
+    put_u64(out, 3, l.num as u64);
+    put_u64(out, 4, r(l.num_unit));
 }
 
 #[cfg(test)]
