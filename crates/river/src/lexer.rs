@@ -82,6 +82,20 @@ static SINGLE: [Option<(Tok, bool)>; 256] = {
     t
 };
 
+/// The token of an identifier-shaped word: a keyword (`true`, `false`, `null`) or an identifier.
+#[inline(always)]
+fn word_kind(word: &[u8]) -> Tok {
+    // Only 4- and 5-byte words can be keywords: most identifiers skip the comparisons.
+    match word.len() {
+        4 | 5 => match word {
+            b"true" | b"false" => Tok::Bool,
+            b"null" => Tok::Null,
+            _ => Tok::Ident,
+        },
+        _ => Tok::Ident,
+    }
+}
+
 /// The index of the first byte at or after `i` whose class has none of `class`'s bits (or `bytes.len()`).
 #[inline(always)]
 fn skip_class(bytes: &[u8], mut i: usize, class: u8) -> usize {
@@ -223,15 +237,7 @@ impl<'a> Lexer<'a> {
                 if bytes.get(end).is_none_or(|&c| c < 0x80) {
                     self.pos = end;
                     self.insert_term = true;
-                    // Only 4- and 5-byte words can be keywords: most identifiers skip the comparisons.
-                    let kind = match end - start {
-                        4 | 5 => match &bytes[start..end] {
-                            b"true" | b"false" => Tok::Bool,
-                            b"null" => Tok::Null,
-                            _ => Tok::Ident,
-                        },
-                        _ => Tok::Ident,
-                    };
+                    let kind = word_kind(&bytes[start..end]);
                     return Token {
                         kind,
                         span: span(start, end),
@@ -465,15 +471,7 @@ impl<'a> Lexer<'a> {
             end = self.scan_unicode_identifier(start);
         }
         self.pos = end;
-        // Only 4- and 5-byte words can be keywords: most identifiers skip the comparisons.
-        match end - start {
-            4 | 5 => match &bytes[start..end] {
-                b"true" | b"false" => Tok::Bool,
-                b"null" => Tok::Null,
-                _ => Tok::Ident,
-            },
-            _ => Tok::Ident,
-        }
+        word_kind(&bytes[start..end])
     }
 
     #[cold]

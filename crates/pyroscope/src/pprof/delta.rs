@@ -724,18 +724,13 @@ impl IdIndex {
 const DELIMITED: u64 = 2;
 
 #[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    prost::encoding::encode_varint(v, out);
 }
 
 #[inline]
 fn varint_len(v: u64) -> usize {
-    // 1 byte per 7 bits, at least one.
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    prost::encoding::encoded_len_varint(v)
 }
 
 /// A varint field, unless it is zero.
