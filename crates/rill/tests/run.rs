@@ -238,6 +238,22 @@ fn sigint_exits_zero_too() {
     assert_eq!(status.code(), Some(0), "{}", a.log());
 }
 
+#[test]
+fn a_signal_during_startup_is_handled_not_fatal() {
+    // The HTTP server answers before the first load finishes; a stop sent the moment it listens must still
+    // get a clean exit, not the default action of SIGTERM.
+    let mut a = Agent::start("local.file \"host\" {\n\tfilename = \"/etc/hostname\"\n}\n");
+    a.wait_for(
+        || a.log().contains("now listening for http traffic"),
+        "the listening line",
+    );
+    a.signal("TERM");
+    let status = a
+        .wait_exit(Duration::from_secs(5))
+        .expect("exited within 5 s");
+    assert_eq!(status.code(), Some(0), "{}", a.log());
+}
+
 fn decode_profile(gz: &[u8]) -> selfprof::proto::Profile {
     assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
     let mut raw = Vec::new();

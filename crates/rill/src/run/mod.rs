@@ -153,6 +153,12 @@ pub fn run(args: RunArgs, colour: Colour) -> ExitCode {
 }
 
 async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCode {
+    // Installed before anything can report ready, so a signal sent the moment `/-/ready` answers is ours
+    // to handle rather than the default action's (which would kill the process without a clean stop).
+    let Some(mut signals) = Signals::install() else {
+        output::error(&"cannot install signal handlers");
+        return ExitCode::Failure;
+    };
     let listener = match tokio::net::TcpListener::bind(args.listen_addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -192,7 +198,15 @@ async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCod
     ));
     tracing::info!(%addr, "now listening for http traffic");
 
-    match state.reloader().reload().await {
+    let first_load = tokio::select! {
+        loaded = state.reloader().reload() => loaded,
+        () = signals.shutdown_requested() => {
+            tracing::info!("shutting down before the config finished loading");
+            state.controller().shutdown().await;
+            return ExitCode::Success;
+        }
+    };
+    match first_load {
         Ok(report) => {
             tracing::info!(
                 path = %args.config.display(),
@@ -214,7 +228,7 @@ async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCod
         c.become_participant().await;
     }
 
-    wait_for_shutdown(&state).await;
+    signals.wait_for_shutdown(&state).await;
     if let Some(c) = &cluster {
         // Components keep running while the peers learn that this node leaves and take its work over.
         tracing::info!("leaving the cluster");
@@ -238,40 +252,54 @@ async fn agent(args: RunArgs, logs: logs::LogControl, colour: Colour) -> ExitCod
     ExitCode::Success
 }
 
-/// Reloads on SIGHUP; returns on SIGINT or SIGTERM. A second SIGINT/SIGTERM during shutdown exits at once.
-async fn wait_for_shutdown(state: &server::AppState) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop the process with SIGKILL");
-        std::future::pending::<()>().await;
-        return;
-    };
-    loop {
+/// The process's SIGHUP, SIGINT and SIGTERM streams.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Some(Self {
+            hup: signal(SignalKind::hangup()).ok()?,
+            int: signal(SignalKind::interrupt()).ok()?,
+            term: signal(SignalKind::terminate()).ok()?,
+        })
+    }
+
+    /// Returns on the first SIGINT or SIGTERM.
+    async fn shutdown_requested(&mut self) {
         tokio::select! {
-            _ = hup.recv() => {
-                tracing::info!("reloading on SIGHUP");
-                match state.reloader().reload().await {
-                    Ok(report) => {
-                        tracing::info!("config reloaded");
-                        reload::log_warnings(&report);
-                    }
-                    Err(e) => tracing::error!(error = %e, "config reload failed; the running config is unchanged"),
-                }
-            }
-            _ = int.recv() => break,
-            _ = term.recv() => break,
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
         }
     }
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
+
+    /// Reloads on SIGHUP; returns on SIGINT or SIGTERM. A second SIGINT/SIGTERM during shutdown exits at
+    /// once.
+    async fn wait_for_shutdown(mut self, state: &server::AppState) {
+        loop {
+            tokio::select! {
+                _ = self.hup.recv() => {
+                    tracing::info!("reloading on SIGHUP");
+                    match state.reloader().reload().await {
+                        Ok(report) => {
+                            tracing::info!("config reloaded");
+                            reload::log_warnings(&report);
+                        }
+                        Err(e) => tracing::error!(error = %e, "config reload failed; the running config is unchanged"),
+                    }
+                }
+                _ = self.int.recv() => break,
+                _ = self.term.recv() => break,
+            }
         }
-        tracing::warn!("second signal: exiting without waiting for components");
-        std::process::exit(1);
-    });
+        tokio::spawn(async move {
+            self.shutdown_requested().await;
+            tracing::warn!("second signal: exiting without waiting for components");
+            std::process::exit(1);
+        });
+    }
 }
