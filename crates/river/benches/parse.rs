@@ -5,6 +5,11 @@
 //! memory of the syntax tree against the source size (counting allocator), and throughput per CPU second of
 //! the benchmark thread (steadier than wall time on a shared machine), printed once before the runs.
 //! Targets: parse ≥ 150 MB/s on one core; syntax tree ≤ 3× the source size.
+//!
+//! Instructions per parse, which do not depend on how busy the machine is (`callgrind_parse`):
+//! `RIVER_BENCH_PARSES=5 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out
+//! --toggle-collect='parse::parse_once' <the bench binary>`, then `callgrind_annotate /tmp/cg.out | head`:
+//! the total divided by 5.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -38,10 +43,21 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// CPU time consumed by this thread so far, in nanoseconds (Linux `schedstat`; `None` elsewhere).
-fn thread_cpu_ns() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    stat.split_whitespace().next()?.parse().ok()
+/// Timed runs of each workload for the per-run CPU figures.
+const RUNS: usize = 30;
+
+/// The CPU time of this thread for each of [`RUNS`] runs of `f`, sorted (fastest first); `None` where the
+/// platform has no thread CPU clock. `CLOCK_THREAD_CPUTIME_ID` has nanosecond resolution, so each run can
+/// be timed by itself (schedstat only changes at scheduler ticks, which is coarser than one parse).
+fn cpu_times(f: &dyn Fn()) -> Option<Vec<f64>> {
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let start = cpu_time::ThreadTime::try_now().ok()?;
+        f();
+        times.push(start.try_elapsed().ok()?.as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Some(times)
 }
 
 /// A profiling pipeline config of `components` scrape/relabel/write groups, laid out like real files:
@@ -157,6 +173,17 @@ local.file "token" {
 
 fn benches(c: &mut Criterion) {
     let src = realistic_config(400);
+    // `RIVER_BENCH_PARSES=N`: only parse N times and exit, for instruction counts under
+    // `valgrind --tool=callgrind` (see `callgrind_parse` in this file's header).
+    if let Some(n) = std::env::var("RIVER_BENCH_PARSES")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        for _ in 0..n {
+            parse_once(&src);
+        }
+        std::process::exit(0);
+    }
     let (file, diags) = river::parse(&src);
     assert!(
         !diags.has_errors(),
@@ -183,30 +210,29 @@ fn benches(c: &mut Criterion) {
         allocs,
     );
 
-    // The machine may be shared: CPU time of this thread is a steadier measure than wall time.
-    if let Some(t0) = thread_cpu_ns() {
-        let runs = 30;
-        let t = |f: &dyn Fn()| {
-            let start = thread_cpu_ns().unwrap_or(t0);
-            for _ in 0..runs {
-                f();
-            }
-            (thread_cpu_ns().unwrap_or(start) - start) as f64 / 1e9
-        };
-        let lex = t(&|| {
-            let mut lexer = river::lexer::Lexer::new(black_box(&src));
-            while lexer.next_token().kind != river::token::Tok::Eof {}
-        });
-        let parse = t(&|| drop(black_box(river::parse(black_box(&src)))));
-        let fmt = t(&|| drop(black_box(river::format::format_file(black_box(&file)))));
-        let mbs = |secs: f64| mb * runs as f64 / secs;
-        println!(
-            "per CPU second of this thread ({runs} runs each): lex {:.0} MB/s, lex+parse (and drop) {:.0} MB/s, \
-             format {:.0} MB/s",
-            mbs(lex),
-            mbs(parse),
-            mbs(fmt)
-        );
+    // The machine may be shared: CPU time of this thread is a steadier measure than wall time. The median
+    // run is the typical figure; the best run is the least disturbed one (by other processes' cache use).
+    let lex = || {
+        let mut lexer = river::lexer::Lexer::new(black_box(&src));
+        while lexer.next_token().kind != river::token::Tok::Eof {}
+    };
+    let parse = || drop(black_box(river::parse(black_box(&src))));
+    let fmt = || drop(black_box(river::format::format_file(black_box(&file))));
+    for (name, f) in [
+        ("lex", &lex as &dyn Fn()),
+        ("lex+parse (and drop)", &parse),
+        ("format", &fmt),
+    ] {
+        if let Some(times) = cpu_times(f) {
+            let (median, best) = (times[times.len() / 2], times[0]);
+            println!(
+                "{name}: per CPU second of this thread, median {:.0} MB/s, best {:.0} MB/s ({RUNS} runs timed \
+                 one by one; median {:.3} ms)",
+                mb / median,
+                mb / best,
+                median * 1e3,
+            );
+        }
     }
 
     let mut g = c.benchmark_group("river");
@@ -226,6 +252,12 @@ fn benches(c: &mut Criterion) {
         b.iter(|| river::format::format_file(black_box(&file)))
     });
     g.finish();
+}
+
+/// One lex + parse + drop of `src`; not inlined, so callgrind can count its instructions by name.
+#[inline(never)]
+fn parse_once(src: &str) {
+    drop(black_box(river::parse(black_box(src))));
 }
 
 criterion_group!(benches_group, benches);
