@@ -399,8 +399,43 @@ impl<'a> Parser<'a> {
     }
 
     /// `Expression = OrExpr`.
+    ///
+    /// Most values are a lone literal or identifier followed by the end of the value (a terminator, `,` or
+    /// a closing bracket): those skip the descent through the operator levels. Anything else continues
+    /// exactly where that descent would have been after the primary expression.
+    #[inline]
     fn parse_expression(&mut self) -> Expr {
+        if self.depth < MAX_NESTING {
+            if let Some(leaf) = self.leaf(self.tok) {
+                self.next();
+                if matches!(
+                    self.tok.kind,
+                    Tok::Terminator | Tok::Comma | Tok::RParen | Tok::RBrack | Tok::RCurly
+                ) {
+                    return leaf;
+                }
+                return self.parse_expression_after_leaf(leaf);
+            }
+        }
         self.parse_binary(1)
+    }
+
+    /// The rest of [`Self::parse_expression`] after a leading leaf that is not the whole value: the steps
+    /// of `parse_binary(1)` → `parse_pow` → `parse_unary` (whose nesting level is known to be available)
+    /// that follow its primary expression.
+    #[inline(never)]
+    fn parse_expression_after_leaf(&mut self, leaf: Expr) -> Expr {
+        // `parse_unary`: one level for the operand and its postfix operators.
+        self.depth += 1;
+        let mut chained = 0;
+        let operand = self.parse_postfix(leaf, &mut chained);
+        self.depth -= chained;
+        self.leave();
+        let lhs = self.parse_pow_rest(operand);
+        let mut chained = 0;
+        let expr = self.parse_binary_chain(lhs, 1, &mut chained);
+        self.depth -= chained;
+        expr
     }
 
     /// Precedence climbing over the left-associative binary operators.
@@ -440,6 +475,11 @@ impl<'a> Parser<'a> {
     /// `PowExpr = UnaryExpr [ "^" PowExpr ]` (right-associative).
     fn parse_pow(&mut self) -> Expr {
         let lhs = self.parse_unary();
+        self.parse_pow_rest(lhs)
+    }
+
+    /// [`Self::parse_pow`] after its first operand.
+    fn parse_pow_rest(&mut self, lhs: Expr) -> Expr {
         if self.tok.kind != Tok::Pow {
             return lhs;
         }
@@ -575,34 +615,44 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_primary(&mut self) -> Expr {
-        let tok = self.tok;
-        let lit = |kind| Expr {
-            kind: ExprKind::Literal(kind),
-            span: tok.span,
-        };
-        let expr = match tok.kind {
-            Tok::Ident => Expr {
-                kind: ExprKind::Ident,
-                span: tok.span,
-            },
-            Tok::Number => lit(LitKind::Number),
-            Tok::Float => lit(LitKind::Float),
+    /// The expression of a token that is a whole primary expression by itself (an identifier or a
+    /// literal); `None` for any other token.
+    #[inline(always)]
+    fn leaf(&self, tok: Token) -> Option<Expr> {
+        let kind = match tok.kind {
+            Tok::Ident => ExprKind::Ident,
             Tok::String => {
                 if self.src.as_bytes().get(tok.span.start as usize) == Some(&b'`') {
-                    lit(LitKind::RawString)
+                    ExprKind::Literal(LitKind::RawString)
                 } else {
-                    lit(LitKind::String)
+                    ExprKind::Literal(LitKind::String)
                 }
             }
+            Tok::Number => ExprKind::Literal(LitKind::Number),
+            Tok::Float => ExprKind::Literal(LitKind::Float),
             Tok::Bool => {
-                if tok.span.text(self.src) == "true" {
-                    lit(LitKind::True)
+                if tok.span.len() == 4 {
+                    ExprKind::Literal(LitKind::True)
                 } else {
-                    lit(LitKind::False)
+                    ExprKind::Literal(LitKind::False)
                 }
             }
-            Tok::Null => lit(LitKind::Null),
+            Tok::Null => ExprKind::Literal(LitKind::Null),
+            _ => return None,
+        };
+        Some(Expr {
+            kind,
+            span: tok.span,
+        })
+    }
+
+    fn parse_primary(&mut self) -> Expr {
+        let tok = self.tok;
+        if let Some(leaf) = self.leaf(tok) {
+            self.next();
+            return leaf;
+        }
+        match tok.kind {
             Tok::LParen => {
                 self.next();
                 let inner = self.parse_expression();
@@ -656,11 +706,9 @@ impl<'a> Parser<'a> {
                 ) {
                     self.next();
                 }
-                return expr;
+                expr
             }
-        };
-        self.next();
-        expr
+        }
     }
 
     /// The list's items, and where its last item ends (0 when empty).
