@@ -46,18 +46,36 @@ static ALLOC: Counting = Counting;
 /// Timed runs of each workload for the per-run CPU figures.
 const RUNS: usize = 30;
 
+/// User and kernel CPU time of this thread so far, in clock ticks (Linux `/proc`; `None` elsewhere). Only
+/// tick resolution: used for the kernel's share over all runs (page faults of the fresh memory a parse
+/// writes), not for timing single runs.
+fn thread_user_sys_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    // Fields after the parenthesised command name: state is the 3rd field, utime the 14th, stime the 15th.
+    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
 /// The CPU time of this thread for each of [`RUNS`] runs of `f`, sorted (fastest first); `None` where the
 /// platform has no thread CPU clock. `CLOCK_THREAD_CPUTIME_ID` has nanosecond resolution, so each run can
 /// be timed by itself (schedstat only changes at scheduler ticks, which is coarser than one parse).
-fn cpu_times(f: &dyn Fn()) -> Option<Vec<f64>> {
+/// Also returns the kernel's share of the CPU time over all runs, where known.
+fn cpu_times(f: &dyn Fn()) -> Option<(Vec<f64>, Option<f64>)> {
     let mut times = Vec::with_capacity(RUNS);
+    let ticks_before = thread_user_sys_ticks();
     for _ in 0..RUNS {
         let start = cpu_time::ThreadTime::try_now().ok()?;
         f();
         times.push(start.try_elapsed().ok()?.as_secs_f64());
     }
+    let kernel_share = match (ticks_before, thread_user_sys_ticks()) {
+        (Some((u0, s0)), Some((u1, s1))) if u1 + s1 > u0 + s0 => {
+            Some((s1 - s0) as f64 / (u1 + s1 - u0 - s0) as f64)
+        }
+        _ => None,
+    };
     times.sort_by(f64::total_cmp);
-    Some(times)
+    Some((times, kernel_share))
 }
 
 /// A profiling pipeline config of `components` scrape/relabel/write groups, laid out like real files:
@@ -223,11 +241,14 @@ fn benches(c: &mut Criterion) {
         ("lex+parse (and drop)", &parse),
         ("format", &fmt),
     ] {
-        if let Some(times) = cpu_times(f) {
+        if let Some((times, kernel_share)) = cpu_times(f) {
             let (median, best) = (times[times.len() / 2], times[0]);
+            let kernel = kernel_share.map_or(String::new(), |k| {
+                format!("; {:.0}% of it in the kernel", k * 100.0)
+            });
             println!(
                 "{name}: per CPU second of this thread, median {:.0} MB/s, best {:.0} MB/s ({RUNS} runs timed \
-                 one by one; median {:.3} ms)",
+                 one by one; median {:.3} ms{kernel})",
                 mb / median,
                 mb / best,
                 median * 1e3,
