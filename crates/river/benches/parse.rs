@@ -49,18 +49,23 @@ const RUNS: usize = 30;
 /// User and kernel CPU time of this thread so far, in clock ticks (Linux `/proc`; `None` elsewhere). Only
 /// tick resolution: used for the kernel's share over all runs (page faults of the fresh memory a parse
 /// writes), not for timing single runs.
-fn thread_user_sys_ticks() -> Option<(u64, u64)> {
+fn thread_user_sys_ticks() -> Option<(u64, u64, u64)> {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    // Fields after the parenthesised command name: state is the 3rd field, utime the 14th, stime the 15th.
-    let mut fields = stat.get(stat.rfind(')')? + 1..)?.split_whitespace().skip(11);
-    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+    // Fields after the parenthesised command name: state is the 3rd field, minflt the 10th, utime the
+    // 14th, stime the 15th.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3)?.parse().ok();
+    Some((field(14)?, field(15)?, field(10)?))
 }
 
 /// The CPU time of this thread for each of [`RUNS`] runs of `f`, sorted (fastest first); `None` where the
 /// platform has no thread CPU clock. `CLOCK_THREAD_CPUTIME_ID` has nanosecond resolution, so each run can
 /// be timed by itself (schedstat only changes at scheduler ticks, which is coarser than one parse).
-/// Also returns the kernel's share of the CPU time over all runs, where known.
-fn cpu_times(f: &dyn Fn()) -> Option<(Vec<f64>, Option<f64>)> {
+/// Also returns the kernel's share of the CPU time over all runs and the page faults per run, where known.
+fn cpu_times(f: &dyn Fn()) -> Option<(Vec<f64>, Option<(f64, u64)>)> {
     let mut times = Vec::with_capacity(RUNS);
     let ticks_before = thread_user_sys_ticks();
     for _ in 0..RUNS {
@@ -69,9 +74,10 @@ fn cpu_times(f: &dyn Fn()) -> Option<(Vec<f64>, Option<f64>)> {
         times.push(start.try_elapsed().ok()?.as_secs_f64());
     }
     let kernel_share = match (ticks_before, thread_user_sys_ticks()) {
-        (Some((u0, s0)), Some((u1, s1))) if u1 + s1 > u0 + s0 => {
-            Some((s1 - s0) as f64 / (u1 + s1 - u0 - s0) as f64)
-        }
+        (Some((u0, s0, f0)), Some((u1, s1, f1))) if u1 + s1 > u0 + s0 => Some((
+            (s1 - s0) as f64 / (u1 + s1 - u0 - s0) as f64,
+            (f1 - f0) / RUNS as u64,
+        )),
         _ => None,
     };
     times.sort_by(f64::total_cmp);
@@ -197,8 +203,22 @@ fn benches(c: &mut Criterion) {
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
     {
+        // A tree kept alive, as in the timed runs below (it is formatted there): the heap state then
+        // matches theirs (freed trees are reused rather than handed back to the kernel and faulted in again).
+        drop(river::parse(&src));
+        let kept = river::parse(&src);
+        let mut times = Vec::with_capacity(n);
         for _ in 0..n {
+            let start = cpu_time::ThreadTime::try_now().ok();
             parse_once(&src);
+            if let Some(t) = start.and_then(|s| s.try_elapsed().ok()) {
+                times.push(t.as_secs_f64() * 1e3);
+            }
+        }
+        drop(kept);
+        times.sort_by(f64::total_cmp);
+        if let (Some(best), Some(median)) = (times.first(), times.get(times.len() / 2)) {
+            eprintln!("{n} parses: CPU time per parse median {median:.3} ms, best {best:.3} ms");
         }
         std::process::exit(0);
     }
@@ -243,8 +263,11 @@ fn benches(c: &mut Criterion) {
     ] {
         if let Some((times, kernel_share)) = cpu_times(f) {
             let (median, best) = (times[times.len() / 2], times[0]);
-            let kernel = kernel_share.map_or(String::new(), |k| {
-                format!("; {:.0}% of it in the kernel", k * 100.0)
+            let kernel = kernel_share.map_or(String::new(), |(k, faults)| {
+                format!(
+                    "; {:.0}% of it in the kernel, {faults} page faults per run",
+                    k * 100.0
+                )
             });
             println!(
                 "{name}: per CPU second of this thread, median {:.0} MB/s, best {:.0} MB/s ({RUNS} runs timed \

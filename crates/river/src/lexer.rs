@@ -120,6 +120,65 @@ fn find_class(bytes: &[u8], mut i: usize, class: u8) -> usize {
     i
 }
 
+/// Eight bytes at a time for the string scanning loop (SWAR): the helper maps a little-endian word of source
+/// bytes to a mask with the high bit of each byte set where that byte has the property. Only the lowest
+/// set bit is ever used (the number of bytes before the first match), so the borrow trick's false
+/// positives above a real match do not matter.
+const ONES: u64 = 0x0101_0101_0101_0101;
+/// The high bit of every byte.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// High bit set in (at least the first of) the bytes of `w` that may stop a double-quoted string scan: a
+/// control byte, a non-ASCII byte, `"`, `'` or `\` (a superset of [`STR_STOP`]).
+#[inline(always)]
+fn string_stop_mask(w: u64) -> u64 {
+    let eq = |v: u8| {
+        let x = w ^ (ONES * v as u64);
+        x.wrapping_sub(ONES) & !x
+    };
+    (w.wrapping_sub(ONES * 0x20) & !w) | eq(b'"') | eq(b'\\') | eq(b'\'') | w
+}
+
+/// The eight bytes at `i` as a little-endian word, if there are eight.
+#[inline(always)]
+fn word_at(bytes: &[u8], i: usize) -> Option<u64> {
+    let chunk = bytes.get(i..)?.first_chunk::<8>()?;
+    Some(u64::from_le_bytes(*chunk))
+}
+
+/// The index of the first byte at or after `i` in [`STR_STOP`] (or `bytes.len()`).
+#[inline(always)]
+fn find_string_stop(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(w) = word_at(bytes, i) {
+        let stop = string_stop_mask(w) & HIGH;
+        if stop != 0 {
+            // A candidate: the byte-class loop settles it (and skips candidates not in the class).
+            i += (stop.trailing_zeros() / 8) as usize;
+            match bytes.get(i) {
+                Some(&b) if CLASS[b as usize] & STR_STOP != 0 => return i,
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            }
+        }
+        i += 8;
+    }
+    find_class(bytes, i, STR_STOP)
+}
+
+/// The offset of the first `*/` at or after `from` (`str::find` with a one-byte pattern is a memchr scan,
+/// cheaper on short comments than a substring search).
+fn find_block_comment_end(src: &str, mut from: usize) -> Option<usize> {
+    loop {
+        let star = from + src.get(from..)?.find('*')?;
+        if src.as_bytes().get(star + 1) == Some(&b'/') {
+            return Some(star);
+        }
+        from = star + 1;
+    }
+}
+
 fn span(start: usize, end: usize) -> Span {
     Span::new(start as u32, end as u32)
 }
@@ -512,7 +571,7 @@ impl<'a> Lexer<'a> {
         let bytes = self.src.as_bytes();
         let mut i = start + 1;
         loop {
-            i = find_class(bytes, i, STR_STOP);
+            i = find_string_stop(bytes, i);
             match bytes.get(i) {
                 None | Some(b'\n') => {
                     self.error(start, "string literal not terminated");
@@ -617,15 +676,17 @@ impl<'a> Lexer<'a> {
                 .map_or(self.src.len(), |i| start + i);
             (end, CommentKind::Line)
         } else {
-            match self.src[start + 2..].find("*/") {
-                Some(i) => (start + 2 + i + 2, CommentKind::Block),
+            match find_block_comment_end(self.src, start + 2) {
+                Some(i) => (i + 2, CommentKind::Block),
                 None => {
                     self.error(start, "block comment not terminated");
                     (self.src.len(), CommentKind::Block)
                 }
             }
         };
-        if self.src[start..end].bytes().any(|b| b == 0 || b == 0xEF) {
+        // `contains` on bytes is a fast memchr scan; the byte-by-byte check only runs when one is found.
+        let text = &bytes[start..end];
+        if text.contains(&0) || text.contains(&0xEF) {
             for i in start..end {
                 self.check_bad_byte(i);
             }
@@ -658,7 +719,8 @@ impl<'a> Lexer<'a> {
                 _ => return false,
             }
             let body_start = i + 2;
-            let Some(rel) = self.src[body_start..].find("*/") else {
+            let Some(rel) = find_block_comment_end(self.src, body_start).map(|e| e - body_start)
+            else {
                 return true; // unterminated: runs to the end of input
             };
             if self.src[body_start..body_start + rel].contains('\n') {
