@@ -257,6 +257,12 @@ impl<'a> Lexer<'a> {
         }
     }
 
+    /// Skips the rest of the input: from now on only [`Tok::Eof`] at the end of the input is returned.
+    pub(crate) fn stop(&mut self) {
+        self.pos = self.src.len();
+        self.insert_term = false;
+    }
+
     /// The source being scanned.
     pub fn source(&self) -> &'a str {
         self.src

@@ -130,13 +130,7 @@ impl<'a> Parser<'a> {
     }
 
     fn next(&mut self) {
-        if self.aborted {
-            self.tok = Token {
-                kind: Tok::Eof,
-                span: Span::at(self.src.len() as u32),
-            };
-            return;
-        }
+        // After an abort the lexer is at the end: it returns `Eof` at the end of the input from then on.
         self.tok = self.lexer.next_token();
         self.take_lexer_diags();
     }
@@ -174,17 +168,25 @@ impl<'a> Parser<'a> {
     }
 
     /// Consumes the current token, reporting an error if it is not `t`. Returns the consumed token.
+    #[inline]
     fn expect(&mut self, t: Tok) -> Token {
         let tok = self.tok;
         if tok.kind != t {
-            self.error_here(format!(
-                "expected {}, got {}",
-                t.describe(),
-                tok.kind.describe()
-            ));
+            self.expected(t, tok.kind);
         }
         self.next();
         tok
+    }
+
+    /// The error of [`Self::expect`].
+    #[cold]
+    #[inline(never)]
+    fn expected(&mut self, want: Tok, got: Tok) {
+        self.error_here(format!(
+            "expected {}, got {}",
+            want.describe(),
+            got.describe()
+        ));
     }
 
     fn advance(&mut self, to: Tok) {
@@ -232,6 +234,7 @@ impl<'a> Parser<'a> {
                 format!("expression or block nesting is too deep (more than {MAX_NESTING} levels)"),
             ));
             self.aborted = true;
+            self.lexer.stop();
             self.tok = Token {
                 kind: Tok::Eof,
                 span: Span::at(self.src.len() as u32),
@@ -277,10 +280,29 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_statement(&mut self) -> Option<Stmt> {
-        let Some(name) = self.parse_block_name() else {
+        if self.tok.kind != Tok::Ident {
+            self.error_here(format!(
+                "expected identifier, got {}",
+                self.tok.kind.describe()
+            ));
             self.advance(Tok::Ident);
             return None;
-        };
+        }
+        let first = self.tok.span;
+        self.next();
+        // The most common statement, `name = value`, needs none of the dotted-name and label handling.
+        if self.tok.kind == Tok::Assign {
+            self.next();
+            let value = self.parse_expression();
+            return Some(Stmt::Attribute(Attribute { name: first, value }));
+        }
+        self.parse_statement_after(first)
+    }
+
+    /// [`Self::parse_statement`] after the first identifier of the name (at `first`).
+    #[inline(never)]
+    fn parse_statement_after(&mut self, first: Span) -> Option<Stmt> {
+        let name = self.parse_block_name_after(first);
         match self.tok.kind {
             Tok::Assign => {
                 self.next();
@@ -337,20 +359,13 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn parse_block_name(&mut self) -> Option<BlockName> {
-        if self.tok.kind != Tok::Ident {
-            self.error_here(format!(
-                "expected identifier, got {}",
-                self.tok.kind.describe()
-            ));
-            return None;
-        }
+    /// The rest of a block name (dotted parts and label) after its first identifier, at `first`.
+    fn parse_block_name_after(&mut self, first: Span) -> BlockName {
         let mut name = BlockName {
-            parts: NameParts::new(self.tok.span),
+            parts: NameParts::new(first),
             label: None,
             label_pos: None,
         };
-        self.next();
         while self.tok.kind == Tok::Dot {
             self.next();
             if self.tok.kind != Tok::Ident {
@@ -395,7 +410,7 @@ impl<'a> Parser<'a> {
             }
             self.next();
         }
-        Some(name)
+        name
     }
 
     /// `Expression = OrExpr`.
