@@ -3,13 +3,21 @@
 //! On a generated, realistic config (hundreds of components, nested blocks, comments, arrays of objects,
 //! long strings): lexing alone, lex+parse and format throughput in MB/s (criterion's `thrpt`), and the heap
 //! memory of the syntax tree against the source size (counting allocator), and throughput per CPU second of
-//! the benchmark thread (steadier than wall time on a shared machine), printed once before the runs.
+//! the benchmark thread (steadier than wall time on a shared machine), printed once before the runs: the
+//! median and best of 30 runs, each timed by itself with the thread's CPU clock, with the kernel's share of
+//! that time and the page faults per run.
 //! Targets: parse ≥ 150 MB/s on one core; syntax tree ≤ 3× the source size.
 //!
-//! Instructions per parse, which do not depend on how busy the machine is (`callgrind_parse`):
+//! Page faults: with the system allocator (glibc) the memory of a dropped tree (and of the file's copy of
+//! the source) goes back to the kernel, so every parse faults its ~1 MB of output in again, which on a VM
+//! can be a third or more of the parse's CPU time. An allocator that keeps freed pages (glibc with
+//! `GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456`, or
+//! jemalloc, which the `rill` binary uses) shows the parser's own cost.
+//!
+//! `RIVER_BENCH_PARSES=N <the bench binary>` only parses N times and prints the median and best CPU time
+//! per parse (for quick A/B runs). Instructions per parse, which do not depend on how busy the machine is:
 //! `RIVER_BENCH_PARSES=5 valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.out
-//! --toggle-collect='parse::parse_once' <the bench binary>`, then `callgrind_annotate /tmp/cg.out | head`:
-//! the total divided by 5.
+//! --toggle-collect='parse::parse_once' <the bench binary>`: the `Collected` total divided by 5.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -64,8 +72,14 @@ fn thread_user_sys_ticks() -> Option<(u64, u64, u64)> {
 /// The CPU time of this thread for each of [`RUNS`] runs of `f`, sorted (fastest first); `None` where the
 /// platform has no thread CPU clock. `CLOCK_THREAD_CPUTIME_ID` has nanosecond resolution, so each run can
 /// be timed by itself (schedstat only changes at scheduler ticks, which is coarser than one parse).
-/// Also returns the kernel's share of the CPU time over all runs and the page faults per run, where known.
-fn cpu_times(f: &dyn Fn()) -> Option<(Vec<f64>, Option<(f64, u64)>)> {
+/// Timed runs: CPU seconds of each run, sorted, and over all runs the kernel's share of the CPU time and
+/// the page faults per run, where known.
+struct Runs {
+    times: Vec<f64>,
+    kernel: Option<(f64, u64)>,
+}
+
+fn cpu_times(f: &dyn Fn()) -> Option<Runs> {
     let mut times = Vec::with_capacity(RUNS);
     let ticks_before = thread_user_sys_ticks();
     for _ in 0..RUNS {
@@ -81,7 +95,10 @@ fn cpu_times(f: &dyn Fn()) -> Option<(Vec<f64>, Option<(f64, u64)>)> {
         _ => None,
     };
     times.sort_by(f64::total_cmp);
-    Some((times, kernel_share))
+    Some(Runs {
+        times,
+        kernel: kernel_share,
+    })
 }
 
 /// A profiling pipeline config of `components` scrape/relabel/write groups, laid out like real files:
@@ -197,8 +214,7 @@ local.file "token" {
 
 fn benches(c: &mut Criterion) {
     let src = realistic_config(400);
-    // `RIVER_BENCH_PARSES=N`: only parse N times and exit, for instruction counts under
-    // `valgrind --tool=callgrind` (see `callgrind_parse` in this file's header).
+    // `RIVER_BENCH_PARSES=N`: only parse N times and exit (see this file's header).
     if let Some(n) = std::env::var("RIVER_BENCH_PARSES")
         .ok()
         .and_then(|n| n.parse::<usize>().ok())
@@ -261,9 +277,9 @@ fn benches(c: &mut Criterion) {
         ("lex+parse (and drop)", &parse),
         ("format", &fmt),
     ] {
-        if let Some((times, kernel_share)) = cpu_times(f) {
+        if let Some(Runs { times, kernel }) = cpu_times(f) {
             let (median, best) = (times[times.len() / 2], times[0]);
-            let kernel = kernel_share.map_or(String::new(), |(k, faults)| {
+            let kernel = kernel.map_or(String::new(), |(k, faults)| {
                 format!(
                     "; {:.0}% of it in the kernel, {faults} page faults per run",
                     k * 100.0

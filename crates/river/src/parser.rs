@@ -673,10 +673,10 @@ impl<'a> Parser<'a> {
                 let inner = self.parse_expression();
                 let rparen = self.expect(Tok::RParen).span;
                 let span = Span::new(tok.span.start, rparen.end.max(inner.span.end));
-                return Expr {
+                Expr {
                     kind: ExprKind::Paren(self.push(inner)),
                     span,
-                };
+                }
             }
             Tok::LBrack => {
                 self.next();
@@ -687,10 +687,10 @@ impl<'a> Parser<'a> {
                 };
                 let rbrack = self.expect(Tok::RBrack).span;
                 let end = rbrack.end.max(last);
-                return Expr {
+                Expr {
                     kind: ExprKind::Array(items),
                     span: Span::new(tok.span.start, end),
-                };
+                }
             }
             Tok::LCurly => {
                 self.next();
@@ -701,10 +701,10 @@ impl<'a> Parser<'a> {
                 };
                 let rcurly = self.expect(Tok::RCurly).span;
                 let end = rcurly.end.max(last);
-                return Expr {
+                Expr {
                     kind: ExprKind::Object(fields),
                     span: Span::new(tok.span.start, end),
-                };
+                }
             }
             kind => {
                 self.error_here(format!("expected expression, got {}", kind.describe()));
