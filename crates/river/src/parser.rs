@@ -129,6 +129,9 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Moves to the next token. Inlined: each call site then has its own copy of the lexer's fast path,
+    /// whose branches predict better per site (fewer instructions and mispredictions per parse).
+    #[inline]
     fn next(&mut self) {
         // After an abort the lexer is at the end: it returns `Eof` at the end of the input from then on.
         self.tok = self.lexer.next_token();
