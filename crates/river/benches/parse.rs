@@ -8,11 +8,11 @@
 //! that time and the page faults per run.
 //! Targets: parse ≥ 150 MB/s on one core; syntax tree ≤ 3× the source size.
 //!
-//! Page faults: with the system allocator (glibc) the memory of a dropped tree (and of the file's copy of
-//! the source) goes back to the kernel, so every parse faults its ~1 MB of output in again, which on a VM
-//! can be a third or more of the parse's CPU time. An allocator that keeps freed pages (glibc with
-//! `GLIBC_TUNABLES=glibc.malloc.trim_threshold=268435456:glibc.malloc.mmap_threshold=268435456`, or
-//! jemalloc, which the `rill` binary uses) shows the parser's own cost.
+//! Allocator: the bench runs on jemalloc, which the `rill` binary uses (with the options in
+//! `.cargo/config.toml`). With glibc's malloc the memory of a dropped tree (and of the file's copy of the
+//! source) goes back to the kernel, so every parse faults its ~1 MB of output in again, which on a VM can
+//! be a third or more of the parse's CPU time and says little about the parser or about the agent. The
+//! kernel share and page faults printed per run show what the allocator costs.
 //!
 //! `RIVER_BENCH_PARSES=N <the bench binary>` only parses N times and prints the median and best CPU time
 //! per parse (for quick A/B runs). Instructions per parse, which do not depend on how busy the machine is:
@@ -20,31 +20,37 @@
 //! --toggle-collect='parse::parse_once' <the bench binary>`: the `Collected` total divided by 5.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+/// The allocator the `rill` binary runs with (see the module docs).
+#[cfg(target_os = "linux")]
+use tikv_jemallocator::Jemalloc as ALLOC_BACKEND;
+#[cfg(not(target_os = "linux"))]
+use std::alloc::System as ALLOC_BACKEND;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 /// Allocations and reallocations made, to report how many a parse costs.
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: defers to the system allocator; only counts bytes.
+// SAFETY: defers to the underlying allocator; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(l) }
+        unsafe { ALLOC_BACKEND.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(p, l) }
+        unsafe { ALLOC_BACKEND.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
         LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
-        unsafe { System.realloc(p, l, n) }
+        unsafe { ALLOC_BACKEND.realloc(p, l, n) }
     }
 }
 
