@@ -12,7 +12,9 @@
 //! without a proxy; everything else, and every redirect to follow, goes through reqwest.
 
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{
+    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT,
+};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
@@ -158,7 +160,9 @@ impl Pool {
         let origin = Origin {
             https,
             host: host.into(),
-            port: url.port_or_known_default().unwrap_or(if https { 443 } else { 80 }),
+            port: url
+                .port_or_known_default()
+                .unwrap_or(if https { 443 } else { 80 }),
         };
         let request = self.request(url, &origin, authorization)?;
         let mut conn = self.checkout(&origin);
@@ -205,7 +209,8 @@ impl Pool {
         if declared.is_some_and(|n| n > limit as u64) {
             return Ok(Outcome::TooLarge);
         }
-        let mut body = BytesMut::with_capacity(declared.map_or(16 << 10, |n| n as usize).min(limit));
+        let mut body =
+            BytesMut::with_capacity(declared.map_or(16 << 10, |n| n as usize).min(limit));
         let mut incoming = response.into_body();
         loop {
             let frame = c.driver.run(incoming.frame()).await;
@@ -221,8 +226,9 @@ impl Pool {
                 }
                 Some(Err(e)) => {
                     let cause = c.driver.error.take().unwrap_or(e);
+                    // reqwest's `chunk()` reports a decode error around a body error.
                     return Err(Failure(format!(
-                        "request or response body error: {}",
+                        "error decoding response body: request or response body error: {}",
                         crate::describe_error(&cause)
                     )));
                 }
@@ -328,7 +334,11 @@ impl Pool {
             },
             None => connecting.await,
         }
-        .map_err(|e| Failure(format!("error sending request for url ({url}): client error (Connect): {e}")))?;
+        .map_err(|e| {
+            Failure(format!(
+                "error sending request for url ({url}): client error (Connect): {e}"
+            ))
+        })?;
         let (sender, conn) = http1::handshake(io).await.map_err(|e| {
             Failure(format!(
                 "error sending request for url ({url}): client error (Connect): {}",

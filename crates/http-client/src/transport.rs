@@ -1,9 +1,9 @@
 //! A reqwest client built from the connection settings, rebuilt when TLS files change.
 
 use crate::config::{TlsConfig, TlsVersion};
+use crate::h1::Pool;
 use crate::tls::{self, TlsMaterial};
 use crate::{ClientOptions, Error};
-use crate::h1::Pool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 

@@ -50,7 +50,6 @@ impl Client {
             .map_err(|e| http_client::describe_error(&e))?;
         Ok(Client { http })
     }
-
 }
 
 /// Metric handles of the component.
