@@ -114,8 +114,13 @@ impl Driver {
     }
 }
 
-/// A failure, described as reqwest describes its own (`error sending request for url (...)` and causes).
-pub(crate) struct Failure(pub(crate) String);
+/// Why a lean GET failed.
+pub(crate) enum Failure {
+    /// Described as reqwest describes its own (`error sending request for url (...)` and causes).
+    Text(String),
+    /// The connect timeout passed (reqwest reports it as a timeout, too).
+    Timeout,
+}
 
 impl Pool {
     pub(crate) fn new(
@@ -154,7 +159,7 @@ impl Pool {
         limit: usize,
     ) -> Result<Outcome, Failure> {
         let Some(host) = url.host_str() else {
-            return Err(Failure(format!("builder error for url ({url})")));
+            return Err(Failure::Text(format!("builder error for url ({url})")));
         };
         let https = url.scheme() == "https";
         let origin = Origin {
@@ -227,7 +232,7 @@ impl Pool {
                 Some(Err(e)) => {
                     let cause = c.driver.error.take().unwrap_or(e);
                     // reqwest's `chunk()` reports a decode error around a body error.
-                    return Err(Failure(format!(
+                    return Err(Failure::Text(format!(
                         "error decoding response body: request or response body error: {}",
                         crate::describe_error(&cause)
                     )));
@@ -267,7 +272,7 @@ impl Pool {
             b = b.header(AUTHORIZATION, a);
         }
         b.body(Empty::new())
-            .map_err(|e| Failure(format!("builder error for url ({url}): {e}")))
+            .map_err(|e| Failure::Text(format!("builder error for url ({url}): {e}")))
     }
 
     /// The most recently used idle connection to `origin` that has not expired.
@@ -330,17 +335,17 @@ impl Pool {
         let io = match self.connect_timeout {
             Some(t) => match tokio::time::timeout(t, connecting).await {
                 Ok(r) => r,
-                Err(_) => Err(ConnectError::Timeout),
+                Err(_) => return Err(Failure::Timeout),
             },
             None => connecting.await,
         }
         .map_err(|e| {
-            Failure(format!(
+            Failure::Text(format!(
                 "error sending request for url ({url}): client error (Connect): {e}"
             ))
         })?;
         let (sender, conn) = http1::handshake(io).await.map_err(|e| {
-            Failure(format!(
+            Failure::Text(format!(
                 "error sending request for url ({url}): client error (Connect): {}",
                 crate::describe_error(&e)
             ))
@@ -363,7 +368,7 @@ fn is_followed(status: StatusCode) -> bool {
 fn send_failure(url: &url::Url, driver: &mut Driver, e: hyper::Error) -> Failure {
     // The connection's own error says more than "connection closed" on the request.
     let cause = driver.error.take().unwrap_or(e);
-    Failure(format!(
+    Failure::Text(format!(
         "error sending request for url ({url}): client error (SendRequest): {}",
         crate::describe_error(&cause)
     ))
@@ -373,7 +378,6 @@ enum ConnectError {
     Dns(io::Error),
     Tcp(io::Error),
     Tls(io::Error),
-    Timeout,
 }
 
 impl From<io::Error> for ConnectError {
@@ -389,7 +393,6 @@ impl std::fmt::Display for ConnectError {
             ConnectError::Dns(e) => write!(f, "dns error: {e}"),
             ConnectError::Tcp(e) => write!(f, "tcp connect error: {e}"),
             ConnectError::Tls(e) => write!(f, "{}", crate::describe_error(e)),
-            ConnectError::Timeout => f.write_str("operation timed out"),
         }
     }
 }
