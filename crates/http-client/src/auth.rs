@@ -113,30 +113,39 @@ impl Auth {
         &self,
         rb: reqwest::RequestBuilder,
     ) -> Result<reqwest::RequestBuilder, Error> {
-        Ok(match self {
-            Auth::None => rb,
+        Ok(match self.header().await? {
+            Some(v) => rb.header(reqwest::header::AUTHORIZATION, v),
+            None => rb,
+        })
+    }
+
+    /// The `Authorization` header to send now (marked sensitive), if any.
+    pub(crate) async fn header(&self) -> Result<Option<reqwest::header::HeaderValue>, Error> {
+        Ok(Some(match self {
+            Auth::None => return Ok(None),
             Auth::Basic { username, password } => {
+                // As reqwest's `basic_auth`: base64 of `user:password`.
+                use base64::Engine;
                 let password = password.read().await?;
-                rb.basic_auth(username, Some(password.expose()))
+                let mut raw = String::with_capacity(username.len() + 1 + password.expose().len());
+                raw.push_str(username);
+                raw.push(':');
+                raw.push_str(password.expose());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(raw.as_bytes());
+                sensitive_header(&format!("Basic {encoded}"))?
             }
             Auth::Header {
                 scheme,
                 credentials,
             } => {
                 let credentials = credentials.read().await?;
-                rb.header(
-                    reqwest::header::AUTHORIZATION,
-                    sensitive_header(&format!("{scheme} {}", credentials.expose()))?,
-                )
+                sensitive_header(&format!("{scheme} {}", credentials.expose()))?
             }
             Auth::OAuth2(o) => {
                 let (scheme, token) = o.token().await?;
-                rb.header(
-                    reqwest::header::AUTHORIZATION,
-                    sensitive_header(&format!("{scheme} {}", token.expose()))?,
-                )
+                sensitive_header(&format!("{scheme} {}", token.expose()))?
             }
-        })
+        }))
     }
 }
 

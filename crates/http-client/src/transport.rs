@@ -1,9 +1,10 @@
 //! A reqwest client built from the connection settings, rebuilt when TLS files change.
 
 use crate::config::{TlsConfig, TlsVersion};
+use crate::h1::Pool;
 use crate::tls::{self, TlsMaterial};
 use crate::{ClientOptions, Error};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 /// The settings that shape connections (not authentication).
@@ -28,7 +29,15 @@ pub(crate) struct Transport {
 #[derive(Debug)]
 struct Current {
     client: reqwest::Client,
+    /// The lean HTTP/1.1 path, when the settings allow it (see `h1`).
+    lean: Option<Arc<Pool>>,
     fingerprint: u64,
+}
+
+/// The clients to use for one request.
+pub(crate) struct Clients {
+    pub(crate) reqwest: reqwest::Client,
+    pub(crate) lean: Option<Arc<Pool>>,
 }
 
 impl Transport {
@@ -46,11 +55,12 @@ impl Transport {
             );
         }
         let material = TlsMaterial::load_blocking(&settings.tls)?;
-        let client = build(&settings, &options, &material)?;
+        let (client, lean) = build(&settings, &options, &material)?;
         Ok(Transport {
             next_check: Mutex::new(Instant::now() + options.tls_reload_interval),
             current: RwLock::new(Current {
                 client,
+                lean,
                 fingerprint: material.fingerprint,
             }),
             settings,
@@ -61,8 +71,13 @@ impl Transport {
     /// The client to use now. Every `tls_reload_interval` the TLS files are read again and the client is
     /// rebuilt if they changed (connections made with the old files are dropped with the old client).
     pub(crate) async fn client(&self) -> Result<reqwest::Client, Error> {
+        Ok(self.clients().await?.reqwest)
+    }
+
+    /// [`client`](Self::client) and the lean path that goes with it.
+    pub(crate) async fn clients(&self) -> Result<Clients, Error> {
         if !self.settings.tls.has_files() || !self.check_due() {
-            return Ok(self.current_client());
+            return Ok(self.current_clients());
         }
         let material = TlsMaterial::load(&self.settings.tls).await?;
         let unchanged = self
@@ -71,11 +86,12 @@ impl Transport {
             .map(|c| c.fingerprint == material.fingerprint)
             .unwrap_or(false);
         if !unchanged {
-            let client = build(&self.settings, &self.options, &material)?;
+            let (client, lean) = build(&self.settings, &self.options, &material)?;
             tracing::info!("TLS files changed; rebuilt the HTTP client");
             if let Ok(mut c) = self.current.write() {
                 *c = Current {
                     client,
+                    lean,
                     fingerprint: material.fingerprint,
                 };
             }
@@ -84,7 +100,7 @@ impl Transport {
         if let Ok(mut next) = self.next_check.lock() {
             *next = Instant::now() + self.options.tls_reload_interval;
         }
-        Ok(self.current_client())
+        Ok(self.current_clients())
     }
 
     fn check_due(&self) -> bool {
@@ -94,10 +110,11 @@ impl Transport {
             .unwrap_or(true)
     }
 
-    fn current_client(&self) -> reqwest::Client {
-        match self.current.read() {
-            Ok(c) => c.client.clone(),
-            Err(poisoned) => poisoned.into_inner().client.clone(),
+    fn current_clients(&self) -> Clients {
+        let c = self.current.read().unwrap_or_else(|e| e.into_inner());
+        Clients {
+            reqwest: c.client.clone(),
+            lean: c.lean.clone(),
         }
     }
 }
@@ -106,13 +123,18 @@ fn build(
     settings: &ConnectionSettings,
     options: &ClientOptions,
     material: &TlsMaterial,
-) -> Result<reqwest::Client, Error> {
+) -> Result<(reqwest::Client, Option<Arc<Pool>>), Error> {
     let alpn = if settings.enable_http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {
         vec![b"http/1.1".to_vec()]
     };
     let tls = tls::client_config(&settings.tls, material, alpn)?;
+    // The lean path: no proxy; https only when ALPN cannot pick h2.
+    let lean = settings.proxy.is_none().then(|| {
+        let lean_tls = (!settings.enable_http2).then(|| tls.clone());
+        Arc::new(Pool::new(lean_tls, options, settings.follow_redirects))
+    });
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(if settings.follow_redirects {
@@ -141,6 +163,8 @@ fn build(
     if let Some(n) = options.max_connections_per_host {
         b = b.pool_max_idle_per_host(n);
     }
-    b.build()
-        .map_err(|e| Error::Build(crate::describe_error(&e)))
+    let client = b
+        .build()
+        .map_err(|e| Error::Build(crate::describe_error(&e)))?;
+    Ok((client, lean.filter(|_| options.lean_http1)))
 }

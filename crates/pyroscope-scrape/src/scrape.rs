@@ -2,7 +2,7 @@
 
 use crate::args::Mode;
 use crate::targets::TaskSpec;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_client::reqwest;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -49,13 +49,6 @@ impl Client {
         let http = http_client::HttpClient::with_options(config, options)
             .map_err(|e| http_client::describe_error(&e))?;
         Ok(Client { http })
-    }
-
-    async fn get(&self, url: reqwest::Url) -> Result<reqwest::RequestBuilder, String> {
-        self.http
-            .get(url)
-            .await
-            .map_err(|e| http_client::describe_error(&e))
     }
 }
 
@@ -436,17 +429,6 @@ async fn fetch(
             humantime::format_duration(spec.timeout)
         )
     };
-    let describe = |e: reqwest::Error| {
-        if e.is_timeout() {
-            timed_out()
-        } else {
-            format!(
-                "Get {}: {}",
-                river::parser::go_quote(&spec.url),
-                http_client::describe_error(&e)
-            )
-        }
-    };
     // The slot is held until the body has been read, so the connection is back in the pool when the next
     // scrape of this host starts.
     let _slot = tokio::time::timeout_at(deadline, client.http.host_slot(url))
@@ -456,9 +438,21 @@ async fn fetch(
     if remaining.is_zero() {
         return Err(timed_out());
     }
-    let request = client.get(url.clone()).await?.timeout(remaining);
-    let mut response = request.send().await.map_err(describe)?;
-    let status = response.status();
+    let fetched = client
+        .http
+        .fetch(url, remaining, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| match e {
+            http_client::FetchError::Prepare(e) => http_client::describe_error(&e),
+            http_client::FetchError::Timeout => timed_out(),
+            http_client::FetchError::TooLarge => {
+                format!("response body is larger than the limit of {MAX_BODY_BYTES} bytes")
+            }
+            http_client::FetchError::Transport(text) => {
+                format!("Get {}: {text}", river::parser::go_quote(&spec.url))
+            }
+        })?;
+    let status = fetched.status;
     if !status.is_success() {
         return Err(format!(
             "server returned HTTP status ({}) {}",
@@ -466,37 +460,14 @@ async fn fetch(
             status.canonical_reason().unwrap_or("")
         ));
     }
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let too_large = || format!("response body is larger than the limit of {MAX_BODY_BYTES} bytes");
-    if response
-        .content_length()
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = BytesMut::with_capacity(
-        response
-            .content_length()
-            .map_or(16 << 10, |n| n as usize)
-            .min(MAX_BODY_BYTES),
-    );
-    while let Some(chunk) = response.chunk().await.map_err(describe)? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let (body, content_type) = (fetched.body, fetched.content_type);
     if body.is_empty() {
         return Err(format!(
             "empty {} profile from {}",
             spec.profile.name, spec.url
         ));
     }
-    Ok((body.freeze(), content_type))
+    Ok((body, content_type))
 }
 
 #[cfg(test)]

@@ -153,3 +153,72 @@ async fn conflicting_auth_settings_are_rejected_on_the_component() {
     );
     env.c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scrapes_reuse_one_keep_alive_connection_per_target_over_http_and_https() {
+    let plain = Target::go().await;
+    let ca = Ca::new();
+    let secure = Target::start_with(go_handler, Some(ca.server(&["127.0.0.1"])), None).await;
+    let wrong_name =
+        Target::start_with(go_handler, Some(ca.server(&["other.example"])), None).await;
+    let env = Env::new();
+    let report = env
+        .load(&config(
+            "keepalive-http",
+            &format!(r#"{{"__address__" = "{}"}}"#, plain.address()),
+            "",
+        ))
+        .await;
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    // HTTPS with HTTP/2 disabled takes the lean HTTP/1.1 path, TLS verification included.
+    let tls = format!(
+        "scheme = \"https\"\n  enable_http2 = false\n  tls_config {{\n    ca_pem = {}\n  }}",
+        river::parser::go_quote(&ca.pem)
+    );
+    let second = config(
+        "keepalive-https",
+        &format!(
+            r#"{{"__address__" = "{}", "service_name" = "good"}}, {{"__address__" = "{}", "service_name" = "wrong"}}"#,
+            secure.address(),
+            wrong_name.address()
+        ),
+        &tls,
+    )
+    .replace("pyroscope.scrape \"c\"", "pyroscope.scrape \"s\"")
+    .replace("test.recorder \"out\"", "test.recorder \"out2\"")
+    .replace("test.recorder.out.receiver", "test.recorder.out2.receiver");
+    let env2 = Env::new();
+    let report = env2.load(&second).await;
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    eventually("five scrapes of each", Duration::from_secs(10), || {
+        plain.hits_of("/debug/pprof/goroutine") >= 5
+            && secure.hits_of("/debug/pprof/goroutine") >= 5
+    })
+    .await;
+    // One profile type per target, scraped one at a time: one connection carries every scrape.
+    assert_eq!(plain.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(secure.accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let targets = env2.targets("pyroscope.scrape.s");
+    let wrong = targets
+        .iter()
+        .find(|t| t["labels"]["service_name"] == "wrong")
+        .unwrap();
+    assert_eq!(wrong["health"], "down");
+    let err = wrong["last_error"].as_str().unwrap();
+    assert!(
+        err.starts_with(&format!(
+            "Get \"https://{}/debug/pprof/goroutine\": error sending request for url (https://{}/debug/pprof/goroutine): client error (Connect): ",
+            wrong_name.address(),
+            wrong_name.address()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("invalid peer certificate: certificate not valid for name \"127.0.0.1\""),
+        "{err}"
+    );
+    assert!(recorded("keepalive-http", "test.recorder.out").len() >= 5);
+    assert!(recorded("keepalive-https", "test.recorder.out2").len() >= 5);
+    env.c.shutdown().await;
+    env2.c.shutdown().await;
+}

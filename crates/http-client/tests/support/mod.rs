@@ -143,6 +143,8 @@ type Handler = Arc<dyn Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync>;
 pub struct Server {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -174,11 +176,14 @@ impl Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let acceptor = tls.map(|c| tokio_rustls::TlsAcceptor::from(Arc::new(c)));
         let seen2 = seen.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted2 = accepted.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
+                accepted2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let handler = handler.clone();
                 let seen = seen2.clone();
                 let acceptor = acceptor.clone();
@@ -221,7 +226,12 @@ impl Server {
                 });
             }
         });
-        Server { addr, seen, task }
+        Server {
+            addr,
+            seen,
+            accepted,
+            task,
+        }
     }
 
     pub fn url(&self, scheme: &str, path: &str) -> String {

@@ -44,6 +44,8 @@ type Handler = dyn Fn(&str, u64) -> Answer + Send + Sync;
 pub struct Target {
     pub addr: std::net::SocketAddr,
     pub hits: Arc<Mutex<Vec<Hit>>>,
+    /// Connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     stop: CancellationToken,
 }
 
@@ -75,12 +77,15 @@ impl Target {
         let handler: Arc<Handler> = Arc::new(handler);
         let stop = CancellationToken::new();
         let (h2, s2) = (hits.clone(), stop.clone());
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let a2 = accepted.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
                     _ = s2.cancelled() => return,
                     r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
                 };
+                a2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (hits, counts, handler) = (h2.clone(), counts.clone(), handler.clone());
                 let (acceptor, auth) = (acceptor.clone(), auth.clone());
                 tokio::spawn(async move {
@@ -155,7 +160,12 @@ impl Target {
                 });
             }
         });
-        Target { addr, hits, stop }
+        Target {
+            addr,
+            hits,
+            accepted,
+            stop,
+        }
     }
 
     /// A Go program's pprof endpoints: cumulative profiles move from the first fixture to the second.
