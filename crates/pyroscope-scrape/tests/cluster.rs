@@ -63,20 +63,21 @@ pyroscope.scrape "c" {{
     );
     env.load(&config).await;
     // Ownership is asked once per target (not per profile type), with the labels minus `__meta_*`.
-    eventually("ownership asked", Duration::from_secs(5), || {
-        !cluster.asked.lock().unwrap().is_empty()
+    eventually("ownership asked for both targets", Duration::from_secs(5), || {
+        cluster.asked.lock().unwrap().len() >= 2
     })
     .await;
+    eventually("a scraped", Duration::from_secs(5), || {
+        a.hits_of("/debug/pprof/goroutine") >= 2
+    })
+    .await;
+    // Several scrapes later, still two questions: one per target, not per scrape or profile type.
     let asked = cluster.asked.lock().unwrap().clone();
     assert_eq!(asked.len(), 2, "{asked:?}");
     assert_eq!(
         asked[0],
         format!(r#"{{__address__="{}", service_name="a"}}"#, a.address())
     );
-    eventually("a scraped", Duration::from_secs(5), || {
-        a.hits_of("/debug/pprof/goroutine") >= 2
-    })
-    .await;
     assert_eq!(b.hits_of("/debug/pprof/goroutine"), 0);
     assert_eq!(env.targets("pyroscope.scrape.c").len(), 1);
 
