@@ -165,6 +165,9 @@ struct State {
     exports: FastMap<Arc<str>, Value>,
     /// (rank, node index) of nodes to re-evaluate.
     dirty: BTreeSet<(usize, usize)>,
+    /// During a load that evaluates every node in order: the rank of the node being evaluated. Its dependants
+    /// (and every later node) are evaluated by that pass anyway, so export changes need not mark them dirty.
+    pass_rank: Option<usize>,
     loaded: bool,
 }
 
@@ -288,6 +291,11 @@ impl Controller {
             }
             st.rank = rank;
             st.dirty.clear();
+            // Room for every node up front: growing the maps one rehash at a time shows in big loads.
+            let n = graph.nodes.len();
+            let (have_nodes, have_exports) = (st.nodes.len(), st.exports.len());
+            st.nodes.reserve(n.saturating_sub(have_nodes));
+            st.exports.reserve(n.saturating_sub(have_exports));
             let old = (
                 std::mem::replace(&mut st.sources, sources),
                 std::mem::replace(&mut st.graph, graph),
@@ -307,8 +315,13 @@ impl Controller {
         let mut starts = DeferredStarts {
             shared: shared.clone(),
             ids: Vec::new(),
+            full_pass: !same_text,
         };
         for index in order {
+            if starts.full_pass {
+                let mut st = lock(&shared.state);
+                st.pass_rank = st.rank.get(index).copied();
+            }
             let Some(pending) = shared.evaluate(index, Some(&mut report), Some(&mut starts)) else {
                 continue;
             };
@@ -322,6 +335,7 @@ impl Controller {
                 let _ = tokio::time::timeout(shared.options.update_wait, pending.finished()).await;
             }
         }
+        lock(&shared.state).pass_rank = None;
         drop(starts);
         lock(&shared.state).loaded = true;
         shared.metrics.evaluating.set(0);
@@ -604,7 +618,11 @@ impl State {
         };
         let mut any = false;
         for &d in &self.graph.dependants[index] {
-            any |= self.dirty.insert((self.rank[d], d));
+            let rank = self.rank[d];
+            if self.pass_rank.is_some_and(|current| rank > current) {
+                continue;
+            }
+            any |= self.dirty.insert((rank, d));
         }
         any
     }
@@ -929,10 +947,28 @@ impl Shared {
 struct DeferredStarts {
     shared: Arc<Shared>,
     ids: Vec<Arc<str>>,
+    /// Whether the load evaluates every node in order (see [`State::pass_rank`]). A pass abandoned half-way
+    /// leaves the nodes it did not reach dirty, for the evaluator.
+    full_pass: bool,
 }
 
 impl Drop for DeferredStarts {
     fn drop(&mut self) {
+        if self.full_pass {
+            let mut st = lock(&self.shared.state);
+            if let Some(current) = st.pass_rank.take() {
+                // Abandoned half-way: what the pass did not reach may have missed export changes.
+                let rest: Vec<(usize, usize)> = (0..st.rank.len())
+                    .map(|i| (st.rank[i], i))
+                    .filter(|&(rank, _)| rank > current)
+                    .collect();
+                if !rest.is_empty() {
+                    st.dirty.extend(rest);
+                    drop(st);
+                    self.shared.wake.notify_one();
+                }
+            }
+        }
         if self.ids.is_empty() {
             return;
         }
@@ -959,7 +995,8 @@ impl NodeState {
             stamp: None,
             component: None,
             runner: None,
-            eval_health: Health::new(HealthState::Unknown, "not evaluated yet"),
+            // Always set by the evaluation that creates the state (under the same lock).
+            eval_health: Health::new(HealthState::Unknown, String::new()),
             run_health: Arc::new(Mutex::new(Health::new(HealthState::Unknown, "not started"))),
             update_health: Arc::new(Mutex::new(None)),
             alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
