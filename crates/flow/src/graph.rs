@@ -102,16 +102,97 @@ impl Node {
 pub struct Graph {
     /// The nodes, in source order.
     pub nodes: Vec<Node>,
-    /// For each node, the nodes that refer to it (deduplicated, ascending).
-    pub dependants: Vec<Vec<usize>>,
-    /// For each node, the nodes it refers to (deduplicated, ascending).
-    pub dependencies: Vec<Vec<usize>>,
+    /// For each node, the nodes that refer to it (deduplicated, ascending): `dependants[i]`.
+    pub dependants: Adjacency,
+    /// For each node, the nodes it refers to (deduplicated, ascending): `dependencies[i]`.
+    pub dependencies: Adjacency,
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
     ids: FastMap<Arc<str>, usize>,
     /// For each node, whether it refers to a component whose ID starts with a standard-library name (see
     /// [`Graph::shadows_stdlib`]).
     shadowing: Vec<bool>,
+}
+
+/// A list of node indices per node, all in one buffer (two allocations for the whole graph rather than one
+/// per node). Index it like a `Vec<Vec<usize>>`: `adjacency[node]` is a slice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Adjacency {
+    /// Where each node's list starts in `items`; one more entry than there are nodes.
+    starts: Vec<usize>,
+    items: Vec<usize>,
+}
+
+impl Adjacency {
+    /// Lists for `n` nodes from (node, item) pairs, each list deduplicated and ascending.
+    fn from_pairs(n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
+        let mut starts = vec![0usize; n + 1];
+        for (node, _) in pairs.clone() {
+            starts[node + 1] += 1;
+        }
+        for i in 0..n {
+            starts[i + 1] += starts[i];
+        }
+        let mut fill = starts.clone();
+        let mut items = vec![0usize; starts[n]];
+        for (node, item) in pairs {
+            items[fill[node]] = item;
+            fill[node] += 1;
+        }
+        // Sort and deduplicate each list in place, compacting the buffer.
+        let mut out = 0;
+        let mut start = 0;
+        for i in 0..n {
+            let end = starts[i + 1];
+            let list = &mut items[start..end];
+            list.sort_unstable();
+            let mut kept = 0;
+            for j in 0..list.len() {
+                if j == 0 || list[j] != list[j - 1] {
+                    list[kept] = list[j];
+                    kept += 1;
+                }
+            }
+            items.copy_within(start..start + kept, out);
+            starts[i] = out;
+            out += kept;
+            start = end;
+        }
+        starts[n] = out;
+        items.truncate(out);
+        Adjacency { starts, items }
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The list of `node`, if it exists.
+    pub fn get(&self, node: usize) -> Option<&[usize]> {
+        let (&start, &end) = (self.starts.get(node)?, self.starts.get(node + 1)?);
+        self.items.get(start..end)
+    }
+
+    /// Every node's list, in node order.
+    pub fn iter(&self) -> impl Iterator<Item = &[usize]> {
+        self.starts
+            .windows(2)
+            .map(|w| self.items.get(w[0]..w[1]).unwrap_or(&[]))
+    }
+}
+
+impl std::ops::Index<usize> for Adjacency {
+    type Output = [usize];
+
+    fn index(&self, node: usize) -> &[usize] {
+        self.get(node).unwrap_or(&[])
+    }
 }
 
 /// What the graph builder needs to know about names.
@@ -292,32 +373,13 @@ impl Graph {
             .iter()
             .map(|node| node.references.iter().any(|r| root_is_stdlib[r.target]))
             .collect();
-        let mut referrers = vec![0usize; n];
-        for node in &graph.nodes {
-            for r in &node.references {
-                referrers[r.target] += 1;
-            }
-        }
-        graph.dependencies = graph
+        let edges = graph
             .nodes
             .iter()
-            .map(|node| Vec::with_capacity(node.references.len()))
-            .collect();
-        graph.dependants = referrers.iter().map(|&k| Vec::with_capacity(k)).collect();
-        for (i, node) in graph.nodes.iter().enumerate() {
-            for r in &node.references {
-                graph.dependencies[i].push(r.target);
-                graph.dependants[r.target].push(i);
-            }
-        }
-        for list in graph
-            .dependencies
-            .iter_mut()
-            .chain(graph.dependants.iter_mut())
-        {
-            list.sort_unstable();
-            list.dedup();
-        }
+            .enumerate()
+            .flat_map(|(i, node)| node.references.iter().map(move |r| (i, r.target)));
+        graph.dependencies = Adjacency::from_pairs(n, edges.clone());
+        graph.dependants = Adjacency::from_pairs(n, edges.map(|(i, target)| (target, i)));
 
         for cycle in strongly_connected(&graph.dependencies) {
             let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
@@ -444,7 +506,7 @@ fn collect_expr(expr: &Expr, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(
 
 /// Tarjan's strongly connected components with more than one member, iteratively (graphs may be deep
 /// chains).
-fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+fn strongly_connected(edges: &Adjacency) -> Vec<Vec<usize>> {
     const UNVISITED: usize = usize::MAX;
     let n = edges.len();
     let (mut index, mut low, mut on_stack) = (vec![UNVISITED; n], vec![0; n], vec![false; n]);
@@ -502,9 +564,9 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
 }
 
 /// Kahn's algorithm: dependencies before dependants, ties in source order.
-fn topological_order(dependencies: &[Vec<usize>], dependants: &[Vec<usize>]) -> Vec<usize> {
+fn topological_order(dependencies: &Adjacency, dependants: &Adjacency) -> Vec<usize> {
     let n = dependencies.len();
-    let mut remaining: Vec<usize> = dependencies.iter().map(Vec::len).collect();
+    let mut remaining: Vec<usize> = dependencies.iter().map(<[usize]>::len).collect();
     // A min-heap: the first ready node in source order comes next.
     let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
         .filter(|&i| remaining[i] == 0)
@@ -543,6 +605,23 @@ mod tests {
     fn build(text: &str) -> Result<Graph, Vec<String>> {
         let sources = Sources::parse([("t.river", text)]).map_err(|d| vec![d.to_string()])?;
         Graph::build(&sources, &Names).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn adjacency_lists_are_sorted_deduplicated_and_indexable() {
+        let pairs = [(2, 5), (0, 3), (2, 1), (2, 5), (0, 3), (3, 0)];
+        let a = Adjacency::from_pairs(5, pairs.iter().copied());
+        assert_eq!(a.len(), 5);
+        assert_eq!(&a[0], &[3]);
+        assert!(a[1].is_empty());
+        assert_eq!(&a[2], &[1, 5]);
+        assert_eq!(&a[3], &[0]);
+        assert!(a[4].is_empty() && a.get(4) == Some(&[][..]));
+        assert_eq!(a.get(5), None);
+        assert!(a[7].is_empty());
+        let lists: Vec<&[usize]> = a.iter().collect();
+        assert_eq!(lists, [&[3][..], &[], &[1, 5], &[0], &[]]);
+        assert!(Adjacency::from_pairs(0, std::iter::empty()).is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub use component::{
 };
 pub use component_metrics::{ComponentFamily, ComponentMetrics, MetricsError, MetricsHub};
 pub use controller::{ComponentInfo, Controller, ControllerOptions, ExportsHandle, LoadReport};
-pub use graph::{Graph, Node, NodeKind, Reference};
+pub use graph::{Adjacency, Graph, Node, NodeKind, Reference};
 pub use logging::LoggingConfig;
 pub use registry::{ComponentName, NameError};
 pub use registry::{Registration, Registry, TypedComponent};
