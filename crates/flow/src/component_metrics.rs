@@ -252,11 +252,11 @@ impl<M: Clone> ComponentFamily<M> {
     /// to the shared series.
     pub fn get(&self, labels: &[(&str, &str)]) -> M {
         let mut key: SeriesLabels = Vec::with_capacity(labels.len() + 1);
-        key.push(("component_id".to_string(), self.owner.id.to_string()));
+        key.push(("component_id".to_string(), String::from(&*self.owner.id)));
         key.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let metric = self.family.get_or_create(&key).clone();
         let mut st = self.owner.hub.lock();
-        let series = st.series.entry(self.owner.id.to_string()).or_default();
+        let series = st.series.entry(String::from(&*self.owner.id)).or_default();
         if !series.iter().any(|(n, l)| **n == *self.name && *l == key) {
             series.push((self.name.to_string(), key));
         }

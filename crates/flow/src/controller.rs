@@ -280,7 +280,7 @@ impl Controller {
                     stop_runner(r, shared.options.stop_timeout, &id).await;
                 }
                 shared.options.metrics.remove_component(&id);
-                report.stopped.push(id.to_string());
+                report.stopped.push(String::from(&*id));
             }
 
             // Swap in the new graph; surviving nodes keep their state.
@@ -583,13 +583,13 @@ impl State {
         };
         let ids = |list: &[usize]| {
             list.iter()
-                .map(|&i| self.graph.nodes[i].id.to_string())
+                .map(|&i| String::from(&*self.graph.nodes[i].id))
                 .collect()
         };
         let state = self.nodes.get(&*node.id);
         let health = self.health_of(&node.id);
         Some(ComponentInfo {
-            id: node.id.to_string(),
+            id: String::from(&*node.id),
             name,
             label,
             health,
@@ -862,7 +862,7 @@ impl Shared {
             let (runner, generation) = runner.next_update();
             drop(st);
             if let Some(r) = report {
-                r.updated.push(id.to_string());
+                r.updated.push(String::from(&*id));
             }
             return crate::runner::submit(&runner, generation, args);
         }
@@ -873,7 +873,7 @@ impl Shared {
         let alive = node.alive.clone();
         drop(st);
         let ctx = Context {
-            id: id.to_string(),
+            id: String::from(&*id),
             data_dir: data_dir(&self.options.storage_path, &id),
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
@@ -915,7 +915,7 @@ impl Shared {
                 }
                 node.runner = Some(runner);
                 if let Some(r) = report {
-                    r.started.push(id.to_string());
+                    r.started.push(String::from(&*id));
                 }
             }
             Err(e) => {
