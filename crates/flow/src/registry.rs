@@ -293,14 +293,36 @@ fn downcast_args<C: TypedComponent>(
 
 struct Adapter<C>(C);
 
+/// What `async_trait` makes of an `async fn` returning `T`.
+type BoxedFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
 #[async_trait]
 impl<C: TypedComponent> Component for Adapter<C> {
-    async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError> {
-        self.0.run(cancel).await
+    // `run` and `update` hand out the component's own futures rather than wrapping them in a box of their
+    // own: one allocation and one level of polling less for every run and update.
+    fn run<'a, 'b>(
+        &'a self,
+        cancel: CancellationToken,
+    ) -> BoxedFuture<'b, Result<(), ComponentError>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        self.0.run(cancel)
     }
 
-    async fn update(&self, args: Arc<dyn Any + Send + Sync>) -> Result<(), ComponentError> {
-        self.0.update(downcast_args::<C>(args)?).await
+    fn update<'a, 'b>(
+        &'a self,
+        args: Arc<dyn Any + Send + Sync>,
+    ) -> BoxedFuture<'b, Result<(), ComponentError>>
+    where
+        'a: 'b,
+        Self: 'b,
+    {
+        match downcast_args::<C>(args) {
+            Ok(args) => self.0.update(args),
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        }
     }
 
     fn health(&self) -> Option<Health> {
