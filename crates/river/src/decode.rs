@@ -1133,8 +1133,7 @@ impl<'c, 'a> ContentDe<'c, 'a> {
     /// Groups the statements by name, reporting duplicates and (when `fields` is known) unknown names.
     fn entries(&self, fields: Option<&[&'static str]>) -> Vec<Entry<'c, 'a>> {
         let ctx = self.ctx;
-        let mut entries: Vec<Entry<'c, 'a>> = Vec::new();
-        let mut seen_attrs: Vec<&str> = Vec::new();
+        let mut entries: Vec<Entry<'c, 'a>> = Vec::with_capacity(self.body.stmts.len());
         fn slot<'e, 'c, 'a>(
             entries: &'e mut Vec<Entry<'c, 'a>>,
             name: &'c str,
@@ -1152,17 +1151,20 @@ impl<'c, 'a> ContentDe<'c, 'a> {
             };
             &mut entries[idx]
         }
-        for stmt in &self.body.stmts {
+        for (i, stmt) in self.body.stmts.iter().enumerate() {
             match stmt {
                 EvalStmt::Attribute(a) => {
-                    if seen_attrs.contains(&a.name) {
+                    // Bodies are short: looking back costs less than keeping a set of the names seen.
+                    let seen = self.body.stmts[..i]
+                        .iter()
+                        .any(|s| matches!(s, EvalStmt::Attribute(b) if b.name == a.name));
+                    if seen {
                         ctx.report(
                             a.span,
                             format!("attribute {:?} may only be provided once", a.name),
                         );
                         continue;
                     }
-                    seen_attrs.push(a.name);
                     if ctx.is_failed(a.span) {
                         continue;
                     }
