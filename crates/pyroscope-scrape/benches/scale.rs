@@ -19,7 +19,8 @@
 //! `SCALE_WARMUP` (time before measuring, default one interval: every task has made its first scrape),
 //! `SCALE_DURATION` (measured span, default 60s), `SCALE_ALLOCS` (`wide`, the default: `/debug/pprof/allocs`
 //! alternates `wide-allocs-1/2`, about 4,000 stacks each, for every target; `go`: the small `go-allocs`
-//! profile of a typical service, served unchanged each time).
+//! profile of a typical service, served unchanged each time), `SCALE_WORKERS` (tokio worker threads; default
+//! one per core, as `rill run` uses up to its cap).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -334,10 +335,11 @@ fn main() {
 
     let server = start_server();
     let server_pid = server.child.id().to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("SCALE_WORKERS").ok().and_then(|v| v.parse().ok()) {
+        builder.worker_threads(n);
+    }
+    let rt = builder.enable_all().build().expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut registry = flow::Registry::new();
