@@ -2,32 +2,11 @@
 
 mod support;
 
-use http_client::{describe_error, ClientOptions, HttpClient, HttpClientConfig};
+use http_client::{describe_error, ClientOptions, HttpClient};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{respond, Ca, Server, ServerTls};
-
-/// Decodes HTTP client settings written in River, as a component would.
-fn config(body: &str) -> HttpClientConfig {
-    let src = format!("c {{\n{body}\n}}\n");
-    let (file, diags) = river::parse(&src);
-    assert!(diags.is_empty(), "{diags:?}");
-    let Some(river::ast::Stmt::Block(block)) = file.top_level().first() else {
-        panic!("no block");
-    };
-    river::decode::decode_block_body_validated::<HttpClientConfig>(
-        block,
-        &file,
-        &river::eval::Scope::with_stdlib(),
-    )
-    .unwrap_or_else(|d| {
-        panic!(
-            "{:?}",
-            d.iter().map(|d| d.message.clone()).collect::<Vec<_>>()
-        )
-    })
-}
+use support::{config, respond, Ca, Server, ServerTls};
 
 fn client(body: &str) -> HttpClient {
     HttpClient::new(&config(body)).unwrap()

@@ -4,28 +4,13 @@
 
 mod support;
 
-use http_client::{ClientOptions, FetchError, Fetched, HttpClient, HttpClientConfig};
+use http_client::{ClientOptions, FetchError, Fetched, HttpClient};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{respond, Ca, Server, ServerTls};
+use support::{config, respond, Ca, Server, ServerTls};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn config(body: &str) -> HttpClientConfig {
-    let src = format!("c {{\n{body}\n}}\n");
-    let (file, diags) = river::parse(&src);
-    assert!(diags.is_empty(), "{diags:?}");
-    let Some(river::ast::Stmt::Block(block)) = file.top_level().first() else {
-        panic!("no block");
-    };
-    river::decode::decode_block_body_validated::<HttpClientConfig>(
-        block,
-        &file,
-        &river::eval::Scope::with_stdlib(),
-    )
-    .unwrap_or_else(|d| panic!("{:?}", d.iter().map(|d| &d.message).collect::<Vec<_>>()))
-}
 
 fn client(body: &str, lean: bool) -> HttpClient {
     HttpClient::with_options(

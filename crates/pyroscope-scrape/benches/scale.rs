@@ -336,7 +336,10 @@ fn main() {
     let server = start_server();
     let server_pid = server.child.id().to_string();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("SCALE_WORKERS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("SCALE_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         builder.worker_threads(n);
     }
     let rt = builder.enable_all().build().expect("runtime");

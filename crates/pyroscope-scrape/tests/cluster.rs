@@ -63,9 +63,11 @@ pyroscope.scrape "c" {{
     );
     env.load(&config).await;
     // Ownership is asked once per target (not per profile type), with the labels minus `__meta_*`.
-    eventually("ownership asked for both targets", Duration::from_secs(5), || {
-        cluster.asked.lock().unwrap().len() >= 2
-    })
+    eventually(
+        "ownership asked for both targets",
+        Duration::from_secs(5),
+        || cluster.asked.lock().unwrap().len() >= 2,
+    )
     .await;
     eventually("a scraped", Duration::from_secs(5), || {
         a.hits_of("/debug/pprof/goroutine") >= 2

@@ -25,11 +25,11 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 
+#[cfg(not(target_os = "linux"))]
+use std::alloc::System as ALLOC_BACKEND;
 /// The allocator the `rill` binary runs with (see the module docs).
 #[cfg(target_os = "linux")]
 use tikv_jemallocator::Jemalloc as ALLOC_BACKEND;
-#[cfg(not(target_os = "linux"))]
-use std::alloc::System as ALLOC_BACKEND;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);

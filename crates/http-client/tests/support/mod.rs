@@ -250,3 +250,24 @@ pub fn respond(status: u16, body: &str) -> Response<Full<Bytes>> {
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap()
 }
+
+/// Decodes HTTP client settings written in River, as a component would.
+pub fn config(body: &str) -> http_client::HttpClientConfig {
+    let src = format!("c {{\n{body}\n}}\n");
+    let (file, diags) = river::parse(&src);
+    assert!(diags.is_empty(), "{diags:?}");
+    let Some(river::ast::Stmt::Block(block)) = file.top_level().first() else {
+        panic!("no block");
+    };
+    river::decode::decode_block_body_validated::<http_client::HttpClientConfig>(
+        block,
+        &file,
+        &river::eval::Scope::with_stdlib(),
+    )
+    .unwrap_or_else(|d| {
+        panic!(
+            "{:?}",
+            d.iter().map(|d| d.message.clone()).collect::<Vec<_>>()
+        )
+    })
+}
