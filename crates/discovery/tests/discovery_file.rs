@@ -1,58 +1,12 @@
 //! `discovery.file` feeding `discovery.relabel` feeding a consumer, in a real controller, with real files in
 //! a temporary directory: write, rewrite, rewrite the same, break, restore, add and remove target files.
 
-use async_trait::async_trait;
-use flow::{
-    ComponentError, Context, Controller, ControllerOptions, HealthState, Sources, TypedComponent,
-};
-use river::decode::Validate;
+use flow::testing::{eventually, Pass};
+use flow::{Controller, ControllerOptions, HealthState, Sources};
 use river::Value;
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-
-/// Exports its input unchanged: `test.pass "x" { input = ... }` → `test.pass.x.output`.
-struct Pass {
-    ctx: Context,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-struct PassArgs {
-    #[serde(default)]
-    input: Value,
-}
-impl Validate for PassArgs {}
-
-#[derive(Serialize)]
-struct PassExports<'a> {
-    output: &'a Value,
-}
-
-#[async_trait]
-impl TypedComponent for Pass {
-    const NAME: &'static str = "test.pass";
-    type Arguments = PassArgs;
-
-    fn build(ctx: Context, args: PassArgs) -> Result<Self, ComponentError> {
-        ctx.exports.publish(&PassExports {
-            output: &args.input,
-        })?;
-        Ok(Pass { ctx })
-    }
-
-    async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError> {
-        cancel.cancelled().await;
-        Ok(())
-    }
-
-    async fn update(&self, args: PassArgs) -> Result<(), ComponentError> {
-        self.ctx.exports.publish(&PassExports {
-            output: &args.input,
-        })
-    }
-}
 
 struct Env {
     dir: tempfile::TempDir,
@@ -178,17 +132,6 @@ fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
     v.iter()
         .map(|(a, f)| (a.to_string(), f.to_string()))
         .collect()
-}
-
-/// Waits (bounded) until `f` holds.
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    for _ in 0..1000 {
-        if f() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 const FIRST: &str = r#"[

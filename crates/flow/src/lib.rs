@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod registry;
 mod runner;
 pub mod source;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cluster::{Cluster, Peer, PeerState, Standalone};
 pub use component::{

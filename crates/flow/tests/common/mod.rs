@@ -10,45 +10,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-/// Exports its input unchanged: `test.pass "x" { input = ... }` → `test.pass.x.output`.
-pub struct Pass {
-    ctx: Context,
-}
+pub use flow::testing::{Pass, PassArgs};
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-pub struct PassArgs {
-    #[serde(default)]
-    pub input: Value,
-}
-impl Validate for PassArgs {}
-
+/// The exports of `test.pass`, for the other test components that export the same shape.
 #[derive(Serialize)]
 struct PassExports<'a> {
     output: &'a Value,
-}
-
-#[async_trait]
-impl TypedComponent for Pass {
-    const NAME: &'static str = "test.pass";
-    type Arguments = PassArgs;
-
-    fn build(ctx: Context, args: PassArgs) -> Result<Self, ComponentError> {
-        ctx.exports.publish(&PassExports {
-            output: &args.input,
-        })?;
-        Ok(Pass { ctx })
-    }
-
-    async fn run(&self, cancel: CancellationToken) -> Result<(), ComponentError> {
-        cancel.cancelled().await;
-        Ok(())
-    }
-
-    async fn update(&self, args: PassArgs) -> Result<(), ComponentError> {
-        self.ctx.exports.publish(&PassExports {
-            output: &args.input,
-        })
-    }
 }
 
 /// Holds a named resource while it runs (like a port): building fails if the name is taken.
