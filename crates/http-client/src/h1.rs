@@ -11,10 +11,8 @@
 //! Used only for `http` URLs, and for `https` when HTTP/2 is disabled (so ALPN can only choose HTTP/1.1),
 //! without a proxy; everything else, and every redirect to follow, goes through reqwest.
 
-use bytes::{Bytes, BytesMut};
-use http::header::{
-    HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT,
-};
+use bytes::Bytes;
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, HOST, USER_AGENT};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
@@ -193,11 +191,7 @@ impl Pool {
         if status.is_redirection() && self.follow_redirects && is_followed(status) {
             return Ok(Outcome::Redirect);
         }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let content_type = crate::content_type(response.headers());
         if !status.is_success() {
             // The body is not wanted; the connection goes with it.
             return Ok(Outcome::Done(crate::Fetched {
@@ -211,11 +205,9 @@ impl Pool {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
+        let Some(mut body) = crate::LimitedBody::new(declared, limit) else {
             return Ok(Outcome::TooLarge);
-        }
-        let mut body =
-            BytesMut::with_capacity(declared.map_or(16 << 10, |n| n as usize).min(limit));
+        };
         let mut incoming = response.into_body();
         loop {
             let frame = c.driver.run(incoming.frame()).await;
@@ -223,10 +215,9 @@ impl Pool {
                 None => break,
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        if body.len() + data.len() > limit {
+                        if !body.push(&data) {
                             return Ok(Outcome::TooLarge);
                         }
-                        body.extend_from_slice(&data);
                     }
                 }
                 Some(Err(e)) => {
@@ -244,7 +235,7 @@ impl Pool {
         Ok(Outcome::Done(crate::Fetched {
             status,
             content_type,
-            body: body.freeze(),
+            body: body.finish(),
         }))
     }
 
@@ -397,9 +388,13 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// `host` without the brackets `url` puts around IPv6 addresses.
+fn bare_host(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, ConnectError> {
-    // `url` gives IPv6 hosts in brackets.
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare_host(host);
     rustls::pki_types::ServerName::try_from(bare.to_string()).map_err(|_| {
         ConnectError::Tls(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -409,7 +404,7 @@ fn server_name(host: &str) -> Result<rustls::pki_types::ServerName<'static>, Con
 }
 
 async fn tcp_connect(origin: &Origin) -> Result<TcpStream, ConnectError> {
-    let bare = origin.host.trim_start_matches('[').trim_end_matches(']');
+    let bare = bare_host(&origin.host);
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
         return TcpStream::connect((ip, origin.port))
             .await

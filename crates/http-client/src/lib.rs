@@ -396,11 +396,7 @@ impl HttpClient {
         };
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let content_type = content_type(response.headers());
         if !status.is_success() {
             return Ok(Fetched {
                 status,
@@ -408,25 +404,17 @@ impl HttpClient {
                 body: bytes::Bytes::new(),
             });
         }
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(FetchError::TooLarge);
-        }
-        let mut body = bytes::BytesMut::with_capacity(
-            response
-                .content_length()
-                .map_or(16 << 10, |n| n as usize)
-                .min(limit),
-        );
+        let mut body =
+            LimitedBody::new(response.content_length(), limit).ok_or(FetchError::TooLarge)?;
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > limit {
+            if !body.push(&chunk) {
                 return Err(FetchError::TooLarge);
             }
-            body.extend_from_slice(&chunk);
         }
         Ok(Fetched {
             status,
             content_type,
-            body: body.freeze(),
+            body: body.finish(),
         })
     }
 
@@ -438,6 +426,47 @@ impl HttpClient {
     /// [`request`](Self::request) with `POST`.
     pub async fn post(&self, url: impl reqwest::IntoUrl) -> Result<reqwest::RequestBuilder, Error> {
         self.request(reqwest::Method::POST, url).await
+    }
+}
+
+/// A response's `Content-Type`, when it is valid text.
+fn content_type(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// A response body read whole by [`HttpClient::fetch`], on either path, refusing more than a limit.
+struct LimitedBody {
+    buf: bytes::BytesMut,
+    limit: usize,
+}
+
+impl LimitedBody {
+    /// Room for a body of `declared` bytes (16 KiB when unknown); `None` when that is over `limit`.
+    fn new(declared: Option<u64>, limit: usize) -> Option<LimitedBody> {
+        if declared.is_some_and(|n| n > limit as u64) {
+            return None;
+        }
+        let capacity = declared.map_or(16 << 10, |n| n as usize).min(limit);
+        Some(LimitedBody {
+            buf: bytes::BytesMut::with_capacity(capacity),
+            limit,
+        })
+    }
+
+    /// Appends `chunk`; false (and nothing appended) when the body would pass the limit.
+    fn push(&mut self, chunk: &[u8]) -> bool {
+        if self.buf.len() + chunk.len() > self.limit {
+            return false;
+        }
+        self.buf.extend_from_slice(chunk);
+        true
+    }
+
+    fn finish(self) -> bytes::Bytes {
+        self.buf.freeze()
     }
 }
 

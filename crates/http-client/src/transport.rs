@@ -131,7 +131,7 @@ fn build(
     };
     let tls = tls::client_config(&settings.tls, material, alpn)?;
     // The lean path: no proxy; https only when ALPN cannot pick h2.
-    let lean = settings.proxy.is_none().then(|| {
+    let lean = (options.lean_http1 && settings.proxy.is_none()).then(|| {
         let lean_tls = (!settings.enable_http2).then(|| tls.clone());
         Arc::new(Pool::new(lean_tls, options, settings.follow_redirects))
     });
@@ -166,5 +166,5 @@ fn build(
     let client = b
         .build()
         .map_err(|e| Error::Build(crate::describe_error(&e)))?;
-    Ok((client, lean.filter(|_| options.lean_http1)))
+    Ok((client, lean))
 }
