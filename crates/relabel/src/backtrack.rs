@@ -11,7 +11,7 @@
 //! remembering. Text with other characters goes to the regex crate, as do patterns
 //! with anything else (assertions, repeated groups).
 
-use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Above this many instructions the regex crate is used.
 const MAX_PROGRAM: usize = 64;
@@ -64,16 +64,8 @@ pub(crate) struct Scratch {
 }
 
 impl Backtrack {
-    /// The program for the anchored pattern `hir` (as parsed from `^(?s:PATTERN)$`), if it has one.
-    pub(crate) fn new(hir: &Hir, groups: usize) -> Option<Backtrack> {
-        let HirKind::Concat(parts) = hir.kind() else {
-            return None;
-        };
-        let (first, rest) = parts.split_first()?;
-        let (last, middle) = rest.split_last()?;
-        if *first.kind() != HirKind::Look(Look::Start) || *last.kind() != HirKind::Look(Look::End) {
-            return None;
-        }
+    /// The program for an anchored pattern, given the parts between its anchors, if it has one.
+    pub(crate) fn new(middle: &[Hir], groups: usize) -> Option<Backtrack> {
         let mut c = Compiler { prog: Vec::new() };
         c.inst(Inst::Save(0))?;
         for h in middle {

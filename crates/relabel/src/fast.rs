@@ -8,7 +8,7 @@
 //! matches the whole text, so trying them in order gives the regex crate's answer, captures included.
 //! Anything else (classes of many characters, repetitions of literals, look-arounds) is left to the regex.
 
-use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Above this many alternatives the regex is quicker (and the expansion could grow without bound).
 const MAX_ALTERNATIVES: usize = 32;
@@ -39,16 +39,8 @@ pub(crate) struct Fast {
 }
 
 impl Fast {
-    /// The fast form of the anchored pattern `hir` (as parsed from `^(?s:PATTERN)$`), if it has one.
-    pub(crate) fn new(hir: &Hir) -> Option<Fast> {
-        let HirKind::Concat(parts) = hir.kind() else {
-            return None;
-        };
-        let (first, rest) = parts.split_first()?;
-        let (last, middle) = rest.split_last()?;
-        if *first.kind() != HirKind::Look(Look::Start) || *last.kind() != HirKind::Look(Look::End) {
-            return None;
-        }
+    /// The fast form of an anchored pattern, given the parts between its anchors, if it has one.
+    pub(crate) fn new(middle: &[Hir]) -> Option<Fast> {
         let alts = concat(middle)?;
         Some(Fast { alts })
     }

@@ -54,6 +54,21 @@ pub struct RegexError {
 /// The default relabelling regex, `(.*)`.
 pub const DEFAULT_REGEX: &str = "(.*)";
 
+/// The parts between the anchors of `^(?s:PATTERN)$` as parsed, for the matchers that take the pattern
+/// apart ([`Fast`], [`Backtrack`]); `None` if the parse has another shape.
+fn anchored_body(hir: &regex_syntax::hir::Hir) -> Option<&[regex_syntax::hir::Hir]> {
+    use regex_syntax::hir::{HirKind, Look};
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let (first, rest) = parts.split_first()?;
+    let (last, middle) = rest.split_last()?;
+    if *first.kind() != HirKind::Look(Look::Start) || *last.kind() != HirKind::Look(Look::End) {
+        return None;
+    }
+    Some(middle)
+}
+
 impl Regexp {
     /// Compiles `pattern` anchored, with Go semantics.
     pub fn new(pattern: &str) -> Result<Regexp, RegexError> {
@@ -82,10 +97,11 @@ impl Regexp {
             .octal(true)
             .build()
             .map_err(|e| err(e.to_string().replace('\n', " ")))?;
-        let fast = Fast::new(&hir);
-        let bt = match fast {
-            Some(_) => None,
-            None => Backtrack::new(&hir, re.captures_len()),
+        let body = anchored_body(&hir);
+        let fast = body.and_then(Fast::new);
+        let bt = match (&fast, body) {
+            (None, Some(body)) => Backtrack::new(body, re.captures_len()),
+            _ => None,
         };
         Ok(Regexp {
             source: pattern.to_string(),
