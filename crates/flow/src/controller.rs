@@ -14,7 +14,7 @@
 
 use crate::component::{Component, ComponentError, Context, Health, HealthState};
 use crate::fasthash::FastMap;
-use crate::graph::{Graph, NodeKind};
+use crate::graph::{Adjacency, Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
 use crate::runner::{PendingUpdate, Runner};
 use crate::source::{LoadDiagnostics, Sources};
@@ -51,6 +51,10 @@ pub struct ControllerOptions {
     pub cluster: Arc<dyn crate::cluster::Cluster>,
     /// Where components register their metrics.
     pub metrics: crate::component_metrics::MetricsHub,
+    /// How many threads a load evaluates independent nodes on. 0 (the default): one per core, for loads of
+    /// at least 64 nodes on a multi-thread runtime; smaller loads, and every load on a current-thread
+    /// runtime, are evaluated on the loading task.
+    pub evaluation_threads: usize,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -73,6 +77,7 @@ impl Default for ControllerOptions {
             update_wait: Duration::from_secs(2),
             cluster: Arc::new(crate::cluster::Standalone::default()),
             metrics: crate::component_metrics::MetricsHub::new(),
+            evaluation_threads: 0,
         }
     }
 }
@@ -144,7 +149,7 @@ pub struct Controller {
     shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     registry: Arc<Registry>,
     metrics: crate::metrics::ControllerMetrics,
     options: ControllerOptions,
@@ -165,9 +170,10 @@ struct State {
     exports: FastMap<Arc<str>, Value>,
     /// (rank, node index) of nodes to re-evaluate.
     dirty: BTreeSet<(usize, usize)>,
-    /// During a load that evaluates every node in order: the rank of the node being evaluated. Its dependants
-    /// (and every later node) are evaluated by that pass anyway, so export changes need not mark them dirty.
-    pass_rank: Option<usize>,
+    /// During a load that evaluates every node (a full pass): which nodes the pass has not started yet. They
+    /// are evaluated after everything they depend on anyway, so export changes need not mark them dirty.
+    /// Empty outside a full pass.
+    pass_pending: Vec<bool>,
     loaded: bool,
 }
 
@@ -317,25 +323,37 @@ impl Controller {
             ids: Vec::new(),
             full_pass: !same_text,
         };
-        for index in order {
-            if starts.full_pass {
-                let mut st = lock(&shared.state);
-                st.pass_rank = st.rank.get(index).copied();
+        if starts.full_pass {
+            let mut st = lock(&shared.state);
+            let n = st.graph.nodes.len();
+            st.pass_pending = vec![true; n];
+        }
+        match crate::pass::threads_for(order.len(), shared.options.evaluation_threads) {
+            Some(threads) => {
+                crate::pass::evaluate_in_parallel(shared, &order, threads, &mut report, &mut starts)
             }
-            let Some(pending) = shared.evaluate(index, Some(&mut report), Some(&mut starts)) else {
-                continue;
-            };
-            if lock(&shared.state)
-                .graph
-                .dependants
-                .get(index)
-                .is_some_and(|d| !d.is_empty())
-            {
-                // Let dependants see the new exports, but never wait long for a slow component.
-                let _ = tokio::time::timeout(shared.options.update_wait, pending.finished()).await;
+            None => {
+                for index in order {
+                    if starts.full_pass {
+                        if let Some(p) = lock(&shared.state).pass_pending.get_mut(index) {
+                            *p = false;
+                        }
+                    }
+                    let Some(pending) =
+                        shared.evaluate(index, Some(&mut report), Some(&mut starts))
+                    else {
+                        continue;
+                    };
+                    if shared.has_dependants(index) {
+                        // Let dependants see the new exports, but never wait long for a slow component.
+                        let _ =
+                            tokio::time::timeout(shared.options.update_wait, pending.finished())
+                                .await;
+                    }
+                }
             }
         }
-        lock(&shared.state).pass_rank = None;
+        lock(&shared.state).pass_pending = Vec::new();
         drop(starts);
         lock(&shared.state).loaded = true;
         shared.metrics.evaluating.set(0);
@@ -618,11 +636,10 @@ impl State {
         };
         let mut any = false;
         for &d in &self.graph.dependants[index] {
-            let rank = self.rank[d];
-            if self.pass_rank.is_some_and(|current| rank > current) {
+            if self.pass_pending.get(d) == Some(&true) {
                 continue;
             }
-            any |= self.dirty.insert((rank, d));
+            any |= self.dirty.insert((self.rank[d], d));
         }
         any
     }
@@ -668,6 +685,36 @@ fn insert_path(root: &mut Object, path: &[&str], value: Value) {
 }
 
 impl Shared {
+    /// Whether anything refers to node `index`.
+    pub(crate) fn has_dependants(&self, index: usize) -> bool {
+        lock(&self.state)
+            .graph
+            .dependants
+            .get(index)
+            .is_some_and(|d| !d.is_empty())
+    }
+
+    /// Marks node `index` as started by the running full pass (see [`State::pass_pending`]).
+    pub(crate) fn pass_started(&self, index: usize) {
+        if let Some(p) = lock(&self.state).pass_pending.get_mut(index) {
+            *p = false;
+        }
+    }
+
+    /// The dependency lists of the current graph and each node's rank, for scheduling a pass.
+    pub(crate) fn pass_plan(&self) -> (Adjacency, Adjacency, Vec<usize>) {
+        let st = lock(&self.state);
+        (
+            st.graph.dependencies.clone(),
+            st.graph.dependants.clone(),
+            st.rank.clone(),
+        )
+    }
+
+    pub(crate) fn update_wait(&self) -> Duration {
+        self.options.update_wait
+    }
+
     fn exports_changed(self: &Arc<Self>, id: &Arc<str>, value: Value) {
         let mut st = lock(&self.state);
         match st.exports.get_mut(&**id) {
@@ -687,7 +734,7 @@ impl Shared {
     /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
     /// the node's evaluation health (and diagnostics in `report` during a load). During a load (`starts`
     /// given), the tasks of newly built components are started when the pass is over.
-    fn evaluate(
+    pub(crate) fn evaluate(
         self: &Arc<Self>,
         index: usize,
         mut report: Option<&mut LoadReport>,
@@ -944,23 +991,38 @@ impl Shared {
 
 /// Components built during a load whose tasks are not started yet. They are started when this is dropped: at
 /// the end of the load, or when the load is abandoned half-way (its future dropped).
-struct DeferredStarts {
+pub(crate) struct DeferredStarts {
     shared: Arc<Shared>,
-    ids: Vec<Arc<str>>,
-    /// Whether the load evaluates every node in order (see [`State::pass_rank`]). A pass abandoned half-way
-    /// leaves the nodes it did not reach dirty, for the evaluator.
+    pub(crate) ids: Vec<Arc<str>>,
+    /// Whether the load evaluates every node (see [`State::pass_pending`]). A pass abandoned half-way leaves
+    /// the nodes it did not reach dirty, for the evaluator.
     full_pass: bool,
+}
+
+impl DeferredStarts {
+    /// An empty list for one evaluation thread of a pass ([`crate::pass`]); its IDs are moved to the load's
+    /// own list.
+    pub(crate) fn collecting(shared: Arc<Shared>) -> Self {
+        DeferredStarts {
+            shared,
+            ids: Vec::new(),
+            full_pass: false,
+        }
+    }
 }
 
 impl Drop for DeferredStarts {
     fn drop(&mut self) {
         if self.full_pass {
             let mut st = lock(&self.shared.state);
-            if let Some(current) = st.pass_rank.take() {
+            let pending = std::mem::take(&mut st.pass_pending);
+            {
                 // Abandoned half-way: what the pass did not reach may have missed export changes.
-                let rest: Vec<(usize, usize)> = (0..st.rank.len())
-                    .map(|i| (st.rank[i], i))
-                    .filter(|&(rank, _)| rank > current)
+                let rest: Vec<(usize, usize)> = pending
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &p)| p && i < st.rank.len())
+                    .map(|(i, _)| (st.rank[i], i))
                     .collect();
                 if !rest.is_empty() {
                     st.dirty.extend(rest);

@@ -14,6 +14,7 @@ mod fasthash;
 pub mod graph;
 pub mod logging;
 pub mod metrics;
+mod pass;
 pub mod registry;
 mod runner;
 pub mod source;

@@ -14,16 +14,17 @@ use std::time::{Duration, Instant};
 /// How long every polled expectation of a group must keep holding once they all held.
 const QUIET: Duration = Duration::from_millis(30);
 
-/// Runs `scenario` in a fresh tokio runtime. `Err` is the first failed expectation (or broken step), naming
-/// the scenario's file and line and the step it follows.
-pub fn run(scenario: &Scenario) -> Result<(), String> {
+/// Runs `scenario` in a fresh tokio runtime, with loads evaluated on `evaluation_threads` threads (1: on the
+/// loading task). `Err` is the first failed expectation (or broken step), naming the scenario's file and
+/// line and the step it follows.
+pub fn run(scenario: &Scenario, evaluation_threads: usize) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("{}: cannot start a tokio runtime: {e}", scenario.name))?;
     let result = rt.block_on(async {
-        let mut runner = Runner::new(scenario)?;
+        let mut runner = Runner::new(scenario, evaluation_threads)?;
         let result = runner.run_items().await;
         runner.controller.shutdown().await;
         result
@@ -67,7 +68,7 @@ impl LoadState {
 }
 
 impl<'a> Runner<'a> {
-    fn new(scenario: &'a Scenario) -> Result<Self, String> {
+    fn new(scenario: &'a Scenario, evaluation_threads: usize) -> Result<Self, String> {
         let dir = tempfile::Builder::new()
             .prefix("rill-scenario-")
             .tempdir()
@@ -79,6 +80,7 @@ impl<'a> Runner<'a> {
             stop_timeout: o.stop_timeout,
             restart_backoff: o.restart_backoff,
             max_restart_backoff: o.max_restart_backoff,
+            evaluation_threads,
             ..ControllerOptions::default()
         };
         Ok(Runner {

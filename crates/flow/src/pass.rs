@@ -1,0 +1,248 @@
+//! Evaluating a load's nodes on several threads: a node is evaluated as soon as everything it depends on in
+//! the pass is done, so independent nodes (separate pipelines, the members of a fan-in) are evaluated at the
+//! same time while every node still sees the exports of its dependencies.
+//!
+//! The loading task hands its worker to the runtime for the duration (`block_in_place`) and waits for the
+//! evaluation threads, which are plain threads inside the runtime's context (so components may spawn tasks
+//! from `build`). The load report comes out in the same order as a one-thread pass would give it: by each
+//! node's position in the dependency order.
+
+use crate::controller::{DeferredStarts, LoadReport, Shared};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::ops::Range;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Passes with fewer nodes than this are evaluated on the loading task: starting threads would cost more
+/// than they save.
+const MIN_PARALLEL_NODES: usize = 64;
+
+/// At most this many evaluation threads.
+const MAX_THREADS: usize = 8;
+
+/// How many threads to evaluate a pass of `nodes` nodes with, or `None` to evaluate it on the loading task.
+/// `configured` is [`crate::ControllerOptions::evaluation_threads`] (0: one per core, for big passes only).
+pub(crate) fn threads_for(nodes: usize, configured: usize) -> Option<usize> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    // A current-thread runtime cannot lend its only thread to the runtime while the pass runs.
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return None;
+    }
+    let threads = match configured {
+        0 if nodes < MIN_PARALLEL_NODES => return None,
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
+    .min(MAX_THREADS);
+    (threads > 1).then_some(threads)
+}
+
+/// The nodes ready to evaluate and what is left of the pass.
+struct Queue {
+    /// (rank, node) of nodes whose dependencies in the pass are all done: lowest rank first.
+    ready: BinaryHeap<Reverse<(usize, usize)>>,
+    /// For each node, how many of its dependencies in the pass are not done yet.
+    remaining: Vec<u32>,
+    /// Nodes of the pass not done yet.
+    left: usize,
+    /// A thread panicked: the others stop taking nodes.
+    aborted: bool,
+}
+
+/// What one thread's evaluations added to the load report, and which of them came from which node.
+struct Local {
+    report: LoadReport,
+    starts: DeferredStarts,
+    segments: Vec<Segment>,
+}
+
+/// The entries of one node's evaluation in its thread's [`Local::report`].
+struct Segment {
+    rank: usize,
+    started: Range<usize>,
+    updated: Range<usize>,
+    diagnostics: Range<usize>,
+}
+
+fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
+    queue.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Ends the pass for every thread if the one holding this unwinds (a component's `build` panicked), so that
+/// nobody waits for nodes that will never be done.
+struct AbortOnPanic<'a> {
+    queue: &'a Mutex<Queue>,
+    wake: &'a Condvar,
+}
+
+impl Drop for AbortOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(self.queue).aborted = true;
+            self.wake.notify_all();
+        }
+    }
+}
+
+/// Evaluates the nodes of `order` (a dependency order) on `threads` threads, adding to `report` and `starts`
+/// as [`Shared::evaluate`] does.
+pub(crate) fn evaluate_in_parallel(
+    shared: &Arc<Shared>,
+    order: &[usize],
+    threads: usize,
+    report: &mut LoadReport,
+    starts: &mut DeferredStarts,
+) {
+    let (dependencies, dependants, rank) = shared.pass_plan();
+    let n = rank.len();
+    let mut in_pass = vec![false; n];
+    for &i in order.iter().filter(|&&i| i < n) {
+        in_pass[i] = true;
+    }
+    let mut remaining = vec![0u32; n];
+    let mut ready = BinaryHeap::new();
+    let mut size = 0;
+    for &i in order.iter().filter(|&&i| i < n) {
+        let waiting = dependencies[i].iter().filter(|&&d| in_pass[d]).count();
+        remaining[i] = u32::try_from(waiting).unwrap_or(u32::MAX);
+        if waiting == 0 {
+            ready.push(Reverse((rank[i], i)));
+        }
+        size += 1;
+    }
+    let queue = Mutex::new(Queue {
+        ready,
+        remaining,
+        left: size,
+        aborted: false,
+    });
+    let wake = Condvar::new();
+    let handle = tokio::runtime::Handle::current();
+
+    let work = |local: &mut Local| {
+        let _abort = AbortOnPanic {
+            queue: &queue,
+            wake: &wake,
+        };
+        loop {
+            let index = {
+                let mut q = lock(&queue);
+                loop {
+                    if q.aborted {
+                        return;
+                    }
+                    if let Some(Reverse((_, i))) = q.ready.pop() {
+                        break i;
+                    }
+                    if q.left == 0 {
+                        return;
+                    }
+                    q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            shared.pass_started(index);
+            let r = &local.report;
+            let before = (r.started.len(), r.updated.len(), r.diagnostics.len());
+            let pending = shared.evaluate(index, Some(&mut local.report), Some(&mut local.starts));
+            if let Some(pending) = pending {
+                if shared.has_dependants(index) {
+                    // Let dependants see the new exports, but never wait long for a slow component.
+                    let wait = shared.update_wait();
+                    let _ = handle.block_on(tokio::time::timeout(wait, pending.finished()));
+                }
+            }
+            let r = &local.report;
+            let after = (r.started.len(), r.updated.len(), r.diagnostics.len());
+            if after != before {
+                local.segments.push(Segment {
+                    rank: rank[index],
+                    started: before.0..after.0,
+                    updated: before.1..after.1,
+                    diagnostics: before.2..after.2,
+                });
+            }
+            let mut q = lock(&queue);
+            q.left -= 1;
+            let mut released = 0;
+            for &d in &dependants[index] {
+                if in_pass[d] {
+                    q.remaining[d] = q.remaining[d].saturating_sub(1);
+                    if q.remaining[d] == 0 {
+                        q.ready.push(Reverse((rank[d], d)));
+                        released += 1;
+                    }
+                }
+            }
+            // This thread takes one of the released nodes itself; the others go to sleeping threads.
+            if q.left == 0 || released > 1 {
+                wake.notify_all();
+            }
+        }
+    };
+
+    let locals: Vec<Local> = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (handle, shared, work) = (&handle, shared.clone(), &work);
+                    scope.spawn(move || {
+                        let _runtime = handle.enter();
+                        let mut local = Local {
+                            report: LoadReport::default(),
+                            starts: DeferredStarts::collecting(shared),
+                            segments: Vec::new(),
+                        };
+                        work(&mut local);
+                        local
+                    })
+                })
+                .collect();
+            let mut locals = Vec::with_capacity(threads);
+            let mut panic = None;
+            for worker in workers {
+                match worker.join() {
+                    Ok(local) => locals.push(local),
+                    Err(payload) => panic = Some(payload),
+                }
+            }
+            if let Some(payload) = panic {
+                std::panic::resume_unwind(payload);
+            }
+            locals
+        })
+    });
+    merge(locals, report, starts);
+}
+
+/// Appends every thread's entries to `report` in rank order, and their components to `starts`.
+fn merge(locals: Vec<Local>, report: &mut LoadReport, starts: &mut DeferredStarts) {
+    let mut segments: Vec<(usize, usize, Segment)> = Vec::new();
+    let mut parts = Vec::with_capacity(locals.len());
+    for (thread, mut local) in locals.into_iter().enumerate() {
+        starts.ids.append(&mut local.starts.ids);
+        segments.extend(local.segments.drain(..).map(|s| (s.rank, thread, s)));
+        let r = local.report;
+        parts.push((
+            r.started.into_iter().map(Some).collect::<Vec<_>>(),
+            r.updated.into_iter().map(Some).collect::<Vec<_>>(),
+            r.diagnostics.0.into_iter().map(Some).collect::<Vec<_>>(),
+        ));
+    }
+    segments.sort_unstable_by_key(|&(rank, _, _)| rank);
+    for (_, thread, s) in segments {
+        let (started, updated, diagnostics) = &mut parts[thread];
+        report
+            .started
+            .extend(started[s.started].iter_mut().filter_map(Option::take));
+        report
+            .updated
+            .extend(updated[s.updated].iter_mut().filter_map(Option::take));
+        report.diagnostics.0.extend(
+            diagnostics[s.diagnostics]
+                .iter_mut()
+                .filter_map(Option::take),
+        );
+    }
+}
