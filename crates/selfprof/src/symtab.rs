@@ -29,7 +29,8 @@ pub(crate) struct Mapping {
     pub path: String,
 }
 
-/// The executable file mappings of this process.
+/// The executable file mappings of this process, and the kernel's vDSO (where `clock_gettime` runs: a
+/// sample may well land there).
 pub(crate) fn mappings() -> Vec<Mapping> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines().filter_map(parse_maps_line).collect()
@@ -43,7 +44,7 @@ fn parse_maps_line(line: &str) -> Option<Mapping> {
     let _dev = f.next()?;
     let _inode = f.next()?;
     let path = f.collect::<Vec<_>>().join(" ");
-    if !perms.contains('x') || !path.starts_with('/') {
+    if !perms.contains('x') || !(path.starts_with('/') || path == "[vdso]") {
         return None;
     }
     Some(Mapping {
@@ -73,6 +74,11 @@ pub(crate) fn resolve_all(addrs: &[usize], maps: &[Mapping]) -> HashMap<usize, S
         }
     }
     for (path, wanted) in by_path {
+        // The vDSO has no file to read symbols from: its samples are named after it.
+        if path.starts_with('[') {
+            out.extend(wanted.iter().map(|&(addr, _)| (addr, path.to_string())));
+            continue;
+        }
         let fallback = format!(
             "[{}]",
             path.rsplit('/')
@@ -359,7 +365,13 @@ mod tests {
             (0x55d0c0a00000, 0x55d0c0e00000, 0x200000)
         );
         assert_eq!(m.path, "/usr/bin/some prog");
-        assert!(parse_maps_line("7ffd1000-7ffd3000 r-xp 00000000 00:00 0  [vdso]").is_none());
+        let vdso = parse_maps_line("7ffd1000-7ffd3000 r-xp 00000000 00:00 0  [vdso]").unwrap();
+        assert_eq!(
+            (vdso.start, vdso.end, vdso.path.as_str()),
+            (0x7ffd1000, 0x7ffd3000, "[vdso]")
+        );
+        assert!(parse_maps_line("7ffd1000-7ffd3000 r--p 00000000 00:00 0  [vvar]").is_none());
+        assert!(parse_maps_line("7ffd1000-7ffd3000 rwxp 00000000 00:00 0  [stack]").is_none());
         assert!(parse_maps_line("7f00-7f10 rw-p 00000000 fe:01 1 /lib/x.so").is_none());
         assert!(parse_maps_line("garbage").is_none());
     }

@@ -269,3 +269,52 @@ fn a_dropped_sender_ends_the_profile_early() {
     assert!(report.duration() < Duration::from_secs(5));
     assert!(report.samples() > 0);
 }
+
+/// A thread that reads the clock all the time: on Linux that runs in the kernel's vDSO.
+fn selfprof_test_clock_reader(stop: &AtomicBool) -> u64 {
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n = n.wrapping_add(black_box(start.elapsed().as_nanos() as u64));
+    }
+    n
+}
+
+#[test]
+fn samples_in_the_vdso_lie_in_a_mapping_named_after_it() {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    if !maps.lines().any(|l| l.ends_with("[vdso]")) {
+        eprintln!("no vDSO in this process: nothing to check");
+        return;
+    }
+    let _serial = serial();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = std::thread::spawn({
+        let stop = stop.clone();
+        move || selfprof_test_clock_reader(&stop)
+    });
+    let (_keep, rx) = mpsc::channel();
+    let report = selfprof::profile(Duration::from_secs(1), 100, &rx).expect("profile");
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap();
+
+    let p = decode(&report.to_gzip_pprof(Symbols::Names));
+    let st = |i: i64| p.string_table[i as usize].as_str();
+    assert!(p
+        .location
+        .iter()
+        .all(|l| l.mapping_id >= 1 && l.line.len() == 1));
+    let vdso = p
+        .mapping
+        .iter()
+        .find(|m| st(m.filename) == "[vdso]")
+        .expect("a [vdso] mapping");
+    let in_vdso: Vec<&str> = p
+        .location
+        .iter()
+        .filter(|l| l.mapping_id == vdso.id)
+        .map(|l| st(p.function[l.line[0].function_id as usize - 1].name))
+        .collect();
+    assert!(!in_vdso.is_empty(), "no sample in the vDSO");
+    assert!(in_vdso.iter().all(|n| *n == "[vdso]"), "{in_vdso:?}");
+}
