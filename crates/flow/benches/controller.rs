@@ -8,6 +8,7 @@
 //! `RILL_BENCH=load,chain` (any of `load`, `chain`, `idle`; `load` covers the reload too) runs only those
 //! scenarios, e.g. to profile one of them. `RILL_BENCH_ROUNDS` (default 5) sets how many fresh controllers the
 //! load scenario loads into: the first runs in a cold process, the best of the others is the figure.
+//! `RILL_BENCH_THREADS` sets `ControllerOptions::evaluation_threads` (1: evaluate on the loading task).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -73,6 +74,11 @@ fn generated_config(components: usize) -> String {
 fn options() -> ControllerOptions {
     ControllerOptions {
         storage_path: std::env::temp_dir().join("rill-bench"),
+        // `RILL_BENCH_THREADS=1` evaluates loads on the loading task only (default: one thread per core).
+        evaluation_threads: std::env::var("RILL_BENCH_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         ..ControllerOptions::default()
     }
 }

@@ -16,7 +16,7 @@ use crate::component::{Component, ComponentError, Context, Health, HealthState};
 use crate::fasthash::FastMap;
 use crate::graph::{Adjacency, Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
-use crate::runner::{PendingUpdate, Runner};
+use crate::runner::{NodeShared, PendingUpdate, Runner};
 use crate::source::{LoadDiagnostics, Sources};
 use river::eval::Scope;
 use river::{Diagnostic, Object, Value};
@@ -107,6 +107,24 @@ pub struct NodeCounters {
     pub evaluations: AtomicU64,
 }
 
+/// A component's live counters (see [`Controller::counters`]); dereferences to [`NodeCounters`].
+#[derive(Clone)]
+pub struct CountersHandle(Arc<NodeShared>);
+
+impl std::ops::Deref for CountersHandle {
+    type Target = NodeCounters;
+
+    fn deref(&self) -> &NodeCounters {
+        &self.0.counters
+    }
+}
+
+impl std::fmt::Debug for CountersHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.counters.fmt(f)
+    }
+}
+
 /// Publishes a component's exports. Cheap to clone.
 #[derive(Clone)]
 pub struct ExportsHandle {
@@ -185,10 +203,8 @@ struct NodeState {
     component: Option<Arc<dyn Component>>,
     runner: Option<Runner>,
     eval_health: Health,
-    run_health: Arc<Mutex<Health>>,
-    /// Set when the last `update` failed or panicked; cleared by a successful one.
-    update_health: Arc<Mutex<Option<Health>>>,
-    counters: Arc<NodeCounters>,
+    /// Run and update health and the counters, shared with the component's task.
+    shared: Arc<NodeShared>,
     /// The liveness flag shared with the component's exports handle.
     alive: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -447,11 +463,11 @@ impl Controller {
     }
 
     /// Counters of a component, if it exists.
-    pub fn counters(&self, id: &str) -> Option<Arc<NodeCounters>> {
+    pub fn counters(&self, id: &str) -> Option<CountersHandle> {
         lock(&self.shared.state)
             .nodes
             .get(id)
-            .map(|n| n.counters.clone())
+            .map(|n| CountersHandle(n.shared.clone()))
     }
 
     /// The current exports of a component.
@@ -573,10 +589,15 @@ impl State {
         if let Some(s) = self.nodes.get(id) {
             reports.push(s.eval_health.clone());
             if s.component.is_some() {
-                let run = s.run_health.lock().unwrap_or_else(|e| e.into_inner());
+                let run = s
+                    .shared
+                    .run_health
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 reports.push(run.clone());
             }
             if let Some(h) = s
+                .shared
                 .update_health
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -872,7 +893,10 @@ impl Shared {
 
         let mut st = lock(&self.state);
         let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
-        node.counters.evaluations.fetch_add(1, Ordering::Relaxed);
+        node.shared
+            .counters
+            .evaluations
+            .fetch_add(1, Ordering::Relaxed);
         let args = match decoded {
             Ok(args) => args,
             Err(diags) => {
@@ -937,13 +961,7 @@ impl Shared {
         match built {
             Ok(component) => {
                 node.component = Some(component.clone());
-                let shared = crate::runner::Shared::new(
-                    id.clone(),
-                    component,
-                    node.run_health.clone(),
-                    node.update_health.clone(),
-                    node.counters.clone(),
-                );
+                let shared = crate::runner::Shared::new(id.clone(), component, node.shared.clone());
                 let backoff = crate::runner::Backoff {
                     first: self.options.restart_backoff,
                     max: self.options.max_restart_backoff,
@@ -1059,10 +1077,8 @@ impl NodeState {
             runner: None,
             // Always set by the evaluation that creates the state (under the same lock).
             eval_health: Health::new(HealthState::Unknown, String::new()),
-            run_health: Arc::new(Mutex::new(Health::new(HealthState::Unknown, "not started"))),
-            update_health: Arc::new(Mutex::new(None)),
+            shared: NodeShared::new(),
             alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
-            counters: Arc::new(NodeCounters::default()),
         }
     }
 }

@@ -26,7 +26,9 @@ pub use component::{
     Component, ComponentError, Context, Health, HealthState, HttpRequest, HttpResponse,
 };
 pub use component_metrics::{ComponentFamily, ComponentMetrics, MetricsError, MetricsHub};
-pub use controller::{ComponentInfo, Controller, ControllerOptions, ExportsHandle, LoadReport};
+pub use controller::{
+    ComponentInfo, Controller, ControllerOptions, CountersHandle, ExportsHandle, LoadReport,
+};
 pub use graph::{Adjacency, Graph, Node, NodeKind, Reference};
 pub use logging::LoggingConfig;
 pub use registry::{ComponentName, NameError};

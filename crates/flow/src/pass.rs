@@ -8,8 +8,6 @@
 //! node's position in the dependency order.
 
 use crate::controller::{DeferredStarts, LoadReport, Shared};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -41,26 +39,28 @@ pub(crate) fn threads_for(nodes: usize, configured: usize) -> Option<usize> {
 
 /// The nodes ready to evaluate and what is left of the pass.
 struct Queue {
-    /// (rank, node) of nodes whose dependencies in the pass are all done: lowest rank first.
-    ready: BinaryHeap<Reverse<(usize, usize)>>,
+    /// Nodes whose dependencies in the pass are all done, the most recently released last: a thread goes on
+    /// with what the node it just evaluated released, while that node's exports are still in its cache.
+    ready: Vec<usize>,
     /// For each node, how many of its dependencies in the pass are not done yet.
     remaining: Vec<u32>,
     /// Nodes of the pass not done yet.
     left: usize,
     /// A thread panicked: the others stop taking nodes.
     aborted: bool,
+    /// By rank: which thread evaluated the node and what it added to that thread's report.
+    outputs: Vec<Option<Segment>>,
 }
 
-/// What one thread's evaluations added to the load report, and which of them came from which node.
+/// What one thread's evaluations added to the load report.
 struct Local {
     report: LoadReport,
     starts: DeferredStarts,
-    segments: Vec<Segment>,
 }
 
 /// The entries of one node's evaluation in its thread's [`Local::report`].
 struct Segment {
-    rank: usize,
+    thread: usize,
     started: Range<usize>,
     updated: Range<usize>,
     diagnostics: Range<usize>,
@@ -102,26 +102,30 @@ pub(crate) fn evaluate_in_parallel(
         in_pass[i] = true;
     }
     let mut remaining = vec![0u32; n];
-    let mut ready = BinaryHeap::new();
+    let mut ready = Vec::new();
     let mut size = 0;
-    for &i in order.iter().filter(|&&i| i < n) {
+    // Reversed, so that the first roots in dependency order are taken first.
+    for &i in order.iter().rev().filter(|&&i| i < n) {
         let waiting = dependencies[i].iter().filter(|&&d| in_pass[d]).count();
         remaining[i] = u32::try_from(waiting).unwrap_or(u32::MAX);
         if waiting == 0 {
-            ready.push(Reverse((rank[i], i)));
+            ready.push(i);
         }
         size += 1;
     }
+    let mut outputs = Vec::new();
+    outputs.resize_with(n, || None);
     let queue = Mutex::new(Queue {
         ready,
         remaining,
         left: size,
         aborted: false,
+        outputs,
     });
     let wake = Condvar::new();
     let handle = tokio::runtime::Handle::current();
 
-    let work = |local: &mut Local| {
+    let work = |thread: usize, local: &mut Local| {
         let _abort = AbortOnPanic {
             queue: &queue,
             wake: &wake,
@@ -133,7 +137,7 @@ pub(crate) fn evaluate_in_parallel(
                     if q.aborted {
                         return;
                     }
-                    if let Some(Reverse((_, i))) = q.ready.pop() {
+                    if let Some(i) = q.ready.pop() {
                         break i;
                     }
                     if q.left == 0 {
@@ -155,22 +159,22 @@ pub(crate) fn evaluate_in_parallel(
             }
             let r = &local.report;
             let after = (r.started.len(), r.updated.len(), r.diagnostics.len());
+            let mut q = lock(&queue);
             if after != before {
-                local.segments.push(Segment {
-                    rank: rank[index],
+                q.outputs[rank[index]] = Some(Segment {
+                    thread,
                     started: before.0..after.0,
                     updated: before.1..after.1,
                     diagnostics: before.2..after.2,
                 });
             }
-            let mut q = lock(&queue);
             q.left -= 1;
             let mut released = 0;
             for &d in &dependants[index] {
                 if in_pass[d] {
                     q.remaining[d] = q.remaining[d].saturating_sub(1);
                     if q.remaining[d] == 0 {
-                        q.ready.push(Reverse((rank[d], d)));
+                        q.ready.push(d);
                         released += 1;
                     }
                 }
@@ -185,16 +189,15 @@ pub(crate) fn evaluate_in_parallel(
     let locals: Vec<Local> = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let workers: Vec<_> = (0..threads)
-                .map(|_| {
+                .map(|thread| {
                     let (handle, shared, work) = (&handle, shared.clone(), &work);
                     scope.spawn(move || {
                         let _runtime = handle.enter();
                         let mut local = Local {
                             report: LoadReport::default(),
                             starts: DeferredStarts::collecting(shared),
-                            segments: Vec::new(),
                         };
-                        work(&mut local);
+                        work(thread, &mut local);
                         local
                     })
                 })
@@ -213,36 +216,40 @@ pub(crate) fn evaluate_in_parallel(
             locals
         })
     });
-    merge(locals, report, starts);
+    let outputs = std::mem::take(&mut lock(&queue).outputs);
+    merge(locals, outputs, report, starts);
 }
 
-/// Appends every thread's entries to `report` in rank order, and their components to `starts`.
-fn merge(locals: Vec<Local>, report: &mut LoadReport, starts: &mut DeferredStarts) {
-    let mut segments: Vec<(usize, usize, Segment)> = Vec::new();
+/// Appends every thread's entries to `report` in rank order (`outputs` is by rank), and their components to
+/// `starts`.
+fn merge(
+    locals: Vec<Local>,
+    outputs: Vec<Option<Segment>>,
+    report: &mut LoadReport,
+    starts: &mut DeferredStarts,
+) {
     let mut parts = Vec::with_capacity(locals.len());
-    for (thread, mut local) in locals.into_iter().enumerate() {
+    for mut local in locals {
         starts.ids.append(&mut local.starts.ids);
-        segments.extend(local.segments.drain(..).map(|s| (s.rank, thread, s)));
         let r = local.report;
-        parts.push((
-            r.started.into_iter().map(Some).collect::<Vec<_>>(),
-            r.updated.into_iter().map(Some).collect::<Vec<_>>(),
-            r.diagnostics.0.into_iter().map(Some).collect::<Vec<_>>(),
-        ));
+        let diagnostics: Vec<_> = r.diagnostics.0.into_iter().map(Some).collect();
+        parts.push((r.started, r.updated, diagnostics));
     }
-    segments.sort_unstable_by_key(|&(rank, _, _)| rank);
-    for (_, thread, s) in segments {
-        let (started, updated, diagnostics) = &mut parts[thread];
-        report
-            .started
-            .extend(started[s.started].iter_mut().filter_map(Option::take));
-        report
-            .updated
-            .extend(updated[s.updated].iter_mut().filter_map(Option::take));
-        report.diagnostics.0.extend(
-            diagnostics[s.diagnostics]
-                .iter_mut()
-                .filter_map(Option::take),
-        );
+    for s in outputs.into_iter().flatten() {
+        let Some((started, updated, diagnostics)) = parts.get_mut(s.thread) else {
+            continue;
+        };
+        if let Some(names) = started.get_mut(s.started) {
+            report.started.extend(names.iter_mut().map(std::mem::take));
+        }
+        if let Some(names) = updated.get_mut(s.updated) {
+            report.updated.extend(names.iter_mut().map(std::mem::take));
+        }
+        if let Some(found) = diagnostics.get_mut(s.diagnostics) {
+            report
+                .diagnostics
+                .0
+                .extend(found.iter_mut().filter_map(Option::take));
+        }
     }
 }

@@ -28,14 +28,30 @@ const INLINE_BUDGET: Duration = Duration::from_millis(1);
 type Outcome = Result<Result<(), ComponentError>, Box<dyn std::any::Any + Send>>;
 type UpdateFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
+/// What a node keeps for as long as it is in the graph, shared with its component's task (one allocation
+/// for all of it).
+pub(crate) struct NodeShared {
+    pub(crate) run_health: Mutex<Health>,
+    /// Set when the last `update` failed or panicked; cleared by a successful one.
+    pub(crate) update_health: Mutex<Option<Health>>,
+    pub(crate) counters: NodeCounters,
+}
+
+impl NodeShared {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(NodeShared {
+            run_health: Mutex::new(Health::new(HealthState::Unknown, "not started")),
+            update_health: Mutex::new(None),
+            counters: NodeCounters::default(),
+        })
+    }
+}
+
 /// What a node's state shares with its component's task.
 pub(crate) struct Shared {
     pub(crate) id: Arc<str>,
     pub(crate) component: Arc<dyn Component>,
-    pub(crate) run_health: Arc<Mutex<Health>>,
-    /// Set when the last `update` failed or panicked; cleared by a successful one.
-    pub(crate) update_health: Arc<Mutex<Option<Health>>>,
-    pub(crate) counters: Arc<NodeCounters>,
+    pub(crate) node: Arc<NodeShared>,
     slot: Mutex<Slot>,
     /// Wakes the task when there is an update for it to drive.
     work: Notify,
@@ -127,7 +143,7 @@ impl Runner {
             return;
         };
         set_health(
-            &self.shared.run_health,
+            &self.shared.node.run_health,
             HealthState::Healthy,
             "started".into(),
         );
@@ -170,7 +186,7 @@ pub(crate) fn submit(
         }
         slot.busy = true;
     }
-    shared.counters.updates.fetch_add(1, Ordering::Relaxed);
+    shared.node.counters.updates.fetch_add(1, Ordering::Relaxed);
     let mut update = update_future(shared.component.clone(), args);
     let started = Instant::now();
     let mut cx = TaskContext::from_waker(Waker::noop());
@@ -211,7 +227,7 @@ fn finish(shared: &Shared, generation: u64, outcome: Outcome) {
     if let Some(message) = &message {
         tracing::error!(component = %shared.id, error = %message, "component update failed");
     }
-    *lock(&shared.update_health) = message.map(|m| Health::new(HealthState::Unhealthy, m));
+    *lock(&shared.node.update_health) = message.map(|m| Health::new(HealthState::Unhealthy, m));
     let more = {
         let mut slot = lock(&shared.slot);
         slot.busy = false;
@@ -236,18 +252,23 @@ fn next_update(shared: &Shared) -> Option<(u64, UpdateFuture)> {
     let (generation, args) = slot.queued.take()?;
     slot.busy = true;
     drop(slot);
-    shared.counters.updates.fetch_add(1, Ordering::Relaxed);
+    shared.node.counters.updates.fetch_add(1, Ordering::Relaxed);
     Some((generation, update_future(shared.component.clone(), args)))
 }
 
 type RunFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 fn run_future(shared: &Shared, cancel: &CancellationToken) -> RunFuture {
-    if shared.counters.runs.fetch_add(1, Ordering::Relaxed) > 0 {
-        set_health(&shared.run_health, HealthState::Healthy, "restarted".into());
+    if shared.node.counters.runs.fetch_add(1, Ordering::Relaxed) > 0 {
+        set_health(
+            &shared.node.run_health,
+            HealthState::Healthy,
+            "restarted".into(),
+        );
     }
     let component = shared.component.clone();
-    let token = cancel.child_token();
+    // The run stops when the component does: it gets the component's own token.
+    let token = cancel.clone();
     Box::pin(std::panic::AssertUnwindSafe(async move { component.run(token).await }).catch_unwind())
 }
 
@@ -270,7 +291,7 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken, backoff: Backoff)
             outcome = async { run.as_mut().expect("guarded").await }, if run.is_some() => {
                 run = None;
                 if cancel.is_cancelled() {
-                    set_health(&shared.run_health, HealthState::Exited, "stopped".into());
+                    set_health(&shared.node.run_health, HealthState::Exited, "stopped".into());
                     return;
                 }
                 let why = match outcome {
@@ -279,7 +300,7 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken, backoff: Backoff)
                     Err(payload) => format!("run panicked: {}", panic_message(payload.as_ref())),
                 };
                 tracing::error!(component = %shared.id, reason = %why, backoff = ?delay, "component exited; restarting");
-                set_health(&shared.run_health, HealthState::Exited, why);
+                set_health(&shared.node.run_health, HealthState::Exited, why);
                 restart = Some(Box::pin(tokio::time::sleep(delay)));
                 delay = (delay * 2).min(backoff.max);
             }
@@ -304,16 +325,12 @@ impl Shared {
     pub(crate) fn new(
         id: Arc<str>,
         component: Arc<dyn Component>,
-        run_health: Arc<Mutex<Health>>,
-        update_health: Arc<Mutex<Option<Health>>>,
-        counters: Arc<NodeCounters>,
+        node: Arc<NodeShared>,
     ) -> Arc<Self> {
         Arc::new(Shared {
             id,
             component,
-            run_health,
-            update_health,
-            counters,
+            node,
             slot: Mutex::new(Slot::default()),
             work: Notify::new(),
             finished: Notify::new(),
@@ -399,9 +416,7 @@ mod tests {
         let shared = Shared::new(
             Arc::from("test.blocking.a"),
             component.clone(),
-            Arc::new(Mutex::new(Health::new(HealthState::Unknown, ""))),
-            Arc::new(Mutex::new(None)),
-            Arc::new(NodeCounters::default()),
+            NodeShared::new(),
         );
         let backoff = Backoff {
             first: Duration::from_millis(10),
@@ -429,7 +444,7 @@ mod tests {
             assert!(submit(&shared, generation, args()).is_none());
         }
         assert_eq!(c.applied.load(Ordering::Relaxed), 3);
-        assert_eq!(r.shared.counters.updates.load(Ordering::Relaxed), 3);
+        assert_eq!(r.shared.node.counters.updates.load(Ordering::Relaxed), 3);
         stop(r, Duration::from_secs(5), "test.blocking.a").await;
     }
 
