@@ -617,7 +617,7 @@ impl State {
     fn info(&self, index: usize) -> Option<ComponentInfo> {
         let node = self.graph.nodes.get(index)?;
         let (name, label) = match &node.kind {
-            NodeKind::Component { name, label } => (name.clone(), label.clone()),
+            NodeKind::Component { name } => (String::from(&**name), node.label().to_string()),
             NodeKind::Config { name } => (name.clone(), String::new()),
         };
         let ids = |list: &[usize]| {

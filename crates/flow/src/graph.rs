@@ -20,12 +20,11 @@ pub const CONFIG_BLOCKS: &[&str] = &["logging", "tracing"];
 /// What a node is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NodeKind {
-    /// A component instance: its registered name and its label.
+    /// A component instance of a registered name; its label is the rest of the node's ID
+    /// ([`Node::label`]).
     Component {
-        /// The component name, e.g. `pyroscope.scrape`.
-        name: String,
-        /// The label, e.g. `default`.
-        label: String,
+        /// The component name, e.g. `pyroscope.scrape` (shared by every node of that component).
+        name: Arc<str>,
     },
     /// A runtime config block such as `logging`.
     Config {
@@ -74,6 +73,14 @@ pub struct Node {
 }
 
 impl Node {
+    /// The label of a component, e.g. `default` for `pyroscope.scrape.default`; empty for a config block.
+    pub fn label(&self) -> &str {
+        match &self.kind {
+            NodeKind::Component { name } => self.id.get(name.len() + 1..).unwrap_or(""),
+            NodeKind::Config { .. } => "",
+        }
+    }
+
     /// The block this node was declared by.
     pub fn block<'s>(&self, sources: &'s Sources) -> Option<&'s Block> {
         match sources
@@ -109,6 +116,9 @@ pub struct Graph {
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
     ids: FastMap<Arc<str>, usize>,
+    /// Bit `k` is set when some ID has `k` dot-separated parts (bit 63: 63 or more), so that resolving a
+    /// reference looks up only prefixes of lengths that some ID has.
+    id_parts: u64,
     /// For each node, whether it refers to a component whose ID starts with a standard-library name (see
     /// [`Graph::shadows_stdlib`]).
     shadowing: Vec<bool>,
@@ -235,6 +245,8 @@ impl Graph {
         };
 
         let mut scratch = String::new();
+        // Blocks of one component often come in a row: its interned name, looked up once per run of them.
+        let mut last_component: Option<Arc<str>> = None;
         for (file_index, file) in sources.files.iter().enumerate() {
             let src = file.source.text();
             for (stmt_index, stmt) in file.ast.top_level().iter().enumerate() {
@@ -255,7 +267,14 @@ impl Graph {
                             name: name.into_owned(),
                         },
                     )
-                } else if names.is_component(&name) {
+                } else if let Some(interned) = match &last_component {
+                    Some(last) if **last == *name => Some(last.clone()),
+                    _ => names.is_component(&name).then(|| {
+                        let interned: Arc<str> = Arc::from(&*name);
+                        last_component = Some(interned.clone());
+                        interned
+                    }),
+                } {
                     let Some(label) = block.label_text(src) else {
                         let msg = format!("component {name:?} must have a label");
                         diags.push(&file.source, Diagnostic::error(name_span, msg));
@@ -267,10 +286,7 @@ impl Graph {
                     scratch.push_str(label);
                     (
                         Arc::from(scratch.as_str()),
-                        NodeKind::Component {
-                            name: name.into_owned(),
-                            label: label.to_string(),
-                        },
+                        NodeKind::Component { name: interned },
                     )
                 } else {
                     let mut msg = format!("cannot find the definition of component name {name:?}");
@@ -294,6 +310,7 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 }
+                graph.id_parts |= part_bit(id.bytes().filter(|&b| b == b'.').count() + 1);
                 graph.ids.insert(id.clone(), graph.nodes.len());
                 graph.nodes.push(Node {
                     id,
@@ -415,6 +432,9 @@ impl Graph {
                 key.push('.');
             }
             key.push_str(part.text(src));
+            if self.id_parts & part_bit(i + 1) == 0 {
+                continue;
+            }
             let prefix = if contiguous {
                 src.get(start as usize..part.end as usize)
                     .unwrap_or(key.as_str())
@@ -427,6 +447,11 @@ impl Graph {
         }
         None
     }
+}
+
+/// The bit of [`Graph::id_parts`] for IDs of `parts` parts.
+fn part_bit(parts: usize) -> u64 {
+    1 << parts.min(63)
 }
 
 /// A block's dotted name, borrowed from the source when it is written without blanks.
@@ -592,10 +617,10 @@ mod tests {
     struct Names;
     impl NameCatalog for Names {
         fn is_component(&self, name: &str) -> bool {
-            ["local.file", "test.pass", "pyroscope.scrape"].contains(&name)
+            ["local.file", "test.pass", "pyroscope.scrape", "a.b.c.d"].contains(&name)
         }
         fn component_names(&self) -> Vec<&str> {
-            vec!["local.file", "test.pass", "pyroscope.scrape"]
+            vec!["local.file", "test.pass", "pyroscope.scrape", "a.b.c.d"]
         }
         fn is_stdlib(&self, name: &str) -> bool {
             ["env", "constants", "string", "concat"].contains(&name)
@@ -605,6 +630,29 @@ mod tests {
     fn build(text: &str) -> Result<Graph, Vec<String>> {
         let sources = Sources::parse([("t.river", text)]).map_err(|d| vec![d.to_string()])?;
         Graph::build(&sources, &Names).map_err(|d| d.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn references_resolve_to_ids_of_any_length() {
+        let g = build(
+            "a.b.c.d \"x\" { }\ntest.pass \"y\" { input = a.b.c.d.x.out }\n\
+             test.pass \"z\" { input = [test.pass.y.output, a.b.c.d.x.other.deep] }\n",
+        )
+        .unwrap();
+        let targets = |id: &str| -> Vec<&str> {
+            let n = g.get(id).unwrap();
+            n.references
+                .iter()
+                .map(|r| &*g.nodes[r.target].id)
+                .collect()
+        };
+        assert_eq!(targets("test.pass.y"), ["a.b.c.d.x"]);
+        assert_eq!(targets("test.pass.z"), ["test.pass.y", "a.b.c.d.x"]);
+        assert_eq!(g.get("a.b.c.d.x").map(Node::label), Some("x"));
+        assert_eq!(
+            build("test.pass \"y\" { input = a.b.c.d.x }\n").unwrap_err(),
+            ["t.river:1:25: component \"a.b.c.d.x\" does not exist or is out of scope"]
+        );
     }
 
     #[test]
@@ -670,9 +718,9 @@ mod tests {
             g.get("test.pass.a").map(|n| n.kind.clone()),
             Some(NodeKind::Component {
                 name: "test.pass".into(),
-                label: "a".into()
             })
         );
+        assert_eq!(g.get("test.pass.a").map(Node::label), Some("a"));
     }
 
     #[test]
