@@ -162,14 +162,7 @@ impl Evaluator<'_> {
                     EvalError::new(expr.span, format!("identifier {name:?} does not exist"))
                 })
             }
-            ExprKind::Array(items) => {
-                let values = file
-                    .exprs(items)
-                    .iter()
-                    .map(|e| self.eval(e))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Value::array(values))
-            }
+            ExprKind::Array(items) => Ok(Value::array(self.eval_all(file.exprs(items))?)),
             ExprKind::Object(fields) => {
                 let fields = file.fields(fields);
                 let mut object = Object::with_capacity(fields.len());
@@ -224,10 +217,7 @@ impl Evaluator<'_> {
                         ),
                     ));
                 };
-                let values = args
-                    .iter()
-                    .map(|e| self.eval(e))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let values = self.eval_all(args)?;
                 f.call(&values).map_err(|e| {
                     let (span, message) =
                         crate::stdlib::call_error_diagnostic(&e, func, args, file);
@@ -259,6 +249,16 @@ impl Evaluator<'_> {
             }
             ExprKind::Paren(inner) => self.eval(file.expr(inner)),
         }
+    }
+
+    /// Evaluates each of `exprs`, stopping at the first error.
+    fn eval_all(&self, exprs: &[Expr]) -> Result<Vec<Value>, EvalError> {
+        // Sized up front: collecting a `Result` iterator cannot know the length and grows by reallocating.
+        let mut values = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            values.push(self.eval(e)?);
+        }
+        Ok(values)
     }
 
     fn literal(&self, kind: LitKind, span: Span) -> Result<Value, EvalError> {
