@@ -132,8 +132,8 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 use serde::Deserialize;
+use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
@@ -202,19 +202,22 @@ macro_rules! int_method {
 
 thread_local! {
     /// The value handed from a River (de)serializer to a type's (de)serialize impl (see [`RAW_MAGIC`]).
-    static STASH: RefCell<Option<Value>> = const { RefCell::new(None) };
+    static STASH: Cell<Option<Value>> = const { Cell::new(None) };
     /// Set while a [`Block`] asks for a block, so that serde's "missing field" error names a block.
     static EXPECT_BLOCK: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Puts a value in the thread-local hand-over slot.
+#[inline]
 pub(crate) fn stash_put(v: Value) {
-    STASH.with(|s| *s.borrow_mut() = Some(v));
+    // A `Cell` rather than a `RefCell`: the slot is only ever swapped, never borrowed.
+    drop(STASH.replace(Some(v)));
 }
 
 /// Takes the value from the thread-local hand-over slot.
+#[inline]
 pub(crate) fn stash_take() -> Option<Value> {
-    STASH.with(|s| s.borrow_mut().take())
+    STASH.take()
 }
 
 /// Calls `f` with [`EXPECT_BLOCK`] set, restoring it afterwards.
@@ -721,31 +724,60 @@ pub(crate) fn eval_body_with<'a>(
     eval: &mut dyn FnMut(&Expr) -> Result<Value, EvalError>,
     diags: &mut Diagnostics,
 ) -> EvalBody<'a> {
-    let src: &'a str = &file.source;
     let body = file.stmts(body);
     let mut stmts = Vec::with_capacity(body.len());
     for stmt in body {
-        match stmt {
-            Stmt::Attribute(a) => {
-                let value = match eval(&a.value) {
-                    Ok(v) => Some(v),
-                    Err(e) => {
-                        diags.push(Diagnostic::error(e.span, e.message));
-                        None
-                    }
-                };
-                stmts.push(EvalStmt::Attribute(EvalAttribute {
-                    name: a.name.text(src),
-                    name_span: a.name,
-                    span: a.span(),
-                    expr: &a.value,
-                    value,
-                }));
-            }
-            Stmt::Block(b) => stmts.push(EvalStmt::Block(eval_block_with(b, file, eval, diags))),
-        }
+        stmts.push(eval_stmt_with(stmt, file, eval, diags));
     }
     EvalBody { stmts }
+}
+
+/// The statements of a body evaluated for decoding: on the stack when there are few (most component
+/// bodies), saving an allocation per decode.
+type EvalStmts<'a> = SmallVec<[EvalStmt<'a>; 2]>;
+
+/// [`eval_body`] into `out` (filled in place: the statements are large to move).
+fn eval_stmts<'a>(
+    body: Body,
+    file: &'a File,
+    scope: &Scope,
+    out: &mut EvalStmts<'a>,
+) -> Diagnostics {
+    let mut diags = Diagnostics::new();
+    let mut eval = |e: &Expr| eval_expr(e, file, scope);
+    let body = file.stmts(body);
+    out.reserve(body.len());
+    for stmt in body {
+        out.push(eval_stmt_with(stmt, file, &mut eval, &mut diags));
+    }
+    diags
+}
+
+fn eval_stmt_with<'a>(
+    stmt: &'a Stmt,
+    file: &'a File,
+    eval: &mut dyn FnMut(&Expr) -> Result<Value, EvalError>,
+    diags: &mut Diagnostics,
+) -> EvalStmt<'a> {
+    match stmt {
+        Stmt::Attribute(a) => {
+            let value = match eval(&a.value) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    diags.push(Diagnostic::error(e.span, e.message));
+                    None
+                }
+            };
+            EvalStmt::Attribute(EvalAttribute {
+                name: a.name.text(&file.source),
+                name_span: a.name,
+                span: a.span(),
+                expr: &a.value,
+                value,
+            })
+        }
+        Stmt::Block(b) => EvalStmt::Block(eval_block_with(b, file, eval, diags)),
+    }
 }
 
 fn eval_block_with<'a>(
@@ -802,8 +834,9 @@ pub fn decode_body<T: DeserializeOwned>(
     file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(body, file, scope);
-    run_decode::<T>(&tree, file, Span::at(0), diags, |_| Ok(()))
+    let mut stmts = EvalStmts::new();
+    let diags = eval_stmts(body, file, scope, &mut stmts);
+    run_decode::<T>(&stmts, file, Span::at(0), diags, |_| Ok(()))
 }
 
 /// [`decode_body`], then [`Validate::validate`] on the result.
@@ -812,8 +845,9 @@ pub fn decode_body_validated<T: DeserializeOwned + Validate>(
     file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(body, file, scope);
-    run_decode::<T>(&tree, file, Span::at(0), diags, T::validate)
+    let mut stmts = EvalStmts::new();
+    let diags = eval_stmts(body, file, scope, &mut stmts);
+    run_decode::<T>(&stmts, file, Span::at(0), diags, T::validate)
 }
 
 /// Evaluates and decodes the body of `block` (e.g. a component's arguments) into `T`. The block's own label is
@@ -823,8 +857,9 @@ pub fn decode_block_body<T: DeserializeOwned>(
     file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(block.body, file, scope);
-    run_decode::<T>(&tree, file, block_header(block), diags, |_| Ok(()))
+    let mut stmts = EvalStmts::new();
+    let diags = eval_stmts(block.body, file, scope, &mut stmts);
+    run_decode::<T>(&stmts, file, block_header(block), diags, |_| Ok(()))
 }
 
 /// [`decode_block_body`], then [`Validate::validate`] on the result.
@@ -833,8 +868,9 @@ pub fn decode_block_body_validated<T: DeserializeOwned + Validate>(
     file: &File,
     scope: &Scope,
 ) -> Result<T, Diagnostics> {
-    let (tree, diags) = eval_body(block.body, file, scope);
-    run_decode::<T>(&tree, file, block_header(block), diags, T::validate)
+    let mut stmts = EvalStmts::new();
+    let diags = eval_stmts(block.body, file, scope, &mut stmts);
+    run_decode::<T>(&stmts, file, block_header(block), diags, T::validate)
 }
 
 /// Parses `src` and decodes the body of its first block with the standard library in scope, validated: the
@@ -865,7 +901,7 @@ pub fn decode_eval_body<T: DeserializeOwned>(
     file: &File,
     header: Span,
 ) -> Result<T, Diagnostics> {
-    run_decode::<T>(body, file, header, Diagnostics::new(), |_| Ok(()))
+    run_decode::<T>(&body.stmts, file, header, Diagnostics::new(), |_| Ok(()))
 }
 
 /// [`decode_eval_body`], then [`Validate::validate`] on the result.
@@ -874,7 +910,7 @@ pub fn decode_eval_body_validated<T: DeserializeOwned + Validate>(
     file: &File,
     header: Span,
 ) -> Result<T, Diagnostics> {
-    run_decode::<T>(body, file, header, Diagnostics::new(), T::validate)
+    run_decode::<T>(&body.stmts, file, header, Diagnostics::new(), T::validate)
 }
 
 /// The decode driver. A value error aborts serde's visitor for the whole struct, so after each failed attempt
@@ -882,7 +918,7 @@ pub fn decode_eval_body_validated<T: DeserializeOwned + Validate>(
 /// while errors that are mere consequences of an excluded statement (a "missing" field, validation of an
 /// incomplete block) are suppressed.
 fn run_decode<T: DeserializeOwned>(
-    body: &EvalBody<'_>,
+    body: &[EvalStmt<'_>],
     file: &File,
     header: Span,
     eval_diags: Diagnostics,
@@ -892,8 +928,7 @@ fn run_decode<T: DeserializeOwned>(
     for d in eval_diags {
         ctx.push(d);
     }
-    mark_eval_failures(&ctx, body);
-    let limit = count_stmts(body) + 2;
+    let limit = mark_eval_failures(&ctx, body) + 2;
     let top = ContentDe {
         ctx: &ctx,
         body,
@@ -936,24 +971,18 @@ fn run_decode<T: DeserializeOwned>(
     Err(ctx.into_diagnostics())
 }
 
-fn mark_eval_failures(ctx: &Ctx<'_>, body: &EvalBody<'_>) {
-    for stmt in &body.stmts {
+/// Marks the attributes that failed to evaluate as failed; returns the number of statements (recursively).
+fn mark_eval_failures(ctx: &Ctx<'_>, body: &[EvalStmt<'_>]) -> usize {
+    let mut count = 0;
+    for stmt in body {
+        count += 1;
         match stmt {
             EvalStmt::Attribute(a) if a.value.is_none() => ctx.fail(a.span),
             EvalStmt::Attribute(_) => {}
-            EvalStmt::Block(b) => mark_eval_failures(ctx, &b.body),
+            EvalStmt::Block(b) => count += mark_eval_failures(ctx, &b.body.stmts),
         }
     }
-}
-
-fn count_stmts(body: &EvalBody<'_>) -> usize {
-    body.stmts
-        .iter()
-        .map(|s| match s {
-            EvalStmt::Attribute(_) => 1,
-            EvalStmt::Block(b) => 1 + count_stmts(&b.body),
-        })
-        .sum()
+    count
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -965,8 +994,9 @@ struct Ctx<'a> {
     file: &'a File,
     src: &'a str,
     diags: RefCell<Vec<Diagnostic>>,
-    /// Statements (by span) that failed and are skipped from now on.
-    failed: RefCell<HashSet<Span>>,
+    /// Statements (by span) that failed and are skipped from now on; each at most once. A list, not a set:
+    /// it is empty on the success path and short otherwise (bounded by the number of statements).
+    failed: RefCell<Vec<Span>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -975,7 +1005,7 @@ impl<'a> Ctx<'a> {
             file,
             src: &file.source,
             diags: RefCell::new(Vec::new()),
-            failed: RefCell::new(HashSet::new()),
+            failed: RefCell::new(Vec::new()),
         }
     }
 
@@ -995,7 +1025,10 @@ impl<'a> Ctx<'a> {
     }
 
     fn fail(&self, span: Span) {
-        self.failed.borrow_mut().insert(span);
+        let mut failed = self.failed.borrow_mut();
+        if !failed.contains(&span) {
+            failed.push(span);
+        }
     }
 
     fn is_failed(&self, span: Span) -> bool {
@@ -1104,7 +1137,7 @@ fn object_key_matches(f: &ast::ObjectField, name: &str, src: &str) -> bool {
 #[derive(Clone, Copy)]
 struct ContentDe<'c, 'a> {
     ctx: &'c Ctx<'a>,
-    body: &'c EvalBody<'a>,
+    body: &'c [EvalStmt<'a>],
     /// The block whose content this is; `None` at the top level.
     block: Option<&'c EvalBlock<'a>>,
     /// Where errors without a statement of their own point.
@@ -1133,7 +1166,7 @@ impl<'c, 'a> ContentDe<'c, 'a> {
     /// Groups the statements by name, reporting duplicates and (when `fields` is known) unknown names.
     fn entries(&self, fields: Option<&[&'static str]>) -> Vec<Entry<'c, 'a>> {
         let ctx = self.ctx;
-        let mut entries: Vec<Entry<'c, 'a>> = Vec::with_capacity(self.body.stmts.len());
+        let mut entries: Vec<Entry<'c, 'a>> = Vec::with_capacity(self.body.len());
         fn slot<'e, 'c, 'a>(
             entries: &'e mut Vec<Entry<'c, 'a>>,
             name: &'c str,
@@ -1151,11 +1184,11 @@ impl<'c, 'a> ContentDe<'c, 'a> {
             };
             &mut entries[idx]
         }
-        for (i, stmt) in self.body.stmts.iter().enumerate() {
+        for (i, stmt) in self.body.iter().enumerate() {
             match stmt {
                 EvalStmt::Attribute(a) => {
                     // Bodies are short: looking back costs less than keeping a set of the names seen.
-                    let seen = self.body.stmts[..i]
+                    let seen = self.body[..i]
                         .iter()
                         .any(|s| matches!(s, EvalStmt::Attribute(b) if b.name == a.name));
                     if seen {
@@ -1216,6 +1249,23 @@ impl<'c, 'a> ContentDe<'c, 'a> {
         entries
     }
 
+    /// Whether every statement is an attribute of its own name, known (when `fields` is) and not failed: then
+    /// [`ContentDe::entries`] would report nothing and make one entry per statement, in order, and the
+    /// entries can be made as they are asked for instead.
+    fn plain_attributes(&self, fields: Option<&[&'static str]>) -> bool {
+        let stmts = &self.body;
+        stmts.iter().enumerate().all(|(i, stmt)| match stmt {
+            EvalStmt::Attribute(a) => {
+                fields.is_none_or(|f| f.contains(&a.name))
+                    && !self.ctx.is_failed(a.span)
+                    && !stmts[..i]
+                        .iter()
+                        .any(|s| matches!(s, EvalStmt::Attribute(b) if b.name == a.name))
+            }
+            EvalStmt::Block(_) => false,
+        })
+    }
+
     /// Turns an error out of the visitor into a recorded diagnostic (or suppresses it as a consequence of an
     /// earlier one) and adds this block to the culprits.
     fn convert(&self, err: Error) -> Error {
@@ -1271,7 +1321,7 @@ impl<'c, 'a> ContentDe<'c, 'a> {
 
     /// Whether a statement called `name` (or an enum block under it) failed.
     fn child_failed(&self, name: &str) -> bool {
-        self.body.stmts.iter().any(|s| match s {
+        self.body.iter().any(|s| match s {
             EvalStmt::Attribute(a) => a.name == name && self.ctx.is_failed(a.span),
             EvalStmt::Block(b) => {
                 (b.name == name
@@ -1328,11 +1378,15 @@ impl<'c, 'a> ContentDe<'c, 'a> {
             Some(_) => self.check_no_label("does not support specifying labels"),
             None => self.check_no_label("requires empty label"),
         }
-        let entries = self.entries(fields);
+        let entries = if self.plain_attributes(fields) {
+            Entries::Attributes(self.body.iter())
+        } else {
+            Entries::Grouped(self.entries(fields).into_iter())
+        };
         let access = BodyMap {
             ctx: self.ctx,
             label,
-            entries: entries.into_iter(),
+            entries,
             pending: None,
         };
         visitor.visit_map(access).map_err(|e| self.convert(e))
@@ -1431,8 +1485,42 @@ impl<'de> de::Deserializer<'de> for ContentDe<'_, '_> {
 struct BodyMap<'c, 'a> {
     ctx: &'c Ctx<'a>,
     label: Option<&'a str>,
-    entries: std::vec::IntoIter<Entry<'c, 'a>>,
+    entries: Entries<'c, 'a>,
     pending: Option<Pending<'c, 'a>>,
+}
+
+/// The entries of a body, in order.
+enum Entries<'c, 'a> {
+    /// A body of plain attributes ([`ContentDe::plain_attributes`]): one entry per statement.
+    Attributes(std::slice::Iter<'c, EvalStmt<'a>>),
+    /// Grouped by [`ContentDe::entries`].
+    Grouped(std::vec::IntoIter<Entry<'c, 'a>>),
+}
+
+impl<'c, 'a> Iterator for Entries<'c, 'a> {
+    type Item = Entry<'c, 'a>;
+
+    fn next(&mut self) -> Option<Entry<'c, 'a>> {
+        match self {
+            Entries::Attributes(stmts) => stmts.find_map(|s| match s {
+                EvalStmt::Attribute(a) => Some(Entry {
+                    name: a.name,
+                    attr: Some(a),
+                    blocks: Vec::new(),
+                }),
+                EvalStmt::Block(_) => None,
+            }),
+            Entries::Grouped(entries) => entries.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            // Only attributes, by construction.
+            Entries::Attributes(stmts) => (stmts.len(), Some(stmts.len())),
+            Entries::Grouped(entries) => entries.size_hint(),
+        }
+    }
 }
 
 enum Pending<'c, 'a> {
@@ -1477,7 +1565,7 @@ impl<'de, 'c, 'a> MapAccess<'de> for BodyMap<'c, 'a> {
     }
 
     fn size_hint(&self) -> Option<usize> {
-        Some(self.entries.len() + usize::from(self.label.is_some()))
+        Some(self.entries.size_hint().0 + usize::from(self.label.is_some()))
     }
 }
 
@@ -1881,7 +1969,7 @@ impl<'c, 'a> BlockDe<'c, 'a> {
     fn content(self, label_consumed: bool) -> ContentDe<'c, 'a> {
         ContentDe {
             ctx: self.ctx,
-            body: &self.block.body,
+            body: &self.block.body.stmts,
             block: Some(self.block),
             header: self.block.header,
             label_consumed,

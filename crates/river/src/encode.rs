@@ -1447,4 +1447,188 @@ mod tests {
             Ok(1)
         );
     }
+
+    /// A value of every kind, nested: what the (de)serializer tests below pass around.
+    fn every_kind() -> Value {
+        obj(&[
+            ("null", Value::Null),
+            ("bool", Value::Bool(true)),
+            ("int", Value::int(-3)),
+            ("uint", Value::uint(u64::MAX)),
+            ("float", Value::float(0.5)),
+            ("string", Value::string("s")),
+            (
+                "list",
+                Value::array(vec![
+                    Value::secret("hunter2"),
+                    Value::Capsule(Capsule::new(Recv)),
+                    obj(&[(
+                        "f",
+                        Value::Function(Function::new("f", |_| Ok(Value::Null))),
+                    )]),
+                ]),
+            ),
+        ])
+    }
+
+    #[derive(Serialize, serde::Deserialize)]
+    struct WithValue {
+        name: String,
+        value: Value,
+    }
+
+    /// Whether `a` and `b` share their allocation (arrays, objects and strings).
+    fn same_allocation(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Array(x), Value::Array(y)) => std::sync::Arc::ptr_eq(x, y),
+            (Value::Object(x), Value::Object(y)) => std::sync::Arc::ptr_eq(x, y),
+            (Value::String(x), Value::String(y)) => std::sync::Arc::ptr_eq(x, y),
+            _ => false,
+        }
+    }
+
+    #[test]
+    fn river_serde_hands_values_over_without_copying() {
+        let v = every_kind();
+        // Encoding: a struct field that is (or borrows) a Value shares it.
+        #[derive(Serialize)]
+        struct Exports<'a> {
+            output: &'a Value,
+            list: Vec<Value>,
+        }
+        let Value::Object(o) = &v else { panic!() };
+        let out = to_value(&Exports {
+            output: &v,
+            list: vec![o["list"].clone()],
+        })
+        .unwrap();
+        let Value::Object(fields) = &out else {
+            panic!("{out:?}")
+        };
+        assert!(same_allocation(&fields["output"], &v));
+        let Value::Array(list) = &fields["list"] else {
+            panic!()
+        };
+        assert!(same_allocation(&list[0], &o["list"]));
+        // Decoding: a Value (or a list or map of them) is the value itself.
+        assert!(same_allocation(
+            &crate::decode::decode_value::<Value>(&v).unwrap(),
+            &v
+        ));
+        let map: HashMap<String, Value> = crate::decode::decode_value(&v).unwrap();
+        assert!(same_allocation(&map["list"], &o["list"]));
+        assert!(same_allocation(&map["string"], &o["string"]));
+        // Through a block body, as components decode their arguments.
+        let (file, diags) = crate::parse("input = x\nrest = [x, x.list]\n");
+        assert!(diags.is_empty());
+        let mut scope = crate::eval::Scope::with_stdlib();
+        scope.insert("x", v.clone());
+        #[derive(serde::Deserialize)]
+        struct Args {
+            input: Value,
+            rest: Vec<Value>,
+        }
+        let args: Args = crate::decode::decode_body(file.body, &file, &scope).unwrap();
+        assert!(same_allocation(&args.input, &v));
+        assert!(same_allocation(&args.rest[0], &v));
+        assert!(same_allocation(&args.rest[1], &o["list"]));
+    }
+
+    #[test]
+    fn values_keep_their_kind_through_river_serde() {
+        let v = every_kind();
+        for round_trip in [
+            to_value(&v).unwrap(),
+            crate::decode::decode_value::<Value>(&v).unwrap(),
+            to_value(&crate::decode::decode_value::<HashMap<String, Value>>(&v).unwrap()).unwrap(),
+        ] {
+            let Value::Object(o) = &round_trip else {
+                panic!("{round_trip:?}")
+            };
+            assert!(matches!(o["int"], Value::Number(Number::Int(-3))));
+            assert!(matches!(o["uint"], Value::Number(Number::Uint(u64::MAX))));
+            assert!(matches!(o["float"], Value::Number(Number::Float(f)) if f == 0.5));
+            let Value::Array(list) = &o["list"] else {
+                panic!()
+            };
+            assert!(matches!(&list[0], Value::Secret(s) if s.expose() == "hunter2"));
+            assert!(matches!(&list[1], Value::Capsule(c) if c.downcast_ref::<Recv>().is_some()));
+            let Value::Object(f) = &list[2] else { panic!() };
+            assert!(matches!(&f["f"], Value::Function(func) if func.name() == "f"));
+        }
+        // Nested in a struct decoded from River.
+        let (file, _) = crate::parse("name = \"n\"\nvalue = x\n");
+        let mut scope = crate::eval::Scope::with_stdlib();
+        scope.insert("x", v.clone());
+        let w: WithValue = crate::decode::decode_body(file.body, &file, &scope).unwrap();
+        assert_eq!(w.name, "n");
+        assert!(same_allocation(&w.value, &v));
+    }
+
+    /// The JSON that serde_json (and any other serializer) sees for [`every_kind`]: plain data, with secrets,
+    /// capsules and functions as placeholders.
+    const EVERY_KIND_JSON: &str = r#"{"null":null,"bool":true,"int":-3,"uint":18446744073709551615,"float":0.5,"string":"s","list":["(secret)","capsule(\"test.Recv\")",{"f":"function"}]}"#;
+
+    #[test]
+    fn other_serializers_see_plain_data() {
+        let v = every_kind();
+        assert_eq!(serde_json::to_string(&v).unwrap(), EVERY_KIND_JSON);
+        let w = WithValue {
+            name: "n".into(),
+            value: v.clone(),
+        };
+        let json = serde_json::to_string(&w).unwrap();
+        assert_eq!(json, format!(r#"{{"name":"n","value":{EVERY_KIND_JSON}}}"#));
+        assert!(!json.contains("hunter2"));
+        // Through serde_json's own value type too.
+        assert_eq!(
+            serde_json::to_value(&w).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&json).unwrap()
+        );
+        // And back: JSON data becomes plain values (the placeholders are strings now).
+        let back: WithValue = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.name, "n");
+        assert_eq!(serde_json::to_string(&back.value).unwrap(), EVERY_KIND_JSON);
+        let Value::Object(o) = &back.value else {
+            panic!()
+        };
+        assert!(matches!(o["int"], Value::Number(Number::Int(-3))));
+        assert!(matches!(o["uint"], Value::Number(Number::Uint(u64::MAX))));
+        assert!(matches!(o["null"], Value::Null));
+        let Value::Array(list) = &o["list"] else {
+            panic!()
+        };
+        assert!(matches!(&list[0], Value::String(s) if &**s == "(secret)"));
+        // A stale value must never leak out of the hand-over slot into a later, unrelated decode.
+        let _ = to_value(&v).unwrap();
+        let null: Value = serde_json::from_str("null").unwrap();
+        assert!(null.is_null());
+        let unit: WithValue = serde_json::from_str(r#"{"name":"n","value":null}"#).unwrap();
+        assert!(unit.value.is_null());
+    }
+
+    #[test]
+    fn riverjson_of_a_struct_with_a_value_field() {
+        let w = WithValue {
+            name: "n".into(),
+            value: obj(&[
+                ("s", Value::secret("hunter2")),
+                ("c", Value::Capsule(Capsule::new(Recv))),
+                ("n", Value::uint(3)),
+            ]),
+        };
+        let expected = serde_json::json!([
+            {"name": "name", "type": "attr", "value": {"type": "string", "value": "n"}},
+            {"name": "value", "type": "attr", "value": {"type": "object", "value": [
+                {"key": "s", "value": {"type": "capsule", "value": "(secret)"}},
+                {"key": "c", "value": {"type": "capsule", "value": "capsule(\"test.Recv\")"}},
+                {"key": "n", "value": {"type": "number", "value": 3}},
+            ]}},
+        ]);
+        assert_eq!(crate::riverjson::marshal_body(&w).unwrap(), expected);
+        assert_eq!(
+            crate::riverjson::marshal_value(&w.value).unwrap(),
+            expected[1]["value"]
+        );
+    }
 }

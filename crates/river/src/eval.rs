@@ -142,14 +142,36 @@ struct Evaluator<'a> {
     scope: &'a Scope,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     fn text(&self, span: Span) -> &str {
         span.text(self.src)
     }
 
+    /// The value of an identifier or field access (`a`, `a.b.c`) where it already is, in the scope, when it
+    /// evaluates without error: then only the value asked for is cloned, not every object on the way (a
+    /// component's whole exports for `component.output`). `None` leaves it, and any error, to [`Self::eval`].
+    fn place(&self, expr: &Expr) -> Option<&'a Value> {
+        let scope: &'a Scope = self.scope;
+        match expr.kind {
+            ExprKind::Ident => scope
+                .resolved_at(expr.span)
+                .or_else(|| scope.lookup(expr.span.text(self.src))),
+            ExprKind::Access(value_expr, name_span) => {
+                if let Some(v) = scope.resolved_at(expr.span) {
+                    return Some(v);
+                }
+                match self.place(self.file.expr(value_expr))? {
+                    Value::Object(o) => o.get(name_span.text(self.src)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
         if let ExprKind::Ident | ExprKind::Access(..) = expr.kind {
-            if let Some(value) = self.scope.resolved_at(expr.span) {
+            if let Some(value) = self.place(expr) {
                 return Ok(value.clone());
             }
         }
@@ -162,14 +184,7 @@ impl Evaluator<'_> {
                     EvalError::new(expr.span, format!("identifier {name:?} does not exist"))
                 })
             }
-            ExprKind::Array(items) => {
-                let values = file
-                    .exprs(items)
-                    .iter()
-                    .map(|e| self.eval(e))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Value::array(values))
-            }
+            ExprKind::Array(items) => Ok(Value::array(self.eval_all(file.exprs(items))?)),
             ExprKind::Object(fields) => {
                 let fields = file.fields(fields);
                 let mut object = Object::with_capacity(fields.len());
@@ -224,10 +239,7 @@ impl Evaluator<'_> {
                         ),
                     ));
                 };
-                let values = args
-                    .iter()
-                    .map(|e| self.eval(e))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let values = self.eval_all(args)?;
                 f.call(&values).map_err(|e| {
                     let (span, message) =
                         crate::stdlib::call_error_diagnostic(&e, func, args, file);
@@ -259,6 +271,16 @@ impl Evaluator<'_> {
             }
             ExprKind::Paren(inner) => self.eval(file.expr(inner)),
         }
+    }
+
+    /// Evaluates each of `exprs`, stopping at the first error.
+    fn eval_all(&self, exprs: &[Expr]) -> Result<Vec<Value>, EvalError> {
+        // Sized up front: collecting a `Result` iterator cannot know the length and grows by reallocating.
+        let mut values = Vec::with_capacity(exprs.len());
+        for e in exprs {
+            values.push(self.eval(e)?);
+        }
+        Ok(values)
     }
 
     fn literal(&self, kind: LitKind, span: Span) -> Result<Value, EvalError> {
@@ -471,5 +493,22 @@ pub(crate) mod tests {
             eval_in("string.to_upper(\"x\")", &scope),
             Ok(Value::string("X"))
         );
+        // Accesses on a resolved value that fail say so as on any other value.
+        assert_eq!(
+            eval_in("a.b.out.x", &scope),
+            Err("0: a.b.out cannot access field \"x\" on value of type number".into())
+        );
+        // A resolved expression wins over a variable of the same name, at every depth.
+        let mut a = Object::new();
+        a.insert(
+            "b".into(),
+            Value::object(Object::from_iter([("out".to_string(), Value::int(1))])),
+        );
+        let mut shadowed = Scope::with_stdlib().with_resolved(vec![(
+            Span::new(4, 7),
+            Value::object(Object::from_iter([("out".to_string(), Value::int(7))])),
+        )]);
+        shadowed.insert("a", Value::object(a));
+        assert_eq!(eval_in("a.b.out + a.b.out", &shadowed), Ok(Value::int(8)));
     }
 }
