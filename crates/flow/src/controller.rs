@@ -345,9 +345,14 @@ impl Controller {
             st.pass_pending = vec![true; n];
         }
         match crate::pass::threads_for(order.len(), shared.options.evaluation_threads) {
-            Some(threads) => {
-                crate::pass::evaluate_in_parallel(shared, &order, threads, &mut report, &mut starts)
-            }
+            Some(threads) => crate::pass::evaluate_in_parallel(
+                shared,
+                &order,
+                threads,
+                shared.options.evaluation_threads != 0,
+                &mut report,
+                &mut starts,
+            ),
             None => {
                 for index in order {
                     if starts.full_pass {

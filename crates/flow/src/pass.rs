@@ -10,6 +10,7 @@
 use crate::controller::{DeferredStarts, LoadReport, Shared};
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Passes with fewer nodes than this are evaluated on the loading task: starting threads would cost more
 /// than they save.
@@ -18,8 +19,14 @@ const MIN_PARALLEL_NODES: usize = 64;
 /// At most this many evaluation threads.
 const MAX_THREADS: usize = 8;
 
-/// How many threads to evaluate a pass of `nodes` nodes with, or `None` to evaluate it on the loading task.
-/// `configured` is [`crate::ControllerOptions::evaluation_threads`] (0: one per core, for big passes only).
+/// Unless a number of threads is configured, the loading thread evaluates alone until its evaluations have
+/// taken this long on average: nodes cheaper than that (a passthrough takes a few microseconds) are
+/// evaluated faster by one thread than by several taking turns at the controller's state.
+const HELPERS_AFTER_AVERAGE: Duration = Duration::from_micros(100);
+
+/// How many threads may evaluate a pass of `nodes` nodes, or `None` to evaluate it on the loading task.
+/// `configured` is [`crate::ControllerOptions::evaluation_threads`] (0: up to one per core, for big passes
+/// only, see [`HELPERS_AFTER_AVERAGE`]).
 pub(crate) fn threads_for(nodes: usize, configured: usize) -> Option<usize> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     // A current-thread runtime cannot lend its only thread to the runtime while the pass runs.
@@ -86,12 +93,14 @@ impl Drop for AbortOnPanic<'_> {
     }
 }
 
-/// Evaluates the nodes of `order` (a dependency order) on `threads` threads, adding to `report` and `starts`
-/// as [`Shared::evaluate`] does.
+/// Evaluates the nodes of `order` (a dependency order) on up to `threads` threads, adding to `report` and
+/// `starts` as [`Shared::evaluate`] does. With `eager`, every thread works from the start; otherwise the
+/// loading thread starts alone and the others join once nodes prove slow enough to share.
 pub(crate) fn evaluate_in_parallel(
     shared: &Arc<Shared>,
     order: &[usize],
     threads: usize,
+    eager: bool,
     report: &mut LoadReport,
     starts: &mut DeferredStarts,
 ) {
@@ -125,7 +134,7 @@ pub(crate) fn evaluate_in_parallel(
     let wake = Condvar::new();
     let handle = tokio::runtime::Handle::current();
 
-    let work = |thread: usize, local: &mut Local| {
+    let work = |thread: usize, local: &mut Local, after_each: &mut dyn FnMut()| {
         let _abort = AbortOnPanic {
             queue: &queue,
             wake: &wake,
@@ -183,28 +192,45 @@ pub(crate) fn evaluate_in_parallel(
             if q.left == 0 || released > 1 {
                 wake.notify_all();
             }
+            drop(q);
+            after_each();
         }
     };
 
+    let local = |shared: &Arc<Shared>| Local {
+        report: LoadReport::default(),
+        starts: DeferredStarts::collecting(shared.clone()),
+    };
     let locals: Vec<Local> = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|thread| {
-                    let (handle, shared, work) = (&handle, shared.clone(), &work);
-                    scope.spawn(move || {
-                        let _runtime = handle.enter();
-                        let mut local = Local {
-                            report: LoadReport::default(),
-                            starts: DeferredStarts::collecting(shared),
-                        };
-                        work(thread, &mut local);
-                        local
-                    })
+            let (handle, work, local) = (&handle, &work, &local);
+            let helper = |thread: usize| {
+                let shared = shared.clone();
+                scope.spawn(move || {
+                    let _runtime = handle.enter();
+                    let mut mine = local(&shared);
+                    work(thread, &mut mine, &mut || {});
+                    mine
                 })
-                .collect();
-            let mut locals = Vec::with_capacity(threads);
+            };
+            let mut helpers = Vec::new();
+            if eager {
+                helpers.extend((1..threads).map(helper));
+            }
+            // The loading thread is the first evaluation thread (the runtime has its worker meanwhile).
+            let _runtime = handle.enter();
+            let mut mine = local(shared);
+            let started = Instant::now();
+            let mut evaluated = 0u32;
+            work(0, &mut mine, &mut || {
+                evaluated += 1;
+                if helpers.is_empty() && started.elapsed() >= HELPERS_AFTER_AVERAGE * evaluated {
+                    helpers.extend((1..threads).map(helper));
+                }
+            });
+            let mut locals = vec![mine];
             let mut panic = None;
-            for worker in workers {
+            for worker in helpers {
                 match worker.join() {
                     Ok(local) => locals.push(local),
                     Err(payload) => panic = Some(payload),

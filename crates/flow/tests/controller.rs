@@ -334,10 +334,85 @@ async fn a_load_on_several_threads_matches_one_on_the_loading_task() {
         (first.started, second.updated)
     };
     let (one_started, one_updated) = load(1).await;
-    let (many_started, many_updated) = load(0).await;
     assert_eq!(one_started.len(), 240);
     assert_eq!(one_updated.len(), 240);
-    // The report lists nodes in the same (dependency) order whichever way they were evaluated.
-    assert_eq!(many_started, one_started);
-    assert_eq!(many_updated, one_updated);
+    // 0: the pass scheduler, which adds threads only for slow nodes; 3: three threads from the start. The
+    // report lists nodes in the same (dependency) order whichever way they were evaluated.
+    for threads in [0, 3] {
+        let (started, updated) = load(threads).await;
+        assert_eq!(started, one_started, "{threads} threads");
+        assert_eq!(updated, one_updated, "{threads} threads");
+    }
+}
+
+/// Takes `ms` milliseconds to build (like a component that reads certificates or opens files), noting the
+/// thread that built it.
+struct SlowBuild;
+
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+struct SlowBuildArgs {
+    ms: u64,
+}
+impl river::decode::Validate for SlowBuildArgs {}
+
+fn slow_build_threads(
+) -> &'static std::sync::Mutex<std::collections::HashSet<std::thread::ThreadId>> {
+    static THREADS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashSet<std::thread::ThreadId>>,
+    > = std::sync::OnceLock::new();
+    THREADS.get_or_init(Default::default)
+}
+
+#[async_trait::async_trait]
+impl flow::TypedComponent for SlowBuild {
+    const NAME: &'static str = "test.slow_build";
+    type Arguments = SlowBuildArgs;
+
+    fn build(_ctx: flow::Context, args: SlowBuildArgs) -> Result<Self, flow::ComponentError> {
+        std::thread::sleep(Duration::from_millis(args.ms));
+        slow_build_threads()
+            .lock()
+            .unwrap()
+            .insert(std::thread::current().id());
+        Ok(SlowBuild)
+    }
+
+    async fn run(
+        &self,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<(), flow::ComponentError> {
+        cancel.cancelled().await;
+        Ok(())
+    }
+
+    async fn update(&self, _args: SlowBuildArgs) -> Result<(), flow::ComponentError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threads_join_a_load_whose_components_are_slow_to_build() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("one core: a load is evaluated on one thread");
+        return;
+    }
+    let mut registry = flow::Registry::new();
+    registry.register::<SlowBuild>().unwrap();
+    let c = Controller::new(
+        std::sync::Arc::new(registry),
+        ControllerOptions {
+            storage_path: std::env::temp_dir().join("rill-flow-tests"),
+            ..ControllerOptions::default()
+        },
+    );
+    let text: String = (0..80)
+        .map(|i| format!("test.slow_build \"n{i}\" {{ ms = 2 }}\n"))
+        .collect();
+    let report = c.load(sources(&text)).await.unwrap();
+    assert_eq!(report.started.len(), 80);
+    let expected: Vec<String> = (0..80).map(|i| format!("test.slow_build.n{i}")).collect();
+    assert_eq!(report.started, expected, "in source order");
+    let threads = slow_build_threads().lock().unwrap().len();
+    assert!(threads >= 2, "built on {threads} thread(s)");
+    c.shutdown().await;
 }
