@@ -505,6 +505,10 @@ impl Controller {
                 .filter_map(|(id, n)| n.runner.take().map(|r| (id.clone(), r)))
                 .collect()
         };
+        // Every component is told at once; each is then given the stop timeout.
+        for (_, runner) in &runners {
+            runner.cancel.cancel();
+        }
         let timeout = self.shared.options.stop_timeout;
         let stops = runners
             .into_iter()
@@ -971,12 +975,14 @@ impl Shared {
                     first: self.options.restart_backoff,
                     max: self.options.max_restart_backoff,
                 };
-                let mut runner = Runner::new(
-                    shared,
-                    self.cancel.child_token(),
-                    node.alive.clone(),
-                    backoff,
-                );
+                // A token of its own rather than a child of the controller's: thousands of children make
+                // one tree that every start and stop locks. `shutdown` and the controller's drop cancel
+                // each runner instead; after shutdown, nothing new may run.
+                let cancel = CancellationToken::new();
+                if self.cancel.is_cancelled() {
+                    cancel.cancel();
+                }
+                let mut runner = Runner::new(shared, cancel, node.alive.clone(), backoff);
                 match starts {
                     // Started with the others when the pass is over: spawning many tasks in one go wakes
                     // the runtime's workers once instead of once per component.
@@ -1070,6 +1076,10 @@ impl Drop for Shared {
     fn drop(&mut self) {
         // Stops the evaluator and every component still running.
         self.cancel.cancel();
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for runner in st.nodes.values().filter_map(|n| n.runner.as_ref()) {
+            runner.cancel.cancel();
+        }
     }
 }
 

@@ -416,3 +416,27 @@ async fn threads_join_a_load_whose_components_are_slow_to_build() {
     assert!(threads >= 2, "built on {threads} thread(s)");
     c.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_controller_stops_its_components() {
+    let config = r#"test.lock "held" { name = "dropped-controller-resource" }"#;
+    let first = controller();
+    first.load(sources(config)).await.unwrap();
+    assert_eq!(
+        first.component("test.lock.held").unwrap().health.state,
+        HealthState::Healthy
+    );
+    drop(first);
+    // The dropped controller's component releases the resource when its run is cancelled, so a second
+    // controller can build its own.
+    let second = controller();
+    for _ in 0..200 {
+        second.load(sources(config)).await.unwrap();
+        if second.component("test.lock.held").unwrap().health.state == HealthState::Healthy {
+            second.shutdown().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the dropped controller's component still holds the resource");
+}
