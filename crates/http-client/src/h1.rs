@@ -36,6 +36,16 @@ const TRAILERS_LIMIT: usize = 16 << 10;
 /// How much room a read gets at least (hyper's initial read buffer).
 const READ_SIZE: usize = 8192;
 
+thread_local! {
+    /// Read buffers of connections gone idle, for the next request on this thread: an idle connection
+    /// holds none (there may be one per target), and a request does not allocate one each time.
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many spare read buffers a thread keeps, and the largest kept.
+const SPARE_BUFFERS_MAX: usize = 16;
+const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
+
 /// What a lean GET got.
 pub(crate) enum Outcome {
     /// The response; the body was read only for a success status.
@@ -122,6 +132,21 @@ impl Conn {
             io,
             buf: Vec::new(),
             pos: 0,
+        }
+    }
+
+    /// Gives the read buffer back to this thread's spares.
+    fn release_buffer(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.pos = 0;
+        if buf.capacity() <= SPARE_BUFFER_MAX_BYTES {
+            buf.clear();
+            SPARE_BUFFERS.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE_BUFFERS_MAX {
+                    s.push(buf);
+                }
+            });
         }
     }
 
@@ -346,9 +371,7 @@ impl Pool {
         }
         // Reused only when the response ended where its framing says and nothing else was sent.
         if head.keep_alive && head.framing != Framing::Close && c.pos == c.buf.len() {
-            // An idle connection keeps no buffer: there may be one per target.
-            c.buf = Vec::new();
-            c.pos = 0;
+            c.release_buffer();
             self.checkin(origin, c);
         }
         Ok(Outcome::Done(crate::Fetched {
@@ -475,6 +498,11 @@ async fn exchange(c: &mut Conn, request: &[u8]) -> Result<Head, HeadError> {
     // Whatever is left from before is not an answer to this request.
     c.buf.clear();
     c.pos = 0;
+    if c.buf.capacity() == 0 {
+        if let Some(spare) = SPARE_BUFFERS.with(|s| s.borrow_mut().pop()) {
+            c.buf = spare;
+        }
+    }
     c.io.send(request).await.map_err(HeadError::Write)?;
     loop {
         if c.pos < c.buf.len() {
