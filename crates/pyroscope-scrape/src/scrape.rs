@@ -236,9 +236,11 @@ pub async fn run_task(
         // Parsed once: the URL only changes with the task's spec, which restarts the task.
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| format!("Get {}: {e}", river::parser::go_quote(&spec.url)));
+        // One registration for the task's life, rather than one registered and dropped twice a scrape.
+        let mut cancelled = std::pin::pin!(cancel.cancelled());
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 _ = ticker.tick() => {}
             }
             let started_at = SystemTime::now();
@@ -246,7 +248,7 @@ pub async fn run_task(
             // Boxed: the request's state is large (a few KB) and only needed while a scrape runs; inline it
             // would sit in every idle task's allocation.
             let fetched = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 r = Box::pin(fetch(&env.client, &spec, url.as_ref())) => r,
             };
             let outcome = fetched.and_then(|(body, content_type)| {
