@@ -3,31 +3,48 @@
 //!
 //! reqwest spawns a task per connection and hands every request and body chunk across channels to it
 //! through its pool; at thousands of scrapes a second that dispatch costs more than the I/O. Here a request
-//! checks a connection out of a small per-origin idle list, polls hyper's connection future together with
-//! the response (no spawned task, no cross-task wake-ups) and checks it back in once the body has been read.
+//! checks a connection out of a small per-origin idle list, writes the request in one go, reads the
+//! response into a buffer the connection keeps, and checks the connection back in once the body has been
+//! read. The response is read as hyper reads it (its head is parsed with `httparse`, hyper's parser, with
+//! hyper's limits; Content-Length, chunked and close-delimited bodies, the same keep-alive rules), and
+//! failures are described with hyper's texts, so that both paths report the same errors.
 //! Idle connections are not polled: a connection the server closed meanwhile is noticed when it is next
 //! used, and the request is retried once on a fresh connection (it is an idempotent GET).
 //!
 //! Used only for `http` URLs, and for `https` when HTTP/2 is disabled (so ALPN can only choose HTTP/1.1),
 //! without a proxy; everything else, and every redirect to follow, goes through reqwest.
 
-use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, HOST, USER_AGENT};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use bytes::BufMut;
+use http::header::HeaderValue;
+use http::StatusCode;
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// How long a connection may sit idle before it is closed (reqwest's default pool idle timeout).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// hyper's limits on a response head: header lines, and bytes buffered without a complete head.
+const MAX_HEADERS: usize = 100;
+const MAX_HEAD_BYTES: usize = 8192 + 4096 * 100;
+/// hyper's limits on chunk extensions and trailers.
+const CHUNK_EXTENSIONS_LIMIT: u64 = 16 << 10;
+const TRAILERS_LIMIT: usize = 16 << 10;
+/// How much room a read gets at least (hyper's initial read buffer).
+const READ_SIZE: usize = 8192;
+
+thread_local! {
+    /// Read buffers of connections gone idle, for the next request on this thread: an idle connection
+    /// holds none (there may be one per target), and a request does not allocate one each time.
+    static SPARE_BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// How many spare read buffers a thread keeps, and the largest kept.
+const SPARE_BUFFERS_MAX: usize = 16;
+const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
 
 /// What a lean GET got.
 pub(crate) enum Outcome {
@@ -77,38 +94,93 @@ struct Idle {
     since: Instant,
 }
 
-/// One HTTP/1.1 connection: the request handle and the connection future, polled by whoever uses it.
+/// One HTTP/1.1 connection and what has been read from it but not consumed yet (`buf[pos..]`).
 struct Conn {
-    sender: http1::SendRequest<Empty<Bytes>>,
-    driver: Driver,
+    io: Io,
+    buf: Vec<u8>,
+    pos: usize,
 }
 
-/// The connection future, until it ends.
-struct Driver {
-    conn: Option<http1::Connection<Io, Empty<Bytes>>>,
-    /// Why the connection ended, if it failed.
-    error: Option<hyper::Error>,
+/// A plain or TLS stream.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-impl Driver {
-    /// Polls the connection; when it ends it is dropped, which fails whatever still waits on it.
-    fn poll(&mut self, cx: &mut Context<'_>) {
-        if let Some(c) = self.conn.as_mut() {
-            if let Poll::Ready(r) = Pin::new(c).poll(cx) {
-                self.error = r.err();
-                self.conn = None;
+impl Io {
+    async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Io::Plain(s) => s.write_all(bytes).await,
+            Io::Tls(s) => {
+                s.write_all(bytes).await?;
+                s.flush().await
             }
         }
     }
 
-    /// Runs `fut` while driving the connection.
-    async fn run<F: Future>(&mut self, fut: F) -> F::Output {
-        let mut fut = std::pin::pin!(fut);
-        std::future::poll_fn(|cx| {
-            self.poll(cx);
-            fut.as_mut().poll(cx)
-        })
-        .await
+    async fn read_into<B: BufMut>(&mut self, buf: &mut B) -> io::Result<usize> {
+        match self {
+            Io::Plain(s) => s.read_buf(buf).await,
+            Io::Tls(s) => s.read_buf(buf).await,
+        }
+    }
+}
+
+impl Conn {
+    fn new(io: Io) -> Conn {
+        Conn {
+            io,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    /// Gives the read buffer back to this thread's spares.
+    fn release_buffer(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.pos = 0;
+        if buf.capacity() <= SPARE_BUFFER_MAX_BYTES {
+            buf.clear();
+            SPARE_BUFFERS.with(|s| {
+                let mut s = s.borrow_mut();
+                if s.len() < SPARE_BUFFERS_MAX {
+                    s.push(buf);
+                }
+            });
+        }
+    }
+
+    fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Reads more after what is unread, at most `max` bytes; 0 at the end of the stream.
+    async fn fill(&mut self, max: usize) -> io::Result<usize> {
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        } else if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
+            self.buf.reserve(READ_SIZE);
+        }
+        let mut room = (&mut self.buf).limit(max);
+        self.io.read_into(&mut room).await
+    }
+
+    /// The next byte of the body, as hyper's chunked decoder reads it.
+    async fn byte(&mut self) -> Result<u8, io::Error> {
+        if self.pos == self.buf.len() && self.fill(READ_SIZE).await? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "unexpected EOF during chunk size line",
+            ));
+        }
+        let b = self.buf[self.pos];
+        self.pos += 1;
+        Ok(b)
     }
 }
 
@@ -118,6 +190,86 @@ pub(crate) enum Failure {
     Text(String),
     /// The connect timeout passed (reqwest reports it as a timeout, too).
     Timeout,
+}
+
+/// How a response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    Length(u64),
+    Chunked,
+    Close,
+}
+
+/// What the request needs of a response head.
+struct Head {
+    status: StatusCode,
+    content_type: Option<String>,
+    /// The first Content-Length, as the reqwest path reads it for the body's first allocation.
+    declared: Option<u64>,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+/// Why no response head was read, in hyper's words (`hyper::Error`'s texts and causes).
+#[derive(Debug)]
+enum HeadError {
+    /// The request could not be written.
+    Write(io::Error),
+    /// Reading failed.
+    Read(io::Error),
+    /// The connection ended before a complete head.
+    Incomplete,
+    /// The head is not valid HTTP/1.
+    Parse(&'static str),
+}
+
+impl std::fmt::Display for HeadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeadError::Write(e) => {
+                write!(
+                    f,
+                    "error writing a body to connection: {}",
+                    crate::describe_error(e)
+                )
+            }
+            HeadError::Read(e) => write!(f, "connection error: {}", crate::describe_error(e)),
+            HeadError::Incomplete => f.write_str("connection closed before message completed"),
+            HeadError::Parse(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Why reading a body failed; `Io` in hyper's words.
+enum BodyError {
+    Io(io::Error),
+    TooLarge,
+}
+
+impl From<io::Error> for BodyError {
+    fn from(e: io::Error) -> Self {
+        BodyError::Io(e)
+    }
+}
+
+/// hyper's error for a body that ended before its length.
+#[derive(Debug)]
+struct IncompleteBody;
+
+impl std::fmt::Display for IncompleteBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("end of file before message length reached")
+    }
+}
+
+impl std::error::Error for IncompleteBody {}
+
+fn incomplete_body() -> io::Error {
+    io::Error::new(io::ErrorKind::UnexpectedEof, IncompleteBody)
+}
+
+fn invalid(kind: io::ErrorKind, text: &'static str) -> io::Error {
+    io::Error::new(kind, text)
 }
 
 impl Pool {
@@ -167,103 +319,109 @@ impl Pool {
                 .port_or_known_default()
                 .unwrap_or(if https { 443 } else { 80 }),
         };
-        let request = self.request(url, &origin, authorization)?;
-        let mut conn = self.checkout(&origin);
-        let response = loop {
-            let (mut c, reused) = match conn.take() {
+        let request = self.request(url, &origin, authorization.as_ref());
+        let mut idle = self.checkout(&origin);
+        let (head, mut c) = loop {
+            let (mut c, reused) = match idle.take() {
                 Some(c) => (c, true),
                 None => (self.connect(&origin, url).await?, false),
             };
-            // A closed keep-alive connection fails here or in the send; a reused one is retried once on a
-            // fresh connection, as the request is idempotent and was not answered.
-            let sent = match c.driver.run(c.sender.ready()).await {
-                Ok(()) => c.driver.run(c.sender.send_request(request.clone())).await,
-                Err(e) => Err(e),
-            };
-            match sent {
-                Ok(r) => break (r, c),
+            // A closed keep-alive connection fails here; a reused one is retried once on a fresh
+            // connection, as the request is idempotent and was not answered.
+            match exchange(&mut c, &request).await {
+                Ok(head) => break (head, c),
                 Err(_) if reused => continue,
-                Err(e) => return Err(send_failure(url, &mut c.driver, e)),
+                Err(e) => {
+                    return Err(Failure::Text(format!(
+                        "error sending request for url ({url}): client error (SendRequest): {e}"
+                    )))
+                }
             }
         };
-        let (response, mut c) = response;
-        let status = response.status();
+        let status = head.status;
         if status.is_redirection() && self.follow_redirects && is_followed(status) {
             return Ok(Outcome::Redirect);
         }
-        let content_type = crate::content_type(response.headers());
         if !status.is_success() {
             // The body is not wanted; the connection goes with it.
             return Ok(Outcome::Done(crate::Fetched {
                 status,
-                content_type,
-                body: Bytes::new(),
+                content_type: head.content_type,
+                body: bytes::Bytes::new(),
             }));
         }
-        let declared = response
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let Some(mut body) = crate::LimitedBody::new(declared, limit) else {
+        let Some(mut body) = crate::LimitedBody::new(head.declared, limit) else {
             return Ok(Outcome::TooLarge);
         };
-        let mut incoming = response.into_body();
-        loop {
-            let frame = c.driver.run(incoming.frame()).await;
-            match frame {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !body.push(&data) {
-                            return Ok(Outcome::TooLarge);
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    let cause = c.driver.error.take().unwrap_or(e);
-                    // reqwest's `chunk()` reports a decode error around a body error.
-                    return Err(Failure::Text(format!(
-                        "error decoding response body: request or response body error: {}",
-                        crate::describe_error(&cause)
-                    )));
-                }
+        let read = match head.framing {
+            Framing::Length(n) => read_length(&mut c, n, &mut body).await,
+            Framing::Chunked => read_chunked(&mut c, &mut body).await,
+            Framing::Close => read_to_close(&mut c, &mut body).await,
+        };
+        match read {
+            Ok(()) => {}
+            Err(BodyError::TooLarge) => return Ok(Outcome::TooLarge),
+            Err(BodyError::Io(e)) => {
+                // reqwest's `chunk()` reports a decode error around hyper's body error.
+                return Err(Failure::Text(format!(
+                    "error decoding response body: request or response body error: error reading a body from connection: {}",
+                    crate::describe_error(&e)
+                )));
             }
         }
-        drop(incoming);
-        self.checkin(origin, c);
+        // Reused only when the response ended where its framing says and nothing else was sent.
+        if head.keep_alive && head.framing != Framing::Close && c.pos == c.buf.len() {
+            c.release_buffer();
+            self.checkin(origin, c);
+        }
         Ok(Outcome::Done(crate::Fetched {
             status,
-            content_type,
+            content_type: head.content_type,
             body: body.finish(),
         }))
     }
 
+    /// The request as hyper writes it: these headers, lowercase, in this order.
     fn request(
         &self,
         url: &url::Url,
         origin: &Origin,
-        authorization: Option<HeaderValue>,
-    ) -> Result<Request<Empty<Bytes>>, Failure> {
-        let target = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let host = match url.port() {
-            Some(p) => format!("{}:{p}", origin.host),
-            None => origin.host.to_string(),
-        };
-        let mut b = Request::get(target)
-            .header(HOST, host)
-            .header(ACCEPT, HeaderValue::from_static("*/*"));
+        authorization: Option<&HeaderValue>,
+    ) -> Vec<u8> {
+        let path = url.path();
+        let query = url.query();
+        let mut r = Vec::with_capacity(
+            96 + path.len()
+                + query.map_or(0, str::len)
+                + origin.host.len()
+                + self.user_agent.as_ref().map_or(0, HeaderValue::len)
+                + authorization.map_or(0, HeaderValue::len),
+        );
+        r.extend_from_slice(b"GET ");
+        r.extend_from_slice(path.as_bytes());
+        if let Some(q) = query {
+            r.push(b'?');
+            r.extend_from_slice(q.as_bytes());
+        }
+        r.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        r.extend_from_slice(origin.host.as_bytes());
+        if let Some(p) = url.port() {
+            r.push(b':');
+            r.extend_from_slice(p.to_string().as_bytes());
+        }
+        r.extend_from_slice(b"\r\naccept: */*\r\n");
         if let Some(ua) = &self.user_agent {
-            b = b.header(USER_AGENT, ua.clone());
+            r.extend_from_slice(b"user-agent: ");
+            r.extend_from_slice(ua.as_bytes());
+            r.extend_from_slice(b"\r\n");
         }
         if let Some(a) = authorization {
-            b = b.header(AUTHORIZATION, a);
+            r.extend_from_slice(b"authorization: ");
+            r.extend_from_slice(a.as_bytes());
+            r.extend_from_slice(b"\r\n");
         }
-        b.body(Empty::new())
-            .map_err(|e| Failure::Text(format!("builder error for url ({url}): {e}")))
+        r.extend_from_slice(b"\r\n");
+        r
     }
 
     /// The most recently used idle connection to `origin` that has not expired.
@@ -275,7 +433,6 @@ impl Pool {
             match list.pop() {
                 None => break None,
                 Some(i) if now.duration_since(i.since) >= IDLE_TIMEOUT => continue,
-                Some(i) if i.conn.sender.is_closed() || i.conn.driver.conn.is_none() => continue,
                 Some(i) => break Some(i.conn),
             }
         };
@@ -286,9 +443,6 @@ impl Pool {
     }
 
     fn checkin(&self, origin: Origin, conn: Conn) {
-        if conn.sender.is_closed() || conn.driver.conn.is_none() {
-            return;
-        }
         let now = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         // Now and then, close what has been idle too long everywhere (origins no longer scraped).
@@ -317,9 +471,9 @@ impl Pool {
                 (Some(tls), true) => {
                     let name = server_name(&origin.host)?;
                     let stream = tls.connect(name, tcp).await?;
-                    Io::Tls(Box::new(TokioIo::new(stream)))
+                    Io::Tls(Box::new(stream))
                 }
-                _ => Io::Plain(TokioIo::new(tcp)),
+                _ => Io::Plain(tcp),
             };
             Ok::<_, ConnectError>(io)
         };
@@ -335,34 +489,435 @@ impl Pool {
                 "error sending request for url ({url}): client error (Connect): {e}"
             ))
         })?;
-        let (sender, conn) = http1::handshake(io).await.map_err(|e| {
-            Failure::Text(format!(
-                "error sending request for url ({url}): client error (Connect): {}",
-                crate::describe_error(&e)
-            ))
-        })?;
-        Ok(Conn {
-            sender,
-            driver: Driver {
-                conn: Some(conn),
-                error: None,
+        Ok(Conn::new(io))
+    }
+}
+
+/// Sends the request and reads the response head (skipping informational responses, as hyper does).
+async fn exchange(c: &mut Conn, request: &[u8]) -> Result<Head, HeadError> {
+    // Whatever is left from before is not an answer to this request.
+    c.buf.clear();
+    c.pos = 0;
+    if c.buf.capacity() == 0 {
+        if let Some(spare) = SPARE_BUFFERS.with(|s| s.borrow_mut().pop()) {
+            c.buf = spare;
+        }
+    }
+    c.io.send(request).await.map_err(HeadError::Write)?;
+    loop {
+        if c.pos < c.buf.len() {
+            match parse_head(c.unread())? {
+                Parsed::Head(len, head) => {
+                    c.pos += len;
+                    return Ok(head);
+                }
+                Parsed::Informational(len) => {
+                    c.pos += len;
+                    continue;
+                }
+                Parsed::Partial => {}
+            }
+        }
+        let have = c.unread().len();
+        if have >= MAX_HEAD_BYTES {
+            return Err(HeadError::Parse("message head is too large"));
+        }
+        if c.fill(MAX_HEAD_BYTES - have)
+            .await
+            .map_err(HeadError::Read)?
+            == 0
+        {
+            return Err(HeadError::Incomplete);
+        }
+    }
+}
+
+enum Parsed {
+    /// A final response head of this many bytes.
+    Head(usize, Head),
+    /// A 1xx response (not 101) of this many bytes, to skip.
+    Informational(usize),
+    Partial,
+}
+
+/// Parses a response head as hyper's client does (`httparse`, its header limit, its body rules).
+fn parse_head(data: &[u8]) -> Result<Parsed, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let len = match res.parse(data) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(e) => return Err(HeadError::Parse(parse_error_text(e))),
+    };
+    let invalid_status = HeadError::Parse("invalid HTTP status-code parsed");
+    let status = res
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or(invalid_status)?;
+    let http11 = res.version == Some(1);
+    let mut keep_alive = http11;
+    let mut saw_close = false;
+    let mut content_type = None;
+    let mut declared = None;
+    let mut has_length = false;
+    // All Content-Length values must agree (hyper's `content_length_parse_all`).
+    let mut length: Result<Option<u64>, ()> = Ok(None);
+    let mut last_te: Option<&[u8]> = None;
+    for h in res.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("connection") {
+            // Once one line asks to close, a later keep-alive does not undo it.
+            if saw_close || has_token(h.value, "close") {
+                saw_close = true;
+                keep_alive = false;
+            } else if !keep_alive {
+                keep_alive = has_token(h.value, "keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            if content_type.is_none() {
+                content_type = Some(visible_text(h.value).map(str::to_string));
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if !has_length {
+                declared = visible_text(h.value).and_then(|v| v.parse::<u64>().ok());
+            }
+            has_length = true;
+            length = length.and_then(|known| merge_lengths(known, h.value));
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            last_te = Some(h.value);
+        }
+    }
+    let code = status.as_u16();
+    let framing = match code {
+        101 | 204 | 304 => Framing::Length(0),
+        100..=199 => return Ok(Parsed::Informational(len)),
+        _ => match last_te {
+            Some(_) if !http11 => {
+                return Err(HeadError::Parse("unexpected transfer-encoding parsed"));
+            }
+            Some(te) if is_chunked(te) => Framing::Chunked,
+            Some(_) => Framing::Close,
+            None => match length {
+                Ok(Some(n)) if n <= u64::MAX - 2 => Framing::Length(n),
+                Ok(Some(_)) => return Err(HeadError::Parse("message head is too large")),
+                Ok(None) => Framing::Close,
+                Err(()) => return Err(HeadError::Parse("invalid content-length parsed")),
             },
-        })
+        },
+    };
+    Ok(Parsed::Head(
+        len,
+        Head {
+            status,
+            content_type: content_type.flatten(),
+            declared,
+            framing,
+            // A switch of protocols is never reused.
+            keep_alive: keep_alive && code != 101,
+        },
+    ))
+}
+
+/// hyper's texts for `httparse` errors.
+fn parse_error_text(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName
+        | httparse::Error::HeaderValue
+        | httparse::Error::NewLine
+        | httparse::Error::Token => "invalid HTTP header parsed",
+        httparse::Error::Status => "invalid HTTP status-code parsed",
+        httparse::Error::TooManyHeaders => "message head is too large",
+        httparse::Error::Version => "invalid HTTP version parsed",
+    }
+}
+
+/// The value as text when every byte is visible ASCII or a tab (`HeaderValue::to_str`).
+fn visible_text(value: &[u8]) -> Option<&str> {
+    if value.iter().all(|&b| b == b'\t' || (32..127).contains(&b)) {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether a comma-separated header value has `token` (case-insensitive).
+fn has_token(value: &[u8], token: &str) -> bool {
+    visible_text(value).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
+/// Whether the last transfer coding is `chunked`.
+fn is_chunked(value: &[u8]) -> bool {
+    visible_text(value)
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// Adds one Content-Length line's values to what is known; `Err` when one is not a number or differs.
+fn merge_lengths(known: Option<u64>, value: &[u8]) -> Result<Option<u64>, ()> {
+    let text = visible_text(value).ok_or(())?;
+    let mut known = known;
+    for v in text.split(',') {
+        let v = v.trim().as_bytes();
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n = v.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        });
+        let n = n.ok_or(())?;
+        match known {
+            None => known = Some(n),
+            Some(k) if k != n => return Err(()),
+            Some(_) => {}
+        }
+    }
+    Ok(known)
+}
+
+/// A body of `n` bytes.
+async fn read_length(
+    c: &mut Conn,
+    mut n: u64,
+    body: &mut crate::LimitedBody,
+) -> Result<(), BodyError> {
+    loop {
+        let have = c.unread();
+        let take = have.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+        if !body.push(&have[..take]) {
+            return Err(BodyError::TooLarge);
+        }
+        c.pos += take;
+        n -= take as u64;
+        if n == 0 {
+            return Ok(());
+        }
+        let rest = usize::try_from(n).unwrap_or(usize::MAX);
+        let read = if rest >= READ_SIZE && body.buf.len().saturating_add(rest) <= body.limit {
+            // A large rest goes straight into the body, which has room for what was declared.
+            c.io.read_into(&mut (&mut body.buf).limit(rest)).await?
+        } else {
+            let got = c.fill(rest.max(READ_SIZE)).await?;
+            if got > 0 {
+                continue;
+            }
+            got
+        };
+        if read == 0 {
+            return Err(incomplete_body().into());
+        }
+        n -= read as u64;
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A body that ends when the server closes the connection.
+async fn read_to_close(c: &mut Conn, body: &mut crate::LimitedBody) -> Result<(), BodyError> {
+    loop {
+        if !body.push(c.unread()) {
+            return Err(BodyError::TooLarge);
+        }
+        c.pos = c.buf.len();
+        if c.fill(usize::MAX).await? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// A chunked body, read as hyper's decoder reads it (same errors, same limits; trailers are checked and
+/// dropped, as reqwest drops them).
+async fn read_chunked(c: &mut Conn, body: &mut crate::LimitedBody) -> Result<(), BodyError> {
+    use io::ErrorKind::{InvalidData, InvalidInput};
+    // Counted over the whole body, as hyper counts them.
+    let mut extensions = 0u64;
+    loop {
+        // The size line: hex digits, optional whitespace, optional extension, CRLF.
+        let mut size = 0u64;
+        let mut b = c.byte().await?;
+        let digit = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b + 10 - b'a'),
+            b'A'..=b'F' => Some(b + 10 - b'A'),
+            _ => None,
+        };
+        let overflow = || invalid(InvalidData, "invalid chunk size: overflow");
+        let Some(d) = digit(b) else {
+            return Err(
+                invalid(InvalidInput, "Invalid chunk size line: missing size digit").into(),
+            );
+        };
+        size = size
+            .checked_mul(16)
+            .and_then(|s| s.checked_add(u64::from(d)))
+            .ok_or_else(overflow)?;
+        loop {
+            b = c.byte().await?;
+            match b {
+                b'\t' | b' ' | b';' | b'\r' => break,
+                _ => match digit(b) {
+                    Some(d) => {
+                        size = size
+                            .checked_mul(16)
+                            .and_then(|s| s.checked_add(u64::from(d)))
+                            .ok_or_else(overflow)?;
+                    }
+                    None => {
+                        return Err(
+                            invalid(InvalidInput, "Invalid chunk size line: Invalid Size").into(),
+                        )
+                    }
+                },
+            }
+        }
+        while matches!(b, b'\t' | b' ') {
+            b = c.byte().await?;
+            if !matches!(b, b'\t' | b' ' | b';' | b'\r') {
+                return Err(invalid(InvalidInput, "Invalid chunk size linear white space").into());
+            }
+        }
+        if b == b';' {
+            loop {
+                match c.byte().await? {
+                    b'\r' => break,
+                    b'\n' => {
+                        return Err(invalid(
+                            InvalidData,
+                            "invalid chunk extension contains newline",
+                        )
+                        .into())
+                    }
+                    _ => {
+                        extensions += 1;
+                        if extensions >= CHUNK_EXTENSIONS_LIMIT {
+                            return Err(invalid(InvalidData, "chunk extensions over limit").into());
+                        }
+                    }
+                }
+            }
+        }
+        if c.byte().await? != b'\n' {
+            return Err(invalid(InvalidInput, "Invalid chunk size LF").into());
+        }
+        if size == 0 {
+            return read_trailers(c).await;
+        }
+        // The data, then CRLF.
+        while size > 0 {
+            if c.pos == c.buf.len()
+                && c.fill(READ_SIZE.max(usize::try_from(size).unwrap_or(usize::MAX)))
+                    .await?
+                    == 0
+            {
+                return Err(incomplete_body().into());
+            }
+            let have = c.unread();
+            let take = have.len().min(usize::try_from(size).unwrap_or(usize::MAX));
+            if !body.push(&have[..take]) {
+                return Err(BodyError::TooLarge);
+            }
+            c.pos += take;
+            size -= take as u64;
+        }
+        if c.byte().await? != b'\r' {
+            return Err(invalid(InvalidInput, "Invalid chunk body CR").into());
+        }
+        if c.byte().await? != b'\n' {
+            return Err(invalid(InvalidInput, "Invalid chunk body LF").into());
+        }
+    }
+}
+
+/// What follows the last chunk: trailer lines, each CRLF-terminated, then CRLF.
+async fn read_trailers(c: &mut Conn) -> Result<(), BodyError> {
+    use io::ErrorKind::{InvalidData, InvalidInput};
+    let over = || BodyError::Io(invalid(InvalidData, "chunk trailers bytes over limit"));
+    let mut trailers: Option<Vec<u8>> = None;
+    let mut count = 0usize;
+    loop {
+        // At the start of a line: CR ends the trailers, anything else starts a trailer line.
+        let b = c.byte().await?;
+        if b == b'\r' {
+            if let Some(t) = trailers.as_mut() {
+                t.push(b);
+                if t.len() >= TRAILERS_LIMIT {
+                    return Err(over());
+                }
+            }
+            if c.byte().await? != b'\n' {
+                return Err(invalid(InvalidInput, "Invalid chunk end LF").into());
+            }
+            let Some(mut t) = trailers else {
+                return Ok(());
+            };
+            t.push(b'\n');
+            if t.len() >= TRAILERS_LIMIT {
+                return Err(over());
+            }
+            return check_trailers(&t, count).map_err(BodyError::Io);
+        }
+        let t = trailers.get_or_insert_with(|| Vec::with_capacity(64));
+        t.push(b);
+        // hyper checks the limit on every byte but the one that starts the trailers.
+        if t.len() > 1 && t.len() >= TRAILERS_LIMIT {
+            return Err(over());
+        }
+        loop {
+            let b = c.byte().await?;
+            t.push(b);
+            if t.len() >= TRAILERS_LIMIT {
+                return Err(over());
+            }
+            if b == b'\r' {
+                break;
+            }
+        }
+        if c.byte().await? != b'\n' {
+            return Err(invalid(InvalidInput, "Invalid trailer end LF").into());
+        }
+        if count >= MAX_HEADERS {
+            return Err(invalid(InvalidData, "chunk trailers count overflow").into());
+        }
+        count += 1;
+        t.push(b'\n');
+        if t.len() >= TRAILERS_LIMIT {
+            return Err(over());
+        }
+    }
+}
+
+/// Trailers must parse as header lines (hyper's `decode_trailers`).
+fn check_trailers(buf: &[u8], count: usize) -> Result<(), io::Error> {
+    let mut headers = vec![httparse::EMPTY_HEADER; count];
+    match httparse::parse_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete((_, headers))) => {
+            for h in headers.iter() {
+                if http::HeaderName::from_bytes(h.name.as_bytes()).is_err() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("Invalid header name: {h:?}"),
+                    ));
+                }
+                if HeaderValue::from_bytes(h.value).is_err() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("Invalid header value: {h:?}"),
+                    ));
+                }
+            }
+            Ok(())
+        }
+        Ok(httparse::Status::Partial) => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "Partial header",
+        )),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e)),
     }
 }
 
 /// reqwest follows these (and only with a `Location`, which it checks itself).
 fn is_followed(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
-}
-
-fn send_failure(url: &url::Url, driver: &mut Driver, e: hyper::Error) -> Failure {
-    // The connection's own error says more than "connection closed" on the request.
-    let cause = driver.error.take().unwrap_or(e);
-    Failure::Text(format!(
-        "error sending request for url ({url}): client error (SendRequest): {}",
-        crate::describe_error(&cause)
-    ))
 }
 
 enum ConnectError {
@@ -424,68 +979,4 @@ async fn tcp_connect(origin: &Origin) -> Result<TcpStream, ConnectError> {
     Err(ConnectError::Tcp(last.unwrap_or_else(|| {
         io::Error::new(io::ErrorKind::NotFound, "no addresses to connect to")
     })))
-}
-
-/// A plain or TLS stream, so that one connection type serves both.
-enum Io {
-    Plain(TokioIo<TcpStream>),
-    Tls(Box<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>),
-}
-
-impl hyper::rt::Read for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl hyper::rt::Write for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_flush(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Io::Plain(s) => s.is_write_vectored(),
-            Io::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
 }

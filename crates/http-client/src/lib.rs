@@ -300,7 +300,16 @@ impl HttpClient {
         let Some(hosts) = &self.inner.hosts else {
             return HostSlot { _permit: None };
         };
-        let key = url.origin().ascii_serialization();
+        // scheme://host:port, built without `Url::origin`'s copies (this runs at every scrape).
+        let (scheme, host) = (url.scheme(), url.host_str().unwrap_or(""));
+        let mut key = String::with_capacity(scheme.len() + host.len() + 9);
+        key.push_str(scheme);
+        key.push_str("://");
+        key.push_str(host);
+        if let Some(port) = url.port_or_known_default() {
+            use fmt::Write;
+            let _ = write!(key, ":{port}");
+        }
         let semaphore = {
             let mut map = hosts.map.lock().unwrap_or_else(|e| e.into_inner());
             let existing = map.slots.get(&key).and_then(std::sync::Weak::upgrade);

@@ -236,9 +236,11 @@ pub async fn run_task(
         // Parsed once: the URL only changes with the task's spec, which restarts the task.
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| format!("Get {}: {e}", river::parser::go_quote(&spec.url)));
+        // One registration for the task's life, rather than one registered and dropped twice a scrape.
+        let mut cancelled = std::pin::pin!(cancel.cancelled());
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 _ = ticker.tick() => {}
             }
             let started_at = SystemTime::now();
@@ -246,7 +248,7 @@ pub async fn run_task(
             // Boxed: the request's state is large (a few KB) and only needed while a scrape runs; inline it
             // would sit in every idle task's allocation.
             let fetched = tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = &mut cancelled => return,
                 r = Box::pin(fetch(&env.client, &spec, url.as_ref())) => r,
             };
             let outcome = fetched.and_then(|(body, content_type)| {
@@ -280,6 +282,7 @@ pub async fn run_task(
                         c.inc();
                     }
                     let Some((labels, body)) = out else { continue };
+                    let spec = spec.clone();
                     // A task removed while its scrape was in flight forwards nothing.
                     if cancel.is_cancelled() {
                         return;
@@ -302,6 +305,8 @@ pub async fn run_task(
                     let mut forwarded = Box::pin(
                         async move {
                             let _busy = busy;
+                            // The task's own labels unless the delta changed them.
+                            let labels = labels.as_ref().unwrap_or(&spec.labels);
                             forward(receivers, labels, body, metrics).await;
                         }
                         .in_current_span(),
@@ -337,7 +342,7 @@ impl Drop for Busy {
 
 async fn forward(
     receivers: Arc<[Receiver]>,
-    labels: pyroscope::Labels,
+    labels: &pyroscope::Labels,
     body: Bytes,
     metrics: Metrics,
 ) {
@@ -345,7 +350,7 @@ async fn forward(
         return;
     }
     let started = Instant::now();
-    let result = pyroscope::fanout(&receivers, &labels, &[RawSample::new(body)]).await;
+    let result = pyroscope::fanout(&receivers, labels, &[RawSample::new(body)]).await;
     metrics
         .fanout_latency
         .observe(started.elapsed().as_secs_f64());
@@ -364,14 +369,15 @@ thread_local! {
     static PLAIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// What to forward, if anything: the validated body, or the client-side delta. The body is decompressed
-/// once; validation and the delta both work on those bytes.
+/// What to forward, if anything: the labels when they differ from the task's own, and the validated body
+/// or the client-side delta. The body is decompressed once; validation and the delta both work on those
+/// bytes.
 fn process(
     spec: &TaskSpec,
     delta: Option<&mut DeltaComputer>,
     body: Bytes,
     content_type: Option<&str>,
-) -> Result<Option<(pyroscope::Labels, Bytes)>, String> {
+) -> Result<Option<(Option<pyroscope::Labels>, Bytes)>, String> {
     PLAIN.with(|plain| {
         let mut plain = plain.borrow_mut();
         let out = process_with(spec, delta, body, content_type, &mut plain);
@@ -389,7 +395,7 @@ fn process_with(
     body: Bytes,
     content_type: Option<&str>,
     scratch: &mut Vec<u8>,
-) -> Result<Option<(pyroscope::Labels, Bytes)>, String> {
+) -> Result<Option<(Option<pyroscope::Labels>, Bytes)>, String> {
     let plain = match pprof::validated(&body, content_type, MAX_DECOMPRESSED_BYTES, scratch) {
         Ok(plain) => plain,
         Err(e) => {
@@ -401,15 +407,15 @@ fn process_with(
     };
     let Some(d) = delta else {
         // Forwarded as received (still compressed).
-        return Ok(Some((spec.labels.clone(), body)));
+        return Ok(Some((None, body)));
     };
     match d.next(plain).map_err(|e| e.to_string())? {
         Delta::Withheld => Ok(None),
-        Delta::Profile(p) => Ok(Some((spec.labels.clone(), Bytes::from(p)))),
+        Delta::Profile(p) => Ok(Some((None, Bytes::from(p)))),
         Delta::PassThrough => {
             let mut labels = spec.labels.clone();
             labels.remove(DELTA_LABEL);
-            Ok(Some((labels, body)))
+            Ok(Some((Some(labels), body)))
         }
     }
 }

@@ -135,6 +135,16 @@ pub async fn fanout(
     labels: &Labels,
     samples: &[RawSample],
 ) -> Result<(), FanoutError> {
+    // The usual single receiver, without join_all's allocations.
+    if let [r] = receivers {
+        return match r.append(labels.clone(), samples.to_vec()).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(FanoutError {
+                total: 1,
+                failures: vec![(r.owner().to_string(), e)],
+            }),
+        };
+    }
     let sends = receivers
         .iter()
         .map(|r| async move { (r, r.append(labels.clone(), samples.to_vec()).await) });

@@ -5,7 +5,9 @@
 //! spend much of its time on that. Here the gzip framing (RFC 1952) is read and written by hand around raw
 //! deflate states that live in a thread-local slot and are only reset between streams, writing straight
 //! into the output buffer. flate2 runs on its zlib-rs backend: about twice as fast as miniz_oxide to
-//! inflate, and its deflate reset clears a 64 KB hash table instead of miniz's ~300 KB of state.
+//! inflate, and its deflate reset clears a 128 KB hash table instead of miniz's ~300 KB of state. Inputs
+//! under 60 KB (most profiles and deltas) skip even that: they are deflated here with the fixed Huffman
+//! codes and a hash table sized to the input (see `deflate_small`).
 
 use flate2::{Compress, Compression, Crc, Decompress, FlushCompress, FlushDecompress, Status};
 use std::cell::RefCell;
@@ -167,11 +169,28 @@ fn header_len(data: &[u8]) -> Result<usize, String> {
 }
 
 /// Gzip-compresses `data` at the fastest level into `out` (cleared first).
+///
+/// Small inputs (most profiles, and nearly every delta) go through [`deflate_small`]: zlib-rs would first
+/// clear its 128 KB hash table and its symbol buffer, which for a profile of a few KB costs more than
+/// compressing it. Larger ones go through zlib-rs.
 pub fn gzip_into(data: &[u8], out: &mut Vec<u8>) {
     out.clear();
     out.reserve(data.len() / 4 + 64);
     // Header: no flags, no mtime, XFL 4 (fastest), OS unknown.
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 0xff]);
+    // Fixed codes spend 9 bits on bytes above 143: data that does not compress goes to zlib-rs, as before.
+    if data.len() > SMALL_MAX || !deflate_small(data, out) {
+        out.truncate(10);
+        deflate_zlib(data, out);
+    }
+    let mut crc = Crc::new();
+    crc.update(data);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+}
+
+/// Raw deflate of `data` appended to `out`, by zlib-rs at its fastest level.
+fn deflate_zlib(data: &[u8], out: &mut Vec<u8>) {
     let mut deflate = DEFLATE
         .with(|s| s.borrow_mut().take())
         .unwrap_or_else(|| Compress::new(Compression::fast(), false));
@@ -192,11 +211,228 @@ pub fn gzip_into(data: &[u8], out: &mut Vec<u8>) {
         }
     }
     DEFLATE.with(|s| *s.borrow_mut() = Some(deflate));
-    let mut crc = Crc::new();
-    crc.update(data);
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
 }
+
+/// The largest input [`deflate_small`] takes: positions fit its 16-bit hash table.
+const SMALL_MAX: usize = 60 << 10;
+
+thread_local! {
+    /// The hash table of [`deflate_small`]: the last position (plus one) of each 4-byte hash.
+    static SMALL_TABLE: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Appends `data` to `out` as one final deflate block with the fixed Huffman codes (RFC 1951 3.2.6), with
+/// greedy LZ77 matching on a hash table sized to the input, the way zlib-rs's fastest level (`deflate_quick`)
+/// works, minus its fixed-size set-up. False, with `out` to be discarded, when that comes out no smaller
+/// than `data`.
+fn deflate_small(data: &[u8], out: &mut Vec<u8>) -> bool {
+    let n = data.len();
+    let base = out.len();
+    // About one slot per two bytes of input: what is cleared is proportional to the work.
+    let bits = (usize::BITS - n.max(1).leading_zeros()).clamp(9, 15);
+    let shift = 32 - bits;
+    SMALL_TABLE.with(|t| {
+        let mut table = t.borrow_mut();
+        table.clear();
+        table.resize(1 << bits, 0);
+        let mut w = BitWriter::new(out);
+        // BFINAL = 1, BTYPE = 01 (fixed codes).
+        w.put(0b011, 3);
+        let mut i = 0usize;
+        while i + 4 <= n {
+            let word = u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+            let h = (word.wrapping_mul(0x9E37_79B1) >> shift) as usize;
+            let candidate = usize::from(table[h]);
+            table[h] = (i + 1) as u16;
+            if candidate != 0 {
+                let c = candidate - 1;
+                let dist = i - c;
+                if dist <= 32768 && data[c..c + 4] == data[i..i + 4] {
+                    let max = (n - i).min(258);
+                    let len = 4 + common_prefix(&data[c + 4..], &data[i + 4..], max - 4);
+                    w.put_match(len, dist);
+                    i += len;
+                    continue;
+                }
+            }
+            w.put_literal(data[i]);
+            i += 1;
+        }
+        for &b in &data[i..] {
+            w.put_literal(b);
+        }
+        w.put_literal_code(256);
+        w.finish();
+    });
+    out.len() - base < n
+}
+
+/// How many leading bytes `a` and `b` share, at most `max`.
+fn common_prefix(a: &[u8], b: &[u8], max: usize) -> usize {
+    let mut k = 0usize;
+    while k + 8 <= max {
+        let x = u64::from_le_bytes(a[k..k + 8].try_into().unwrap_or([0; 8]))
+            ^ u64::from_le_bytes(b[k..k + 8].try_into().unwrap_or([0; 8]));
+        if x != 0 {
+            return k + (x.trailing_zeros() / 8) as usize;
+        }
+        k += 8;
+    }
+    while k < max && a[k] == b[k] {
+        k += 1;
+    }
+    k
+}
+
+/// Bits, least significant first, into a byte vector.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    used: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        BitWriter {
+            out,
+            acc: 0,
+            used: 0,
+        }
+    }
+
+    /// Appends the low `n` bits of `bits` (n ≤ 32).
+    #[inline]
+    fn put(&mut self, bits: u32, n: u32) {
+        self.acc |= u64::from(bits) << self.used;
+        self.used += n;
+        if self.used >= 32 {
+            self.out.extend_from_slice(&(self.acc as u32).to_le_bytes());
+            self.acc >>= 32;
+            self.used -= 32;
+        }
+    }
+
+    #[inline]
+    fn put_literal(&mut self, b: u8) {
+        self.put_literal_code(usize::from(b));
+    }
+
+    #[inline]
+    fn put_literal_code(&mut self, sym: usize) {
+        let (code, len) = FIXED.lit[sym];
+        self.put(u32::from(code), u32::from(len));
+    }
+
+    /// A match of `len` (3..=258) bytes at distance `dist` (1..=32768).
+    #[inline]
+    fn put_match(&mut self, len: usize, dist: usize) {
+        let (bits, n) = FIXED.len[len];
+        self.put(bits, u32::from(n));
+        let (code, extra_bits, base) = dist_code(dist);
+        // Distance codes are 5 bits, sent most significant bit first; extra bits follow as a number.
+        let value = u32::from(REVERSED5[code]) | ((dist - base) as u32) << 5;
+        self.put(value, 5 + extra_bits);
+    }
+
+    fn finish(self) {
+        let mut acc = self.acc;
+        let mut used = self.used;
+        while used > 0 {
+            self.out.push(acc as u8);
+            acc >>= 8;
+            used = used.saturating_sub(8);
+        }
+    }
+}
+
+/// The distance code of `dist`, its number of extra bits and its base distance.
+#[inline]
+fn dist_code(dist: usize) -> (usize, u32, usize) {
+    let d = dist - 1;
+    if d < 4 {
+        return (d, 0, dist);
+    }
+    let log = usize::BITS - 1 - d.leading_zeros();
+    let code = 2 * log as usize + ((d >> (log - 1)) & 1);
+    let extra = log - 1;
+    let base = (d & !((1 << extra) - 1)) + 1;
+    (code, extra, base)
+}
+
+/// The five-bit codes 0..30, bit-reversed (Huffman codes go most significant bit first).
+const REVERSED5: [u8; 30] = {
+    let mut t = [0u8; 30];
+    let mut i = 0;
+    while i < 30 {
+        let mut r = 0u8;
+        let mut b = 0;
+        while b < 5 {
+            r |= (((i >> b) & 1) as u8) << (4 - b);
+            b += 1;
+        }
+        t[i] = r;
+        i += 1;
+    }
+    t
+};
+
+/// The fixed literal/length codes, bit-reversed, and each match length's code with its extra bits.
+struct FixedCodes {
+    /// Per literal/length symbol 0..288: (code, bits).
+    lit: [(u16, u8); 288],
+    /// Per match length 0..=258 (3.. used): the length symbol's code followed by its extra bits.
+    len: [(u32, u8); 259],
+}
+
+const fn reverse(code: u32, bits: u32) -> u32 {
+    let mut r = 0;
+    let mut b = 0;
+    while b < bits {
+        r |= ((code >> b) & 1) << (bits - 1 - b);
+        b += 1;
+    }
+    r
+}
+
+static FIXED: FixedCodes = {
+    let mut lit = [(0u16, 0u8); 288];
+    let mut s = 0u32;
+    while s < 288 {
+        let (code, bits) = if s < 144 {
+            (0x30 + s, 8)
+        } else if s < 256 {
+            (0x190 + s - 144, 9)
+        } else if s < 280 {
+            (s - 256, 7)
+        } else {
+            (0xC0 + s - 280, 8)
+        };
+        lit[s as usize] = (reverse(code, bits) as u16, bits as u8);
+        s += 1;
+    }
+    let mut len = [(0u32, 0u8); 259];
+    let mut l = 3u32;
+    while l <= 258 {
+        let x = l - 3;
+        let (sym, extra_bits, extra) = if l == 258 {
+            (285, 0, 0)
+        } else if x < 8 {
+            (257 + x, 0, 0)
+        } else {
+            let log = 31 - x.leading_zeros();
+            let extra_bits = log - 2;
+            (
+                265 + 4 * (log - 3) + ((x >> extra_bits) & 3),
+                extra_bits,
+                x & ((1 << extra_bits) - 1),
+            )
+        };
+        let (code, bits) = lit[sym as usize];
+        len[l as usize] = (code as u32 | extra << bits, bits + extra_bits as u8);
+        l += 1;
+    }
+    FixedCodes { lit, len }
+};
 
 #[cfg(test)]
 mod tests {
@@ -240,6 +476,78 @@ mod tests {
             let z2 = enc.finish().unwrap();
             assert_eq!(gunzip(&z2, usize::MAX / 2).unwrap(), data, "{n}");
         }
+    }
+
+    #[test]
+    fn small_inputs_round_trip_through_the_fixed_code_encoder() {
+        let fixtures =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/pprof");
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        if let Ok(dir) = std::fs::read_dir(&fixtures) {
+            for e in dir.flatten() {
+                if let Ok(z) = std::fs::read(e.path()) {
+                    if z.starts_with(&[0x1f, 0x8b]) {
+                        inputs.push(reference_gunzip(&z));
+                    }
+                }
+            }
+        }
+        // Every length and distance code, runs longer than a match, incompressible bytes, tiny inputs.
+        let mut x = 0x1234_5678u32;
+        let mut noise = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect()
+        };
+        let random = noise(SMALL_MAX);
+        inputs.push(random.clone());
+        for len in [3usize, 4, 5, 10, 11, 100, 257, 258, 259, 600, 5000] {
+            for dist in [
+                1usize, 2, 3, 4, 5, 7, 100, 1000, 4097, 20_000, 32_767, 32_768, 32_769,
+            ] {
+                let mut d = noise(dist);
+                let rep = d[..len.min(dist)].to_vec();
+                d.extend(rep.iter().cycle().take(len));
+                d.extend_from_slice(&noise(7));
+                inputs.push(d);
+            }
+        }
+        inputs.push(vec![0u8; SMALL_MAX]);
+        inputs.push(vec![7u8; SMALL_MAX + 1]);
+        for n in 0..12 {
+            inputs.push(sample(n));
+        }
+        let (mut ours, mut zlib) = (0usize, 0usize);
+        for (k, data) in inputs.iter().enumerate() {
+            let mut z = Vec::new();
+            gzip_into(data, &mut z);
+            assert_eq!(
+                &reference_gunzip(&z),
+                data,
+                "input {k} of {} bytes",
+                data.len()
+            );
+            assert_eq!(gunzip(&z, usize::MAX / 2).unwrap(), *data);
+            if data.len() <= SMALL_MAX && data.len() > 1000 {
+                let mut enc = flate2::write::GzEncoder::new(Vec::new(), Compression::fast());
+                enc.write_all(data).unwrap();
+                zlib += enc.finish().unwrap().len();
+                ours += z.len();
+            }
+        }
+        // About as small as zlib's fastest level.
+        assert!(ours * 10 <= zlib * 12, "{ours} vs {zlib}");
+        // What does not compress goes to zlib-rs, as before.
+        let mut z = Vec::new();
+        gzip_into(&random, &mut z);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), Compression::fast());
+        enc.write_all(&random).unwrap();
+        assert!(z.len() <= enc.finish().unwrap().len());
     }
 
     #[test]
