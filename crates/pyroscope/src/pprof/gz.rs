@@ -610,4 +610,35 @@ mod tests {
         // Only the first step was inflated, not the 50 MiB.
         assert!(out.capacity() <= FIRST_STEP_MAX, "{}", out.capacity());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the input (pieces of random bytes over a small alphabet, repeated at random distances, on
+        /// both sides of the small-input limit), the stream decodes to it with flate2 and with our reader.
+        #[test]
+        fn any_input_round_trips(
+            pieces in proptest::collection::vec(
+                (proptest::collection::vec(0u8..6, 0..300), 0usize..40_000, 1usize..9_000),
+                0..12,
+            ),
+        ) {
+            let mut data: Vec<u8> = Vec::new();
+            for (bytes, back, repeat) in pieces {
+                data.extend(bytes.iter().map(|b| b.wrapping_mul(37)));
+                if !data.is_empty() {
+                    // Copy `repeat` bytes from `back` bytes ago (overlapping copies included).
+                    let from = data.len() - 1 - back % data.len();
+                    for i in 0..repeat {
+                        let b = data[from + i % (data.len() - from)];
+                        data.push(b);
+                    }
+                }
+            }
+            let mut z = Vec::new();
+            gzip_into(&data, &mut z);
+            proptest::prop_assert_eq!(reference_gunzip(&z), data.clone());
+            proptest::prop_assert_eq!(gunzip(&z, usize::MAX / 2).unwrap(), data);
+        }
+    }
 }
