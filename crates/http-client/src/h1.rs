@@ -674,6 +674,17 @@ fn merge_lengths(known: Option<u64>, value: &[u8]) -> Result<Option<u64>, ()> {
     Ok(known)
 }
 
+/// Moves up to `n` of the buffered bytes into `body`; returns how many it moved.
+fn consume(c: &mut Conn, n: u64, body: &mut crate::LimitedBody) -> Result<u64, BodyError> {
+    let have = c.unread();
+    let take = have.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+    if !body.push(&have[..take]) {
+        return Err(BodyError::TooLarge);
+    }
+    c.pos += take;
+    Ok(take as u64)
+}
+
 /// A body of `n` bytes.
 async fn read_length(
     c: &mut Conn,
@@ -681,13 +692,7 @@ async fn read_length(
     body: &mut crate::LimitedBody,
 ) -> Result<(), BodyError> {
     loop {
-        let have = c.unread();
-        let take = have.len().min(usize::try_from(n).unwrap_or(usize::MAX));
-        if !body.push(&have[..take]) {
-            return Err(BodyError::TooLarge);
-        }
-        c.pos += take;
-        n -= take as u64;
+        n -= consume(c, n, body)?;
         if n == 0 {
             return Ok(());
         }
@@ -811,13 +816,7 @@ async fn read_chunked(c: &mut Conn, body: &mut crate::LimitedBody) -> Result<(),
             {
                 return Err(incomplete_body().into());
             }
-            let have = c.unread();
-            let take = have.len().min(usize::try_from(size).unwrap_or(usize::MAX));
-            if !body.push(&have[..take]) {
-                return Err(BodyError::TooLarge);
-            }
-            c.pos += take;
-            size -= take as u64;
+            size -= consume(c, size, body)?;
         }
         if c.byte().await? != b'\r' {
             return Err(invalid(InvalidInput, "Invalid chunk body CR").into());
