@@ -356,9 +356,7 @@ impl Controller {
             None => {
                 for index in order {
                     if starts.full_pass {
-                        if let Some(p) = lock(&shared.state).pass_pending.get_mut(index) {
-                            *p = false;
-                        }
+                        shared.pass_started(index);
                     }
                     let Some(pending) =
                         shared.evaluate(index, Some(&mut report), Some(&mut starts))

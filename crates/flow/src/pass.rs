@@ -160,7 +160,7 @@ pub(crate) fn evaluate_in_parallel(
             let before = (r.started.len(), r.updated.len(), r.diagnostics.len());
             let pending = shared.evaluate(index, Some(&mut local.report), Some(&mut local.starts));
             if let Some(pending) = pending {
-                if shared.has_dependants(index) {
+                if !dependants[index].is_empty() {
                     // Let dependants see the new exports, but never wait long for a slow component.
                     let wait = shared.update_wait();
                     let _ = handle.block_on(tokio::time::timeout(wait, pending.finished()));
