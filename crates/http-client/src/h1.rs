@@ -12,7 +12,8 @@
 //! used, and the request is retried once on a fresh connection (it is an idempotent GET).
 //!
 //! Used only for `http` URLs, and for `https` when HTTP/2 is disabled (so ALPN can only choose HTTP/1.1),
-//! without a proxy; everything else, and every redirect to follow, goes through reqwest.
+//! without a proxy; everything else goes through reqwest. A redirect to follow is answered here and reqwest
+//! carries on from its `Location`, so each hop is asked once.
 
 use bytes::BufMut;
 use http::header::HeaderValue;
@@ -50,8 +51,9 @@ const SPARE_BUFFER_MAX_BYTES: usize = 64 << 10;
 pub(crate) enum Outcome {
     /// The response; the body was read only for a success status.
     Done(crate::Fetched),
-    /// A redirect that is to be followed: the caller repeats the request through reqwest.
-    Redirect,
+    /// A redirect to follow, to this URL (the `Location`, resolved against the request's URL): the caller
+    /// carries on from there through reqwest, which follows any further redirects.
+    Redirect(url::Url),
     /// The body is larger than the limit.
     TooLarge,
 }
@@ -208,6 +210,8 @@ struct Head {
     declared: Option<u64>,
     framing: Framing,
     keep_alive: bool,
+    /// The first `Location`, when it is UTF-8 text (only kept for redirects).
+    location: Option<String>,
 }
 
 /// Why no response head was read, in hyper's words (`hyper::Error`'s texts and causes).
@@ -340,7 +344,10 @@ impl Pool {
         };
         let status = head.status;
         if status.is_redirection() && self.follow_redirects && is_followed(status) {
-            return Ok(Outcome::Redirect);
+            // As reqwest: a redirect without a usable `Location` is the answer itself.
+            if let Some(next) = head.location.as_deref().and_then(|l| url.join(l).ok()) {
+                return Ok(Outcome::Redirect(next));
+            }
         }
         if !status.is_success() {
             // The body is not wanted; the connection goes with it.
@@ -558,6 +565,7 @@ fn parse_head(data: &[u8]) -> Result<Parsed, HeadError> {
     let mut keep_alive = http11;
     let mut saw_close = false;
     let mut content_type = None;
+    let mut location = None;
     let mut declared = None;
     let mut has_length = false;
     // All Content-Length values must agree (hyper's `content_length_parse_all`).
@@ -576,6 +584,10 @@ fn parse_head(data: &[u8]) -> Result<Parsed, HeadError> {
         } else if name.eq_ignore_ascii_case("content-type") {
             if content_type.is_none() {
                 content_type = Some(visible_text(h.value).map(str::to_string));
+            }
+        } else if name.eq_ignore_ascii_case("location") {
+            if location.is_none() && (300..400).contains(&res.code.unwrap_or(0)) {
+                location = Some(std::str::from_utf8(h.value).map(str::to_string).ok());
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             if !has_length {
@@ -614,6 +626,7 @@ fn parse_head(data: &[u8]) -> Result<Parsed, HeadError> {
             framing,
             // A switch of protocols is never reused.
             keep_alive: keep_alive && code != 101,
+            location: location.flatten(),
         },
     ))
 }
@@ -914,7 +927,7 @@ fn check_trailers(buf: &[u8], count: usize) -> Result<(), io::Error> {
     }
 }
 
-/// reqwest follows these (and only with a `Location`, which it checks itself).
+/// reqwest follows these (and only with a `Location` that is a valid URL).
 fn is_followed(status: StatusCode) -> bool {
     matches!(status.as_u16(), 301 | 302 | 303 | 307 | 308)
 }

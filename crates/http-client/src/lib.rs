@@ -92,8 +92,10 @@
 //! `https` with `enable_http2 = false`, without a proxy) take a lean path: keep-alive connections kept per
 //! origin and driven by the fetching task itself, without reqwest's pool and per-connection tasks, at
 //! about half the CPU per request; a connection the server closed while idle is replaced, and the request
-//! retried once. Everything else, and every redirect to follow, goes through reqwest, with the same
-//! headers and the same error texts ([`ClientOptions::lean_http1`] turns the lean path off).
+//! retried once. Everything else goes through reqwest, with the same headers and the same error texts
+//! ([`ClientOptions::lean_http1`] turns the lean path off). When the lean path gets a redirect to follow,
+//! reqwest carries on from its `Location` with the `Authorization` and `Referer` its own redirect would
+//! send, so no hop is asked twice (reqwest then allows its 10 redirects after that first one).
 //!
 //! Errors of `send()` are [`reqwest::Error`]s; [`describe_error`] prints one with its causes (e.g.
 //! `... invalid peer certificate: UnknownIssuer`).
@@ -348,7 +350,7 @@ impl HttpClient {
     ///
     /// Plain HTTP/1.1 requests (`http`, or `https` with `enable_http2 = false`; no proxy) take a lean path
     /// that reuses keep-alive connections without reqwest's pool and connection tasks; everything else, and
-    /// every redirect that is followed, goes through reqwest. Both behave the same: same request headers,
+    /// the hops after a redirect, go through reqwest. Both behave the same: same request headers,
     /// same errors.
     pub async fn fetch(
         &self,
@@ -380,21 +382,36 @@ impl HttpClient {
             .header()
             .await
             .map_err(FetchError::Prepare)?;
+        // Where reqwest starts, and the headers the lean path's redirect leaves it.
+        let mut from = std::borrow::Cow::Borrowed(url);
+        let mut referer = None;
+        let mut authorization = authorization;
         if let Some(lean) = clients.lean.as_ref().filter(|l| l.serves(url)) {
             match lean.get(url, authorization.clone(), limit).await {
                 Ok(h1::Outcome::Done(f)) => return Ok(f),
                 Ok(h1::Outcome::TooLarge) => return Err(FetchError::TooLarge),
-                Ok(h1::Outcome::Redirect) => {}
+                Ok(h1::Outcome::Redirect(next)) => {
+                    // The first hop is answered: reqwest carries on from the next one, with the headers its
+                    // own redirect would send there.
+                    referer = redirect_referer(url, &next);
+                    if !same_origin(url, &next) {
+                        authorization = None;
+                    }
+                    from = std::borrow::Cow::Owned(next);
+                }
                 Err(h1::Failure::Text(text)) => return Err(FetchError::Transport(text)),
                 Err(h1::Failure::Timeout) => return Err(FetchError::Timeout),
             }
         }
         let mut request = clients
             .reqwest
-            .get(url.clone())
+            .get(from.into_owned())
             .timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
         if let Some(a) = authorization {
             request = request.header(reqwest::header::AUTHORIZATION, a);
+        }
+        if let Some(r) = referer {
+            request = request.header(reqwest::header::REFERER, r);
         }
         let transport = |e: reqwest::Error| {
             if e.is_timeout() {
@@ -436,6 +453,30 @@ impl HttpClient {
     pub async fn post(&self, url: impl reqwest::IntoUrl) -> Result<reqwest::RequestBuilder, Error> {
         self.request(reqwest::Method::POST, url).await
     }
+}
+
+/// Whether a redirect from `a` to `b` keeps credentials: reqwest (like Go) drops `Authorization` when the
+/// scheme, host or port changes.
+fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The `Referer` reqwest sends when it follows a redirect from `previous` to `next`: the previous URL
+/// without credentials or fragment, and none from https to http.
+fn redirect_referer(
+    previous: &reqwest::Url,
+    next: &reqwest::Url,
+) -> Option<reqwest::header::HeaderValue> {
+    if previous.scheme() == "https" && next.scheme() == "http" {
+        return None;
+    }
+    let mut referer = previous.clone();
+    let _ = referer.set_username("");
+    let _ = referer.set_password(None);
+    referer.set_fragment(None);
+    reqwest::header::HeaderValue::from_str(referer.as_str()).ok()
 }
 
 /// A response's `Content-Type`, when it is valid text.

@@ -528,3 +528,78 @@ async fn redirects_are_not_followed_when_disabled() {
         assert_eq!(srv.requests(), 1);
     }
 }
+
+/// What the servers of a redirect chain saw, in order: path, `Authorization` and `Referer` of each request.
+type Hops = Vec<(String, Option<String>, Option<String>)>;
+
+fn hops(servers: &[&Server]) -> Hops {
+    servers
+        .iter()
+        .flat_map(|s| s.seen())
+        .map(|r| {
+            (
+                r.uri.path().to_string(),
+                r.header("authorization"),
+                r.header("referer"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_followed_redirect_asks_each_hop_once_with_the_headers_reqwest_sends() {
+    let mut got = Vec::new();
+    for lean in [true, false] {
+        let end = Server::http(|_| respond(200, "at the end")).await;
+        let next = end.url("http", "/end");
+        // Two hops on one origin, then one to another port: a different origin, so no credentials there.
+        let start = Server::http(move |seen| match seen.uri.path() {
+            "/old" => hyper::Response::builder()
+                .status(302)
+                .header("location", "/mid")
+                .body(Default::default())
+                .unwrap(),
+            _ => hyper::Response::builder()
+                .status(307)
+                .header("location", next.as_str())
+                .body(Default::default())
+                .unwrap(),
+        })
+        .await;
+        let c = client("bearer_token = \"s3cret\"", lean);
+        let f = fetch(&c, &start.url("http", "/old"), 100).await.unwrap();
+        assert_eq!((f.status.as_u16(), &f.body[..]), (200, &b"at the end"[..]));
+        let origin = start.url("http", "");
+        let seen = hops(&[&start, &end]);
+        let want: Hops = vec![
+            ("/old".into(), Some("Bearer s3cret".into()), None),
+            (
+                "/mid".into(),
+                Some("Bearer s3cret".into()),
+                Some(format!("{origin}/old")),
+            ),
+            ("/end".into(), None, Some(format!("{origin}/mid"))),
+        ];
+        assert_eq!(seen, want, "lean: {lean}");
+        got.push(seen.len());
+    }
+    assert_eq!(got, [3, 3]);
+}
+
+#[tokio::test]
+async fn a_redirect_without_a_usable_location_is_the_answer_on_both_paths() {
+    for lean in [true, false] {
+        let srv = Server::http(|_| {
+            hyper::Response::builder()
+                .status(302)
+                .body(Default::default())
+                .unwrap()
+        })
+        .await;
+        let f = fetch(&client("", lean), &srv.url("http", "/old"), 100)
+            .await
+            .unwrap();
+        assert_eq!(f.status.as_u16(), 302, "lean: {lean}");
+        assert_eq!(srv.seen().len(), 1, "lean: {lean}");
+    }
+}
