@@ -176,6 +176,10 @@ pub(crate) struct Shared {
     load_lock: tokio::sync::Mutex<()>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
+    /// The runtime the controller was created in: components' tasks run there.
+    runtime: tokio::runtime::Handle,
+    /// Components started whose `run` has not been polled yet.
+    pending_starts: crate::lazy_task::PendingStarts,
 }
 
 #[derive(Default)]
@@ -225,6 +229,8 @@ impl Controller {
             load_lock: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
             cancel: CancellationToken::new(),
+            runtime: tokio::runtime::Handle::current(),
+            pending_starts: Default::default(),
         });
         tokio::spawn(evaluator(
             Arc::downgrade(&shared),
@@ -336,7 +342,7 @@ impl Controller {
         }
         let mut starts = DeferredStarts {
             shared: shared.clone(),
-            ids: Vec::new(),
+            first_polls: Vec::new(),
             full_pass: !same_text,
         };
         if starts.full_pass {
@@ -452,12 +458,15 @@ impl Controller {
         lock(&self.shared.state).loaded
     }
 
-    /// Waits until no node is waiting to be re-evaluated.
+    /// Waits until no node is waiting to be re-evaluated and every component started so far has begun to
+    /// run (its `run` was polled).
     pub async fn settle(&self) {
         loop {
             {
                 let _guard = self.shared.load_lock.lock().await;
-                if lock(&self.shared.state).dirty.is_empty() {
+                if lock(&self.shared.state).dirty.is_empty()
+                    && self.shared.pending_starts.count() == 0
+                {
                     return;
                 }
             }
@@ -981,16 +990,27 @@ impl Shared {
                     cancel.cancel();
                 }
                 let mut runner = Runner::new(shared, cancel, node.alive.clone(), backoff);
-                match starts {
-                    // Started with the others when the pass is over: spawning many tasks in one go wakes
-                    // the runtime's workers once instead of once per component.
-                    Some(starts) => starts.ids.push(id.clone()),
-                    None => runner.start(),
-                }
+                let first_poll = match starts {
+                    // Started with the others when the pass is over, in a few runtime tasks.
+                    Some(starts) => {
+                        starts.first_polls.extend(runner.start(&self.runtime));
+                        None
+                    }
+                    None => runner.start(&self.runtime),
+                };
                 node.runner = Some(runner);
+                drop(st);
+                if let Some(first_poll) = first_poll {
+                    crate::lazy_task::start_all(
+                        &self.runtime,
+                        vec![first_poll],
+                        &self.pending_starts,
+                    );
+                }
                 if let Some(r) = report {
                     r.started.push(String::from(&*id));
                 }
+                return None;
             }
             Err(e) => {
                 node.args = None;
@@ -1020,7 +1040,8 @@ impl Shared {
 /// the end of the load, or when the load is abandoned half-way (its future dropped).
 pub(crate) struct DeferredStarts {
     shared: Arc<Shared>,
-    pub(crate) ids: Vec<Arc<str>>,
+    /// The first polls of the components' tasks (see [`crate::lazy_task::start_all`]).
+    pub(crate) first_polls: Vec<crate::lazy_task::FirstPoll>,
     /// Whether the load evaluates every node (see [`State::pass_pending`]). A pass abandoned half-way leaves
     /// the nodes it did not reach dirty, for the evaluator.
     full_pass: bool,
@@ -1032,7 +1053,7 @@ impl DeferredStarts {
     pub(crate) fn collecting(shared: Arc<Shared>) -> Self {
         DeferredStarts {
             shared,
-            ids: Vec::new(),
+            first_polls: Vec::new(),
             full_pass: false,
         }
     }
@@ -1058,15 +1079,11 @@ impl Drop for DeferredStarts {
                 }
             }
         }
-        if self.ids.is_empty() {
-            return;
-        }
-        let mut st = lock(&self.shared.state);
-        for id in self.ids.drain(..) {
-            if let Some(runner) = st.nodes.get_mut(&*id).and_then(|n| n.runner.as_mut()) {
-                runner.start();
-            }
-        }
+        crate::lazy_task::start_all(
+            &self.shared.runtime,
+            std::mem::take(&mut self.first_polls),
+            &self.shared.pending_starts,
+        );
     }
 }
 

@@ -256,7 +256,7 @@ fn merge(
 ) {
     let mut parts = Vec::with_capacity(locals.len());
     for mut local in locals {
-        starts.ids.append(&mut local.starts.ids);
+        starts.first_polls.append(&mut local.starts.first_polls);
         let r = local.report;
         let diagnostics: Vec<_> = r.diagnostics.0.into_iter().map(Some).collect();
         parts.push((r.started, r.updated, diagnostics));

@@ -9,6 +9,7 @@
 
 use crate::component::{Component, ComponentError, Health, HealthState};
 use crate::controller::NodeCounters;
+use crate::lazy_task::{FirstPoll, LazyTask};
 use crate::registry::Arguments;
 use futures_util::FutureExt;
 use std::future::Future;
@@ -17,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// How long the evaluator may spend in the first poll of an update before that component's updates are no
@@ -81,7 +82,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Runner {
     pub(crate) cancel: CancellationToken,
     /// The component's task, once started.
-    task: Option<JoinHandle<()>>,
+    task: Option<LazyTask>,
     /// How to supervise `run`, until the task is started.
     backoff: Option<Backoff>,
     shared: Arc<Shared>,
@@ -137,21 +138,23 @@ impl Runner {
         }
     }
 
-    /// Starts the component's task (once).
-    pub(crate) fn start(&mut self) {
-        let Some(backoff) = self.backoff.take() else {
-            return;
-        };
+    /// Starts the component's task (once). The caller makes the returned first poll (see
+    /// [`crate::lazy_task::start_all`]),
+    /// which runs `run` up to its first wait; the task only becomes a runtime task once woken (see
+    /// [`crate::lazy_task`]), so an idle component costs no runtime task of its own.
+    pub(crate) fn start(&mut self, runtime: &Handle) -> Option<FirstPoll> {
+        let backoff = self.backoff.take()?;
         set_health(
             &self.shared.node.run_health,
             HealthState::Healthy,
             "started".into(),
         );
-        self.task = Some(tokio::spawn(drive(
-            self.shared.clone(),
-            self.cancel.clone(),
-            backoff,
-        )));
+        let (task, first_poll) = LazyTask::new(
+            drive(self.shared.clone(), self.cancel.clone(), backoff),
+            runtime,
+        );
+        self.task = Some(task);
+        Some(first_poll)
     }
 
     /// Numbers the next arguments for [`submit`] (which must run without the controller's state locked: the
@@ -349,7 +352,7 @@ pub(crate) async fn stop(runner: Runner, timeout: Duration, id: &str) {
         finish_abandoned(&runner.shared, runner.generation);
         return;
     };
-    if tokio::time::timeout(timeout, task).await.is_err() {
+    if !task.stop(timeout).await {
         tracing::warn!(
             component = id,
             ?timeout,
@@ -428,7 +431,9 @@ mod tests {
             Arc::new(AtomicBool::new(true)),
             backoff,
         );
-        r.start();
+        if let Some(first_poll) = r.start(&Handle::current()) {
+            crate::lazy_task::start_all(&Handle::current(), vec![first_poll], &Default::default());
+        }
         (r, component)
     }
 
