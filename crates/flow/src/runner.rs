@@ -567,4 +567,100 @@ mod tests {
         assert_eq!(c.applied.load(Ordering::Relaxed), 2);
         stop(r, Duration::from_secs(5), "test.blocking.a").await;
     }
+
+    /// `run` returns at once (counting); `update` waits until cancelled, noting when its future is dropped.
+    struct Flaky {
+        runs: AtomicU32,
+        updates_dropped: Arc<AtomicU32>,
+    }
+
+    struct DropFlag(Arc<AtomicU32>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[async_trait]
+    impl Component for Flaky {
+        async fn run(&self, _cancel: CancellationToken) -> Result<(), ComponentError> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        async fn update(
+            &self,
+            _args: Arc<dyn std::any::Any + Send + Sync>,
+        ) -> Result<(), ComponentError> {
+            let _flag = DropFlag(self.updates_dropped.clone());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    }
+
+    fn flaky(first: Duration, max: Duration) -> (Runner, Arc<Flaky>) {
+        let component = Arc::new(Flaky {
+            runs: AtomicU32::new(0),
+            updates_dropped: Arc::new(AtomicU32::new(0)),
+        });
+        let shared = Shared::new(
+            Arc::from("test.flaky.a"),
+            component.clone(),
+            NodeShared::new(),
+        );
+        let mut r = Runner::new(
+            shared,
+            CancellationToken::new(),
+            Arc::new(AtomicBool::new(true)),
+            Backoff { first, max },
+        );
+        r.start();
+        (r, component)
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_that_returns_is_restarted_with_backoff() {
+        let (r, c) = flaky(Duration::from_millis(1), Duration::from_millis(4));
+        until("restarts", || c.runs.load(Ordering::Relaxed) >= 4).await;
+        assert!(r.shared.node.counters.runs.load(Ordering::Relaxed) >= 4);
+        let health = lock(&r.shared.node.run_health).to_health();
+        assert!(
+            health.message == "restarted" || health.message == "run exited without an error",
+            "{health:?}"
+        );
+        stop(r, Duration::from_secs(5), "test.flaky.a").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_during_backoff_and_with_an_update_in_the_task_ends_the_task() {
+        let hour = Duration::from_secs(3600);
+        let (mut r, c) = flaky(hour, hour);
+        until("the first exit", || {
+            lock(&r.shared.node.run_health).state == HealthState::Exited
+        })
+        .await;
+        let (shared, generation) = r.next_update();
+        let pending = submit(&shared, generation, args()).expect("the update waits");
+        let task_ended = tokio::time::timeout(Duration::from_secs(5), async {
+            stop(r, Duration::from_secs(60), "test.flaky.a").await;
+        });
+        task_ended
+            .await
+            .expect("stopped without waiting for the backoff");
+        tokio::time::timeout(Duration::from_secs(5), pending.finished())
+            .await
+            .expect("whoever waits for the update is let go");
+        // Dropped by the task, or with the slot when the task was stopped before it took it.
+        drop(shared);
+        assert_eq!(c.updates_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(c.runs.load(Ordering::Relaxed), 1);
+    }
 }
