@@ -86,6 +86,9 @@ pub(crate) struct Shared {
     slot: Mutex<Slot>,
     /// Wakes the task when there is an update for it to drive (it looks at the slot after registering).
     work: AtomicWaker,
+    /// Set, with the slot locked, whenever the slot may have gained something for the task to take; cleared
+    /// by the task when it finds nothing there. Spares an idle component's task the lock at every poll.
+    work_waiting: AtomicBool,
     /// Wakes those waiting for an update to finish.
     finished: Notify,
     /// Whether the evaluator may start this component's updates itself.
@@ -211,6 +214,7 @@ pub(crate) fn submit(
             if let Some((replaced, _)) = slot.queued.replace((generation, args)) {
                 slot.done = slot.done.max(replaced);
             }
+            shared.work_waiting.store(true, Ordering::Release);
             drop(slot);
             shared.work.wake();
             return pending;
@@ -232,7 +236,10 @@ pub(crate) fn submit(
             None
         }
         Poll::Pending => {
-            lock(&shared.slot).handed_over = Some((generation, update));
+            let mut slot = lock(&shared.slot);
+            slot.handed_over = Some((generation, update));
+            shared.work_waiting.store(true, Ordering::Release);
+            drop(slot);
             shared.work.wake();
             pending
         }
@@ -263,7 +270,11 @@ fn finish(shared: &Shared, generation: u64, outcome: Outcome) {
         let mut slot = lock(&shared.slot);
         slot.busy = false;
         slot.done = slot.done.max(generation);
-        slot.queued.is_some()
+        let more = slot.queued.is_some();
+        if more {
+            shared.work_waiting.store(true, Ordering::Release);
+        }
+        more
     };
     shared.finished.notify_waiters();
     if more {
@@ -273,8 +284,13 @@ fn finish(shared: &Shared, generation: u64, outcome: Outcome) {
 
 /// The next update for the task to drive, if any (none once cancelled: a stopped component applies nothing).
 fn next_update(shared: &Shared, cancel: &CancellationToken) -> Option<(u64, UpdateFuture)> {
+    // The task registered its waker before: whoever sets the flag after this wakes it.
+    if !shared.work_waiting.load(Ordering::Acquire) {
+        return None;
+    }
     let mut slot = lock(&shared.slot);
     if slot.handed_over.is_none() && (slot.busy || slot.queued.is_none()) {
+        shared.work_waiting.store(false, Ordering::Relaxed);
         return None;
     }
     if cancel.is_cancelled() {
@@ -439,6 +455,7 @@ impl Shared {
             node,
             slot: Mutex::new(Slot::default()),
             work: AtomicWaker::new(),
+            work_waiting: AtomicBool::new(false),
             finished: Notify::new(),
             inline: AtomicBool::new(true),
         })
