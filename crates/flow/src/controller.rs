@@ -610,7 +610,7 @@ impl State {
                     .run_health
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                reports.push(run.clone());
+                reports.push(run.to_health());
             }
             if let Some(h) = s
                 .shared

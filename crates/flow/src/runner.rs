@@ -11,16 +11,20 @@ use crate::component::{Component, ComponentError, Health, HealthState};
 use crate::controller::NodeCounters;
 use crate::lazy_task::{FirstPoll, LazyTask};
 use crate::registry::Arguments;
+use futures_util::future::CatchUnwind;
+use futures_util::task::AtomicWaker;
 use futures_util::FutureExt;
+use std::borrow::Cow;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// How long the evaluator may spend in the first poll of an update before that component's updates are no
 /// longer started by the evaluator.
@@ -32,7 +36,7 @@ type UpdateFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 /// What a node keeps for as long as it is in the graph, shared with its component's task (one allocation
 /// for all of it).
 pub(crate) struct NodeShared {
-    pub(crate) run_health: Mutex<Health>,
+    pub(crate) run_health: Mutex<RunHealth>,
     /// Set when the last `update` failed or panicked; cleared by a successful one.
     pub(crate) update_health: Mutex<Option<Health>>,
     pub(crate) counters: NodeCounters,
@@ -41,10 +45,37 @@ pub(crate) struct NodeShared {
 impl NodeShared {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(NodeShared {
-            run_health: Mutex::new(Health::new(HealthState::Unknown, "not started")),
+            run_health: Mutex::new(RunHealth::new(HealthState::Unknown, "not started")),
             update_health: Mutex::new(None),
             counters: NodeCounters::default(),
         })
+    }
+}
+
+/// The health of a component's run: a [`Health`] whose message is mostly one of the runtime's own constants,
+/// kept without allocating it (every component is "started" once).
+pub(crate) struct RunHealth {
+    state: HealthState,
+    message: Cow<'static, str>,
+    updated: SystemTime,
+}
+
+impl RunHealth {
+    fn new(state: HealthState, message: impl Into<Cow<'static, str>>) -> Self {
+        RunHealth {
+            state,
+            message: message.into(),
+            updated: SystemTime::now(),
+        }
+    }
+
+    /// The report.
+    pub(crate) fn to_health(&self) -> Health {
+        Health {
+            state: self.state,
+            message: self.message.clone().into_owned(),
+            updated: self.updated,
+        }
     }
 }
 
@@ -54,8 +85,11 @@ pub(crate) struct Shared {
     pub(crate) component: Arc<dyn Component>,
     pub(crate) node: Arc<NodeShared>,
     slot: Mutex<Slot>,
-    /// Wakes the task when there is an update for it to drive.
-    work: Notify,
+    /// Wakes the task when there is an update for it to drive (it looks at the slot after registering).
+    work: AtomicWaker,
+    /// Set, with the slot locked, whenever the slot may have gained something for the task to take; cleared
+    /// by the task when it finds nothing there. Spares an idle component's task the lock at every poll.
+    work_waiting: AtomicBool,
     /// Wakes those waiting for an update to finish.
     finished: Notify,
     /// Whether the evaluator may start this component's updates itself.
@@ -147,7 +181,7 @@ impl Runner {
         set_health(
             &self.shared.node.run_health,
             HealthState::Healthy,
-            "started".into(),
+            "started",
         );
         let (task, first_poll) = LazyTask::new(
             drive(self.shared.clone(), self.cancel.clone(), backoff),
@@ -183,8 +217,9 @@ pub(crate) fn submit(
             if let Some((replaced, _)) = slot.queued.replace((generation, args)) {
                 slot.done = slot.done.max(replaced);
             }
+            shared.work_waiting.store(true, Ordering::Release);
             drop(slot);
-            shared.work.notify_one();
+            shared.work.wake();
             return pending;
         }
         slot.busy = true;
@@ -204,8 +239,11 @@ pub(crate) fn submit(
             None
         }
         Poll::Pending => {
-            lock(&shared.slot).handed_over = Some((generation, update));
-            shared.work.notify_one();
+            let mut slot = lock(&shared.slot);
+            slot.handed_over = Some((generation, update));
+            shared.work_waiting.store(true, Ordering::Release);
+            drop(slot);
+            shared.work.wake();
             pending
         }
     }
@@ -235,22 +273,34 @@ fn finish(shared: &Shared, generation: u64, outcome: Outcome) {
         let mut slot = lock(&shared.slot);
         slot.busy = false;
         slot.done = slot.done.max(generation);
-        slot.queued.is_some()
+        let more = slot.queued.is_some();
+        if more {
+            shared.work_waiting.store(true, Ordering::Release);
+        }
+        more
     };
     shared.finished.notify_waiters();
     if more {
-        shared.work.notify_one();
+        shared.work.wake();
     }
 }
 
-/// The next update for the task to drive, if any.
-fn next_update(shared: &Shared) -> Option<(u64, UpdateFuture)> {
+/// The next update for the task to drive, if any (none once cancelled: a stopped component applies nothing).
+fn next_update(shared: &Shared, cancel: &CancellationToken) -> Option<(u64, UpdateFuture)> {
+    // The task registered its waker before: whoever sets the flag after this wakes it.
+    if !shared.work_waiting.load(Ordering::Acquire) {
+        return None;
+    }
     let mut slot = lock(&shared.slot);
+    if slot.handed_over.is_none() && (slot.busy || slot.queued.is_none()) {
+        shared.work_waiting.store(false, Ordering::Relaxed);
+        return None;
+    }
+    if cancel.is_cancelled() {
+        return None;
+    }
     if let Some(handed_over) = slot.handed_over.take() {
         return Some(handed_over);
-    }
-    if slot.busy {
-        return None;
     }
     let (generation, args) = slot.queued.take()?;
     slot.busy = true;
@@ -259,68 +309,140 @@ fn next_update(shared: &Shared) -> Option<(u64, UpdateFuture)> {
     Some((generation, update_future(shared.component.clone(), args)))
 }
 
-type RunFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
-
-fn run_future(shared: &Shared, cancel: &CancellationToken) -> RunFuture {
-    if shared.node.counters.runs.fetch_add(1, Ordering::Relaxed) > 0 {
-        set_health(
-            &shared.node.run_health,
-            HealthState::Healthy,
-            "restarted".into(),
-        );
-    }
-    let component = shared.component.clone();
-    // The run stops when the component does: it gets the component's own token.
-    let token = cancel.clone();
-    Box::pin(std::panic::AssertUnwindSafe(async move { component.run(token).await }).catch_unwind())
-}
+/// A run of the component. It borrows the component from the task's own state rather than owning a clone
+/// of it: the component's boxed future is then the only allocation.
+type RunFuture<'a> = CatchUnwind<
+    AssertUnwindSafe<Pin<Box<dyn Future<Output = Result<(), ComponentError>> + Send + 'a>>>,
+>;
 
 /// The component's task: runs it, restarting it with backoff when its run ends or panics, and drives the
 /// updates handed to it, until cancelled.
 async fn drive(shared: Arc<Shared>, cancel: CancellationToken, backoff: Backoff) {
-    let mut delay = backoff.first;
-    let mut run: Option<RunFuture> = Some(run_future(&shared, &cancel));
-    let mut restart: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut update: Option<(u64, UpdateFuture)> = None;
-    loop {
-        if cancel.is_cancelled() {
-            // Like a stopped task: an unfinished update is dropped; `run` is given the chance to return.
-            update = None;
-            restart = None;
-        } else if update.is_none() {
-            update = next_update(&shared);
+    let mut drive = Drive {
+        shared: &shared,
+        cancel: &cancel,
+        delay: backoff.first,
+        max_delay: backoff.max,
+        run: None,
+        restart: None,
+        update: None,
+        cancelled: None,
+    };
+    drive.start_run();
+    std::future::poll_fn(|cx| drive.poll(cx)).await
+}
+
+/// The state of a component's task, polled by hand rather than through `select!`: that would keep a future
+/// for every branch in the task (472 bytes in all, against 184 now), while most of them are only needed
+/// once something went wrong.
+struct Drive<'a> {
+    shared: &'a Shared,
+    cancel: &'a CancellationToken,
+    /// How long to wait before the next restart.
+    delay: Duration,
+    max_delay: Duration,
+    run: Option<RunFuture<'a>>,
+    /// Boxed, like `cancelled`, to keep the task small: only a component that exited needs it.
+    restart: Option<Pin<Box<tokio::time::Sleep>>>,
+    update: Option<(u64, UpdateFuture)>,
+    /// Set up once something has to notice cancellation that `run` returning would not tell: a restart
+    /// pending, or an update to drop while `run` is still returning.
+    cancelled: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
+}
+
+impl<'a> Drive<'a> {
+    /// Starts `run`; one that panics before it even returns its future has exited like any other.
+    fn start_run(&mut self) {
+        if self
+            .shared
+            .node
+            .counters
+            .runs
+            .fetch_add(1, Ordering::Relaxed)
+            > 0
+        {
+            set_health(
+                &self.shared.node.run_health,
+                HealthState::Healthy,
+                "restarted",
+            );
         }
-        tokio::select! {
-            outcome = async { run.as_mut().expect("guarded").await }, if run.is_some() => {
-                run = None;
-                if cancel.is_cancelled() {
-                    set_health(&shared.node.run_health, HealthState::Exited, "stopped".into());
-                    return;
-                }
-                let why = match outcome {
-                    Ok(Ok(())) => "run exited without an error".to_string(),
-                    Ok(Err(e)) => format!("run exited with error: {e}"),
-                    Err(payload) => format!("run panicked: {}", panic_message(payload.as_ref())),
-                };
-                tracing::error!(component = %shared.id, reason = %why, backoff = ?delay, "component exited; restarting");
-                set_health(&shared.node.run_health, HealthState::Exited, why);
-                restart = Some(Box::pin(tokio::time::sleep(delay)));
-                delay = (delay * 2).min(backoff.max);
-            }
-            _ = async { restart.as_mut().expect("guarded").await }, if restart.is_some() => {
-                restart = None;
-                run = Some(run_future(&shared, &cancel));
-            }
-            outcome = async { update.as_mut().expect("guarded").1.as_mut().await }, if update.is_some() => {
-                if let Some((generation, _)) = update.take() {
-                    finish(&shared, generation, outcome);
-                }
-            }
-            _ = shared.work.notified(), if !cancel.is_cancelled() => {}
-            _ = cancel.cancelled(), if run.is_none() => return,
-            // Wakes up to drop an unfinished update while `run` is still returning.
-            _ = cancel.cancelled(), if run.is_some() && update.is_some() => {}
+        // The run stops when the component does: it gets the component's own token.
+        let shared: &'a Shared = self.shared;
+        let token = self.cancel.clone();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| shared.component.run(token))) {
+            Ok(run) => self.run = Some(AssertUnwindSafe(run).catch_unwind()),
+            Err(payload) => self.exited(Err(payload)),
         }
+    }
+
+    fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // Registered before looking at the slot, so that an update arriving meanwhile wakes the task again.
+        self.shared.work.register(cx.waker());
+        loop {
+            if self.update.is_none() {
+                self.update = next_update(self.shared, self.cancel);
+            }
+            if let Some(run) = &mut self.run {
+                if let Poll::Ready(outcome) = Pin::new(run).poll(cx) {
+                    self.run = None;
+                    if self.cancel.is_cancelled() {
+                        set_health(&self.shared.node.run_health, HealthState::Exited, "stopped");
+                        return Poll::Ready(());
+                    }
+                    self.exited(outcome);
+                    continue;
+                }
+            }
+            if let Some(restart) = &mut self.restart {
+                if restart.as_mut().poll(cx).is_ready() {
+                    self.restart = None;
+                    if self.cancel.is_cancelled() {
+                        return Poll::Ready(());
+                    }
+                    self.start_run();
+                    continue;
+                }
+            }
+            if self.run.is_none() || self.update.is_some() {
+                let cancel = self.cancel;
+                let cancelled = self
+                    .cancelled
+                    .get_or_insert_with(|| Box::pin(cancel.cancelled()));
+                if cancelled.as_mut().poll(cx).is_ready() {
+                    // Like a stopped task: an unfinished update is dropped; `run` is given the chance to
+                    // return.
+                    self.update = None;
+                    self.restart = None;
+                    if self.run.is_none() {
+                        return Poll::Ready(());
+                    }
+                    continue;
+                }
+            }
+            if let Some((_, update)) = &mut self.update {
+                if let Poll::Ready(outcome) = update.as_mut().poll(cx) {
+                    if let Some((generation, _)) = self.update.take() {
+                        finish(self.shared, generation, outcome);
+                    }
+                    continue;
+                }
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// Records why `run` ended and schedules its restart.
+    fn exited(&mut self, outcome: Outcome) {
+        let why = match outcome {
+            Ok(Ok(())) => "run exited without an error".to_string(),
+            Ok(Err(e)) => format!("run exited with error: {e}"),
+            Err(payload) => format!("run panicked: {}", panic_message(payload.as_ref())),
+        };
+        tracing::error!(component = %self.shared.id, reason = %why, backoff = ?self.delay, "component exited; restarting");
+        set_health(&self.shared.node.run_health, HealthState::Exited, why);
+        self.restart = Some(Box::pin(tokio::time::sleep(self.delay)));
+        self.delay = (self.delay * 2).min(self.max_delay);
     }
 }
 
@@ -335,7 +457,8 @@ impl Shared {
             component,
             node,
             slot: Mutex::new(Slot::default()),
-            work: Notify::new(),
+            work: AtomicWaker::new(),
+            work_waiting: AtomicBool::new(false),
             finished: Notify::new(),
             inline: AtomicBool::new(true),
         })
@@ -379,8 +502,12 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-pub(crate) fn set_health(h: &Mutex<Health>, state: HealthState, message: String) {
-    *lock(h) = Health::new(state, message);
+pub(crate) fn set_health(
+    h: &Mutex<RunHealth>,
+    state: HealthState,
+    message: impl Into<Cow<'static, str>>,
+) {
+    *lock(h) = RunHealth::new(state, message);
 }
 
 #[cfg(test)]
@@ -388,6 +515,14 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
     use std::sync::atomic::AtomicU32;
+
+    /// Starts a runner's task as the controller does.
+    fn start(r: &mut Runner) {
+        let runtime = Handle::current();
+        if let Some(first_poll) = r.start(&runtime) {
+            crate::lazy_task::start_all(&runtime, vec![first_poll], &Default::default());
+        }
+    }
 
     /// `update` blocks the thread for `block` and counts; `run` waits for cancellation.
     struct Blocking {
@@ -431,9 +566,7 @@ mod tests {
             Arc::new(AtomicBool::new(true)),
             backoff,
         );
-        if let Some(first_poll) = r.start(&Handle::current()) {
-            crate::lazy_task::start_all(&Handle::current(), vec![first_poll], &Default::default());
-        }
+        start(&mut r);
         (r, component)
     }
 
@@ -467,5 +600,160 @@ mod tests {
             .expect("the task applies it");
         assert_eq!(c.applied.load(Ordering::Relaxed), 2);
         stop(r, Duration::from_secs(5), "test.blocking.a").await;
+    }
+
+    /// `run` returns at once (counting); `update` waits until cancelled, noting when its future is dropped.
+    struct Flaky {
+        runs: AtomicU32,
+        updates_dropped: Arc<AtomicU32>,
+    }
+
+    struct DropFlag(Arc<AtomicU32>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[async_trait]
+    impl Component for Flaky {
+        async fn run(&self, _cancel: CancellationToken) -> Result<(), ComponentError> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        async fn update(
+            &self,
+            _args: Arc<dyn std::any::Any + Send + Sync>,
+        ) -> Result<(), ComponentError> {
+            let _flag = DropFlag(self.updates_dropped.clone());
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    }
+
+    fn flaky(first: Duration, max: Duration) -> (Runner, Arc<Flaky>) {
+        let component = Arc::new(Flaky {
+            runs: AtomicU32::new(0),
+            updates_dropped: Arc::new(AtomicU32::new(0)),
+        });
+        let shared = Shared::new(
+            Arc::from("test.flaky.a"),
+            component.clone(),
+            NodeShared::new(),
+        );
+        let mut r = Runner::new(
+            shared,
+            CancellationToken::new(),
+            Arc::new(AtomicBool::new(true)),
+            Backoff { first, max },
+        );
+        start(&mut r);
+        (r, component)
+    }
+
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_that_returns_is_restarted_with_backoff() {
+        let (r, c) = flaky(Duration::from_millis(1), Duration::from_millis(4));
+        until("restarts", || c.runs.load(Ordering::Relaxed) >= 4).await;
+        assert!(r.shared.node.counters.runs.load(Ordering::Relaxed) >= 4);
+        let health = lock(&r.shared.node.run_health).to_health();
+        assert!(
+            health.message == "restarted" || health.message == "run exited without an error",
+            "{health:?}"
+        );
+        stop(r, Duration::from_secs(5), "test.flaky.a").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stop_during_backoff_and_with_an_update_in_the_task_ends_the_task() {
+        let hour = Duration::from_secs(3600);
+        let (mut r, c) = flaky(hour, hour);
+        until("the first exit", || {
+            lock(&r.shared.node.run_health).state == HealthState::Exited
+        })
+        .await;
+        let (shared, generation) = r.next_update();
+        let pending = submit(&shared, generation, args()).expect("the update waits");
+        let task_ended = tokio::time::timeout(Duration::from_secs(5), async {
+            stop(r, Duration::from_secs(60), "test.flaky.a").await;
+        });
+        task_ended
+            .await
+            .expect("stopped without waiting for the backoff");
+        tokio::time::timeout(Duration::from_secs(5), pending.finished())
+            .await
+            .expect("whoever waits for the update is let go");
+        // Dropped by the task, or with the slot when the task was stopped before it took it.
+        drop(shared);
+        assert_eq!(c.updates_dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(c.runs.load(Ordering::Relaxed), 1);
+    }
+
+    /// `run` panics before returning its future the first time, then waits for cancellation.
+    struct PanicsEarly {
+        calls: AtomicU32,
+    }
+
+    #[async_trait]
+    impl Component for PanicsEarly {
+        fn run<'a, 'b>(
+            &'a self,
+            cancel: CancellationToken,
+        ) -> Pin<Box<dyn Future<Output = Result<(), ComponentError>> + Send + 'b>>
+        where
+            'a: 'b,
+            Self: 'b,
+        {
+            if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+                panic!("before the future");
+            }
+            Box::pin(async move {
+                cancel.cancelled().await;
+                Ok(())
+            })
+        }
+        async fn update(
+            &self,
+            _args: Arc<dyn std::any::Any + Send + Sync>,
+        ) -> Result<(), ComponentError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_that_panics_before_returning_its_future_is_restarted() {
+        let component = Arc::new(PanicsEarly {
+            calls: AtomicU32::new(0),
+        });
+        let shared = Shared::new(
+            Arc::from("test.early.a"),
+            component.clone(),
+            NodeShared::new(),
+        );
+        let mut r = Runner::new(
+            shared,
+            CancellationToken::new(),
+            Arc::new(AtomicBool::new(true)),
+            Backoff {
+                first: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+            },
+        );
+        start(&mut r);
+        until("the restart", || {
+            lock(&r.shared.node.run_health).message == "restarted"
+        })
+        .await;
+        assert_eq!(component.calls.load(Ordering::Relaxed), 2);
+        stop(r, Duration::from_secs(5), "test.early.a").await;
     }
 }
