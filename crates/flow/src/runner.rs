@@ -516,12 +516,20 @@ mod tests {
     use async_trait::async_trait;
     use std::sync::atomic::AtomicU32;
 
-    /// Starts a runner's task as the controller does.
-    fn start(r: &mut Runner) {
+    /// A runner for `component` under `id`, its task started as the controller starts it.
+    fn started(id: &str, component: Arc<dyn Component>, backoff: Backoff) -> Runner {
+        let shared = Shared::new(Arc::from(id), component, NodeShared::new());
+        let mut r = Runner::new(
+            shared,
+            CancellationToken::new(),
+            Arc::new(AtomicBool::new(true)),
+            backoff,
+        );
         let runtime = Handle::current();
         if let Some(first_poll) = r.start(&runtime) {
             crate::lazy_task::start_all(&runtime, vec![first_poll], &Default::default());
         }
+        r
     }
 
     /// `update` blocks the thread for `block` and counts; `run` waits for cancellation.
@@ -551,22 +559,11 @@ mod tests {
             block,
             applied: AtomicU32::new(0),
         });
-        let shared = Shared::new(
-            Arc::from("test.blocking.a"),
-            component.clone(),
-            NodeShared::new(),
-        );
         let backoff = Backoff {
             first: Duration::from_millis(10),
             max: Duration::from_millis(10),
         };
-        let mut r = Runner::new(
-            shared,
-            CancellationToken::new(),
-            Arc::new(AtomicBool::new(true)),
-            backoff,
-        );
-        start(&mut r);
+        let r = started("test.blocking.a", component.clone(), backoff);
         (r, component)
     }
 
@@ -637,18 +634,7 @@ mod tests {
             runs: AtomicU32::new(0),
             updates_dropped: Arc::new(AtomicU32::new(0)),
         });
-        let shared = Shared::new(
-            Arc::from("test.flaky.a"),
-            component.clone(),
-            NodeShared::new(),
-        );
-        let mut r = Runner::new(
-            shared,
-            CancellationToken::new(),
-            Arc::new(AtomicBool::new(true)),
-            Backoff { first, max },
-        );
-        start(&mut r);
+        let r = started("test.flaky.a", component.clone(), Backoff { first, max });
         (r, component)
     }
 
@@ -734,21 +720,11 @@ mod tests {
         let component = Arc::new(PanicsEarly {
             calls: AtomicU32::new(0),
         });
-        let shared = Shared::new(
-            Arc::from("test.early.a"),
-            component.clone(),
-            NodeShared::new(),
-        );
-        let mut r = Runner::new(
-            shared,
-            CancellationToken::new(),
-            Arc::new(AtomicBool::new(true)),
-            Backoff {
-                first: Duration::from_millis(1),
-                max: Duration::from_millis(1),
-            },
-        );
-        start(&mut r);
+        let backoff = Backoff {
+            first: Duration::from_millis(1),
+            max: Duration::from_millis(1),
+        };
+        let r = started("test.early.a", component.clone(), backoff);
         until("the restart", || {
             lock(&r.shared.node.run_health).message == "restarted"
         })
