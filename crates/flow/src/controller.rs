@@ -13,8 +13,7 @@
 //! - **Supervision**: a component whose `run` returns or panics is marked exited and restarted with backoff.
 
 use crate::component::{Component, ComponentError, Context, Health, HealthState};
-use crate::fasthash::FastMap;
-use crate::graph::{Adjacency, Graph, NodeKind};
+use crate::graph::{Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
 use crate::runner::{NodeShared, PendingUpdate, Runner};
 use crate::source::{LoadDiagnostics, Sources};
@@ -22,7 +21,7 @@ use river::eval::Scope;
 use river::{Diagnostic, Object, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -128,7 +127,7 @@ impl std::fmt::Debug for CountersHandle {
 /// Publishes a component's exports. Cheap to clone.
 #[derive(Clone)]
 pub struct ExportsHandle {
-    id: Arc<str>,
+    slot: Arc<Slot>,
     shared: Weak<Shared>,
     /// Cleared when the component is stopped or abandoned: a component that ignores cancellation must not
     /// overwrite the exports of its successor.
@@ -149,15 +148,29 @@ impl ExportsHandle {
         if !self.alive.load(Ordering::Acquire) {
             return;
         }
+        let old = {
+            let mut exports = lock_plain(&self.slot.exports);
+            if exports.as_ref().is_some_and(|old| same_value(old, &value)) {
+                return;
+            }
+            exports.replace(value)
+        };
+        // Freed outside the lock: readers need not wait for a big value to be dropped.
+        drop(old);
+        // Published from `build` during a full pass: nothing that refers to this component is evaluated
+        // yet, and each will read these exports when it is.
+        if self.slot.building_in_pass.load(Ordering::Acquire) {
+            return;
+        }
         if let Some(shared) = self.shared.upgrade() {
-            shared.exports_changed(&self.id, value);
+            shared.mark_dependants_dirty(&self.slot);
         }
     }
 }
 
 impl std::fmt::Debug for ExportsHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ExportsHandle({})", self.id)
+        write!(f, "ExportsHandle({})", self.slot.id)
     }
 }
 
@@ -184,19 +197,68 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 struct State {
-    sources: Sources,
-    graph: Graph,
-    /// Position of each node in the dependency order.
-    rank: Vec<usize>,
-    nodes: FastMap<Arc<str>, NodeState>,
-    exports: FastMap<Arc<str>, Value>,
+    /// The running config. Replaced whole by a load with new text; never changed in place, so an evaluation
+    /// reads it without holding this lock.
+    current: Arc<Generation>,
     /// (rank, node index) of nodes to re-evaluate.
     dirty: BTreeSet<(usize, usize)>,
-    /// During a load that evaluates every node (a full pass): which nodes the pass has not started yet. They
-    /// are evaluated after everything they depend on anyway, so export changes need not mark them dirty.
-    /// Empty outside a full pass.
-    pass_pending: Vec<bool>,
     loaded: bool,
+}
+
+/// A loaded config: its sources, its graph and the state of each node, by graph index.
+#[derive(Default)]
+pub(crate) struct Generation {
+    sources: Sources,
+    pub(crate) graph: Graph,
+    /// Position of each node in the dependency order.
+    pub(crate) rank: Vec<usize>,
+    /// Each node's state, by graph index. A node whose ID stays in the config keeps its slot across loads.
+    slots: Vec<Arc<Slot>>,
+}
+
+/// The state of one node, kept for as long as its ID stays in the config. Each node's state and exports have
+/// locks of their own, so that independent nodes are evaluated at the same time without taking turns at one
+/// lock.
+pub(crate) struct Slot {
+    id: Arc<str>,
+    /// The node's index in the running graph (`usize::MAX` once it is removed). Changed only with the
+    /// controller's state locked.
+    index: AtomicUsize,
+    /// During a load that evaluates every node (a full pass): the pass has not started this node yet. It is
+    /// evaluated after everything it depends on anyway, so export changes need not mark it dirty.
+    pass_pending: AtomicBool,
+    /// While a full pass builds this component: whatever refers to it is not evaluated yet.
+    building_in_pass: AtomicBool,
+    node: Mutex<NodeState>,
+    exports: Mutex<Option<Value>>,
+}
+
+impl Slot {
+    fn new(id: Arc<str>, index: usize) -> Self {
+        Slot {
+            id,
+            index: AtomicUsize::new(index),
+            pass_pending: AtomicBool::new(false),
+            building_in_pass: AtomicBool::new(false),
+            node: Mutex::new(NodeState::new()),
+            exports: Mutex::new(None),
+        }
+    }
+
+    fn node(&self) -> MutexGuard<'_, NodeState> {
+        lock_plain(&self.node)
+    }
+
+    fn exports(&self) -> Option<Value> {
+        lock_plain(&self.exports).clone()
+    }
+}
+
+impl Generation {
+    /// The slot of the node with this ID.
+    fn slot(&self, id: &str) -> Option<&Arc<Slot>> {
+        self.graph.index_of(id).and_then(|i| self.slots.get(i))
+    }
 }
 
 struct NodeState {
@@ -211,6 +273,11 @@ struct NodeState {
     shared: Arc<NodeShared>,
     /// The liveness flag shared with the component's exports handle.
     alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind; keep serving it.
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -248,7 +315,7 @@ impl Controller {
         // syntax trees) and only evaluate what may have changed.
         let same_text = {
             let st = lock(&shared.state);
-            st.loaded && same_sources(&st.sources, &sources)
+            st.loaded && same_sources(&st.current.sources, &sources)
         };
         let big = sources
             .files
@@ -257,23 +324,26 @@ impl Controller {
             .sum::<usize>()
             > 100;
         let mut report = LoadReport::default();
-        let order = if same_text {
+        let (generation, order) = if same_text {
             shared.metrics.evaluating.set(1);
             drop_later(sources, big);
             let st = lock(&shared.state);
+            let generation = st.current.clone();
             // A node needs evaluating if an input changed since its last good evaluation (it is dirty),
             // if that failed, or if it is a config block (applied on every load).
-            st.graph
+            let order = generation
+                .graph
                 .order
                 .iter()
                 .copied()
                 .filter(|&i| {
-                    let node = &st.graph.nodes[i];
+                    let node = &generation.graph.nodes[i];
                     !matches!(node.kind, NodeKind::Component { .. })
-                        || st.dirty.contains(&(st.rank[i], i))
-                        || st.nodes.get(&*node.id).is_none_or(|n| n.stamp.is_none())
+                        || st.dirty.contains(&(generation.rank[i], i))
+                        || generation.slots[i].node().stamp.is_none()
                 })
-                .collect()
+                .collect();
+            (generation, order)
         } else {
             let graph = match Graph::build(&sources, shared.registry.as_ref()) {
                 Ok(graph) => graph,
@@ -287,89 +357,105 @@ impl Controller {
 
             // Stop what the new config no longer has, before anything new starts (a renamed component may
             // hold a port or a file its successor needs).
-            let removed: Vec<(Arc<str>, Option<Runner>)> = {
-                let mut st = lock(&shared.state);
-                let gone: Vec<Arc<str>> = st
-                    .nodes
-                    .keys()
-                    .filter(|id| graph.get(id).is_none())
+            let removed: Vec<Arc<Slot>> = {
+                let st = lock(&shared.state);
+                st.current
+                    .slots
+                    .iter()
+                    .filter(|slot| graph.get(&slot.id).is_none())
                     .cloned()
-                    .collect();
-                gone.into_iter()
-                    .map(|id| {
-                        st.exports.remove(&*id);
-                        let runner = st.nodes.remove(&*id).and_then(|n| n.runner);
-                        (id, runner)
-                    })
                     .collect()
             };
-            for (id, runner) in removed {
-                if let Some(r) = runner {
-                    stop_runner(r, shared.options.stop_timeout, &id).await;
+            for slot in removed {
+                lock_plain(&slot.exports).take();
+                let state = std::mem::replace(&mut *slot.node(), NodeState::new());
+                if let Some(r) = state.runner {
+                    stop_runner(r, shared.options.stop_timeout, &slot.id).await;
                 }
-                shared.options.metrics.remove_component(&id);
-                report.stopped.push(String::from(&*id));
+                shared.options.metrics.remove_component(&slot.id);
+                report.stopped.push(String::from(&*slot.id));
             }
 
-            // Swap in the new graph; surviving nodes keep their state.
-            let mut st = lock(&shared.state);
+            // Swap in the new graph; surviving nodes keep their slots.
             let mut rank = vec![0; graph.nodes.len()];
             for (r, &i) in graph.order.iter().enumerate() {
                 rank[i] = r;
             }
-            st.rank = rank;
+            let mut st = lock(&shared.state);
+            let old = &st.current;
+            let slots = graph
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| match old.slot(&node.id) {
+                    Some(slot) => {
+                        slot.index.store(i, Ordering::Release);
+                        slot.clone()
+                    }
+                    None => Arc::new(Slot::new(node.id.clone(), i)),
+                })
+                .collect();
+            for slot in &old.slots {
+                if graph.get(&slot.id).is_none() {
+                    slot.index.store(usize::MAX, Ordering::Release);
+                }
+            }
+            let generation = Arc::new(Generation {
+                sources,
+                graph,
+                rank,
+                slots,
+            });
             st.dirty.clear();
-            // Room for every node up front: growing the maps one rehash at a time shows in big loads.
-            let n = graph.nodes.len();
-            let (have_nodes, have_exports) = (st.nodes.len(), st.exports.len());
-            st.nodes.reserve(n.saturating_sub(have_nodes));
-            st.exports.reserve(n.saturating_sub(have_exports));
-            let old = (
-                std::mem::replace(&mut st.sources, sources),
-                std::mem::replace(&mut st.graph, graph),
-            );
-            let order = st.graph.order.clone();
+            let old = std::mem::replace(&mut st.current, generation.clone());
             drop(st);
             drop_later(old, big);
-            order
+            let order = generation.graph.order.clone();
+            (generation, order)
         };
 
-        let has_logging = lock(&shared.state).graph.get("logging").is_some();
-        if !has_logging {
+        if generation.graph.get("logging").is_none() {
             if let Some(hook) = &shared.options.on_logging {
                 hook(&crate::LoggingConfig::default());
+            }
+        }
+        let full_pass = !same_text;
+        if full_pass {
+            for slot in &generation.slots {
+                slot.pass_pending.store(true, Ordering::Release);
             }
         }
         let mut starts = DeferredStarts {
             shared: shared.clone(),
             first_polls: Vec::new(),
-            full_pass: !same_text,
+            full_pass: full_pass.then(|| generation.clone()),
         };
-        if starts.full_pass {
-            let mut st = lock(&shared.state);
-            let n = st.graph.nodes.len();
-            st.pass_pending = vec![true; n];
-        }
         match crate::pass::threads_for(order.len(), shared.options.evaluation_threads) {
             Some(threads) => crate::pass::evaluate_in_parallel(
                 shared,
+                &generation,
                 &order,
                 threads,
                 shared.options.evaluation_threads != 0,
+                full_pass,
                 &mut report,
                 &mut starts,
             ),
             None => {
                 for index in order {
-                    if starts.full_pass {
-                        shared.pass_started(index);
+                    if full_pass {
+                        generation.pass_started(index);
                     }
-                    let Some(pending) =
-                        shared.evaluate(index, Some(&mut report), Some(&mut starts))
-                    else {
+                    let Some(pending) = shared.evaluate(
+                        &generation,
+                        index,
+                        full_pass,
+                        Some(&mut report),
+                        Some(&mut starts),
+                    ) else {
                         continue;
                     };
-                    if shared.has_dependants(index) {
+                    if generation.has_dependants(index) {
                         // Let dependants see the new exports, but never wait long for a slow component.
                         let _ =
                             tokio::time::timeout(shared.options.update_wait, pending.finished())
@@ -378,7 +464,6 @@ impl Controller {
                 }
             }
         }
-        lock(&shared.state).pass_pending = Vec::new();
         drop(starts);
         lock(&shared.state).loaded = true;
         shared.metrics.evaluating.set(0);
@@ -406,9 +491,9 @@ impl Controller {
                 (HealthState::Exited, 0),
             ];
             if let Some(shared) = shared.upgrade() {
-                let st = lock(&shared.state);
-                for node in &st.graph.nodes {
-                    let state = st.health_of(&node.id).state;
+                let generation = lock(&shared.state).current.clone();
+                for slot in &generation.slots {
+                    let state = health_of(slot).state;
                     if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
                         slot.1 += 1;
                     }
@@ -424,10 +509,11 @@ impl Controller {
     /// Tells every running component that cluster membership changed (each in its own task, so a slow
     /// component does not delay the others).
     pub fn cluster_changed(&self) {
-        let components: Vec<Arc<dyn Component>> = lock(&self.shared.state)
-            .nodes
-            .values()
-            .filter_map(|n| n.component.clone())
+        let generation = lock(&self.shared.state).current.clone();
+        let components: Vec<Arc<dyn Component>> = generation
+            .slots
+            .iter()
+            .filter_map(|slot| slot.node().component.clone())
             .collect();
         for c in components {
             tokio::spawn(async move { c.cluster_changed().await });
@@ -446,10 +532,7 @@ impl Controller {
         id: &str,
         request: crate::component::HttpRequest,
     ) -> Option<crate::component::HttpResponse> {
-        let component = lock(&self.shared.state)
-            .nodes
-            .get(id)
-            .and_then(|n| n.component.clone())?;
+        let component = self.slot(id)?.node().component.clone()?;
         component.handle_http(request).await
     }
 
@@ -476,29 +559,35 @@ impl Controller {
 
     /// Counters of a component, if it exists.
     pub fn counters(&self, id: &str) -> Option<CountersHandle> {
-        lock(&self.shared.state)
-            .nodes
-            .get(id)
-            .map(|n| CountersHandle(n.shared.clone()))
+        let shared = self.slot(id)?.node().shared.clone();
+        Some(CountersHandle(shared))
+    }
+
+    /// The slot of the running node with this ID.
+    fn slot(&self, id: &str) -> Option<Arc<Slot>> {
+        lock(&self.shared.state).current.slot(id).cloned()
     }
 
     /// The current exports of a component.
     pub fn exports(&self, id: &str) -> Option<Value> {
-        lock(&self.shared.state).exports.get(id).cloned()
+        self.slot(id)?.exports()
     }
 
     /// Introspection of every node, in source order.
     pub fn components(&self) -> Vec<ComponentInfo> {
-        let st = lock(&self.shared.state);
-        (0..st.graph.nodes.len())
-            .filter_map(|i| st.info(i))
+        let generation = lock(&self.shared.state).current.clone();
+        (0..generation.graph.nodes.len())
+            .filter_map(|i| generation.info(i))
             .collect()
     }
 
     /// Introspection of one node.
     pub fn component(&self, id: &str) -> Option<ComponentInfo> {
-        let st = lock(&self.shared.state);
-        st.graph.index_of(id).and_then(|i| st.info(i))
+        let generation = lock(&self.shared.state).current.clone();
+        generation
+            .graph
+            .index_of(id)
+            .and_then(|i| generation.info(i))
     }
 
     /// Stops every component (each within the stop timeout) and the evaluator.
@@ -506,10 +595,11 @@ impl Controller {
         let _guard = self.shared.load_lock.lock().await;
         self.shared.cancel.cancel();
         let runners: Vec<(Arc<str>, Runner)> = {
-            let mut st = lock(&self.shared.state);
-            st.nodes
-                .iter_mut()
-                .filter_map(|(id, n)| n.runner.take().map(|r| (id.clone(), r)))
+            let generation = lock(&self.shared.state).current.clone();
+            generation
+                .slots
+                .iter()
+                .filter_map(|slot| slot.node().runner.take().map(|r| (slot.id.clone(), r)))
                 .collect()
         };
         // Every component is told at once; each is then given the stop timeout.
@@ -598,40 +688,32 @@ pub struct ComponentInfo {
     pub debug_info: serde_json::Value,
 }
 
-impl State {
-    /// The least healthy of a node's evaluation, run, update and self-reported health.
-    fn health_of(&self, id: &str) -> Health {
-        let mut reports = vec![];
-        if let Some(s) = self.nodes.get(id) {
-            reports.push(s.eval_health.clone());
-            if s.component.is_some() {
-                let run = s
-                    .shared
-                    .run_health
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                reports.push(run.to_health());
-            }
-            if let Some(h) = s
-                .shared
-                .update_health
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-            {
-                reports.push(h);
-            }
-            if let Some(h) = s.component.as_ref().and_then(|c| c.health()) {
-                reports.push(h);
-            }
+/// The least healthy of a node's evaluation, run, update and self-reported health.
+fn health_of(slot: &Slot) -> Health {
+    let mut reports = vec![];
+    {
+        let s = slot.node();
+        reports.push(s.eval_health.clone());
+        if s.component.is_some() {
+            let run = lock_plain(&s.shared.run_health);
+            reports.push(run.to_health());
         }
-        Health::worst(reports.iter())
-            .cloned()
-            .unwrap_or_else(|| Health::new(HealthState::Unknown, "not evaluated yet"))
+        if let Some(h) = lock_plain(&s.shared.update_health).clone() {
+            reports.push(h);
+        }
+        if let Some(h) = s.component.as_ref().and_then(|c| c.health()) {
+            reports.push(h);
+        }
     }
+    Health::worst(reports.iter())
+        .cloned()
+        .unwrap_or_else(|| Health::new(HealthState::Unknown, "not evaluated yet"))
+}
 
+impl Generation {
     fn info(&self, index: usize) -> Option<ComponentInfo> {
         let node = self.graph.nodes.get(index)?;
+        let slot = self.slots.get(index)?;
         let (name, label) = match &node.kind {
             NodeKind::Component { name } => (String::from(&**name), node.label().to_string()),
             NodeKind::Config { name } => (name.clone(), String::new()),
@@ -641,8 +723,18 @@ impl State {
                 .map(|&i| String::from(&*self.graph.nodes[i].id))
                 .collect()
         };
-        let state = self.nodes.get(&*node.id);
-        let health = self.health_of(&node.id);
+        let health = health_of(slot);
+        let (arguments, component) = {
+            let state = slot.node();
+            (
+                state
+                    .args
+                    .as_ref()
+                    .map(|a| a.to_riverjson())
+                    .unwrap_or_default(),
+                state.component.clone(),
+            )
+        };
         Some(ComponentInfo {
             id: String::from(&*node.id),
             name,
@@ -650,35 +742,32 @@ impl State {
             health,
             references_to: ids(&self.graph.dependencies[index]),
             referenced_by: ids(&self.graph.dependants[index]),
-            arguments: state
-                .and_then(|s| s.args.as_ref())
-                .map(|a| a.to_riverjson())
+            arguments,
+            exports: slot
+                .exports()
+                .map(|v| river::riverjson::value_to_json(&v))
                 .unwrap_or_default(),
-            exports: self
-                .exports
-                .get(&*node.id)
-                .map(river::riverjson::value_to_json)
-                .unwrap_or_default(),
-            debug_info: state
-                .and_then(|s| s.component.as_ref())
+            // Asked without the node's lock held: a component may take its time.
+            debug_info: component
                 .and_then(|c| c.debug_info())
                 .map(|v| river::riverjson::value_to_json(&v))
                 .unwrap_or_default(),
         })
     }
 
-    fn mark_dependants_dirty(&mut self, id: &str) -> bool {
-        let Some(index) = self.graph.index_of(id) else {
-            return false;
-        };
-        let mut any = false;
-        for &d in &self.graph.dependants[index] {
-            if self.pass_pending.get(d) == Some(&true) {
-                continue;
-            }
-            any |= self.dirty.insert((self.rank[d], d));
+    /// Whether anything refers to node `index`.
+    pub(crate) fn has_dependants(&self, index: usize) -> bool {
+        self.graph
+            .dependants
+            .get(index)
+            .is_some_and(|d| !d.is_empty())
+    }
+
+    /// Marks node `index` as started by the running full pass (see [`Slot::pass_pending`]).
+    pub(crate) fn pass_started(&self, index: usize) {
+        if let Some(slot) = self.slots.get(index) {
+            slot.pass_pending.store(false, Ordering::Release);
         }
-        any
     }
 }
 
@@ -722,183 +811,156 @@ fn insert_path(root: &mut Object, path: &[&str], value: Value) {
 }
 
 impl Shared {
-    /// Whether anything refers to node `index`.
-    pub(crate) fn has_dependants(&self, index: usize) -> bool {
-        lock(&self.state)
-            .graph
-            .dependants
-            .get(index)
-            .is_some_and(|d| !d.is_empty())
-    }
-
-    /// Marks node `index` as started by the running full pass (see [`State::pass_pending`]).
-    pub(crate) fn pass_started(&self, index: usize) {
-        if let Some(p) = lock(&self.state).pass_pending.get_mut(index) {
-            *p = false;
-        }
-    }
-
-    /// The dependency lists of the current graph and each node's rank, for scheduling a pass.
-    pub(crate) fn pass_plan(&self) -> (Adjacency, Adjacency, Vec<usize>) {
-        let st = lock(&self.state);
-        (
-            st.graph.dependencies.clone(),
-            st.graph.dependants.clone(),
-            st.rank.clone(),
-        )
-    }
-
     pub(crate) fn update_wait(&self) -> Duration {
         self.options.update_wait
     }
 
-    fn exports_changed(self: &Arc<Self>, id: &Arc<str>, value: Value) {
+    /// After `slot`'s exports changed: marks what refers to it for re-evaluation and wakes the evaluator.
+    fn mark_dependants_dirty(&self, slot: &Arc<Slot>) {
         let mut st = lock(&self.state);
-        match st.exports.get_mut(&**id) {
-            Some(old) if *old == value => return,
-            Some(old) => *old = value,
-            None => {
-                st.exports.insert(id.clone(), value);
-            }
+        let State { current, dirty, .. } = &mut *st;
+        let index = slot.index.load(Ordering::Acquire);
+        // A component removed from the config (or not in it yet) has no dependants.
+        if !current
+            .slots
+            .get(index)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            return;
         }
-        if st.mark_dependants_dirty(id) {
-            self.metrics.queue_size.set(st.dirty.len() as i64);
+        let mut any = false;
+        for &d in &current.graph.dependants[index] {
+            if current.slots[d].pass_pending.load(Ordering::Acquire) {
+                continue;
+            }
+            any |= dirty.insert((current.rank[d], d));
+        }
+        if any {
+            self.metrics.queue_size.set(dirty.len() as i64);
             drop(st);
             self.wake.notify_one();
         }
     }
 
-    /// Evaluates node `index` of the current graph and applies the result. Returns nothing: failures become
-    /// the node's evaluation health (and diagnostics in `report` during a load). During a load (`starts`
-    /// given), the tasks of newly built components are started when the pass is over.
+    /// Evaluates node `index` of `generation` (the running config) and applies the result. Returns the
+    /// update submitted to the component, if any. Failures become the node's evaluation health (and
+    /// diagnostics in `report` during a load). During a load (`starts` given), the tasks of newly built
+    /// components are started when the pass is over. `full_pass`: the load evaluates every node, and this
+    /// one after everything it depends on.
     pub(crate) fn evaluate(
         self: &Arc<Self>,
+        generation: &Generation,
         index: usize,
+        full_pass: bool,
         mut report: Option<&mut LoadReport>,
         starts: Option<&mut DeferredStarts>,
     ) -> Option<PendingUpdate> {
-        let (file, stmt, registration, id, stamp, scope) = {
+        // A full pass cleared the dirty set when it began, and what refers to a node not started yet is
+        // not marked dirty: there is nothing to take out.
+        if !full_pass {
             let mut st = lock(&self.state);
-            let &rank = st.rank.get(index)?;
+            let &rank = generation.rank.get(index)?;
             if st.dirty.remove(&(rank, index)) {
                 self.metrics.queue_size.set(st.dirty.len() as i64);
             }
-            let node = &st.graph.nodes[index];
-            let file = &st.sources.files[node.file];
-            let Some(river::ast::Stmt::Block(block)) = file.ast.top_level().get(node.stmt) else {
-                return None;
-            };
-            let deps = &st.graph.dependencies[index];
-            let exports_of = |d: usize| st.exports.get(&*st.graph.nodes[d].id);
-            let is_component = matches!(node.kind, NodeKind::Component { .. });
-            // Compared in place: an unchanged node (most of an unchanged reload) costs no copies.
-            let unchanged = is_component
-                && st
-                    .nodes
-                    .get(&*node.id)
-                    .and_then(|n| n.stamp.as_ref())
-                    .is_some_and(|p| {
-                        p.same_text(&file.source, block.span)
-                            && p.inputs.len() == deps.len()
-                            && deps.iter().all(|&d| {
-                                let id = &*st.graph.nodes[d].id;
-                                let Ok(at) = p.inputs.binary_search_by(|(k, _)| (**k).cmp(id))
-                                else {
-                                    return false;
-                                };
-                                let seen = &p.inputs[at].1;
-                                match exports_of(d) {
-                                    Some(v) => same_value(seen, v),
-                                    None => matches!(seen, Value::Object(o) if o.is_empty()),
-                                }
-                            })
-                    });
-            if unchanged {
+        }
+        let slot = generation.slots.get(index)?;
+        let node = generation.graph.nodes.get(index)?;
+        let file = generation.sources.files.get(node.file)?;
+        let ast = &*file.ast;
+        let Some(river::ast::Stmt::Block(block)) = ast.top_level().get(node.stmt) else {
+            return None;
+        };
+        let deps = &generation.graph.dependencies[index];
+        let is_component = matches!(node.kind, NodeKind::Component { .. });
+        // Compared in place: an unchanged node (most of an unchanged reload) costs no copies.
+        let unchanged = is_component
+            && slot.node().stamp.as_ref().is_some_and(|p| {
+                p.same_text(&file.source, block.span)
+                    && p.inputs.len() == deps.len()
+                    && deps.iter().all(|&d| {
+                        let dep = &generation.slots[d];
+                        let Ok(at) = p.inputs.binary_search_by(|(k, _)| (**k).cmp(&*dep.id)) else {
+                            return false;
+                        };
+                        let seen = &p.inputs[at].1;
+                        match &*lock_plain(&dep.exports) {
+                            Some(v) => same_value(seen, v),
+                            None => matches!(seen, Value::Object(o) if o.is_empty()),
+                        }
+                    })
+            });
+        if unchanged {
+            return None;
+        }
+        let exports_of = |d: usize| {
+            generation.slots[d]
+                .exports()
+                .unwrap_or_else(|| Value::object(Object::new()))
+        };
+        let mut inputs: Vec<(Arc<str>, Value)> = deps
+            .iter()
+            .map(|&d| (generation.slots[d].id.clone(), exports_of(d)))
+            .collect();
+        inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let scope = if generation.graph.shadows_stdlib(index) {
+            // The component's namespace hides the library's: evaluate in the nested objects.
+            scope_from_pairs(inputs.iter().map(|(k, v)| (&**k, v)))
+        } else {
+            // Every other name in an accepted block is the standard library's, so the references are all
+            // there is to resolve.
+            let resolved = node
+                .references
+                .iter()
+                .map(|r| (r.id_span, exports_of(r.target)))
+                .collect();
+            Scope::with_stdlib().with_resolved(resolved)
+        };
+        let stamp = EvalStamp {
+            source: file.source.clone(),
+            span: block.span,
+            inputs,
+        };
+        let id = &node.id;
+
+        let registration = match &node.kind {
+            NodeKind::Component { name } => self.registry.get(name)?,
+            NodeKind::Config { .. } => {
+                let result =
+                    match &**id {
+                        "logging" => river::decode::decode_block_body_validated::<
+                            crate::LoggingConfig,
+                        >(block, ast, &scope)
+                        .map(|config| {
+                            if let Some(hook) = &self.options.on_logging {
+                                hook(&config);
+                            }
+                        }),
+                        // `tracing` is accepted for compatibility; Rill exports no traces yet.
+                        _ => Ok(()),
+                    };
+                let health = match result {
+                    Ok(()) => Health::new(HealthState::Healthy, ""),
+                    Err(diags) => {
+                        let message = diags
+                            .iter()
+                            .map(|d| file.source.one_line(d))
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        if let Some(r) = report {
+                            for d in diags {
+                                r.diagnostics.push(&file.source, d);
+                            }
+                        }
+                        Health::new(
+                            HealthState::Unhealthy,
+                            format!("failed to evaluate config: {message}"),
+                        )
+                    }
+                };
+                slot.node().eval_health = health;
                 return None;
             }
-            let empty = || Value::object(Object::new());
-            let mut inputs: Vec<(Arc<str>, Value)> = deps
-                .iter()
-                .map(|&d| {
-                    let exports = exports_of(d).cloned().unwrap_or_else(empty);
-                    (st.graph.nodes[d].id.clone(), exports)
-                })
-                .collect();
-            inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            let scope = if st.graph.shadows_stdlib(index) {
-                // The component's namespace hides the library's: evaluate in the nested objects.
-                scope_from_pairs(inputs.iter().map(|(k, v)| (&**k, v)))
-            } else {
-                // Every other name in an accepted block is the standard library's, so the references are
-                // all there is to resolve.
-                let resolved = node
-                    .references
-                    .iter()
-                    .map(|r| {
-                        let exports = exports_of(r.target).cloned().unwrap_or_else(empty);
-                        (r.id_span, exports)
-                    })
-                    .collect();
-                Scope::with_stdlib().with_resolved(resolved)
-            };
-            // `None` for a config block.
-            let registration = match &node.kind {
-                NodeKind::Component { name, .. } => Some(self.registry.get(name).cloned()?),
-                NodeKind::Config { .. } => None,
-            };
-            (
-                file.clone(),
-                node.stmt,
-                registration,
-                node.id.clone(),
-                EvalStamp {
-                    source: file.source.clone(),
-                    span: block.span,
-                    inputs,
-                },
-                scope,
-            )
-        };
-        let ast = &*file.ast;
-        let Some(river::ast::Stmt::Block(block)) = ast.top_level().get(stmt) else {
-            return None;
-        };
-
-        let Some(registration) = registration else {
-            let result = match &*id {
-                "logging" => river::decode::decode_block_body_validated::<crate::LoggingConfig>(
-                    block, ast, &scope,
-                )
-                .map(|config| {
-                    if let Some(hook) = &self.options.on_logging {
-                        hook(&config);
-                    }
-                }),
-                // `tracing` is accepted for compatibility; Rill exports no traces yet.
-                _ => Ok(()),
-            };
-            let mut st = lock(&self.state);
-            let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
-            node.eval_health = match result {
-                Ok(()) => Health::new(HealthState::Healthy, ""),
-                Err(diags) => {
-                    let message = diags
-                        .iter()
-                        .map(|d| file.source.one_line(d))
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    if let Some(r) = report {
-                        for d in diags {
-                            r.diagnostics.push(&file.source, d);
-                        }
-                    }
-                    Health::new(
-                        HealthState::Unhealthy,
-                        format!("failed to evaluate config: {message}"),
-                    )
-                }
-            };
-            return None;
         };
         let started = std::time::Instant::now();
         let decoded = registration.decode(block, ast, &scope);
@@ -907,25 +969,26 @@ impl Shared {
             .observe(started.elapsed().as_secs_f64());
         drop(scope);
 
-        let mut st = lock(&self.state);
-        let node = st.nodes.entry(id.clone()).or_insert_with(NodeState::new);
-        node.shared
+        let mut state = slot.node();
+        state
+            .shared
             .counters
             .evaluations
             .fetch_add(1, Ordering::Relaxed);
         let args = match decoded {
             Ok(args) => args,
             Err(diags) => {
-                node.stamp = None;
+                state.stamp = None;
                 let message = diags
                     .iter()
                     .map(|d| file.source.one_line(d))
                     .collect::<Vec<_>>()
                     .join("; ");
-                node.eval_health = Health::new(
+                state.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to evaluate config: {message}"),
                 );
+                drop(state);
                 tracing::error!(component = %id, error = %message, "failed to evaluate component arguments");
                 if let Some(r) = report.as_deref_mut() {
                     for d in diags {
@@ -935,49 +998,55 @@ impl Shared {
                 return None;
             }
         };
-        node.eval_health = Health::new(HealthState::Healthy, "");
-        node.stamp = Some(stamp);
-        if node
+        state.eval_health = Health::new(HealthState::Healthy, "");
+        state.stamp = Some(stamp);
+        if state
             .args
             .as_ref()
             .is_some_and(|old| old.same_as(args.as_ref()))
         {
             return None;
         }
-        node.args = Some(args.clone());
-        if let Some(runner) = node.runner.as_mut() {
+        state.args = Some(args.clone());
+        if let Some(runner) = state.runner.as_mut() {
             let (runner, generation) = runner.next_update();
-            drop(st);
+            drop(state);
             if let Some(r) = report {
-                r.updated.push(String::from(&*id));
+                r.updated.push(String::from(&**id));
             }
             return crate::runner::submit(&runner, generation, args);
         }
-        if node.component.is_some() {
+        if state.component.is_some() {
             return None;
         }
         // Build outside the lock: components publish their first exports from `build`.
-        let alive = node.alive.clone();
-        drop(st);
+        let alive = state.alive.clone();
+        drop(state);
         let ctx = Context {
-            id: String::from(&*id),
-            data_dir: data_dir(&self.options.storage_path, &id),
+            id: String::from(&**id),
+            data_dir: data_dir(&self.options.storage_path, id),
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
-                id: id.clone(),
+                slot: slot.clone(),
                 shared: Arc::downgrade(self),
                 alive,
             },
             metrics: self.options.metrics.for_component_id(id.clone()),
             cluster: self.options.cluster.clone(),
         };
+        if full_pass {
+            slot.building_in_pass.store(true, Ordering::Release);
+        }
         let built = registration.build(ctx, args);
-        let mut st = lock(&self.state);
-        let node = st.nodes.get_mut(&*id)?;
+        if full_pass {
+            slot.building_in_pass.store(false, Ordering::Release);
+        }
+        let mut state = slot.node();
         match built {
             Ok(component) => {
-                node.component = Some(component.clone());
-                let shared = crate::runner::Shared::new(id.clone(), component, node.shared.clone());
+                state.component = Some(component.clone());
+                let shared =
+                    crate::runner::Shared::new(id.clone(), component, state.shared.clone());
                 let backoff = crate::runner::Backoff {
                     first: self.options.restart_backoff,
                     max: self.options.max_restart_backoff,
@@ -989,7 +1058,7 @@ impl Shared {
                 if self.cancel.is_cancelled() {
                     cancel.cancel();
                 }
-                let mut runner = Runner::new(shared, cancel, node.alive.clone(), backoff);
+                let mut runner = Runner::new(shared, cancel, state.alive.clone(), backoff);
                 let first_poll = match starts {
                     // Started with the others when the pass is over, in a few runtime tasks.
                     Some(starts) => {
@@ -998,8 +1067,8 @@ impl Shared {
                     }
                     None => runner.start(&self.runtime),
                 };
-                node.runner = Some(runner);
-                drop(st);
+                state.runner = Some(runner);
+                drop(state);
                 if let Some(first_poll) = first_poll {
                     crate::lazy_task::start_all(
                         &self.runtime,
@@ -1008,24 +1077,24 @@ impl Shared {
                     );
                 }
                 if let Some(r) = report {
-                    r.started.push(String::from(&*id));
+                    r.started.push(String::from(&**id));
                 }
-                return None;
             }
             Err(e) => {
-                node.args = None;
-                node.stamp = None;
+                state.args = None;
+                state.stamp = None;
                 // Whatever the failed build left behind must not publish; the next attempt gets a new flag.
-                node.alive.store(false, Ordering::Release);
-                node.alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
-                node.eval_health = Health::new(
+                state.alive.store(false, Ordering::Release);
+                state.alive = Arc::new(AtomicBool::new(true));
+                state.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
                 );
+                drop(state);
                 tracing::error!(component = %id, error = %e, "failed to build component");
-                if let (Some(r), Some(n)) = (report, st.graph.get(&id)) {
+                if let Some(r) = report {
                     let d = Diagnostic::error(
-                        n.name_span(&st.sources),
+                        node.name_span(&generation.sources),
                         format!("failed to build component: {e}"),
                     );
                     r.diagnostics.push(&file.source, d);
@@ -1042,37 +1111,38 @@ pub(crate) struct DeferredStarts {
     shared: Arc<Shared>,
     /// The first polls of the components' tasks (see [`crate::lazy_task::start_all`]).
     pub(crate) first_polls: Vec<crate::lazy_task::FirstPoll>,
-    /// Whether the load evaluates every node (see [`State::pass_pending`]). A pass abandoned half-way leaves
+    /// The config a full pass evaluates (see [`Slot::pass_pending`]). A pass abandoned half-way leaves
     /// the nodes it did not reach dirty, for the evaluator.
-    full_pass: bool,
+    full_pass: Option<Arc<Generation>>,
 }
 
 impl DeferredStarts {
-    /// An empty list for one evaluation thread of a pass ([`crate::pass`]); its IDs are moved to the load's
-    /// own list.
+    /// An empty list for one evaluation thread of a pass ([`crate::pass`]); its first polls are moved to the
+    /// load's own list.
     pub(crate) fn collecting(shared: Arc<Shared>) -> Self {
         DeferredStarts {
             shared,
             first_polls: Vec::new(),
-            full_pass: false,
+            full_pass: None,
         }
     }
 }
 
 impl Drop for DeferredStarts {
     fn drop(&mut self) {
-        if self.full_pass {
-            let mut st = lock(&self.shared.state);
-            let pending = std::mem::take(&mut st.pass_pending);
-            {
-                // Abandoned half-way: what the pass did not reach may have missed export changes.
-                let rest: Vec<(usize, usize)> = pending
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, &p)| p && i < st.rank.len())
-                    .map(|(i, _)| (st.rank[i], i))
-                    .collect();
-                if !rest.is_empty() {
+        if let Some(generation) = self.full_pass.take() {
+            // Abandoned half-way: what the pass did not reach may have missed export changes.
+            let rest: Vec<(usize, usize)> = generation
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.pass_pending.swap(false, Ordering::AcqRel))
+                .map(|(i, _)| (generation.rank[i], i))
+                .collect();
+            if !rest.is_empty() {
+                let mut st = lock(&self.shared.state);
+                // Unless a newer config replaced this one meanwhile.
+                if Arc::ptr_eq(&st.current, &generation) {
                     st.dirty.extend(rest);
                     drop(st);
                     self.shared.wake.notify_one();
@@ -1092,8 +1162,10 @@ impl Drop for Shared {
         // Stops the evaluator and every component still running.
         self.cancel.cancel();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        for runner in st.nodes.values().filter_map(|n| n.runner.as_ref()) {
-            runner.cancel.cancel();
+        for slot in &st.current.slots {
+            if let Some(runner) = slot.node().runner.as_ref() {
+                runner.cancel.cancel();
+            }
         }
     }
 }
@@ -1156,11 +1228,14 @@ async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: Cancellation
         let _guard = s.load_lock.lock().await;
         s.metrics.evaluating.set(1);
         loop {
-            let next = lock(&s.state).dirty.first().copied();
+            let (generation, next) = {
+                let st = lock(&s.state);
+                (st.current.clone(), st.dirty.first().copied())
+            };
             let Some((_, index)) = next else { break };
             // Propagation does not wait for updates (see `load`): the dependants are dirtied again when the
             // component publishes, so they converge without holding up unrelated nodes.
-            let _ = s.evaluate(index, None, None);
+            let _ = s.evaluate(&generation, index, false, None, None);
         }
         s.metrics.evaluating.set(0);
     }

@@ -7,8 +7,9 @@
 //! from `build`). The load report comes out in the same order as a one-thread pass would give it: by each
 //! node's position in the dependency order.
 
-use crate::controller::{DeferredStarts, LoadReport, Shared};
+use crate::controller::{DeferredStarts, Generation, LoadReport, Shared};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -44,25 +45,24 @@ pub(crate) fn threads_for(nodes: usize, configured: usize) -> Option<usize> {
     (threads > 1).then_some(threads)
 }
 
-/// The nodes ready to evaluate and what is left of the pass.
+/// What the threads of a pass share: the nodes ready to evaluate that no thread has taken, and how many
+/// nodes are done. A thread takes from here only when the node it evaluated released none for it to go on
+/// with (in a chain, every node releases the next), so the threads rarely meet here.
 struct Queue {
-    /// Nodes whose dependencies in the pass are all done, the most recently released last: a thread goes on
-    /// with what the node it just evaluated released, while that node's exports are still in its cache.
+    /// Nodes whose dependencies in the pass are all done, the most recently released last.
     ready: Vec<usize>,
-    /// For each node, how many of its dependencies in the pass are not done yet.
-    remaining: Vec<u32>,
-    /// Nodes of the pass not done yet.
-    left: usize,
+    /// Nodes of the pass done, as the threads last reported them.
+    done: usize,
     /// A thread panicked: the others stop taking nodes.
     aborted: bool,
-    /// By rank: which thread evaluated the node and what it added to that thread's report.
-    outputs: Vec<Option<Segment>>,
 }
 
 /// What one thread's evaluations added to the load report.
 struct Local {
     report: LoadReport,
     starts: DeferredStarts,
+    /// (rank, thread, entries) of each node whose evaluation added to `report`.
+    segments: Vec<(usize, Segment)>,
 }
 
 /// The entries of one node's evaluation in its thread's [`Local::report`].
@@ -93,72 +93,93 @@ impl Drop for AbortOnPanic<'_> {
     }
 }
 
-/// Evaluates the nodes of `order` (a dependency order) on up to `threads` threads, adding to `report` and
-/// `starts` as [`Shared::evaluate`] does. With `eager`, every thread works from the start; otherwise the
-/// loading thread starts alone and the others join once nodes prove slow enough to share.
+/// Evaluates the nodes of `order` (a dependency order of `generation`'s nodes) on up to `threads` threads,
+/// adding to `report` and `starts` as [`Shared::evaluate`] does. With `eager`, every thread works from the
+/// start; otherwise the loading thread starts alone and the others join once nodes prove slow enough to
+/// share. `full_pass`: `order` is every node.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_in_parallel(
     shared: &Arc<Shared>,
+    generation: &Arc<Generation>,
     order: &[usize],
     threads: usize,
     eager: bool,
+    full_pass: bool,
     report: &mut LoadReport,
     starts: &mut DeferredStarts,
 ) {
-    let (dependencies, dependants, rank) = shared.pass_plan();
+    let (dependencies, dependants) = (&generation.graph.dependencies, &generation.graph.dependants);
+    let rank = &generation.rank;
     let n = rank.len();
     let mut in_pass = vec![false; n];
     for &i in order.iter().filter(|&&i| i < n) {
         in_pass[i] = true;
     }
-    let mut remaining = vec![0u32; n];
+    let mut remaining = Vec::with_capacity(n);
+    remaining.resize_with(n, || AtomicU32::new(0));
     let mut ready = Vec::new();
     let mut size = 0;
     // Reversed, so that the first roots in dependency order are taken first.
     for &i in order.iter().rev().filter(|&&i| i < n) {
         let waiting = dependencies[i].iter().filter(|&&d| in_pass[d]).count();
-        remaining[i] = u32::try_from(waiting).unwrap_or(u32::MAX);
+        remaining[i] = AtomicU32::new(u32::try_from(waiting).unwrap_or(u32::MAX));
         if waiting == 0 {
             ready.push(i);
         }
         size += 1;
     }
-    let mut outputs = Vec::new();
-    outputs.resize_with(n, || None);
     let queue = Mutex::new(Queue {
         ready,
-        remaining,
-        left: size,
+        done: 0,
         aborted: false,
-        outputs,
     });
     let wake = Condvar::new();
     let handle = tokio::runtime::Handle::current();
+    let (in_pass, remaining) = (&in_pass, &remaining);
 
     let work = |thread: usize, local: &mut Local, after_each: &mut dyn FnMut()| {
         let _abort = AbortOnPanic {
             queue: &queue,
             wake: &wake,
         };
+        // The next node this thread evaluates, released by the one it just evaluated.
+        let mut next = None;
+        // Nodes done since this thread last told the queue.
+        let mut done = 0;
+        let mut released = Vec::new();
         loop {
-            let index = {
-                let mut q = lock(&queue);
-                loop {
-                    if q.aborted {
-                        return;
+            let index = match next.take() {
+                Some(index) => index,
+                None => {
+                    let mut q = lock(&queue);
+                    q.done += std::mem::take(&mut done);
+                    loop {
+                        if q.aborted {
+                            return;
+                        }
+                        if let Some(i) = q.ready.pop() {
+                            break i;
+                        }
+                        if q.done >= size {
+                            wake.notify_all();
+                            return;
+                        }
+                        q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
                     }
-                    if let Some(i) = q.ready.pop() {
-                        break i;
-                    }
-                    if q.left == 0 {
-                        return;
-                    }
-                    q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            shared.pass_started(index);
+            if full_pass {
+                generation.pass_started(index);
+            }
             let r = &local.report;
             let before = (r.started.len(), r.updated.len(), r.diagnostics.len());
-            let pending = shared.evaluate(index, Some(&mut local.report), Some(&mut local.starts));
+            let pending = shared.evaluate(
+                generation,
+                index,
+                full_pass,
+                Some(&mut local.report),
+                Some(&mut local.starts),
+            );
             if let Some(pending) = pending {
                 if !dependants[index].is_empty() {
                     // Let dependants see the new exports, but never wait long for a slow component.
@@ -168,31 +189,36 @@ pub(crate) fn evaluate_in_parallel(
             }
             let r = &local.report;
             let after = (r.started.len(), r.updated.len(), r.diagnostics.len());
-            let mut q = lock(&queue);
             if after != before {
-                q.outputs[rank[index]] = Some(Segment {
-                    thread,
-                    started: before.0..after.0,
-                    updated: before.1..after.1,
-                    diagnostics: before.2..after.2,
-                });
+                local.segments.push((
+                    rank[index],
+                    Segment {
+                        thread,
+                        started: before.0..after.0,
+                        updated: before.1..after.1,
+                        diagnostics: before.2..after.2,
+                    },
+                ));
             }
-            q.left -= 1;
-            let mut released = 0;
+            done += 1;
             for &d in &dependants[index] {
-                if in_pass[d] {
-                    q.remaining[d] = q.remaining[d].saturating_sub(1);
-                    if q.remaining[d] == 0 {
-                        q.ready.push(d);
-                        released += 1;
+                if in_pass[d] && remaining[d].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if next.is_none() {
+                        next = Some(d);
+                    } else {
+                        released.push(d);
                     }
                 }
             }
-            // This thread takes one of the released nodes itself; the others go to sleeping threads.
-            if q.left == 0 || released > 1 {
+            // This thread goes on with one of the released nodes itself; the others go to the queue, for
+            // whichever thread is free.
+            if !released.is_empty() {
+                let mut q = lock(&queue);
+                q.ready.append(&mut released);
+                q.done += std::mem::take(&mut done);
+                drop(q);
                 wake.notify_all();
             }
-            drop(q);
             after_each();
         }
     };
@@ -200,6 +226,7 @@ pub(crate) fn evaluate_in_parallel(
     let local = |shared: &Arc<Shared>| Local {
         report: LoadReport::default(),
         starts: DeferredStarts::collecting(shared.clone()),
+        segments: Vec::new(),
     };
     let locals: Vec<Local> = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
@@ -242,26 +269,22 @@ pub(crate) fn evaluate_in_parallel(
             locals
         })
     });
-    let outputs = std::mem::take(&mut lock(&queue).outputs);
-    merge(locals, outputs, report, starts);
+    merge(locals, report, starts);
 }
 
-/// Appends every thread's entries to `report` in rank order (`outputs` is by rank), and their components to
-/// `starts`.
-fn merge(
-    locals: Vec<Local>,
-    outputs: Vec<Option<Segment>>,
-    report: &mut LoadReport,
-    starts: &mut DeferredStarts,
-) {
+/// Appends every thread's entries to `report` in rank order, and their components to `starts`.
+fn merge(locals: Vec<Local>, report: &mut LoadReport, starts: &mut DeferredStarts) {
     let mut parts = Vec::with_capacity(locals.len());
+    let mut segments = Vec::new();
     for mut local in locals {
         starts.first_polls.append(&mut local.starts.first_polls);
+        segments.append(&mut local.segments);
         let r = local.report;
         let diagnostics: Vec<_> = r.diagnostics.0.into_iter().map(Some).collect();
         parts.push((r.started, r.updated, diagnostics));
     }
-    for s in outputs.into_iter().flatten() {
+    segments.sort_unstable_by_key(|(rank, _)| *rank);
+    for (_, s) in segments {
         let Some((started, updated, diagnostics)) = parts.get_mut(s.thread) else {
             continue;
         };
