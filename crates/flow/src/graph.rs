@@ -12,6 +12,7 @@ use crate::source::{LoadDiagnostics, Sources};
 use river::ast::{Block, Body, Expr, ExprKind, File, Stmt};
 use river::{Diagnostic, Span};
 use std::borrow::Cow;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 /// Top-level blocks that configure the runtime itself rather than declare a component.
@@ -135,6 +136,7 @@ pub struct Adjacency {
 
 impl Adjacency {
     /// Lists for `n` nodes from (node, item) pairs, each list deduplicated and ascending.
+    #[cfg(test)]
     fn from_pairs(n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
         let mut starts = vec![0usize; n + 1];
         for (node, _) in pairs.clone() {
@@ -170,6 +172,57 @@ impl Adjacency {
         }
         starts[n] = out;
         items.truncate(out);
+        Adjacency { starts, items }
+    }
+
+    /// No lists yet, with room for `nodes` lists of `items` items in all.
+    fn with_capacity(nodes: usize, items: usize) -> Self {
+        let mut starts = Vec::with_capacity(nodes + 1);
+        starts.push(0);
+        Adjacency {
+            starts,
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    /// Appends the next node's list: `items`, sorted and deduplicated.
+    fn push_list(&mut self, items: impl Iterator<Item = usize>) {
+        let start = self.items.len();
+        self.items.extend(items);
+        let list = &mut self.items[start..];
+        if list.windows(2).any(|w| w[0] >= w[1]) {
+            list.sort_unstable();
+            let mut kept = 1;
+            for j in 1..list.len() {
+                if list[j] != list[kept - 1] {
+                    list[kept] = list[j];
+                    kept += 1;
+                }
+            }
+            self.items.truncate(start + kept);
+        }
+        self.starts.push(self.items.len());
+    }
+
+    /// The reversed lists: node `j`'s list holds every `i` whose list holds `j`, ascending (each list here
+    /// being deduplicated, so are those).
+    fn transpose(&self) -> Self {
+        let n = self.len();
+        let mut starts = vec![0usize; n + 1];
+        for &j in &self.items {
+            starts[j + 1] += 1;
+        }
+        for j in 0..n {
+            starts[j + 1] += starts[j];
+        }
+        let mut fill = starts.clone();
+        let mut items = vec![0usize; self.items.len()];
+        for (i, list) in self.iter().enumerate() {
+            for &j in list {
+                items[fill[j]] = i;
+                fill[j] += 1;
+            }
+        }
         Adjacency { starts, items }
     }
 
@@ -237,6 +290,35 @@ impl Graph {
     /// unresolvable and self references, and cycles (naming every member).
     pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
         let mut diags = LoadDiagnostics::default();
+        let mut graph = Graph::declare(sources, names, &mut diags);
+        graph.resolve_references(sources, names, &mut diags);
+        graph.find_shadowing(names);
+        graph.link();
+
+        // Every node is ordered unless some are in a cycle: only then look for the cycles to report.
+        let order = topological_order(&graph.dependencies, &graph.dependants);
+        if order.len() < graph.nodes.len() {
+            for cycle in strongly_connected(&graph.dependencies) {
+                let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
+                let first = &graph.nodes[cycle[0]];
+                let span = first.name_span(sources);
+                let msg = format!("cycle detected: {}", members.join(", "));
+                diags.push(
+                    &sources.files[first.file].source,
+                    Diagnostic::error(span, msg),
+                );
+            }
+        }
+
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        graph.order = order;
+        Ok(graph)
+    }
+
+    /// The nodes of `sources`, with their IDs, and no references yet.
+    fn declare(sources: &Sources, names: &dyn NameCatalog, diags: &mut LoadDiagnostics) -> Graph {
         let count: usize = sources.files.iter().map(|f| f.ast.body.len()).sum();
         let mut graph = Graph {
             nodes: Vec::with_capacity(count),
@@ -258,14 +340,17 @@ impl Graph {
                         continue;
                     }
                 };
-                let name = dotted(block.name(&file.ast), src);
+                let name_parts = block.name(&file.ast);
+                let name = dotted(name_parts, src);
                 let name_span = block.name_span(&file.ast);
-                let (id, kind): (Arc<str>, _) = if CONFIG_BLOCKS.contains(&&*name) {
+                // The ID's number of dot-separated parts: name parts are identifiers, which have no dots.
+                let (id, kind, parts): (Arc<str>, _, _) = if CONFIG_BLOCKS.contains(&&*name) {
                     (
                         Arc::from(&*name),
                         NodeKind::Config {
                             name: name.into_owned(),
                         },
+                        name_parts.len(),
                     )
                 } else if let Some(interned) = match &last_component {
                     Some(last) if **last == *name => Some(last.clone()),
@@ -287,6 +372,7 @@ impl Graph {
                     (
                         Arc::from(scratch.as_str()),
                         NodeKind::Component { name: interned },
+                        name_parts.len() + 1 + label.bytes().filter(|&b| b == b'.').count(),
                     )
                 } else {
                     let mut msg = format!("cannot find the definition of component name {name:?}");
@@ -296,22 +382,26 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span, msg));
                     continue;
                 };
-                if let Some(&first) = graph.ids.get(&*id) {
-                    let first = &graph.nodes[first];
-                    let other = &sources.files[first.file].source;
-                    let other_span = first.name_span(sources);
-                    let pos = other.position(other_span.start);
-                    let msg = format!(
-                        "block {id} already declared at {}:{}:{}",
-                        other.name(),
-                        pos.line,
-                        pos.column
-                    );
-                    diags.push(&file.source, Diagnostic::error(name_span, msg));
-                    continue;
+                match graph.ids.entry(id.clone()) {
+                    Entry::Occupied(first) => {
+                        let first = &graph.nodes[*first.get()];
+                        let other = &sources.files[first.file].source;
+                        let other_span = first.name_span(sources);
+                        let pos = other.position(other_span.start);
+                        let msg = format!(
+                            "block {id} already declared at {}:{}:{}",
+                            other.name(),
+                            pos.line,
+                            pos.column
+                        );
+                        diags.push(&file.source, Diagnostic::error(name_span, msg));
+                        continue;
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(graph.nodes.len());
+                    }
                 }
-                graph.id_parts |= part_bit(id.bytes().filter(|&b| b == b'.').count() + 1);
-                graph.ids.insert(id.clone(), graph.nodes.len());
+                graph.id_parts |= part_bit(parts);
                 graph.nodes.push(Node {
                     id,
                     kind,
@@ -321,9 +411,18 @@ impl Graph {
                 });
             }
         }
+        graph
+    }
 
-        // Resolve references now that every ID is known. One buffer holds the parts of every traversal of a
-        // node, so collecting them does not allocate per traversal.
+    /// Resolves the references of every node, now that every ID is known. One buffer holds the parts of every
+    /// traversal of a node, so collecting them does not allocate per traversal.
+    fn resolve_references(
+        &mut self,
+        sources: &Sources,
+        names: &dyn NameCatalog,
+        diags: &mut LoadDiagnostics,
+    ) {
+        let graph = self;
         let mut parts = Vec::new();
         let mut traversals = Vec::new();
         let mut key = String::new();
@@ -337,6 +436,9 @@ impl Graph {
             parts.clear();
             traversals.clear();
             collect_body(block.body, &file.ast, &mut parts, &mut traversals);
+            if traversals.is_empty() {
+                continue;
+            }
             let mut refs = Vec::with_capacity(traversals.len());
             for &(from, to) in &traversals {
                 let t = &parts[from..to];
@@ -366,83 +468,88 @@ impl Graph {
             }
             graph.nodes[index].references = refs;
         }
+    }
 
+    /// Sets [`Graph::shadowing`] from the references.
+    fn find_shadowing(&mut self, names: &dyn NameCatalog) {
+        let graph = self;
         let n = graph.nodes.len();
-        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row.
+        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row. Nodes of one
+        // component share its interned name, so a run of them is recognised without reading the ID.
         let mut last: Option<(&str, bool)> = None;
-        let root_is_stdlib: Vec<bool> = graph
-            .nodes
-            .iter()
-            .map(|node| {
-                let root = node.id.split('.').next().unwrap_or("");
-                match last {
-                    Some((r, known)) if r == root => known,
-                    _ => {
-                        let known = names.is_stdlib(root);
-                        last = Some((root, known));
-                        known
-                    }
+        let mut last_name: Option<(&Arc<str>, bool)> = None;
+        let mut root_is_stdlib = Vec::with_capacity(n);
+        for node in &graph.nodes {
+            if let (NodeKind::Component { name }, Some((last, known))) = (&node.kind, last_name) {
+                if Arc::ptr_eq(name, last) {
+                    root_is_stdlib.push(known);
+                    continue;
                 }
-            })
-            .collect();
+            }
+            let id = node.id.as_bytes();
+            let root = &node.id[..id.iter().position(|&b| b == b'.').unwrap_or(id.len())];
+            let known = match last {
+                Some((r, known)) if r == root => known,
+                _ => {
+                    let known = names.is_stdlib(root);
+                    last = Some((root, known));
+                    known
+                }
+            };
+            if let NodeKind::Component { name } = &node.kind {
+                last_name = Some((name, known));
+            }
+            root_is_stdlib.push(known);
+        }
         graph.shadowing = graph
             .nodes
             .iter()
             .map(|node| node.references.iter().any(|r| root_is_stdlib[r.target]))
             .collect();
-        let edges = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, node)| node.references.iter().map(move |r| (i, r.target)));
-        graph.dependencies = Adjacency::from_pairs(n, edges.clone());
-        graph.dependants = Adjacency::from_pairs(n, edges.map(|(i, target)| (target, i)));
+    }
 
-        for cycle in strongly_connected(&graph.dependencies) {
-            let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
-            let first = &graph.nodes[cycle[0]];
-            let span = first.name_span(sources);
-            let msg = format!("cycle detected: {}", members.join(", "));
-            diags.push(
-                &sources.files[first.file].source,
-                Diagnostic::error(span, msg),
-            );
+    /// Builds both adjacency lists from the references.
+    fn link(&mut self) {
+        let n = self.nodes.len();
+        let mut dependencies = Adjacency::with_capacity(n, n);
+        for node in &self.nodes {
+            dependencies.push_list(node.references.iter().map(|r| r.target));
         }
-
-        if diags.has_errors() {
-            return Err(diags);
-        }
-        graph.order = topological_order(&graph.dependencies, &graph.dependants);
-        Ok(graph)
+        self.dependants = dependencies.transpose();
+        self.dependencies = dependencies;
     }
 
     /// Resolves a traversal to (target node, span of the prefix naming it) by growing its prefix until it is
     /// an ID. `key` is scratch space for traversals written with blanks around their dots.
     fn resolve(&self, parts: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
-        let found = |i: usize, target: usize| Some((target, parts[0].to(parts[i])));
-        // Usually the traversal is written without blanks, so each prefix is a slice of the source.
-        let start = parts[0].start;
+        // Usually the traversal is written without blanks, so each prefix is a slice of the source; `key`
+        // is only written for a prefix that is not.
+        let start = parts[0].start as usize;
         let mut contiguous = true;
-        key.clear();
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
                 let prev = parts[i - 1];
                 contiguous &= part.start == prev.end + 1
                     && src.as_bytes().get(prev.end as usize) == Some(&b'.');
-                key.push('.');
             }
-            key.push_str(part.text(src));
             if self.id_parts & part_bit(i + 1) == 0 {
                 continue;
             }
-            let prefix = if contiguous {
-                src.get(start as usize..part.end as usize)
-                    .unwrap_or(key.as_str())
-            } else {
-                key.as_str()
+            let prefix = match src.get(start..part.end as usize) {
+                Some(prefix) if contiguous => prefix,
+                _ => {
+                    key.clear();
+                    for (j, p) in parts[..=i].iter().enumerate() {
+                        if j > 0 {
+                            key.push('.');
+                        }
+                        key.push_str(p.text(src));
+                    }
+                    key.as_str()
+                }
             };
             if let Some(&target) = self.ids.get(prefix) {
-                return found(i, target);
+                return Some((target, parts[0].to(*part)));
             }
         }
         None
@@ -491,40 +598,47 @@ fn collect_body(body: Body, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(u
 /// Collects the traversals in `expr` (an identifier followed by `.name` accesses; indexing or calling ends
 /// one) as ranges of `parts`.
 fn collect_expr(expr: &Expr, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
+    // The accessed names, last first, then the root if it is an identifier.
+    let from = parts.len();
     let mut root = expr;
-    let mut accesses = 0;
-    while let ExprKind::Access(value, _) = root.kind {
+    while let ExprKind::Access(value, name) = root.kind {
+        parts.push(name);
         root = file.expr(value);
-        accesses += 1;
     }
     if let ExprKind::Ident = root.kind {
-        let from = parts.len();
         parts.push(root.span);
-        parts.resize(from + 1 + accesses, Span::default());
-        let (mut e, mut slot) = (expr, from + accesses);
-        while let ExprKind::Access(value, name) = e.kind {
-            parts[slot] = name;
-            slot -= 1;
-            e = file.expr(value);
-        }
+        parts[from..].reverse();
         out.push((from, parts.len()));
         return;
     }
+    parts.truncate(from);
     // Accesses on anything else are no traversal; look inside what they access.
-    let mut each = |items: &[Expr]| items.iter().for_each(|a| collect_expr(a, file, parts, out));
     match root.kind {
-        ExprKind::Index(value, index) => each(&[*file.expr(value), *file.expr(index)]),
-        ExprKind::Call(call) => {
-            each(std::slice::from_ref(file.expr(call.func)));
-            each(file.exprs(call.args));
+        ExprKind::Index(value, index) => {
+            collect_expr(file.expr(value), file, parts, out);
+            collect_expr(file.expr(index), file, parts, out);
         }
-        ExprKind::Array(items) => each(file.exprs(items)),
-        ExprKind::Object(fields) => file
-            .fields(fields)
-            .iter()
-            .for_each(|f| collect_expr(&f.value, file, parts, out)),
-        ExprKind::Unary(_, x) | ExprKind::Paren(x) => each(std::slice::from_ref(file.expr(x))),
-        ExprKind::Binary(_, l, r) => each(&[*file.expr(l), *file.expr(r)]),
+        ExprKind::Call(call) => {
+            collect_expr(file.expr(call.func), file, parts, out);
+            for arg in file.exprs(call.args) {
+                collect_expr(arg, file, parts, out);
+            }
+        }
+        ExprKind::Array(items) => {
+            for item in file.exprs(items) {
+                collect_expr(item, file, parts, out);
+            }
+        }
+        ExprKind::Object(fields) => {
+            for field in file.fields(fields) {
+                collect_expr(&field.value, file, parts, out);
+            }
+        }
+        ExprKind::Unary(_, x) | ExprKind::Paren(x) => collect_expr(file.expr(x), file, parts, out),
+        ExprKind::Binary(_, l, r) => {
+            collect_expr(file.expr(l), file, parts, out);
+            collect_expr(file.expr(r), file, parts, out);
+        }
         ExprKind::Ident | ExprKind::Access(..) | ExprKind::Literal(_) => {}
     }
 }
@@ -588,22 +702,39 @@ fn strongly_connected(edges: &Adjacency) -> Vec<Vec<usize>> {
     out
 }
 
-/// Kahn's algorithm: dependencies before dependants, ties in source order.
+/// Kahn's algorithm: dependencies before dependants, ties in source order (the smallest ready index comes
+/// next). Nodes in a cycle are left out, so the order is shorter than the graph exactly when it has one.
+///
+/// Configs are mostly written dependencies first, so rather than keeping every ready node in a heap, a cursor
+/// walks the nodes in source order and takes each one that is ready when reached; only a node that becomes
+/// ready after the cursor has passed it goes into the heap (whose nodes are then all smaller than any ready
+/// node at or after the cursor).
 fn topological_order(dependencies: &Adjacency, dependants: &Adjacency) -> Vec<usize> {
     let n = dependencies.len();
     let mut remaining: Vec<usize> = dependencies.iter().map(<[usize]>::len).collect();
-    // A min-heap: the first ready node in source order comes next.
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
-        .filter(|&i| remaining[i] == 0)
-        .map(std::cmp::Reverse)
-        .collect();
+    let mut passed: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+        std::collections::BinaryHeap::new();
+    let mut cursor = 0;
     let mut order = Vec::with_capacity(n);
-    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+    loop {
+        let i = match passed.pop() {
+            Some(std::cmp::Reverse(i)) => i,
+            None => {
+                while cursor < n && remaining[cursor] != 0 {
+                    cursor += 1;
+                }
+                if cursor == n {
+                    break;
+                }
+                cursor += 1;
+                cursor - 1
+            }
+        };
         order.push(i);
         for &d in &dependants[i] {
             remaining[d] -= 1;
-            if remaining[d] == 0 {
-                ready.push(std::cmp::Reverse(d));
+            if remaining[d] == 0 && d < cursor {
+                passed.push(std::cmp::Reverse(d));
             }
         }
     }
@@ -670,6 +801,42 @@ mod tests {
         let lists: Vec<&[usize]> = a.iter().collect();
         assert_eq!(lists, [&[3][..], &[], &[1, 5], &[0], &[]]);
         assert!(Adjacency::from_pairs(0, std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn adjacency_lists_pushed_one_by_one_and_transposed() {
+        let lists: [&[usize]; 5] = [&[3, 3], &[], &[5, 1, 4, 1], &[0], &[2, 0]];
+        let mut a = Adjacency::with_capacity(6, 0);
+        for list in lists {
+            a.push_list(list.iter().copied());
+        }
+        a.push_list(std::iter::empty());
+        let pairs = lists
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.iter().map(move |&j| (i, j)));
+        assert_eq!(a, Adjacency::from_pairs(6, pairs.clone()));
+        assert_eq!(
+            a.transpose(),
+            Adjacency::from_pairs(6, pairs.map(|(i, j)| (j, i)))
+        );
+        assert_eq!(Adjacency::with_capacity(0, 0).transpose().len(), 0);
+    }
+
+    #[test]
+    fn order_takes_the_first_ready_node_even_one_the_walk_has_passed() {
+        // `a` is ready only once `d` is, `c` once `a` is: both come before `e`, ready from the start.
+        let g = build(
+            "test.pass \"a\" { input = test.pass.d.output }\n\
+             test.pass \"b\" { }\n\
+             test.pass \"c\" { input = test.pass.a.output }\n\
+             test.pass \"d\" { }\n\
+             test.pass \"e\" { }\n\
+             test.pass \"f\" { input = test.pass.e.output }\n",
+        )
+        .unwrap();
+        let ids: Vec<_> = g.order.iter().map(|&i| g.nodes[i].label()).collect();
+        assert_eq!(ids, ["b", "d", "a", "c", "e", "f"]);
     }
 
     #[test]
