@@ -6,13 +6,13 @@
 //! names no component but starts with a standard-library name (`env`, `constants`, `string`) is not a
 //! reference, so a component named like a namespace shadows it.
 
-use crate::fasthash::FastMap;
 use crate::registry::suggest;
 use crate::source::{LoadDiagnostics, Sources};
 use river::ast::{Block, Body, Expr, ExprKind, File, Stmt};
 use river::{Diagnostic, Span};
 use std::borrow::Cow;
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Top-level blocks that configure the runtime itself rather than declare a component.
@@ -116,13 +116,76 @@ pub struct Graph {
     pub dependencies: Adjacency,
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
-    ids: FastMap<Arc<str>, usize>,
+    ids: HashMap<Arc<str>, usize, BuildHasherDefault<IdHasher>>,
     /// Bit `k` is set when some ID has `k` dot-separated parts (bit 63: 63 or more), so that resolving a
     /// reference looks up only prefixes of lengths that some ID has.
     id_parts: u64,
     /// For each node, whether it refers to a component whose ID starts with a standard-library name (see
     /// [`Graph::shadows_stdlib`]).
     shadowing: Vec<bool>,
+}
+
+/// The hasher of [`Graph`]'s ID map: the Fx scheme of [`crate::fasthash`] over 8-byte words, but the last
+/// word of a string is read overlapping the one before rather than copied out byte by byte, so that an ID
+/// costs a few multiplies and no copy. IDs come from the operator's own config: no flooding to resist.
+#[derive(Clone, Copy, Default)]
+struct IdHasher {
+    hash: u64,
+}
+
+impl IdHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    }
+}
+
+/// The 8 bytes of `bytes` from `at` (which must be in range), little-endian.
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
+        if n >= 8 {
+            let mut at = 0;
+            while at + 8 < n {
+                self.add(word_at(bytes, at));
+                at += 8;
+            }
+            self.add(word_at(bytes, n - 8));
+        } else if n >= 4 {
+            let half = |at: usize| {
+                bytes
+                    .get(at..at + 4)
+                    .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                    .map_or(0, u32::from_le_bytes)
+            };
+            self.add(u64::from(half(0)) | u64::from(half(n - 4)) << 32);
+        } else if n > 0 {
+            self.add(
+                u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
+            );
+        }
+        // The words alone do not tell lengths apart (the last one overlaps).
+        self.add(n as u64);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // As in `fasthash`: hashbrown takes the bucket from the low bits, which the multiply leaves weak.
+        self.hash.rotate_left(26)
+    }
 }
 
 /// A list of node indices per node, all in one buffer (two allocations for the whole graph rather than one
@@ -292,8 +355,7 @@ impl Graph {
         let mut diags = LoadDiagnostics::default();
         let mut graph = Graph::declare(sources, names, &mut diags);
         graph.resolve_references(sources, names, &mut diags);
-        graph.find_shadowing(names);
-        graph.link();
+        graph.link(names);
 
         // Every node is ordered unless some are in a cycle: only then look for the cycles to report.
         let order = topological_order(&graph.dependencies, &graph.dependants);
@@ -322,7 +384,7 @@ impl Graph {
         let count: usize = sources.files.iter().map(|f| f.ast.body.len()).sum();
         let mut graph = Graph {
             nodes: Vec::with_capacity(count),
-            ids: FastMap::with_capacity_and_hasher(count, Default::default()),
+            ids: HashMap::with_capacity_and_hasher(count, Default::default()),
             ..Graph::default()
         };
 
@@ -342,7 +404,8 @@ impl Graph {
                 };
                 let name_parts = block.name(&file.ast);
                 let name = dotted(name_parts, src);
-                let name_span = block.name_span(&file.ast);
+                // Only for diagnostics.
+                let name_span = || block.name_span(&file.ast);
                 // The ID's number of dot-separated parts: name parts are identifiers, which have no dots.
                 let (id, kind, parts): (Arc<str>, _, _) = if CONFIG_BLOCKS.contains(&&*name) {
                     (
@@ -360,9 +423,9 @@ impl Graph {
                         interned
                     }),
                 } {
-                    let Some(label) = block.label_text(src) else {
+                    let Some(label) = label_text(block, src) else {
                         let msg = format!("component {name:?} must have a label");
-                        diags.push(&file.source, Diagnostic::error(name_span, msg));
+                        diags.push(&file.source, Diagnostic::error(name_span(), msg));
                         continue;
                     };
                     scratch.clear();
@@ -379,7 +442,7 @@ impl Graph {
                     if let Some(s) = suggest(&name, names.component_names()) {
                         msg.push_str(&format!(" (did you mean {s:?}?)"));
                     }
-                    diags.push(&file.source, Diagnostic::error(name_span, msg));
+                    diags.push(&file.source, Diagnostic::error(name_span(), msg));
                     continue;
                 };
                 match graph.ids.entry(id.clone()) {
@@ -394,7 +457,7 @@ impl Graph {
                             pos.line,
                             pos.column
                         );
-                        diags.push(&file.source, Diagnostic::error(name_span, msg));
+                        diags.push(&file.source, Diagnostic::error(name_span(), msg));
                         continue;
                     }
                     Entry::Vacant(slot) => {
@@ -442,7 +505,7 @@ impl Graph {
             let mut refs = Vec::with_capacity(traversals.len());
             for &(from, to) in &traversals {
                 let t = &parts[from..to];
-                let span = t[0].to(t[t.len() - 1]);
+                let span = cover(t[0], t[t.len() - 1]);
                 match graph.resolve(t, src, &mut key) {
                     Some((target, _)) if target == index => {
                         diags.push(
@@ -470,8 +533,8 @@ impl Graph {
         }
     }
 
-    /// Sets [`Graph::shadowing`] from the references.
-    fn find_shadowing(&mut self, names: &dyn NameCatalog) {
+    /// Builds both adjacency lists and [`Graph::shadowing`] from the references.
+    fn link(&mut self, names: &dyn NameCatalog) {
         let graph = self;
         let n = graph.nodes.len();
         // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row. Nodes of one
@@ -501,22 +564,17 @@ impl Graph {
             }
             root_is_stdlib.push(known);
         }
-        graph.shadowing = graph
-            .nodes
-            .iter()
-            .map(|node| node.references.iter().any(|r| root_is_stdlib[r.target]))
-            .collect();
-    }
 
-    /// Builds both adjacency lists from the references.
-    fn link(&mut self) {
-        let n = self.nodes.len();
+        // Both adjacency lists and whether each node shadows a namespace, in one pass over the references.
         let mut dependencies = Adjacency::with_capacity(n, n);
-        for node in &self.nodes {
+        let mut shadowing = Vec::with_capacity(n);
+        for node in &graph.nodes {
+            shadowing.push(node.references.iter().any(|r| root_is_stdlib[r.target]));
             dependencies.push_list(node.references.iter().map(|r| r.target));
         }
-        self.dependants = dependencies.transpose();
-        self.dependencies = dependencies;
+        graph.shadowing = shadowing;
+        graph.dependants = dependencies.transpose();
+        graph.dependencies = dependencies;
     }
 
     /// Resolves a traversal to (target node, span of the prefix naming it) by growing its prefix until it is
@@ -549,10 +607,27 @@ impl Graph {
                 }
             };
             if let Some(&target) = self.ids.get(prefix) {
-                return Some((target, parts[0].to(*part)));
+                return Some((target, cover(parts[0], *part)));
             }
         }
         None
+    }
+}
+
+/// [`Block::label_text`], without decoding characters when the label is quoted as usual.
+fn label_text<'s>(block: &Block, src: &'s str) -> Option<&'s str> {
+    let label = block.label?;
+    match src.as_bytes().get(label.start as usize..label.end as usize) {
+        Some([b'"', .., b'"']) => src.get(label.start as usize + 1..label.end as usize - 1),
+        _ => block.label_text(src),
+    }
+}
+
+/// [`Span::to`], inlined.
+fn cover(a: Span, b: Span) -> Span {
+    Span {
+        start: a.start.min(b.start),
+        end: a.end.max(b.end),
     }
 }
 
@@ -564,16 +639,12 @@ fn part_bit(parts: usize) -> u64 {
 /// A block's dotted name, borrowed from the source when it is written without blanks.
 fn dotted<'s>(name: &[Span], src: &'s str) -> Cow<'s, str> {
     if let (Some(first), Some(last)) = (name.first(), name.last()) {
-        if let Some(text) = src.get(first.start as usize..last.end as usize) {
-            let len = name
-                .iter()
-                .map(|p| (p.end - p.start) as usize)
-                .sum::<usize>()
-                + name.len()
-                - 1;
-            if text.len() == len && text.bytes().filter(|&b| b == b'.').count() == name.len() - 1 {
-                return Cow::Borrowed(text);
-            }
+        // Written without blanks: every part but the first comes right after a dot.
+        let tight = name.windows(2).all(|w| {
+            w[1].start == w[0].end + 1 && src.as_bytes().get(w[0].end as usize) == Some(&b'.')
+        });
+        if let (true, Some(text)) = (tight, src.get(first.start as usize..last.end as usize)) {
+            return Cow::Borrowed(text);
         }
     }
     let mut s = String::new();
