@@ -248,10 +248,14 @@ impl Adjacency {
         }
     }
 
-    /// Appends the next node's list: `items`, sorted and deduplicated.
-    fn push_list(&mut self, items: impl Iterator<Item = usize>) {
-        let start = self.items.len();
-        self.items.extend(items);
+    /// Adds `item` to the list being built (the next node's).
+    fn push(&mut self, item: usize) {
+        self.items.push(item);
+    }
+
+    /// Ends the list being built, sorting and deduplicating it.
+    fn end_list(&mut self) {
+        let start = self.starts.last().copied().unwrap_or(0);
         let list = &mut self.items[start..];
         if list.windows(2).any(|w| w[0] >= w[1]) {
             list.sort_unstable();
@@ -353,9 +357,9 @@ impl Graph {
     /// unresolvable and self references, and cycles (naming every member).
     pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
         let mut diags = LoadDiagnostics::default();
-        let mut graph = Graph::declare(sources, names, &mut diags);
-        graph.resolve_references(sources, names, &mut diags);
-        graph.link(names);
+        let (mut graph, root_is_stdlib) = Graph::declare(sources, names, &mut diags);
+        graph.resolve_references(sources, names, &root_is_stdlib, &mut diags);
+        graph.dependants = graph.dependencies.transpose();
 
         // Every node is ordered unless some are in a cycle: only then look for the cycles to report.
         let order = topological_order(&graph.dependencies, &graph.dependants);
@@ -379,8 +383,13 @@ impl Graph {
         Ok(graph)
     }
 
-    /// The nodes of `sources`, with their IDs, and no references yet.
-    fn declare(sources: &Sources, names: &dyn NameCatalog, diags: &mut LoadDiagnostics) -> Graph {
+    /// The nodes of `sources`, with their IDs, and no references yet; and for each node, whether the first part
+    /// of its ID is a standard-library name.
+    fn declare(
+        sources: &Sources,
+        names: &dyn NameCatalog,
+        diags: &mut LoadDiagnostics,
+    ) -> (Graph, Vec<bool>) {
         let count: usize = sources.files.iter().map(|f| f.ast.body.len()).sum();
         let mut graph = Graph {
             nodes: Vec::with_capacity(count),
@@ -388,6 +397,9 @@ impl Graph {
             ..Graph::default()
         };
 
+        let mut root_is_stdlib = Vec::with_capacity(count);
+        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row.
+        let mut last_root: Option<(&str, bool)> = None;
         let mut scratch = String::new();
         // Blocks of one component often come in a row: its interned name, looked up once per run of them.
         let mut last_component: Option<Arc<str>> = None;
@@ -435,7 +447,12 @@ impl Graph {
                     (
                         Arc::from(scratch.as_str()),
                         NodeKind::Component { name: interned },
-                        name_parts.len() + 1 + label.bytes().filter(|&b| b == b'.').count(),
+                        match label.bytes().any(|b| b == b'.') {
+                            false => name_parts.len() + 1,
+                            true => {
+                                name_parts.len() + 1 + label.bytes().filter(|&b| b == b'.').count()
+                            }
+                        },
                     )
                 } else {
                     let mut msg = format!("cannot find the definition of component name {name:?}");
@@ -465,6 +482,17 @@ impl Graph {
                     }
                 }
                 graph.id_parts |= part_bit(parts);
+                // The ID up to its first dot.
+                let root = name_parts.first().map_or("", |first| first.text(src));
+                let known = match last_root {
+                    Some((r, known)) if r == root => known,
+                    _ => {
+                        let known = names.is_stdlib(root);
+                        last_root = Some((root, known));
+                        known
+                    }
+                };
+                root_is_stdlib.push(known);
                 graph.nodes.push(Node {
                     id,
                     kind,
@@ -474,143 +502,130 @@ impl Graph {
                 });
             }
         }
-        graph
+        (graph, root_is_stdlib)
     }
 
-    /// Resolves the references of every node, now that every ID is known. One buffer holds the parts of every
+    /// Resolves the references of every node, now that every ID is known, and sets
+    /// [`Graph::dependencies`] and [`Graph::shadowing`] from them. One buffer holds the parts of every
     /// traversal of a node, so collecting them does not allocate per traversal.
     fn resolve_references(
         &mut self,
         sources: &Sources,
         names: &dyn NameCatalog,
+        root_is_stdlib: &[bool],
         diags: &mut LoadDiagnostics,
     ) {
         let graph = self;
+        let n = graph.nodes.len();
+        let mut dependencies = Adjacency::with_capacity(n, n);
+        let mut shadowing = Vec::with_capacity(n);
         let mut parts = Vec::new();
         let mut traversals = Vec::new();
         let mut key = String::new();
-        for index in 0..graph.nodes.len() {
+        for index in 0..n {
             let node = &graph.nodes[index];
             let file = &sources.files[node.file];
             let src = file.source.text();
-            let Some(block) = node.block(sources) else {
-                continue;
-            };
             parts.clear();
             traversals.clear();
-            collect_body(block.body, &file.ast, &mut parts, &mut traversals);
-            if traversals.is_empty() {
-                continue;
+            if let Some(block) = node.block(sources) {
+                collect_body(block.body, &file.ast, &mut parts, &mut traversals);
             }
-            let mut refs = Vec::with_capacity(traversals.len());
-            for &(from, to) in &traversals {
-                let t = &parts[from..to];
-                let span = cover(t[0], t[t.len() - 1]);
-                match graph.resolve(t, src, &mut key) {
-                    Some((target, _)) if target == index => {
-                        diags.push(
-                            &file.source,
-                            Diagnostic::error(span, "cannot reference self"),
-                        );
+            let mut shadows = false;
+            if !traversals.is_empty() {
+                let mut refs = Vec::with_capacity(traversals.len());
+                for &(from, to) in &traversals {
+                    // The parts, last first.
+                    let t = &parts[from..to];
+                    let root = t[t.len() - 1];
+                    let span = cover(root, t[0]);
+                    match graph.resolve(t, src, &mut key) {
+                        Some((target, _)) if target == index => {
+                            diags.push(
+                                &file.source,
+                                Diagnostic::error(span, "cannot reference self"),
+                            );
+                        }
+                        Some((target, id_span)) => {
+                            refs.push(Reference {
+                                target,
+                                span,
+                                id_span,
+                            });
+                            dependencies.push(target);
+                            shadows |= root_is_stdlib[target];
+                        }
+                        None if names.is_stdlib(root.text(src)) => {}
+                        None => {
+                            let full: Vec<&str> = t.iter().rev().map(|p| p.text(src)).collect();
+                            let msg = format!(
+                                "component {:?} does not exist or is out of scope",
+                                full.join(".")
+                            );
+                            diags.push(&file.source, Diagnostic::error(span, msg));
+                        }
                     }
-                    Some((target, id_span)) => refs.push(Reference {
-                        target,
-                        span,
-                        id_span,
-                    }),
-                    None if names.is_stdlib(t[0].text(src)) => {}
-                    None => {
-                        let full: Vec<&str> = t.iter().map(|p| p.text(src)).collect();
-                        let msg = format!(
-                            "component {:?} does not exist or is out of scope",
-                            full.join(".")
-                        );
-                        diags.push(&file.source, Diagnostic::error(span, msg));
-                    }
                 }
+                graph.nodes[index].references = refs;
             }
-            graph.nodes[index].references = refs;
+            dependencies.end_list();
+            shadowing.push(shadows);
         }
-    }
-
-    /// Builds both adjacency lists and [`Graph::shadowing`] from the references.
-    fn link(&mut self, names: &dyn NameCatalog) {
-        let graph = self;
-        let n = graph.nodes.len();
-        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row. Nodes of one
-        // component share its interned name, so a run of them is recognised without reading the ID.
-        let mut last: Option<(&str, bool)> = None;
-        let mut last_name: Option<(&Arc<str>, bool)> = None;
-        let mut root_is_stdlib = Vec::with_capacity(n);
-        for node in &graph.nodes {
-            if let (NodeKind::Component { name }, Some((last, known))) = (&node.kind, last_name) {
-                if Arc::ptr_eq(name, last) {
-                    root_is_stdlib.push(known);
-                    continue;
-                }
-            }
-            let id = node.id.as_bytes();
-            let root = &node.id[..id.iter().position(|&b| b == b'.').unwrap_or(id.len())];
-            let known = match last {
-                Some((r, known)) if r == root => known,
-                _ => {
-                    let known = names.is_stdlib(root);
-                    last = Some((root, known));
-                    known
-                }
-            };
-            if let NodeKind::Component { name } = &node.kind {
-                last_name = Some((name, known));
-            }
-            root_is_stdlib.push(known);
-        }
-
-        // Both adjacency lists and whether each node shadows a namespace, in one pass over the references.
-        let mut dependencies = Adjacency::with_capacity(n, n);
-        let mut shadowing = Vec::with_capacity(n);
-        for node in &graph.nodes {
-            shadowing.push(node.references.iter().any(|r| root_is_stdlib[r.target]));
-            dependencies.push_list(node.references.iter().map(|r| r.target));
-        }
-        graph.shadowing = shadowing;
-        graph.dependants = dependencies.transpose();
         graph.dependencies = dependencies;
+        graph.shadowing = shadowing;
     }
 
     /// Resolves a traversal to (target node, span of the prefix naming it) by growing its prefix until it is
     /// an ID. `key` is scratch space for traversals written with blanks around their dots.
-    fn resolve(&self, parts: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
+    fn resolve(&self, rev: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
+        // `rev` is the traversal last part first: part `i` in source order is `rev[len - 1 - i]`.
+        let len = rev.len();
+        let part = |i: usize| rev[len - 1 - i];
+        let root = part(0);
+        let start = root.start as usize;
         // Usually the traversal is written without blanks, so each prefix is a slice of the source; `key`
-        // is only written for a prefix that is not.
-        let start = parts[0].start as usize;
+        // is only written for a prefix that is not. Parts `1..=checked` were checked to follow a dot.
         let mut contiguous = true;
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                let prev = parts[i - 1];
-                contiguous &= part.start == prev.end + 1
+        let mut checked = 0;
+        // Only prefixes of lengths that some ID has are looked up.
+        let mut parts = 0;
+        loop {
+            let longer = if parts + 1 >= 63 {
+                self.id_parts & part_bit(63)
+            } else {
+                self.id_parts & (u64::MAX << (parts + 1))
+            };
+            if longer == 0 {
+                return None;
+            }
+            parts = (longer.trailing_zeros() as usize).max(parts + 1);
+            if parts > len {
+                return None;
+            }
+            while checked + 1 < parts {
+                checked += 1;
+                let (prev, next) = (part(checked - 1), part(checked));
+                contiguous &= next.start == prev.end + 1
                     && src.as_bytes().get(prev.end as usize) == Some(&b'.');
             }
-            if self.id_parts & part_bit(i + 1) == 0 {
-                continue;
-            }
-            let prefix = match src.get(start..part.end as usize) {
+            let last = part(parts - 1);
+            let prefix = match src.get(start..last.end as usize) {
                 Some(prefix) if contiguous => prefix,
                 _ => {
                     key.clear();
-                    for (j, p) in parts[..=i].iter().enumerate() {
-                        if j > 0 {
+                    for i in 0..parts {
+                        if i > 0 {
                             key.push('.');
                         }
-                        key.push_str(p.text(src));
+                        key.push_str(part(i).text(src));
                     }
                     key.as_str()
                 }
             };
             if let Some(&target) = self.ids.get(prefix) {
-                return Some((target, cover(parts[0], *part)));
+                return Some((target, cover(root, last)));
             }
         }
-        None
     }
 }
 
@@ -667,9 +682,9 @@ fn collect_body(body: Body, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(u
 }
 
 /// Collects the traversals in `expr` (an identifier followed by `.name` accesses; indexing or calling ends
-/// one) as ranges of `parts`.
+/// one) as ranges of `parts`, each with its parts in reverse order (the identifier last).
 fn collect_expr(expr: &Expr, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
-    // The accessed names, last first, then the root if it is an identifier.
+    // The accessed names, last first, then the root if it is an identifier: a traversal is kept in reverse.
     let from = parts.len();
     let mut root = expr;
     while let ExprKind::Access(value, name) = root.kind {
@@ -678,7 +693,6 @@ fn collect_expr(expr: &Expr, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(
     }
     if let ExprKind::Ident = root.kind {
         parts.push(root.span);
-        parts[from..].reverse();
         out.push((from, parts.len()));
         return;
     }
@@ -879,9 +893,10 @@ mod tests {
         let lists: [&[usize]; 5] = [&[3, 3], &[], &[5, 1, 4, 1], &[0], &[2, 0]];
         let mut a = Adjacency::with_capacity(6, 0);
         for list in lists {
-            a.push_list(list.iter().copied());
+            list.iter().for_each(|&j| a.push(j));
+            a.end_list();
         }
-        a.push_list(std::iter::empty());
+        a.end_list();
         let pairs = lists
             .iter()
             .enumerate()
