@@ -11,8 +11,6 @@ use crate::source::{LoadDiagnostics, Sources};
 use river::ast::{Block, Body, Expr, ExprKind, File, Stmt};
 use river::{Diagnostic, Span};
 use std::borrow::Cow;
-use std::collections::hash_map::{Entry, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// Top-level blocks that configure the runtime itself rather than declare a component.
@@ -116,7 +114,7 @@ pub struct Graph {
     pub dependencies: Adjacency,
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
-    ids: HashMap<Arc<str>, usize, BuildHasherDefault<IdHasher>>,
+    ids: IdTable,
     /// Bit `k` is set when some ID has `k` dot-separated parts (bit 63: 63 or more), so that resolving a
     /// reference looks up only prefixes of lengths that some ID has.
     id_parts: u64,
@@ -125,18 +123,120 @@ pub struct Graph {
     shadowing: Vec<bool>,
 }
 
-/// The hasher of [`Graph`]'s ID map: the Fx scheme of [`crate::fasthash`] over 8-byte words, but the last
-/// word of a string is read overlapping the one before rather than copied out byte by byte, so that an ID
-/// costs a few multiplies and no copy. IDs come from the operator's own config: no flooding to resist.
-#[derive(Clone, Copy, Default)]
-struct IdHasher {
-    hash: u64,
+/// The index of [`Graph::nodes`] by ID: open addressing with linear probing, at most half full (its size is
+/// fixed from the number of top-level statements, so it never grows). A slot holds a node index and part of
+/// its ID's hash, and the IDs themselves stay in the nodes, so the table holds no second reference to them
+/// and is looked up by bytes, straight from a slice of the source.
+#[derive(Clone, Default)]
+struct IdTable {
+    slots: Vec<IdSlot>,
+    len: usize,
 }
 
-impl IdHasher {
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+#[derive(Clone, Copy, Default)]
+struct IdSlot {
+    /// The high half of the ID's hash (the low bits chose the slot).
+    tag: u32,
+    /// The node index plus one; 0 for an empty slot.
+    node: u32,
+}
+
+impl std::fmt::Debug for IdTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTable")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
     }
+}
+
+impl IdTable {
+    /// A table for up to `n` IDs (fewer than 2^31).
+    fn with_capacity(n: usize) -> Self {
+        IdTable {
+            slots: vec![IdSlot::default(); (2 * n).max(1).next_power_of_two()],
+            len: 0,
+        }
+    }
+
+    /// The node whose ID is `key`, or else the slot where it would go (with the tag to store there).
+    fn find(&self, nodes: &[Node], key: &[u8]) -> Result<usize, IdSlot> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let hash = id_hash(key);
+        let tag = (hash >> 32) as u32;
+        let mut at = hash as usize & mask;
+        // Never full (at most half), so the walk meets an empty slot.
+        while let Some(&IdSlot { tag: t, node }) = self.slots.get(at) {
+            if node == 0 {
+                return Err(IdSlot {
+                    tag,
+                    node: at as u32,
+                });
+            }
+            let index = node as usize - 1;
+            if t == tag && nodes.get(index).is_some_and(|n| n.id.as_bytes() == key) {
+                return Ok(index);
+            }
+            at = (at + 1) & mask;
+        }
+        Err(IdSlot {
+            tag,
+            node: u32::MAX,
+        })
+    }
+
+    /// The node whose ID is `key`.
+    fn get(&self, nodes: &[Node], key: &[u8]) -> Option<usize> {
+        self.find(nodes, key).ok()
+    }
+
+    /// Records node `index` in `vacant` (what [`IdTable::find`] returned for its ID).
+    fn insert(&mut self, vacant: IdSlot, index: usize) {
+        // A table of more than 2^32 slots or nodes (impossible: spans are `u32` offsets) would only stop
+        // finding IDs, never loop.
+        let (Some(s), Ok(node)) = (
+            self.slots.get_mut(vacant.node as usize),
+            u32::try_from(index + 1),
+        ) else {
+            return;
+        };
+        *s = IdSlot {
+            tag: vacant.tag,
+            node,
+        };
+        self.len += 1;
+    }
+}
+
+/// The hash of an ID: the Fx scheme of [`crate::fasthash`] over 8-byte words, but the last word is read
+/// overlapping the one before rather than copied out byte by byte, so that an ID costs a few multiplies and
+/// no copy. IDs come from the operator's own config: no flooding to resist.
+fn id_hash(bytes: &[u8]) -> u64 {
+    let mut hash = 0u64;
+    let mut add =
+        |word: u64| hash = (hash.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    let n = bytes.len();
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            add(word_at(bytes, at));
+            at += 8;
+        }
+        add(word_at(bytes, n - 8));
+    } else if n >= 4 {
+        let half = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        add(u64::from(half(0)) | u64::from(half(n - 4)) << 32);
+    } else if n > 0 {
+        add(u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16);
+    }
+    // The words alone do not tell lengths apart (the last one overlaps).
+    add(n as u64);
+    // The multiply leaves the low bits weak, and they choose the slot: bring high bits down.
+    hash.rotate_left(26)
 }
 
 /// The 8 bytes of `bytes` from `at` (which must be in range), little-endian.
@@ -145,47 +245,6 @@ fn word_at(bytes: &[u8], at: usize) -> u64 {
         .get(at..at + 8)
         .and_then(|w| <[u8; 8]>::try_from(w).ok())
         .map_or(0, u64::from_le_bytes)
-}
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let n = bytes.len();
-        if n >= 8 {
-            let mut at = 0;
-            while at + 8 < n {
-                self.add(word_at(bytes, at));
-                at += 8;
-            }
-            self.add(word_at(bytes, n - 8));
-        } else if n >= 4 {
-            let half = |at: usize| {
-                bytes
-                    .get(at..at + 4)
-                    .and_then(|w| <[u8; 4]>::try_from(w).ok())
-                    .map_or(0, u32::from_le_bytes)
-            };
-            self.add(u64::from(half(0)) | u64::from(half(n - 4)) << 32);
-        } else if n > 0 {
-            self.add(
-                u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16,
-            );
-        }
-        // The words alone do not tell lengths apart (the last one overlaps).
-        self.add(n as u64);
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        // As in `fasthash`: hashbrown takes the bucket from the low bits, which the multiply leaves weak.
-        self.hash.rotate_left(26)
-    }
 }
 
 /// A list of node indices per node, all in one buffer (two allocations for the whole graph rather than one
@@ -338,7 +397,7 @@ pub trait NameCatalog {
 impl Graph {
     /// The node with this ID.
     pub fn get(&self, id: &str) -> Option<&Node> {
-        self.ids.get(id).map(|&i| &self.nodes[i])
+        self.index_of(id).map(|i| &self.nodes[i])
     }
 
     /// Whether node `index` refers to a component whose ID starts like a standard-library name
@@ -349,7 +408,7 @@ impl Graph {
 
     /// The index of the node with this ID.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.ids.get(id).copied()
+        self.ids.get(&self.nodes, id.as_bytes())
     }
 
     /// Builds and checks the graph of `sources`. Every independent problem is reported: unknown components
@@ -393,7 +452,7 @@ impl Graph {
         let count: usize = sources.files.iter().map(|f| f.ast.body.len()).sum();
         let mut graph = Graph {
             nodes: Vec::with_capacity(count),
-            ids: HashMap::with_capacity_and_hasher(count, Default::default()),
+            ids: IdTable::with_capacity(count),
             ..Graph::default()
         };
 
@@ -462,9 +521,9 @@ impl Graph {
                     diags.push(&file.source, Diagnostic::error(name_span(), msg));
                     continue;
                 };
-                match graph.ids.entry(id.clone()) {
-                    Entry::Occupied(first) => {
-                        let first = &graph.nodes[*first.get()];
+                match graph.ids.find(&graph.nodes, id.as_bytes()) {
+                    Ok(first) => {
+                        let first = &graph.nodes[first];
                         let other = &sources.files[first.file].source;
                         let other_span = first.name_span(sources);
                         let pos = other.position(other_span.start);
@@ -477,9 +536,7 @@ impl Graph {
                         diags.push(&file.source, Diagnostic::error(name_span(), msg));
                         continue;
                     }
-                    Entry::Vacant(slot) => {
-                        slot.insert(graph.nodes.len());
-                    }
+                    Err(vacant) => graph.ids.insert(vacant, graph.nodes.len()),
                 }
                 graph.id_parts |= part_bit(parts);
                 // The ID up to its first dot.
@@ -609,7 +666,7 @@ impl Graph {
                     && src.as_bytes().get(prev.end as usize) == Some(&b'.');
             }
             let last = part(parts - 1);
-            let prefix = match src.get(start..last.end as usize) {
+            let prefix = match src.as_bytes().get(start..last.end as usize) {
                 Some(prefix) if contiguous => prefix,
                 _ => {
                     key.clear();
@@ -619,10 +676,10 @@ impl Graph {
                         }
                         key.push_str(part(i).text(src));
                     }
-                    key.as_str()
+                    key.as_bytes()
                 }
             };
-            if let Some(&target) = self.ids.get(prefix) {
+            if let Some(target) = self.ids.get(&self.nodes, prefix) {
                 return Some((target, cover(root, last)));
             }
         }
@@ -907,6 +964,41 @@ mod tests {
             Adjacency::from_pairs(6, pairs.map(|(i, j)| (j, i)))
         );
         assert_eq!(Adjacency::with_capacity(0, 0).transpose().len(), 0);
+    }
+
+    #[test]
+    fn ids_are_found_by_exact_bytes_only() {
+        let mut text = String::new();
+        let labels: Vec<String> = (0..3000)
+            .map(|i| {
+                ["x", "ab", "abcdefg", "abcdefgh", "abcdefghijklmnopq"][i % 5].to_string()
+                    + &i.to_string()
+            })
+            .collect();
+        for l in &labels {
+            text.push_str(&format!("test.pass \"{l}\" {{ }}\n"));
+        }
+        let g = build(&text).unwrap();
+        let oracle: std::collections::HashMap<String, usize> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("test.pass.{l}"), i))
+            .collect();
+        for (id, &i) in &oracle {
+            assert_eq!(g.index_of(id), Some(i));
+            assert_eq!(g.get(id).map(|n| &*n.id), Some(id.as_str()));
+            for other in [
+                &id[..id.len() - 1],
+                &format!("{id}0"),
+                &id.replace('a', "b"),
+            ] {
+                assert_eq!(g.index_of(other), oracle.get(other).copied(), "{other}");
+            }
+        }
+        assert_eq!(g.index_of(""), None);
+        assert_eq!(g.index_of("test.pass"), None);
+        assert_eq!(Graph::default().index_of("test.pass.x"), None);
+        assert!(Graph::default().get("").is_none());
     }
 
     #[test]
