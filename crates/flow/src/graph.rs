@@ -239,6 +239,35 @@ fn id_hash(bytes: &[u8]) -> u64 {
     hash.rotate_left(26)
 }
 
+/// Whether `bytes` holds a `.`, a word at a time (for the label of every block).
+fn has_dot(bytes: &[u8]) -> bool {
+    // A byte of `word` is a dot exactly when that byte of `word ^ DOTS` is zero.
+    const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+    let any_zero = |v: u64| v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080 != 0;
+    let n = bytes.len();
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if any_zero(word_at(bytes, at) ^ DOTS) {
+                return true;
+            }
+            at += 8;
+        }
+        any_zero(word_at(bytes, n - 8) ^ DOTS)
+    } else if n >= 4 {
+        let half = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        // Both halves (overlapping) in one word.
+        any_zero((u64::from(half(0)) | u64::from(half(n - 4)) << 32) ^ DOTS)
+    } else {
+        bytes.contains(&b'.')
+    }
+}
+
 /// The 8 bytes of `bytes` from `at` (which must be in range), little-endian.
 fn word_at(bytes: &[u8], at: usize) -> u64 {
     bytes
@@ -343,8 +372,8 @@ impl Adjacency {
         }
         let mut fill = starts.clone();
         let mut items = vec![0usize; self.items.len()];
-        for (i, list) in self.iter().enumerate() {
-            for &j in list {
+        for (i, w) in self.starts.windows(2).enumerate() {
+            for &j in self.items.get(w[0]..w[1]).unwrap_or(&[]) {
                 items[fill[j]] = i;
                 fill[j] += 1;
             }
@@ -506,7 +535,7 @@ impl Graph {
                     (
                         Arc::from(scratch.as_str()),
                         NodeKind::Component { name: interned },
-                        match label.bytes().any(|b| b == b'.') {
+                        match has_dot(label.as_bytes()) {
                             false => name_parts.len() + 1,
                             true => {
                                 name_parts.len() + 1 + label.bytes().filter(|&b| b == b'.').count()
@@ -853,7 +882,11 @@ fn strongly_connected(edges: &Adjacency) -> Vec<Vec<usize>> {
 /// node at or after the cursor).
 fn topological_order(dependencies: &Adjacency, dependants: &Adjacency) -> Vec<usize> {
     let n = dependencies.len();
-    let mut remaining: Vec<usize> = dependencies.iter().map(<[usize]>::len).collect();
+    let mut remaining: Vec<usize> = dependencies
+        .starts
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .collect();
     let mut passed: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
         std::collections::BinaryHeap::new();
     let mut cursor = 0;
@@ -964,6 +997,22 @@ mod tests {
             Adjacency::from_pairs(6, pairs.map(|(i, j)| (j, i)))
         );
         assert_eq!(Adjacency::with_capacity(0, 0).transpose().len(), 0);
+    }
+
+    #[test]
+    fn dots_are_found_anywhere_in_a_label() {
+        for n in 0..40 {
+            let plain = "a".repeat(n);
+            assert!(!has_dot(plain.as_bytes()), "{n}");
+            for at in 0..n {
+                let mut s = plain.clone().into_bytes();
+                s[at] = b'.';
+                assert!(has_dot(&s), "{n} {at}");
+                // Neighbours of `.` in ASCII and bytes with the high bit set are no dot.
+                s[at] = [b'-', b'/', 0xae, 0x2f, 0x00, 0xff][at % 6];
+                assert!(!has_dot(&s), "{n} {at}");
+            }
+        }
     }
 
     #[test]
