@@ -6,7 +6,6 @@
 //! names no component but starts with a standard-library name (`env`, `constants`, `string`) is not a
 //! reference, so a component named like a namespace shadows it.
 
-use crate::fasthash::FastMap;
 use crate::registry::suggest;
 use crate::source::{LoadDiagnostics, Sources};
 use river::ast::{Block, Body, Expr, ExprKind, File, Stmt};
@@ -115,13 +114,166 @@ pub struct Graph {
     pub dependencies: Adjacency,
     /// Node indices in an order where every node comes after everything it refers to.
     pub order: Vec<usize>,
-    ids: FastMap<Arc<str>, usize>,
+    ids: IdTable,
     /// Bit `k` is set when some ID has `k` dot-separated parts (bit 63: 63 or more), so that resolving a
     /// reference looks up only prefixes of lengths that some ID has.
     id_parts: u64,
     /// For each node, whether it refers to a component whose ID starts with a standard-library name (see
     /// [`Graph::shadows_stdlib`]).
     shadowing: Vec<bool>,
+}
+
+/// The index of [`Graph::nodes`] by ID: open addressing with linear probing, at most half full (its size is
+/// fixed from the number of top-level statements, so it never grows). A slot holds a node index and part of
+/// its ID's hash, and the IDs themselves stay in the nodes, so the table holds no second reference to them
+/// and is looked up by bytes, straight from a slice of the source.
+#[derive(Clone, Default)]
+struct IdTable {
+    slots: Vec<IdSlot>,
+    len: usize,
+}
+
+#[derive(Clone, Copy, Default)]
+struct IdSlot {
+    /// The high half of the ID's hash (the low bits chose the slot).
+    tag: u32,
+    /// The node index plus one; 0 for an empty slot.
+    node: u32,
+}
+
+impl std::fmt::Debug for IdTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdTable")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdTable {
+    /// A table for up to `n` IDs (fewer than 2^31).
+    fn with_capacity(n: usize) -> Self {
+        IdTable {
+            slots: vec![IdSlot::default(); (2 * n).max(1).next_power_of_two()],
+            len: 0,
+        }
+    }
+
+    /// The node whose ID is `key`, or else the slot where it would go (with the tag to store there).
+    fn find(&self, nodes: &[Node], key: &[u8]) -> Result<usize, IdSlot> {
+        let mask = self.slots.len().wrapping_sub(1);
+        let hash = id_hash(key);
+        let tag = (hash >> 32) as u32;
+        let mut at = hash as usize & mask;
+        // Never full (at most half), so the walk meets an empty slot.
+        while let Some(&IdSlot { tag: t, node }) = self.slots.get(at) {
+            if node == 0 {
+                return Err(IdSlot {
+                    tag,
+                    node: at as u32,
+                });
+            }
+            let index = node as usize - 1;
+            if t == tag && nodes.get(index).is_some_and(|n| n.id.as_bytes() == key) {
+                return Ok(index);
+            }
+            at = (at + 1) & mask;
+        }
+        Err(IdSlot {
+            tag,
+            node: u32::MAX,
+        })
+    }
+
+    /// The node whose ID is `key`.
+    fn get(&self, nodes: &[Node], key: &[u8]) -> Option<usize> {
+        self.find(nodes, key).ok()
+    }
+
+    /// Records node `index` in `vacant` (what [`IdTable::find`] returned for its ID).
+    fn insert(&mut self, vacant: IdSlot, index: usize) {
+        // A table of more than 2^32 slots or nodes (impossible: spans are `u32` offsets) would only stop
+        // finding IDs, never loop.
+        let (Some(s), Ok(node)) = (
+            self.slots.get_mut(vacant.node as usize),
+            u32::try_from(index + 1),
+        ) else {
+            return;
+        };
+        *s = IdSlot {
+            tag: vacant.tag,
+            node,
+        };
+        self.len += 1;
+    }
+}
+
+/// The hash of an ID: the Fx scheme of [`crate::fasthash`] over 8-byte words, but the last word is read
+/// overlapping the one before rather than copied out byte by byte, so that an ID costs a few multiplies and
+/// no copy. IDs come from the operator's own config: no flooding to resist.
+fn id_hash(bytes: &[u8]) -> u64 {
+    let mut hash = 0u64;
+    let mut add =
+        |word: u64| hash = (hash.rotate_left(5) ^ word).wrapping_mul(0xf135_7aea_2e62_a9c5);
+    let n = bytes.len();
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            add(word_at(bytes, at));
+            at += 8;
+        }
+        add(word_at(bytes, n - 8));
+    } else if n >= 4 {
+        let half = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        add(u64::from(half(0)) | u64::from(half(n - 4)) << 32);
+    } else if n > 0 {
+        add(u64::from(bytes[0]) | u64::from(bytes[n / 2]) << 8 | u64::from(bytes[n - 1]) << 16);
+    }
+    // The words alone do not tell lengths apart (the last one overlaps).
+    add(n as u64);
+    // The multiply leaves the low bits weak, and they choose the slot: bring high bits down.
+    hash.rotate_left(26)
+}
+
+/// Whether `bytes` holds a `.`, a word at a time (for the label of every block).
+fn has_dot(bytes: &[u8]) -> bool {
+    // A byte of `word` is a dot exactly when that byte of `word ^ DOTS` is zero.
+    const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+    let any_zero = |v: u64| v.wrapping_sub(0x0101_0101_0101_0101) & !v & 0x8080_8080_8080_8080 != 0;
+    let n = bytes.len();
+    if n >= 8 {
+        let mut at = 0;
+        while at + 8 < n {
+            if any_zero(word_at(bytes, at) ^ DOTS) {
+                return true;
+            }
+            at += 8;
+        }
+        any_zero(word_at(bytes, n - 8) ^ DOTS)
+    } else if n >= 4 {
+        let half = |at: usize| {
+            bytes
+                .get(at..at + 4)
+                .and_then(|w| <[u8; 4]>::try_from(w).ok())
+                .map_or(0, u32::from_le_bytes)
+        };
+        // Both halves (overlapping) in one word.
+        any_zero((u64::from(half(0)) | u64::from(half(n - 4)) << 32) ^ DOTS)
+    } else {
+        bytes.contains(&b'.')
+    }
+}
+
+/// The 8 bytes of `bytes` from `at` (which must be in range), little-endian.
+fn word_at(bytes: &[u8], at: usize) -> u64 {
+    bytes
+        .get(at..at + 8)
+        .and_then(|w| <[u8; 8]>::try_from(w).ok())
+        .map_or(0, u64::from_le_bytes)
 }
 
 /// A list of node indices per node, all in one buffer (two allocations for the whole graph rather than one
@@ -135,6 +287,7 @@ pub struct Adjacency {
 
 impl Adjacency {
     /// Lists for `n` nodes from (node, item) pairs, each list deduplicated and ascending.
+    #[cfg(test)]
     fn from_pairs(n: usize, pairs: impl Iterator<Item = (usize, usize)> + Clone) -> Self {
         let mut starts = vec![0usize; n + 1];
         for (node, _) in pairs.clone() {
@@ -170,6 +323,61 @@ impl Adjacency {
         }
         starts[n] = out;
         items.truncate(out);
+        Adjacency { starts, items }
+    }
+
+    /// No lists yet, with room for `nodes` lists of `items` items in all.
+    fn with_capacity(nodes: usize, items: usize) -> Self {
+        let mut starts = Vec::with_capacity(nodes + 1);
+        starts.push(0);
+        Adjacency {
+            starts,
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    /// Adds `item` to the list being built (the next node's).
+    fn push(&mut self, item: usize) {
+        self.items.push(item);
+    }
+
+    /// Ends the list being built, sorting and deduplicating it.
+    fn end_list(&mut self) {
+        let start = self.starts.last().copied().unwrap_or(0);
+        let list = &mut self.items[start..];
+        if list.windows(2).any(|w| w[0] >= w[1]) {
+            list.sort_unstable();
+            let mut kept = 1;
+            for j in 1..list.len() {
+                if list[j] != list[kept - 1] {
+                    list[kept] = list[j];
+                    kept += 1;
+                }
+            }
+            self.items.truncate(start + kept);
+        }
+        self.starts.push(self.items.len());
+    }
+
+    /// The reversed lists: node `j`'s list holds every `i` whose list holds `j`, ascending (each list here
+    /// being deduplicated, so are those).
+    fn transpose(&self) -> Self {
+        let n = self.len();
+        let mut starts = vec![0usize; n + 1];
+        for &j in &self.items {
+            starts[j + 1] += 1;
+        }
+        for j in 0..n {
+            starts[j + 1] += starts[j];
+        }
+        let mut fill = starts.clone();
+        let mut items = vec![0usize; self.items.len()];
+        for (i, w) in self.starts.windows(2).enumerate() {
+            for &j in self.items.get(w[0]..w[1]).unwrap_or(&[]) {
+                items[fill[j]] = i;
+                fill[j] += 1;
+            }
+        }
         Adjacency { starts, items }
     }
 
@@ -218,7 +426,7 @@ pub trait NameCatalog {
 impl Graph {
     /// The node with this ID.
     pub fn get(&self, id: &str) -> Option<&Node> {
-        self.ids.get(id).map(|&i| &self.nodes[i])
+        self.index_of(id).map(|i| &self.nodes[i])
     }
 
     /// Whether node `index` refers to a component whose ID starts like a standard-library name
@@ -229,7 +437,7 @@ impl Graph {
 
     /// The index of the node with this ID.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.ids.get(id).copied()
+        self.ids.get(&self.nodes, id.as_bytes())
     }
 
     /// Builds and checks the graph of `sources`. Every independent problem is reported: unknown components
@@ -237,13 +445,49 @@ impl Graph {
     /// unresolvable and self references, and cycles (naming every member).
     pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
         let mut diags = LoadDiagnostics::default();
+        let (mut graph, root_is_stdlib) = Graph::declare(sources, names, &mut diags);
+        graph.resolve_references(sources, names, &root_is_stdlib, &mut diags);
+        graph.dependants = graph.dependencies.transpose();
+
+        // Every node is ordered unless some are in a cycle: only then look for the cycles to report.
+        let order = topological_order(&graph.dependencies, &graph.dependants);
+        if order.len() < graph.nodes.len() {
+            for cycle in strongly_connected(&graph.dependencies) {
+                let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
+                let first = &graph.nodes[cycle[0]];
+                let span = first.name_span(sources);
+                let msg = format!("cycle detected: {}", members.join(", "));
+                diags.push(
+                    &sources.files[first.file].source,
+                    Diagnostic::error(span, msg),
+                );
+            }
+        }
+
+        if diags.has_errors() {
+            return Err(diags);
+        }
+        graph.order = order;
+        Ok(graph)
+    }
+
+    /// The nodes of `sources`, with their IDs, and no references yet; and for each node, whether the first part
+    /// of its ID is a standard-library name.
+    fn declare(
+        sources: &Sources,
+        names: &dyn NameCatalog,
+        diags: &mut LoadDiagnostics,
+    ) -> (Graph, Vec<bool>) {
         let count: usize = sources.files.iter().map(|f| f.ast.body.len()).sum();
         let mut graph = Graph {
             nodes: Vec::with_capacity(count),
-            ids: FastMap::with_capacity_and_hasher(count, Default::default()),
+            ids: IdTable::with_capacity(count),
             ..Graph::default()
         };
 
+        let mut root_is_stdlib = Vec::with_capacity(count);
+        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row.
+        let mut last_root: Option<(&str, bool)> = None;
         let mut scratch = String::new();
         // Blocks of one component often come in a row: its interned name, looked up once per run of them.
         let mut last_component: Option<Arc<str>> = None;
@@ -258,14 +502,18 @@ impl Graph {
                         continue;
                     }
                 };
-                let name = dotted(block.name(&file.ast), src);
-                let name_span = block.name_span(&file.ast);
-                let (id, kind): (Arc<str>, _) = if CONFIG_BLOCKS.contains(&&*name) {
+                let name_parts = block.name(&file.ast);
+                let name = dotted(name_parts, src);
+                // Only for diagnostics.
+                let name_span = || block.name_span(&file.ast);
+                // The ID's number of dot-separated parts: name parts are identifiers, which have no dots.
+                let (id, kind, parts): (Arc<str>, _, _) = if CONFIG_BLOCKS.contains(&&*name) {
                     (
                         Arc::from(&*name),
                         NodeKind::Config {
                             name: name.into_owned(),
                         },
+                        name_parts.len(),
                     )
                 } else if let Some(interned) = match &last_component {
                     Some(last) if **last == *name => Some(last.clone()),
@@ -275,9 +523,9 @@ impl Graph {
                         interned
                     }),
                 } {
-                    let Some(label) = block.label_text(src) else {
+                    let Some(label) = label_text(block, src) else {
                         let msg = format!("component {name:?} must have a label");
-                        diags.push(&file.source, Diagnostic::error(name_span, msg));
+                        diags.push(&file.source, Diagnostic::error(name_span(), msg));
                         continue;
                     };
                     scratch.clear();
@@ -287,31 +535,50 @@ impl Graph {
                     (
                         Arc::from(scratch.as_str()),
                         NodeKind::Component { name: interned },
+                        match has_dot(label.as_bytes()) {
+                            false => name_parts.len() + 1,
+                            true => {
+                                name_parts.len() + 1 + label.bytes().filter(|&b| b == b'.').count()
+                            }
+                        },
                     )
                 } else {
                     let mut msg = format!("cannot find the definition of component name {name:?}");
                     if let Some(s) = suggest(&name, names.component_names()) {
                         msg.push_str(&format!(" (did you mean {s:?}?)"));
                     }
-                    diags.push(&file.source, Diagnostic::error(name_span, msg));
+                    diags.push(&file.source, Diagnostic::error(name_span(), msg));
                     continue;
                 };
-                if let Some(&first) = graph.ids.get(&*id) {
-                    let first = &graph.nodes[first];
-                    let other = &sources.files[first.file].source;
-                    let other_span = first.name_span(sources);
-                    let pos = other.position(other_span.start);
-                    let msg = format!(
-                        "block {id} already declared at {}:{}:{}",
-                        other.name(),
-                        pos.line,
-                        pos.column
-                    );
-                    diags.push(&file.source, Diagnostic::error(name_span, msg));
-                    continue;
+                match graph.ids.find(&graph.nodes, id.as_bytes()) {
+                    Ok(first) => {
+                        let first = &graph.nodes[first];
+                        let other = &sources.files[first.file].source;
+                        let other_span = first.name_span(sources);
+                        let pos = other.position(other_span.start);
+                        let msg = format!(
+                            "block {id} already declared at {}:{}:{}",
+                            other.name(),
+                            pos.line,
+                            pos.column
+                        );
+                        diags.push(&file.source, Diagnostic::error(name_span(), msg));
+                        continue;
+                    }
+                    Err(vacant) => graph.ids.insert(vacant, graph.nodes.len()),
                 }
-                graph.id_parts |= part_bit(id.bytes().filter(|&b| b == b'.').count() + 1);
-                graph.ids.insert(id.clone(), graph.nodes.len());
+                graph.id_parts |= part_bit(parts);
+                // The ID up to its first dot.
+                let root = name_parts.first().map_or("", |first| first.text(src));
+                let known = match last_root {
+                    Some((r, known)) if r == root => known,
+                    _ => {
+                        let known = names.is_stdlib(root);
+                        last_root = Some((root, known));
+                        known
+                    }
+                };
+                root_is_stdlib.push(known);
                 graph.nodes.push(Node {
                     id,
                     kind,
@@ -321,131 +588,147 @@ impl Graph {
                 });
             }
         }
+        (graph, root_is_stdlib)
+    }
 
-        // Resolve references now that every ID is known. One buffer holds the parts of every traversal of a
-        // node, so collecting them does not allocate per traversal.
+    /// Resolves the references of every node, now that every ID is known, and sets
+    /// [`Graph::dependencies`] and [`Graph::shadowing`] from them. One buffer holds the parts of every
+    /// traversal of a node, so collecting them does not allocate per traversal.
+    fn resolve_references(
+        &mut self,
+        sources: &Sources,
+        names: &dyn NameCatalog,
+        root_is_stdlib: &[bool],
+        diags: &mut LoadDiagnostics,
+    ) {
+        let graph = self;
+        let n = graph.nodes.len();
+        let mut dependencies = Adjacency::with_capacity(n, n);
+        let mut shadowing = Vec::with_capacity(n);
         let mut parts = Vec::new();
         let mut traversals = Vec::new();
         let mut key = String::new();
-        for index in 0..graph.nodes.len() {
+        for index in 0..n {
             let node = &graph.nodes[index];
             let file = &sources.files[node.file];
             let src = file.source.text();
-            let Some(block) = node.block(sources) else {
-                continue;
-            };
             parts.clear();
             traversals.clear();
-            collect_body(block.body, &file.ast, &mut parts, &mut traversals);
-            let mut refs = Vec::with_capacity(traversals.len());
-            for &(from, to) in &traversals {
-                let t = &parts[from..to];
-                let span = t[0].to(t[t.len() - 1]);
-                match graph.resolve(t, src, &mut key) {
-                    Some((target, _)) if target == index => {
-                        diags.push(
-                            &file.source,
-                            Diagnostic::error(span, "cannot reference self"),
-                        );
-                    }
-                    Some((target, id_span)) => refs.push(Reference {
-                        target,
-                        span,
-                        id_span,
-                    }),
-                    None if names.is_stdlib(t[0].text(src)) => {}
-                    None => {
-                        let full: Vec<&str> = t.iter().map(|p| p.text(src)).collect();
-                        let msg = format!(
-                            "component {:?} does not exist or is out of scope",
-                            full.join(".")
-                        );
-                        diags.push(&file.source, Diagnostic::error(span, msg));
-                    }
-                }
+            if let Some(block) = node.block(sources) {
+                collect_body(block.body, &file.ast, &mut parts, &mut traversals);
             }
-            graph.nodes[index].references = refs;
-        }
-
-        let n = graph.nodes.len();
-        // IDs mostly share a few roots (`pyroscope`, `discovery`): look each up once in a row.
-        let mut last: Option<(&str, bool)> = None;
-        let root_is_stdlib: Vec<bool> = graph
-            .nodes
-            .iter()
-            .map(|node| {
-                let root = node.id.split('.').next().unwrap_or("");
-                match last {
-                    Some((r, known)) if r == root => known,
-                    _ => {
-                        let known = names.is_stdlib(root);
-                        last = Some((root, known));
-                        known
+            let mut shadows = false;
+            if !traversals.is_empty() {
+                let mut refs = Vec::with_capacity(traversals.len());
+                for &(from, to) in &traversals {
+                    // The parts, last first.
+                    let t = &parts[from..to];
+                    let root = t[t.len() - 1];
+                    let span = cover(root, t[0]);
+                    match graph.resolve(t, src, &mut key) {
+                        Some((target, _)) if target == index => {
+                            diags.push(
+                                &file.source,
+                                Diagnostic::error(span, "cannot reference self"),
+                            );
+                        }
+                        Some((target, id_span)) => {
+                            refs.push(Reference {
+                                target,
+                                span,
+                                id_span,
+                            });
+                            dependencies.push(target);
+                            shadows |= root_is_stdlib[target];
+                        }
+                        None if names.is_stdlib(root.text(src)) => {}
+                        None => {
+                            let full: Vec<&str> = t.iter().rev().map(|p| p.text(src)).collect();
+                            let msg = format!(
+                                "component {:?} does not exist or is out of scope",
+                                full.join(".")
+                            );
+                            diags.push(&file.source, Diagnostic::error(span, msg));
+                        }
                     }
                 }
-            })
-            .collect();
-        graph.shadowing = graph
-            .nodes
-            .iter()
-            .map(|node| node.references.iter().any(|r| root_is_stdlib[r.target]))
-            .collect();
-        let edges = graph
-            .nodes
-            .iter()
-            .enumerate()
-            .flat_map(|(i, node)| node.references.iter().map(move |r| (i, r.target)));
-        graph.dependencies = Adjacency::from_pairs(n, edges.clone());
-        graph.dependants = Adjacency::from_pairs(n, edges.map(|(i, target)| (target, i)));
-
-        for cycle in strongly_connected(&graph.dependencies) {
-            let members: Vec<&str> = cycle.iter().map(|&i| &*graph.nodes[i].id).collect();
-            let first = &graph.nodes[cycle[0]];
-            let span = first.name_span(sources);
-            let msg = format!("cycle detected: {}", members.join(", "));
-            diags.push(
-                &sources.files[first.file].source,
-                Diagnostic::error(span, msg),
-            );
+                graph.nodes[index].references = refs;
+            }
+            dependencies.end_list();
+            shadowing.push(shadows);
         }
-
-        if diags.has_errors() {
-            return Err(diags);
-        }
-        graph.order = topological_order(&graph.dependencies, &graph.dependants);
-        Ok(graph)
+        graph.dependencies = dependencies;
+        graph.shadowing = shadowing;
     }
 
     /// Resolves a traversal to (target node, span of the prefix naming it) by growing its prefix until it is
     /// an ID. `key` is scratch space for traversals written with blanks around their dots.
-    fn resolve(&self, parts: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
-        let found = |i: usize, target: usize| Some((target, parts[0].to(parts[i])));
-        // Usually the traversal is written without blanks, so each prefix is a slice of the source.
-        let start = parts[0].start;
+    fn resolve(&self, rev: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
+        // `rev` is the traversal last part first: part `i` in source order is `rev[len - 1 - i]`.
+        let len = rev.len();
+        let part = |i: usize| rev[len - 1 - i];
+        let root = part(0);
+        let start = root.start as usize;
+        // Usually the traversal is written without blanks, so each prefix is a slice of the source; `key`
+        // is only written for a prefix that is not. Parts `1..=checked` were checked to follow a dot.
         let mut contiguous = true;
-        key.clear();
-        for (i, part) in parts.iter().enumerate() {
-            if i > 0 {
-                let prev = parts[i - 1];
-                contiguous &= part.start == prev.end + 1
-                    && src.as_bytes().get(prev.end as usize) == Some(&b'.');
-                key.push('.');
-            }
-            key.push_str(part.text(src));
-            if self.id_parts & part_bit(i + 1) == 0 {
-                continue;
-            }
-            let prefix = if contiguous {
-                src.get(start as usize..part.end as usize)
-                    .unwrap_or(key.as_str())
+        let mut checked = 0;
+        // Only prefixes of lengths that some ID has are looked up.
+        let mut parts = 0;
+        loop {
+            let longer = if parts + 1 >= 63 {
+                self.id_parts & part_bit(63)
             } else {
-                key.as_str()
+                self.id_parts & (u64::MAX << (parts + 1))
             };
-            if let Some(&target) = self.ids.get(prefix) {
-                return found(i, target);
+            if longer == 0 {
+                return None;
+            }
+            parts = (longer.trailing_zeros() as usize).max(parts + 1);
+            if parts > len {
+                return None;
+            }
+            while checked + 1 < parts {
+                checked += 1;
+                let (prev, next) = (part(checked - 1), part(checked));
+                contiguous &= next.start == prev.end + 1
+                    && src.as_bytes().get(prev.end as usize) == Some(&b'.');
+            }
+            let last = part(parts - 1);
+            let prefix = match src.as_bytes().get(start..last.end as usize) {
+                Some(prefix) if contiguous => prefix,
+                _ => {
+                    key.clear();
+                    for i in 0..parts {
+                        if i > 0 {
+                            key.push('.');
+                        }
+                        key.push_str(part(i).text(src));
+                    }
+                    key.as_bytes()
+                }
+            };
+            if let Some(target) = self.ids.get(&self.nodes, prefix) {
+                return Some((target, cover(root, last)));
             }
         }
-        None
+    }
+}
+
+/// [`Block::label_text`], without decoding characters when the label is quoted as usual.
+fn label_text<'s>(block: &Block, src: &'s str) -> Option<&'s str> {
+    let label = block.label?;
+    match src.as_bytes().get(label.start as usize..label.end as usize) {
+        Some([b'"', .., b'"']) => src.get(label.start as usize + 1..label.end as usize - 1),
+        _ => block.label_text(src),
+    }
+}
+
+/// [`Span::to`], inlined.
+fn cover(a: Span, b: Span) -> Span {
+    Span {
+        start: a.start.min(b.start),
+        end: a.end.max(b.end),
     }
 }
 
@@ -457,16 +740,12 @@ fn part_bit(parts: usize) -> u64 {
 /// A block's dotted name, borrowed from the source when it is written without blanks.
 fn dotted<'s>(name: &[Span], src: &'s str) -> Cow<'s, str> {
     if let (Some(first), Some(last)) = (name.first(), name.last()) {
-        if let Some(text) = src.get(first.start as usize..last.end as usize) {
-            let len = name
-                .iter()
-                .map(|p| (p.end - p.start) as usize)
-                .sum::<usize>()
-                + name.len()
-                - 1;
-            if text.len() == len && text.bytes().filter(|&b| b == b'.').count() == name.len() - 1 {
-                return Cow::Borrowed(text);
-            }
+        // Written without blanks: every part but the first comes right after a dot.
+        let tight = name.windows(2).all(|w| {
+            w[1].start == w[0].end + 1 && src.as_bytes().get(w[0].end as usize) == Some(&b'.')
+        });
+        if let (true, Some(text)) = (tight, src.get(first.start as usize..last.end as usize)) {
+            return Cow::Borrowed(text);
         }
     }
     let mut s = String::new();
@@ -489,42 +768,48 @@ fn collect_body(body: Body, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(u
 }
 
 /// Collects the traversals in `expr` (an identifier followed by `.name` accesses; indexing or calling ends
-/// one) as ranges of `parts`.
+/// one) as ranges of `parts`, each with its parts in reverse order (the identifier last).
 fn collect_expr(expr: &Expr, file: &File, parts: &mut Vec<Span>, out: &mut Vec<(usize, usize)>) {
+    // The accessed names, last first, then the root if it is an identifier: a traversal is kept in reverse.
+    let from = parts.len();
     let mut root = expr;
-    let mut accesses = 0;
-    while let ExprKind::Access(value, _) = root.kind {
+    while let ExprKind::Access(value, name) = root.kind {
+        parts.push(name);
         root = file.expr(value);
-        accesses += 1;
     }
     if let ExprKind::Ident = root.kind {
-        let from = parts.len();
         parts.push(root.span);
-        parts.resize(from + 1 + accesses, Span::default());
-        let (mut e, mut slot) = (expr, from + accesses);
-        while let ExprKind::Access(value, name) = e.kind {
-            parts[slot] = name;
-            slot -= 1;
-            e = file.expr(value);
-        }
         out.push((from, parts.len()));
         return;
     }
+    parts.truncate(from);
     // Accesses on anything else are no traversal; look inside what they access.
-    let mut each = |items: &[Expr]| items.iter().for_each(|a| collect_expr(a, file, parts, out));
     match root.kind {
-        ExprKind::Index(value, index) => each(&[*file.expr(value), *file.expr(index)]),
-        ExprKind::Call(call) => {
-            each(std::slice::from_ref(file.expr(call.func)));
-            each(file.exprs(call.args));
+        ExprKind::Index(value, index) => {
+            collect_expr(file.expr(value), file, parts, out);
+            collect_expr(file.expr(index), file, parts, out);
         }
-        ExprKind::Array(items) => each(file.exprs(items)),
-        ExprKind::Object(fields) => file
-            .fields(fields)
-            .iter()
-            .for_each(|f| collect_expr(&f.value, file, parts, out)),
-        ExprKind::Unary(_, x) | ExprKind::Paren(x) => each(std::slice::from_ref(file.expr(x))),
-        ExprKind::Binary(_, l, r) => each(&[*file.expr(l), *file.expr(r)]),
+        ExprKind::Call(call) => {
+            collect_expr(file.expr(call.func), file, parts, out);
+            for arg in file.exprs(call.args) {
+                collect_expr(arg, file, parts, out);
+            }
+        }
+        ExprKind::Array(items) => {
+            for item in file.exprs(items) {
+                collect_expr(item, file, parts, out);
+            }
+        }
+        ExprKind::Object(fields) => {
+            for field in file.fields(fields) {
+                collect_expr(&field.value, file, parts, out);
+            }
+        }
+        ExprKind::Unary(_, x) | ExprKind::Paren(x) => collect_expr(file.expr(x), file, parts, out),
+        ExprKind::Binary(_, l, r) => {
+            collect_expr(file.expr(l), file, parts, out);
+            collect_expr(file.expr(r), file, parts, out);
+        }
         ExprKind::Ident | ExprKind::Access(..) | ExprKind::Literal(_) => {}
     }
 }
@@ -588,22 +873,43 @@ fn strongly_connected(edges: &Adjacency) -> Vec<Vec<usize>> {
     out
 }
 
-/// Kahn's algorithm: dependencies before dependants, ties in source order.
+/// Kahn's algorithm: dependencies before dependants, ties in source order (the smallest ready index comes
+/// next). Nodes in a cycle are left out, so the order is shorter than the graph exactly when it has one.
+///
+/// Configs are mostly written dependencies first, so rather than keeping every ready node in a heap, a cursor
+/// walks the nodes in source order and takes each one that is ready when reached; only a node that becomes
+/// ready after the cursor has passed it goes into the heap (whose nodes are then all smaller than any ready
+/// node at or after the cursor).
 fn topological_order(dependencies: &Adjacency, dependants: &Adjacency) -> Vec<usize> {
     let n = dependencies.len();
-    let mut remaining: Vec<usize> = dependencies.iter().map(<[usize]>::len).collect();
-    // A min-heap: the first ready node in source order comes next.
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
-        .filter(|&i| remaining[i] == 0)
-        .map(std::cmp::Reverse)
+    let mut remaining: Vec<usize> = dependencies
+        .starts
+        .windows(2)
+        .map(|w| w[1] - w[0])
         .collect();
+    let mut passed: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
+        std::collections::BinaryHeap::new();
+    let mut cursor = 0;
     let mut order = Vec::with_capacity(n);
-    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+    loop {
+        let i = match passed.pop() {
+            Some(std::cmp::Reverse(i)) => i,
+            None => {
+                while cursor < n && remaining[cursor] != 0 {
+                    cursor += 1;
+                }
+                if cursor == n {
+                    break;
+                }
+                cursor += 1;
+                cursor - 1
+            }
+        };
         order.push(i);
         for &d in &dependants[i] {
             remaining[d] -= 1;
-            if remaining[d] == 0 {
-                ready.push(std::cmp::Reverse(d));
+            if remaining[d] == 0 && d < cursor {
+                passed.push(std::cmp::Reverse(d));
             }
         }
     }
@@ -670,6 +976,94 @@ mod tests {
         let lists: Vec<&[usize]> = a.iter().collect();
         assert_eq!(lists, [&[3][..], &[], &[1, 5], &[0], &[]]);
         assert!(Adjacency::from_pairs(0, std::iter::empty()).is_empty());
+    }
+
+    #[test]
+    fn adjacency_lists_pushed_one_by_one_and_transposed() {
+        let lists: [&[usize]; 5] = [&[3, 3], &[], &[5, 1, 4, 1], &[0], &[2, 0]];
+        let mut a = Adjacency::with_capacity(6, 0);
+        for list in lists {
+            list.iter().for_each(|&j| a.push(j));
+            a.end_list();
+        }
+        a.end_list();
+        let pairs = lists
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.iter().map(move |&j| (i, j)));
+        assert_eq!(a, Adjacency::from_pairs(6, pairs.clone()));
+        assert_eq!(
+            a.transpose(),
+            Adjacency::from_pairs(6, pairs.map(|(i, j)| (j, i)))
+        );
+        assert_eq!(Adjacency::with_capacity(0, 0).transpose().len(), 0);
+    }
+
+    #[test]
+    fn dots_are_found_anywhere_in_a_label() {
+        for n in 0..40 {
+            let plain = "a".repeat(n);
+            assert!(!has_dot(plain.as_bytes()), "{n}");
+            for at in 0..n {
+                let mut s = plain.clone().into_bytes();
+                s[at] = b'.';
+                assert!(has_dot(&s), "{n} {at}");
+                // Neighbours of `.` in ASCII and bytes with the high bit set are no dot.
+                s[at] = [b'-', b'/', 0xae, 0x2f, 0x00, 0xff][at % 6];
+                assert!(!has_dot(&s), "{n} {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn ids_are_found_by_exact_bytes_only() {
+        let mut text = String::new();
+        let labels: Vec<String> = (0..3000)
+            .map(|i| {
+                ["x", "ab", "abcdefg", "abcdefgh", "abcdefghijklmnopq"][i % 5].to_string()
+                    + &i.to_string()
+            })
+            .collect();
+        for l in &labels {
+            text.push_str(&format!("test.pass \"{l}\" {{ }}\n"));
+        }
+        let g = build(&text).unwrap();
+        let oracle: std::collections::HashMap<String, usize> = labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (format!("test.pass.{l}"), i))
+            .collect();
+        for (id, &i) in &oracle {
+            assert_eq!(g.index_of(id), Some(i));
+            assert_eq!(g.get(id).map(|n| &*n.id), Some(id.as_str()));
+            for other in [
+                &id[..id.len() - 1],
+                &format!("{id}0"),
+                &id.replace('a', "b"),
+            ] {
+                assert_eq!(g.index_of(other), oracle.get(other).copied(), "{other}");
+            }
+        }
+        assert_eq!(g.index_of(""), None);
+        assert_eq!(g.index_of("test.pass"), None);
+        assert_eq!(Graph::default().index_of("test.pass.x"), None);
+        assert!(Graph::default().get("").is_none());
+    }
+
+    #[test]
+    fn order_takes_the_first_ready_node_even_one_the_walk_has_passed() {
+        // `a` is ready only once `d` is, `c` once `a` is: both come before `e`, ready from the start.
+        let g = build(
+            "test.pass \"a\" { input = test.pass.d.output }\n\
+             test.pass \"b\" { }\n\
+             test.pass \"c\" { input = test.pass.a.output }\n\
+             test.pass \"d\" { }\n\
+             test.pass \"e\" { }\n\
+             test.pass \"f\" { input = test.pass.e.output }\n",
+        )
+        .unwrap();
+        let ids: Vec<_> = g.order.iter().map(|&i| g.nodes[i].label()).collect();
+        assert_eq!(ids, ["b", "d", "a", "c", "e", "f"]);
     }
 
     #[test]
