@@ -436,7 +436,6 @@ impl Controller {
                 &generation,
                 &order,
                 threads,
-                shared.options.evaluation_threads != 0,
                 full_pass,
                 &mut report,
                 &mut starts,

@@ -207,7 +207,7 @@ impl IdTable {
     }
 }
 
-/// The hash of an ID: the Fx scheme of [`crate::fasthash`] over 8-byte words, but the last word is read
+/// The hash of an ID: the Fx scheme (as in rustc-hash) over 8-byte words, but the last word is read
 /// overlapping the one before rather than copied out byte by byte, so that an ID costs a few multiplies and
 /// no copy. IDs come from the operator's own config: no flooding to resist.
 fn id_hash(bytes: &[u8]) -> u64 {

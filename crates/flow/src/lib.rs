@@ -10,7 +10,6 @@ pub mod cluster;
 pub mod component;
 pub mod component_metrics;
 pub mod controller;
-mod fasthash;
 pub mod graph;
 mod lazy_task;
 mod logging;

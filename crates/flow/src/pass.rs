@@ -11,7 +11,6 @@ use crate::controller::{DeferredStarts, Generation, LoadReport, Shared};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 /// Passes with fewer nodes than this are evaluated on the loading task: starting threads would cost more
 /// than they save.
@@ -20,14 +19,9 @@ const MIN_PARALLEL_NODES: usize = 64;
 /// At most this many evaluation threads.
 const MAX_THREADS: usize = 8;
 
-/// Unless a number of threads is configured, the loading thread evaluates alone until its evaluations have
-/// taken this long on average: nodes cheaper than that (a passthrough takes a few microseconds) are
-/// evaluated faster by one thread than by several taking turns at the controller's state.
-const HELPERS_AFTER_AVERAGE: Duration = Duration::from_micros(100);
-
 /// How many threads may evaluate a pass of `nodes` nodes, or `None` to evaluate it on the loading task.
-/// `configured` is [`crate::ControllerOptions::evaluation_threads`] (0: up to one per core, for big passes
-/// only, see [`HELPERS_AFTER_AVERAGE`]).
+/// `configured` is [`crate::ControllerOptions::evaluation_threads`] (0: up to one per core, for passes of at
+/// least [`MIN_PARALLEL_NODES`] nodes).
 pub(crate) fn threads_for(nodes: usize, configured: usize) -> Option<usize> {
     let handle = tokio::runtime::Handle::try_current().ok()?;
     // A current-thread runtime cannot lend its only thread to the runtime while the pass runs.
@@ -94,16 +88,13 @@ impl Drop for AbortOnPanic<'_> {
 }
 
 /// Evaluates the nodes of `order` (a dependency order of `generation`'s nodes) on up to `threads` threads,
-/// adding to `report` and `starts` as [`Shared::evaluate`] does. With `eager`, every thread works from the
-/// start; otherwise the loading thread starts alone and the others join once nodes prove slow enough to
-/// share. `full_pass`: `order` is every node.
+/// adding to `report` and `starts` as [`Shared::evaluate`] does. `full_pass`: `order` is every node.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn evaluate_in_parallel(
     shared: &Arc<Shared>,
     generation: &Arc<Generation>,
     order: &[usize],
     threads: usize,
-    eager: bool,
     full_pass: bool,
     report: &mut LoadReport,
     starts: &mut DeferredStarts,
@@ -137,7 +128,7 @@ pub(crate) fn evaluate_in_parallel(
     let handle = tokio::runtime::Handle::current();
     let (in_pass, remaining) = (&in_pass, &remaining);
 
-    let work = |thread: usize, local: &mut Local, after_each: &mut dyn FnMut()| {
+    let work = |thread: usize, local: &mut Local| {
         let _abort = AbortOnPanic {
             queue: &queue,
             wake: &wake,
@@ -219,7 +210,6 @@ pub(crate) fn evaluate_in_parallel(
                 drop(q);
                 wake.notify_all();
             }
-            after_each();
         }
     };
 
@@ -236,25 +226,15 @@ pub(crate) fn evaluate_in_parallel(
                 scope.spawn(move || {
                     let _runtime = handle.enter();
                     let mut mine = local(&shared);
-                    work(thread, &mut mine, &mut || {});
+                    work(thread, &mut mine);
                     mine
                 })
             };
-            let mut helpers = Vec::new();
-            if eager {
-                helpers.extend((1..threads).map(helper));
-            }
+            let helpers: Vec<_> = (1..threads).map(helper).collect();
             // The loading thread is the first evaluation thread (the runtime has its worker meanwhile).
             let _runtime = handle.enter();
             let mut mine = local(shared);
-            let started = Instant::now();
-            let mut evaluated = 0u32;
-            work(0, &mut mine, &mut || {
-                evaluated += 1;
-                if helpers.is_empty() && started.elapsed() >= HELPERS_AFTER_AVERAGE * evaluated {
-                    helpers.extend((1..threads).map(helper));
-                }
-            });
+            work(0, &mut mine);
             let mut locals = vec![mine];
             let mut panic = None;
             for worker in helpers {
