@@ -127,7 +127,9 @@ impl std::fmt::Debug for CountersHandle {
 /// Publishes a component's exports. Cheap to clone.
 #[derive(Clone)]
 pub struct ExportsHandle {
-    slot: Arc<Slot>,
+    /// Weak: the slot holds the component, which holds this handle; a strong reference would keep every
+    /// component of a dropped controller alive.
+    slot: Weak<Slot>,
     shared: Weak<Shared>,
     /// Cleared when the component is stopped or abandoned: a component that ignores cancellation must not
     /// overwrite the exports of its successor.
@@ -148,8 +150,11 @@ impl ExportsHandle {
         if !self.alive.load(Ordering::Acquire) {
             return;
         }
+        let Some(slot) = self.slot.upgrade() else {
+            return;
+        };
         let old = {
-            let mut exports = lock_plain(&self.slot.exports);
+            let mut exports = lock_plain(&slot.exports);
             if exports.as_ref().is_some_and(|old| same_value(old, &value)) {
                 return;
             }
@@ -159,18 +164,21 @@ impl ExportsHandle {
         drop(old);
         // Published from `build` during a full pass: nothing that refers to this component is evaluated
         // yet, and each will read these exports when it is.
-        if self.slot.building_in_pass.load(Ordering::Acquire) {
+        if slot.building_in_pass.load(Ordering::Acquire) {
             return;
         }
         if let Some(shared) = self.shared.upgrade() {
-            shared.mark_dependants_dirty(&self.slot);
+            shared.mark_dependants_dirty(&slot);
         }
     }
 }
 
 impl std::fmt::Debug for ExportsHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ExportsHandle({})", self.slot.id)
+        match self.slot.upgrade() {
+            Some(slot) => write!(f, "ExportsHandle({})", slot.id),
+            None => f.write_str("ExportsHandle(<removed>)"),
+        }
     }
 }
 
@@ -1026,7 +1034,7 @@ impl Shared {
             data_dir: data_dir(&self.options.storage_path, id),
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
-                slot: slot.clone(),
+                slot: Arc::downgrade(slot),
                 shared: Arc::downgrade(self),
                 alive,
             },

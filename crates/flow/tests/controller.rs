@@ -440,3 +440,80 @@ async fn dropping_a_controller_stops_its_components() {
     }
     panic!("the dropped controller's component still holds the resource");
 }
+
+/// Counts its live instances, so a test can tell that a controller let go of its components. Like real
+/// components, it keeps its context (and so its exports handle).
+struct Counted {
+    _ctx: flow::Context,
+}
+
+static COUNTED_LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        COUNTED_LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl flow::TypedComponent for Counted {
+    const NAME: &'static str = "test.counted";
+    type Arguments = common::PassArgs;
+
+    fn build(ctx: flow::Context, args: common::PassArgs) -> Result<Self, flow::ComponentError> {
+        #[derive(serde::Serialize)]
+        struct Exports<'a> {
+            output: &'a Value,
+        }
+        ctx.exports.publish(&Exports {
+            output: &args.input,
+        })?;
+        COUNTED_LIVE.fetch_add(1, Ordering::SeqCst);
+        Ok(Counted { _ctx: ctx })
+    }
+
+    async fn run(
+        &self,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<(), flow::ComponentError> {
+        cancel.cancelled().await;
+        Ok(())
+    }
+
+    async fn update(&self, _args: common::PassArgs) -> Result<(), flow::ComponentError> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_controller_frees_its_components() {
+    let mut registry = flow::Registry::new();
+    registry.register::<Counted>().unwrap();
+    let registry = std::sync::Arc::new(registry);
+    let options = || ControllerOptions {
+        storage_path: std::env::temp_dir().join("rill-flow-tests"),
+        ..ControllerOptions::default()
+    };
+    // Each component refers to the one before, so every one holds its exports handle.
+    let text: String = (0..100)
+        .map(|i| match i {
+            0 => "test.counted \"n0\" { input = 0 }\n".to_string(),
+            _ => format!(
+                "test.counted \"n{i}\" {{ input = test.counted.n{}.output }}\n",
+                i - 1
+            ),
+        })
+        .collect();
+    // Dropped after a shutdown, and dropped while running.
+    for shut_down in [true, false] {
+        let c = Controller::new(registry.clone(), options());
+        c.load(sources(&text)).await.unwrap();
+        c.settle().await;
+        assert_eq!(COUNTED_LIVE.load(Ordering::SeqCst), 100);
+        if shut_down {
+            c.shutdown().await;
+        }
+        drop(c);
+        eventually(|| COUNTED_LIVE.load(Ordering::SeqCst) == 0).await;
+    }
+}
