@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -197,6 +197,8 @@ pub(crate) struct Shared {
     load_lock: tokio::sync::Mutex<()>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
+    /// Set with `cancel` (a plain flag: checking the token locks it, and every component built checks).
+    shut_down: AtomicBool,
     /// The runtime the controller was created in: components' tasks run there.
     runtime: tokio::runtime::Handle,
     /// Components started whose `run` has not been polled yet.
@@ -242,13 +244,14 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new(id: Arc<str>, index: usize) -> Self {
+    /// `now`: when the slot is created (see [`NodeState::new`]).
+    fn new(id: Arc<str>, index: usize, now: SystemTime) -> Self {
         Slot {
             id,
             index: AtomicUsize::new(index),
             pass_pending: AtomicBool::new(false),
             building_in_pass: AtomicBool::new(false),
-            node: Mutex::new(NodeState::new()),
+            node: Mutex::new(NodeState::new(now)),
             exports: Mutex::new(None),
         }
     }
@@ -304,6 +307,7 @@ impl Controller {
             load_lock: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
             cancel: CancellationToken::new(),
+            shut_down: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             pending_starts: Default::default(),
         });
@@ -376,7 +380,7 @@ impl Controller {
             };
             for slot in removed {
                 lock_plain(&slot.exports).take();
-                let state = std::mem::replace(&mut *slot.node(), NodeState::new());
+                let state = std::mem::replace(&mut *slot.node(), NodeState::new(SystemTime::now()));
                 if let Some(r) = state.runner {
                     stop_runner(r, shared.options.stop_timeout, &slot.id).await;
                 }
@@ -389,6 +393,7 @@ impl Controller {
             for (r, &i) in graph.order.iter().enumerate() {
                 rank[i] = r;
             }
+            let now = SystemTime::now();
             let mut st = lock(&shared.state);
             let old = &st.current;
             let slots = graph
@@ -400,7 +405,7 @@ impl Controller {
                         slot.index.store(i, Ordering::Release);
                         slot.clone()
                     }
-                    None => Arc::new(Slot::new(node.id.clone(), i)),
+                    None => Arc::new(Slot::new(node.id.clone(), i, now)),
                 })
                 .collect();
             for slot in &old.slots {
@@ -437,7 +442,9 @@ impl Controller {
             shared: shared.clone(),
             first_polls: Vec::new(),
             full_pass: full_pass.then(|| generation.clone()),
+            evaluation_seconds: Vec::new(),
         };
+        let now = SystemTime::now();
         match crate::pass::threads_for(order.len(), shared.options.evaluation_threads) {
             Some(threads) => crate::pass::evaluate_in_parallel(
                 shared,
@@ -447,6 +454,7 @@ impl Controller {
                 full_pass,
                 &mut report,
                 &mut starts,
+                now,
             ),
             None => {
                 for index in order {
@@ -459,6 +467,7 @@ impl Controller {
                         full_pass,
                         Some(&mut report),
                         Some(&mut starts),
+                        now,
                     ) else {
                         continue;
                     };
@@ -600,6 +609,7 @@ impl Controller {
     /// Stops every component (each within the stop timeout) and the evaluator.
     pub async fn shutdown(&self) {
         let _guard = self.shared.load_lock.lock().await;
+        self.shared.shut_down.store(true, Ordering::Release);
         self.shared.cancel.cancel();
         let runners: Vec<(Arc<str>, Runner)> = {
             let generation = lock(&self.shared.state).current.clone();
@@ -853,14 +863,16 @@ impl Shared {
     /// update submitted to the component, if any. Failures become the node's evaluation health (and
     /// diagnostics in `report` during a load). During a load (`starts` given), the tasks of newly built
     /// components are started when the pass is over. `full_pass`: the load evaluates every node, and this
-    /// one after everything it depends on.
+    /// one after everything it depends on. `now`: the time health changes are reported at (a pass reads the
+    /// clock once for all its nodes).
     pub(crate) fn evaluate(
         self: &Arc<Self>,
         generation: &Generation,
         index: usize,
         full_pass: bool,
         mut report: Option<&mut LoadReport>,
-        starts: Option<&mut DeferredStarts>,
+        mut starts: Option<&mut DeferredStarts>,
+        now: SystemTime,
     ) -> Option<PendingUpdate> {
         // A full pass cleared the dirty set when it began, and what refers to a node not started yet is
         // not marked dirty: there is nothing to take out.
@@ -947,7 +959,11 @@ impl Shared {
                         _ => Ok(()),
                     };
                 let health = match result {
-                    Ok(()) => Health::new(HealthState::Healthy, ""),
+                    Ok(()) => Health {
+                        state: HealthState::Healthy,
+                        message: String::new(),
+                        updated: now,
+                    },
                     Err(diags) => {
                         let message = diags
                             .iter()
@@ -971,9 +987,13 @@ impl Shared {
         };
         let started = std::time::Instant::now();
         let decoded = registration.decode(block, ast, &scope);
-        self.metrics
-            .evaluation_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let seconds = started.elapsed().as_secs_f64();
+        match starts.as_deref_mut() {
+            // Recorded when the pass is over: the histogram has one lock, which the threads of a pass
+            // would otherwise take in turns for every node.
+            Some(starts) => starts.evaluation_seconds.push(seconds),
+            None => self.metrics.evaluation_seconds.observe(seconds),
+        }
         drop(scope);
 
         let mut state = slot.node();
@@ -1005,7 +1025,11 @@ impl Shared {
                 return None;
             }
         };
-        state.eval_health = Health::new(HealthState::Healthy, "");
+        state.eval_health = Health {
+            state: HealthState::Healthy,
+            message: String::new(),
+            updated: now,
+        };
         state.stamp = Some(stamp);
         if state
             .args
@@ -1062,17 +1086,17 @@ impl Shared {
                 // one tree that every start and stop locks. `shutdown` and the controller's drop cancel
                 // each runner instead; after shutdown, nothing new may run.
                 let cancel = CancellationToken::new();
-                if self.cancel.is_cancelled() {
+                if self.shut_down.load(Ordering::Acquire) {
                     cancel.cancel();
                 }
                 let mut runner = Runner::new(shared, cancel, state.alive.clone(), backoff);
                 let first_poll = match starts {
                     // Started with the others when the pass is over, in a few runtime tasks.
                     Some(starts) => {
-                        starts.first_polls.extend(runner.start(&self.runtime));
+                        starts.first_polls.extend(runner.start(&self.runtime, now));
                         None
                     }
-                    None => runner.start(&self.runtime),
+                    None => runner.start(&self.runtime, now),
                 };
                 state.runner = Some(runner);
                 drop(state);
@@ -1121,6 +1145,8 @@ pub(crate) struct DeferredStarts {
     /// The config a full pass evaluates (see [`Slot::pass_pending`]). A pass abandoned half-way leaves
     /// the nodes it did not reach dirty, for the evaluator.
     full_pass: Option<Arc<Generation>>,
+    /// How long each evaluation took, for the controller's histogram.
+    evaluation_seconds: Vec<f64>,
 }
 
 impl DeferredStarts {
@@ -1131,12 +1157,16 @@ impl DeferredStarts {
             shared,
             first_polls: Vec::new(),
             full_pass: None,
+            evaluation_seconds: Vec::new(),
         }
     }
 }
 
 impl Drop for DeferredStarts {
     fn drop(&mut self) {
+        for &seconds in &self.evaluation_seconds {
+            self.shared.metrics.evaluation_seconds.observe(seconds);
+        }
         if let Some(generation) = self.full_pass.take() {
             // Abandoned half-way: what the pass did not reach may have missed export changes.
             let rest: Vec<(usize, usize)> = generation
@@ -1178,15 +1208,21 @@ impl Drop for Shared {
 }
 
 impl NodeState {
-    fn new() -> Self {
+    /// `now`: when the node was created. Read once for all the nodes a load creates: the clock costs as much
+    /// as the rest of a node's creation.
+    fn new(now: SystemTime) -> Self {
         NodeState {
             args: None,
             stamp: None,
             component: None,
             runner: None,
             // Always set by the evaluation that creates the state (under the same lock).
-            eval_health: Health::new(HealthState::Unknown, String::new()),
-            shared: NodeShared::new(),
+            eval_health: Health {
+                state: HealthState::Unknown,
+                message: String::new(),
+                updated: now,
+            },
+            shared: NodeShared::new(now),
             alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         }
     }
@@ -1242,7 +1278,7 @@ async fn evaluator(shared: Weak<Shared>, wake: Arc<Notify>, cancel: Cancellation
             let Some((_, index)) = next else { break };
             // Propagation does not wait for updates (see `load`): the dependants are dirtied again when the
             // component publishes, so they converge without holding up unrelated nodes.
-            let _ = s.evaluate(&generation, index, false, None, None);
+            let _ = s.evaluate(&generation, index, false, None, None, SystemTime::now());
         }
         s.metrics.evaluating.set(0);
     }

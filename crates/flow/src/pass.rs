@@ -30,13 +30,22 @@ pub(crate) fn threads_for(nodes: usize, configured: usize) -> Option<usize> {
     }
     let threads = match configured {
         0 if nodes < MIN_PARALLEL_NODES => return None,
-        0 => std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        0 => cores(),
         n => n,
     }
     .min(MAX_THREADS);
     (threads > 1).then_some(threads)
+}
+
+/// The cores this process may use, read once: `available_parallelism` reads the cgroup's CPU quota from
+/// files on every call.
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    })
 }
 
 /// What the threads of a pass share: the nodes ready to evaluate that no thread has taken, and how many
@@ -98,6 +107,7 @@ pub(crate) fn evaluate_in_parallel(
     full_pass: bool,
     report: &mut LoadReport,
     starts: &mut DeferredStarts,
+    now: std::time::SystemTime,
 ) {
     let (dependencies, dependants) = (&generation.graph.dependencies, &generation.graph.dependants);
     let rank = &generation.rank;
@@ -170,6 +180,7 @@ pub(crate) fn evaluate_in_parallel(
                 full_pass,
                 Some(&mut local.report),
                 Some(&mut local.starts),
+                now,
             );
             if let Some(pending) = pending {
                 if !dependants[index].is_empty() {

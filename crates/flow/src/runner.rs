@@ -43,9 +43,10 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
-    pub(crate) fn new() -> Arc<Self> {
+    /// `now`: when the node was created (a load creates thousands at once and reads the clock once).
+    pub(crate) fn new(now: SystemTime) -> Arc<Self> {
         Arc::new(NodeShared {
-            run_health: Mutex::new(RunHealth::new(HealthState::Unknown, "not started")),
+            run_health: Mutex::new(RunHealth::at(HealthState::Unknown, "not started", now)),
             update_health: Mutex::new(None),
             counters: NodeCounters::default(),
         })
@@ -62,10 +63,14 @@ pub(crate) struct RunHealth {
 
 impl RunHealth {
     fn new(state: HealthState, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::at(state, message, SystemTime::now())
+    }
+
+    fn at(state: HealthState, message: impl Into<Cow<'static, str>>, updated: SystemTime) -> Self {
         RunHealth {
             state,
             message: message.into(),
-            updated: SystemTime::now(),
+            updated,
         }
     }
 
@@ -176,13 +181,11 @@ impl Runner {
     /// [`crate::lazy_task::start_all`]),
     /// which runs `run` up to its first wait; the task only becomes a runtime task once woken (see
     /// [`crate::lazy_task`]), so an idle component costs no runtime task of its own.
-    pub(crate) fn start(&mut self, runtime: &Handle) -> Option<FirstPoll> {
+    /// `now`: the time to report the start at (a load starts thousands of components and reads the clock
+    /// once).
+    pub(crate) fn start(&mut self, runtime: &Handle, now: SystemTime) -> Option<FirstPoll> {
         let backoff = self.backoff.take()?;
-        set_health(
-            &self.shared.node.run_health,
-            HealthState::Healthy,
-            "started",
-        );
+        *lock(&self.shared.node.run_health) = RunHealth::at(HealthState::Healthy, "started", now);
         let (task, first_poll) = LazyTask::new(
             drive(self.shared.clone(), self.cancel.clone(), backoff),
             runtime,
@@ -518,7 +521,7 @@ mod tests {
 
     /// A runner for `component` under `id`, its task started as the controller starts it.
     fn started(id: &str, component: Arc<dyn Component>, backoff: Backoff) -> Runner {
-        let shared = Shared::new(Arc::from(id), component, NodeShared::new());
+        let shared = Shared::new(Arc::from(id), component, NodeShared::new(SystemTime::now()));
         let mut r = Runner::new(
             shared,
             CancellationToken::new(),
@@ -526,7 +529,7 @@ mod tests {
             backoff,
         );
         let runtime = Handle::current();
-        if let Some(first_poll) = r.start(&runtime) {
+        if let Some(first_poll) = r.start(&runtime, SystemTime::now()) {
             crate::lazy_task::start_all(&runtime, vec![first_poll], &Default::default());
         }
         r
