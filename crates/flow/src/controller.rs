@@ -130,7 +130,6 @@ pub struct ExportsHandle {
     /// Weak: the slot holds the component, which holds this handle; a strong reference would keep every
     /// component of a dropped controller alive.
     slot: Weak<Slot>,
-    shared: Weak<Shared>,
     /// Cleared when the component is stopped or abandoned: a component that ignores cancellation must not
     /// overwrite the exports of its successor.
     alive: Arc<std::sync::atomic::AtomicBool>,
@@ -167,7 +166,7 @@ impl ExportsHandle {
         if slot.building_in_pass.load(Ordering::Acquire) {
             return;
         }
-        if let Some(shared) = self.shared.upgrade() {
+        if let Some(shared) = slot.controller.upgrade() {
             shared.mark_dependants_dirty(&slot);
         }
     }
@@ -231,6 +230,9 @@ pub(crate) struct Generation {
 /// lock.
 pub(crate) struct Slot {
     id: Arc<str>,
+    /// The controller, for exports handles to mark dependants dirty. Set when the slot is made, on the
+    /// loading thread: taken there for each new node, not by every evaluation thread from one counter.
+    controller: Weak<Shared>,
     /// The node's index in the running graph (`usize::MAX` once it is removed). Changed only with the
     /// controller's state locked.
     index: AtomicUsize,
@@ -245,9 +247,10 @@ pub(crate) struct Slot {
 
 impl Slot {
     /// `now`: when the slot is created (see [`NodeState::new`]).
-    fn new(id: Arc<str>, index: usize, now: SystemTime) -> Self {
+    fn new(id: Arc<str>, index: usize, now: SystemTime, controller: Weak<Shared>) -> Self {
         Slot {
             id,
+            controller,
             index: AtomicUsize::new(index),
             pass_pending: AtomicBool::new(false),
             building_in_pass: AtomicBool::new(false),
@@ -405,7 +408,12 @@ impl Controller {
                         slot.index.store(i, Ordering::Release);
                         slot.clone()
                     }
-                    None => Arc::new(Slot::new(node.id.clone(), i, now)),
+                    None => Arc::new(Slot::new(
+                        node.id.clone(),
+                        i,
+                        now,
+                        Arc::downgrade(shared),
+                    )),
                 })
                 .collect();
             for slot in &old.slots {
@@ -443,6 +451,7 @@ impl Controller {
             first_polls: Vec::new(),
             full_pass: full_pass.then(|| generation.clone()),
             evaluation_seconds: Vec::new(),
+            source_files: Vec::new(),
         };
         let now = SystemTime::now();
         match crate::pass::threads_for(order.len(), shared.options.evaluation_threads) {
@@ -936,7 +945,10 @@ impl Shared {
             Scope::with_stdlib().with_resolved(resolved)
         };
         let stamp = EvalStamp {
-            source: file.source.clone(),
+            source: match starts.as_deref_mut() {
+                Some(starts) => starts.source_file(node.file, &file.source),
+                None => Arc::new(file.source.clone()),
+            },
             span: block.span,
             inputs,
         };
@@ -1059,7 +1071,6 @@ impl Shared {
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
                 slot: Arc::downgrade(slot),
-                shared: Arc::downgrade(self),
                 alive,
             },
             metrics: self.options.metrics.for_component_id(id.clone()),
@@ -1147,9 +1158,22 @@ pub(crate) struct DeferredStarts {
     full_pass: Option<Arc<Generation>>,
     /// How long each evaluation took, for the controller's histogram.
     evaluation_seconds: Vec<f64>,
+    /// Each file of the config, referred to by the stamps of the nodes evaluated here. Every evaluation
+    /// thread has its own, so that the threads do not all count references on one counter.
+    source_files: Vec<Option<Arc<river::SourceFile>>>,
 }
 
 impl DeferredStarts {
+    /// This list's reference to file `index` of the config, whose source is `source`.
+    fn source_file(&mut self, index: usize, source: &river::SourceFile) -> Arc<river::SourceFile> {
+        if self.source_files.len() <= index {
+            self.source_files.resize(index + 1, None);
+        }
+        self.source_files[index]
+            .get_or_insert_with(|| Arc::new(source.clone()))
+            .clone()
+    }
+
     /// An empty list for one evaluation thread of a pass ([`crate::pass`]); its first polls are moved to the
     /// load's own list.
     pub(crate) fn collecting(shared: Arc<Shared>) -> Self {
@@ -1158,6 +1182,7 @@ impl DeferredStarts {
             first_polls: Vec::new(),
             full_pass: None,
             evaluation_seconds: Vec::new(),
+            source_files: Vec::new(),
         }
     }
 }
@@ -1231,8 +1256,9 @@ impl NodeState {
 /// The inputs of one evaluation: the block's text and the exports it read, by component ID.
 #[derive(Clone, Debug)]
 struct EvalStamp {
-    /// The file the block was read from and where.
-    source: river::SourceFile,
+    /// The file the block was read from and where. Behind an `Arc` of the evaluating thread's own (see
+    /// [`DeferredStarts::source_file`]).
+    source: Arc<river::SourceFile>,
     span: river::Span,
     /// Sorted by ID.
     inputs: Vec<(Arc<str>, Value)>,

@@ -40,9 +40,28 @@ impl EvalError {
 #[derive(Clone, Debug, Default)]
 pub struct Scope {
     vars: HashMap<String, Value>,
-    parent: Option<Arc<Scope>>,
+    parent: Option<Parent>,
     /// Sorted by span start; consulted for identifiers and field accesses of this level only.
     resolved: Vec<(Span, Value)>,
+}
+
+/// A scope's parent: the standard library's is never freed, so scopes refer to it without counting
+/// references (threads evaluating at the same time would otherwise all count on one shared counter).
+#[derive(Clone, Debug)]
+enum Parent {
+    Static(&'static Scope),
+    Shared(Arc<Scope>),
+}
+
+impl std::ops::Deref for Parent {
+    type Target = Scope;
+
+    fn deref(&self) -> &Scope {
+        match self {
+            Parent::Static(scope) => scope,
+            Parent::Shared(scope) => scope,
+        }
+    }
 }
 
 impl Scope {
@@ -55,7 +74,7 @@ impl Scope {
     pub fn with_stdlib() -> Self {
         Scope {
             vars: HashMap::new(),
-            parent: Some(crate::stdlib::scope()),
+            parent: Some(Parent::Static(crate::stdlib::static_scope())),
             resolved: Vec::new(),
         }
     }
@@ -64,7 +83,7 @@ impl Scope {
     pub fn child_of(parent: Arc<Scope>) -> Self {
         Scope {
             vars: HashMap::new(),
-            parent: Some(parent),
+            parent: Some(Parent::Shared(parent)),
             resolved: Vec::new(),
         }
     }

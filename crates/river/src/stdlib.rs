@@ -19,12 +19,20 @@ use std::sync::{Arc, OnceLock};
 /// The shared standard-library scope, the parent of every evaluation scope. Built once, on first use.
 pub fn scope() -> Arc<Scope> {
     static SCOPE: OnceLock<Arc<Scope>> = OnceLock::new();
-    SCOPE.get_or_init(|| Arc::new(build_scope())).clone()
+    SCOPE
+        .get_or_init(|| Arc::new(static_scope().clone()))
+        .clone()
+}
+
+/// The standard library's scope, built once and never freed.
+pub(crate) fn static_scope() -> &'static Scope {
+    static SCOPE: OnceLock<Scope> = OnceLock::new();
+    SCOPE.get_or_init(build_scope)
 }
 
 /// Whether `name` is a top-level standard-library identifier (a function, namespace or `constants`).
 pub fn is_stdlib_name(name: &str) -> bool {
-    scope().lookup(name).is_some()
+    static_scope().lookup(name).is_some()
 }
 
 /// Every standard-library name, sorted: the top-level functions, and `namespace.member` for the members of
