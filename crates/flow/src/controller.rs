@@ -408,12 +408,7 @@ impl Controller {
                         slot.index.store(i, Ordering::Release);
                         slot.clone()
                     }
-                    None => Arc::new(Slot::new(
-                        node.id.clone(),
-                        i,
-                        now,
-                        Arc::downgrade(shared),
-                    )),
+                    None => Arc::new(Slot::new(node.id.clone(), i, now, Arc::downgrade(shared))),
                 })
                 .collect();
             for slot in &old.slots {
