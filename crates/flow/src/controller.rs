@@ -1184,8 +1184,20 @@ impl DeferredStarts {
 
 impl Drop for DeferredStarts {
     fn drop(&mut self) {
-        for &seconds in &self.evaluation_seconds {
-            self.shared.metrics.evaluation_seconds.observe(seconds);
+        let seconds = std::mem::take(&mut self.evaluation_seconds);
+        if seconds.len() > 64 {
+            // A big pass's thousands of observations take the histogram's lock each: recorded off the load's
+            // path.
+            let histogram = self.shared.metrics.evaluation_seconds.clone();
+            self.shared.runtime.spawn(async move {
+                for s in seconds {
+                    histogram.observe(s);
+                }
+            });
+        } else {
+            for s in seconds {
+                self.shared.metrics.evaluation_seconds.observe(s);
+            }
         }
         if let Some(generation) = self.full_pass.take() {
             // Abandoned half-way: what the pass did not reach may have missed export changes.

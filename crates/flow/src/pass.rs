@@ -279,32 +279,44 @@ pub(crate) fn evaluate_in_parallel(
             locals
         })
     });
-    merge(locals, report, starts);
+    merge(locals, n, report, starts);
 }
 
-/// Appends every thread's entries to `report` in rank order, and their components to `starts`.
-fn merge(locals: Vec<Local>, report: &mut LoadReport, starts: &mut DeferredStarts) {
+/// Appends every thread's entries to `report` in rank order, and their components to `starts`. `nodes`: how
+/// many nodes the graph has (every rank is below it).
+fn merge(locals: Vec<Local>, nodes: usize, report: &mut LoadReport, starts: &mut DeferredStarts) {
     let mut parts = Vec::with_capacity(locals.len());
     let mut segments = Vec::new();
     for mut local in locals {
         starts.first_polls.append(&mut local.starts.first_polls);
         segments.append(&mut local.segments);
-        let r = local.report;
+        let r = std::mem::take(&mut local.report);
         let diagnostics: Vec<_> = r.diagnostics.0.into_iter().map(Some).collect();
         parts.push((r.started, r.updated, diagnostics));
     }
-    segments.sort_unstable_by_key(|(rank, _)| *rank);
-    for (_, s) in segments {
+    // Each node has its own rank: place the segments by rank rather than sort them.
+    let mut at_rank = vec![u32::MAX; nodes];
+    for (i, (rank, _)) in segments.iter().enumerate() {
+        if let (Some(at), Ok(i)) = (at_rank.get_mut(*rank), u32::try_from(i)) {
+            *at = i;
+        }
+    }
+    let started: usize = parts.iter().map(|p| p.0.len()).sum();
+    report.started.reserve(started);
+    for &i in at_rank.iter().filter(|&&i| i != u32::MAX) {
+        let Some((_, s)) = segments.get(i as usize) else {
+            continue;
+        };
         let Some((started, updated, diagnostics)) = parts.get_mut(s.thread) else {
             continue;
         };
-        if let Some(names) = started.get_mut(s.started) {
+        if let Some(names) = started.get_mut(s.started.clone()) {
             report.started.extend(names.iter_mut().map(std::mem::take));
         }
-        if let Some(names) = updated.get_mut(s.updated) {
+        if let Some(names) = updated.get_mut(s.updated.clone()) {
             report.updated.extend(names.iter_mut().map(std::mem::take));
         }
-        if let Some(found) = diagnostics.get_mut(s.diagnostics) {
+        if let Some(found) = diagnostics.get_mut(s.diagnostics.clone()) {
             report
                 .diagnostics
                 .0
