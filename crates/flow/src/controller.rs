@@ -283,10 +283,11 @@ struct NodeState {
     component: Option<Arc<dyn Component>>,
     runner: Option<Runner>,
     eval_health: Health,
-    /// Run and update health and the counters, shared with the component's task.
-    shared: Arc<NodeShared>,
-    /// The liveness flag shared with the component's exports handle.
-    alive: Arc<std::sync::atomic::AtomicBool>,
+    /// Run and update health and the counters, shared with the component's task. Made by the first
+    /// evaluation (or counters lookup), on the thread evaluating the node rather than the loading thread.
+    shared: Option<Arc<NodeShared>>,
+    /// The liveness flag shared with the component's exports handle; made when the component is built.
+    alive: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -579,7 +580,7 @@ impl Controller {
 
     /// Counters of a component, if it exists.
     pub fn counters(&self, id: &str) -> Option<CountersHandle> {
-        let shared = self.slot(id)?.node().shared.clone();
+        let shared = self.slot(id)?.node().shared(SystemTime::now()).clone();
         Some(CountersHandle(shared))
     }
 
@@ -715,12 +716,14 @@ fn health_of(slot: &Slot) -> Health {
     {
         let s = slot.node();
         reports.push(s.eval_health.clone());
-        if s.component.is_some() {
-            let run = lock_plain(&s.shared.run_health);
-            reports.push(run.to_health());
-        }
-        if let Some(h) = lock_plain(&s.shared.update_health).clone() {
-            reports.push(h);
+        if let Some(shared) = &s.shared {
+            if s.component.is_some() {
+                let run = lock_plain(&shared.run_health);
+                reports.push(run.to_health());
+            }
+            if let Some(h) = lock_plain(&shared.update_health).clone() {
+                reports.push(h);
+            }
         }
         if let Some(h) = s.component.as_ref().and_then(|c| c.health()) {
             reports.push(h);
@@ -1005,7 +1008,7 @@ impl Shared {
 
         let mut state = slot.node();
         state
-            .shared
+            .shared(now)
             .counters
             .evaluations
             .fetch_add(1, Ordering::Relaxed);
@@ -1058,7 +1061,7 @@ impl Shared {
             return None;
         }
         // Build outside the lock: components publish their first exports from `build`.
-        let alive = state.alive.clone();
+        let alive = state.alive().clone();
         drop(state);
         let ctx = Context {
             id: String::from(&**id),
@@ -1083,7 +1086,7 @@ impl Shared {
             Ok(component) => {
                 state.component = Some(component.clone());
                 let shared =
-                    crate::runner::Shared::new(id.clone(), component, state.shared.clone());
+                    crate::runner::Shared::new(id.clone(), component, state.shared(now).clone());
                 let backoff = crate::runner::Backoff {
                     first: self.options.restart_backoff,
                     max: self.options.max_restart_backoff,
@@ -1095,7 +1098,7 @@ impl Shared {
                 if self.shut_down.load(Ordering::Acquire) {
                     cancel.cancel();
                 }
-                let mut runner = Runner::new(shared, cancel, state.alive.clone(), backoff);
+                let mut runner = Runner::new(shared, cancel, state.alive().clone(), backoff);
                 let first_poll = match starts {
                     // Started with the others when the pass is over, in a few runtime tasks.
                     Some(starts) => {
@@ -1121,8 +1124,9 @@ impl Shared {
                 state.args = None;
                 state.stamp = None;
                 // Whatever the failed build left behind must not publish; the next attempt gets a new flag.
-                state.alive.store(false, Ordering::Release);
-                state.alive = Arc::new(AtomicBool::new(true));
+                if let Some(alive) = state.alive.take() {
+                    alive.store(false, Ordering::Release);
+                }
                 state.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
@@ -1254,9 +1258,20 @@ impl NodeState {
                 message: String::new(),
                 updated: now,
             },
-            shared: NodeShared::new(now),
-            alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            shared: None,
+            alive: None,
         }
+    }
+
+    /// The node's health and counters, made now if the node has none yet (`now`: when).
+    fn shared(&mut self, now: SystemTime) -> &Arc<NodeShared> {
+        self.shared.get_or_insert_with(|| NodeShared::new(now))
+    }
+
+    /// The liveness flag of the component's exports handle, made now if there is none.
+    fn alive(&mut self) -> &Arc<AtomicBool> {
+        self.alive
+            .get_or_insert_with(|| Arc::new(AtomicBool::new(true)))
     }
 }
 
