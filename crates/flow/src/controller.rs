@@ -202,6 +202,8 @@ pub(crate) struct Shared {
     runtime: tokio::runtime::Handle,
     /// Components started whose `run` has not been polled yet.
     pending_starts: crate::lazy_task::PendingStarts,
+    /// The threads that evaluate a big load with the loading thread.
+    helpers: Arc<crate::pass::Helpers>,
 }
 
 #[derive(Default)]
@@ -303,6 +305,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 impl Controller {
     /// A controller with no config loaded yet. Must be created inside a tokio runtime.
     pub fn new(registry: Arc<Registry>, options: ControllerOptions) -> Self {
+        let helpers = crate::pass::Helpers::start(options.evaluation_threads);
         let shared = Arc::new(Shared {
             registry,
             metrics: crate::metrics::ControllerMetrics::default(),
@@ -314,6 +317,7 @@ impl Controller {
             shut_down: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             pending_starts: Default::default(),
+            helpers,
         });
         tokio::spawn(evaluator(
             Arc::downgrade(&shared),
@@ -835,6 +839,11 @@ fn insert_path(root: &mut Object, path: &[&str], value: Value) {
 }
 
 impl Shared {
+    /// The controller's evaluation threads (see [`crate::pass::Helpers`]).
+    pub(crate) fn helpers(&self) -> &crate::pass::Helpers {
+        &self.helpers
+    }
+
     pub(crate) fn update_wait(&self) -> Duration {
         self.options.update_wait
     }
@@ -1077,7 +1086,17 @@ impl Shared {
         if full_pass {
             slot.building_in_pass.store(true, Ordering::Release);
         }
-        let built = registration.build(ctx, args);
+        // A component that panics in `build` fails to build like one that returns an error: the rest of the
+        // load goes on.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            registration.build(ctx, args)
+        }))
+        .unwrap_or_else(|payload| {
+            Err(ComponentError::new(format!(
+                "panicked: {}",
+                crate::runner::panic_message(&*payload)
+            )))
+        });
         if full_pass {
             slot.building_in_pass.store(false, Ordering::Release);
         }
@@ -1232,6 +1251,7 @@ impl Drop for DeferredStarts {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        self.helpers.close();
         // Stops the evaluator and every component still running.
         self.cancel.cancel();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());

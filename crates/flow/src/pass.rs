@@ -2,15 +2,16 @@
 //! the pass is done, so independent nodes (separate pipelines, the members of a fan-in) are evaluated at the
 //! same time while every node still sees the exports of its dependencies.
 //!
-//! The loading task hands its worker to the runtime for the duration (`block_in_place`) and waits for the
-//! evaluation threads, which are plain threads inside the runtime's context (so components may spawn tasks
-//! from `build`). The load report comes out in the same order as a one-thread pass would give it: by each
+//! The loading task hands its worker to the runtime for the duration (`block_in_place`) and evaluates with
+//! the helper threads of [`Helpers`], plain threads kept for this, which enter the runtime's context (so
+//! components may spawn tasks from `build`). The load report comes out in the same order as a one-thread pass would give it: by each
 //! node's position in the dependency order.
 
 use crate::controller::{DeferredStarts, Generation, LoadReport, Shared};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 /// Passes with fewer nodes than this are evaluated on the loading task: starting threads would cost more
 /// than they save.
@@ -92,22 +93,140 @@ struct Segment {
     diagnostics: Range<usize>,
 }
 
-fn lock(queue: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
-    queue.lock().unwrap_or_else(|e| e.into_inner())
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One pass, shared by its threads.
+struct Pass {
+    shared: Arc<Shared>,
+    generation: Arc<Generation>,
+    full_pass: bool,
+    now: SystemTime,
+    threads: usize,
+    /// Whether each node (by graph index) is in the pass.
+    in_pass: Vec<bool>,
+    /// Per node, how many of its dependencies in the pass are not done yet.
+    remaining: Vec<AtomicU32>,
+    /// How many nodes the pass has.
+    size: usize,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    handle: tokio::runtime::Handle,
 }
 
 /// Ends the pass for every thread if the one holding this unwinds (a component's `build` panicked), so that
 /// nobody waits for nodes that will never be done.
-struct AbortOnPanic<'a> {
-    queue: &'a Mutex<Queue>,
-    wake: &'a Condvar,
-}
+struct AbortOnPanic<'a>(&'a Pass);
 
 impl Drop for AbortOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            lock(self.queue).aborted = true;
-            self.wake.notify_all();
+            lock(&self.0.queue).aborted = true;
+            self.0.wake.notify_all();
+        }
+    }
+}
+
+impl Pass {
+    /// The thread whose share node `node` is in.
+    fn share(&self, node: usize) -> usize {
+        node * self.threads / self.in_pass.len().max(1)
+    }
+
+    /// Evaluates nodes as they become ready until the pass is done, as thread `thread` of the pass.
+    fn work(&self, thread: usize) -> Local {
+        let _runtime = self.handle.enter();
+        let _abort = AbortOnPanic(self);
+        let mut local = Local {
+            report: LoadReport::default(),
+            starts: DeferredStarts::collecting(self.shared.clone()),
+            segments: Vec::new(),
+        };
+        let graph = &self.generation.graph;
+        // The next node this thread evaluates, released by the one it just evaluated.
+        let mut next = None;
+        // Nodes done since this thread last told the queue.
+        let mut done = 0;
+        let mut released = Vec::new();
+        loop {
+            let index = match next.take() {
+                Some(index) => index,
+                None => {
+                    let mut q = lock(&self.queue);
+                    q.done += std::mem::take(&mut done);
+                    loop {
+                        if q.aborted {
+                            return local;
+                        }
+                        if let Some(i) = q.take(thread) {
+                            break i;
+                        }
+                        if q.done >= self.size {
+                            self.wake.notify_all();
+                            return local;
+                        }
+                        q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
+            };
+            if self.full_pass {
+                self.generation.pass_started(index);
+            }
+            let r = &local.report;
+            let before = (r.started.len(), r.updated.len(), r.diagnostics.len());
+            let pending = self.shared.evaluate(
+                &self.generation,
+                index,
+                self.full_pass,
+                Some(&mut local.report),
+                Some(&mut local.starts),
+                self.now,
+            );
+            if let Some(pending) = pending {
+                if !graph.dependants[index].is_empty() {
+                    // Let dependants see the new exports, but never wait long for a slow component.
+                    let wait = self.shared.update_wait();
+                    let _ = self
+                        .handle
+                        .block_on(tokio::time::timeout(wait, pending.finished()));
+                }
+            }
+            let r = &local.report;
+            let after = (r.started.len(), r.updated.len(), r.diagnostics.len());
+            if after != before {
+                local.segments.push((
+                    self.generation.rank[index],
+                    Segment {
+                        thread,
+                        started: before.0..after.0,
+                        updated: before.1..after.1,
+                        diagnostics: before.2..after.2,
+                    },
+                ));
+            }
+            done += 1;
+            for &d in &graph.dependants[index] {
+                if self.in_pass[d] && self.remaining[d].fetch_sub(1, Ordering::AcqRel) == 1 {
+                    if next.is_none() {
+                        next = Some(d);
+                    } else {
+                        released.push(d);
+                    }
+                }
+            }
+            // This thread goes on with one of the released nodes itself; the others go to the queue, for
+            // whichever thread is free.
+            if !released.is_empty() {
+                let mut q = lock(&self.queue);
+                for node in released.drain(..) {
+                    let share = self.share(node);
+                    q.ready[share].push(node);
+                }
+                q.done += std::mem::take(&mut done);
+                drop(q);
+                self.wake.notify_all();
+            }
         }
     }
 }
@@ -123,11 +242,10 @@ pub(crate) fn evaluate_in_parallel(
     full_pass: bool,
     report: &mut LoadReport,
     starts: &mut DeferredStarts,
-    now: std::time::SystemTime,
+    now: SystemTime,
 ) {
-    let (dependencies, dependants) = (&generation.graph.dependencies, &generation.graph.dependants);
-    let rank = &generation.rank;
-    let n = rank.len();
+    let dependencies = &generation.graph.dependencies;
+    let n = generation.rank.len();
     let mut in_pass = vec![false; n];
     for &i in order.iter().filter(|&&i| i < n) {
         in_pass[i] = true;
@@ -146,140 +264,182 @@ pub(crate) fn evaluate_in_parallel(
         }
         size += 1;
     }
-    let queue = Mutex::new(Queue {
-        ready,
-        done: 0,
-        aborted: false,
+    let pass = Arc::new(Pass {
+        shared: shared.clone(),
+        generation: generation.clone(),
+        full_pass,
+        now,
+        threads,
+        in_pass,
+        remaining,
+        size,
+        queue: Mutex::new(Queue {
+            ready,
+            done: 0,
+            aborted: false,
+        }),
+        wake: Condvar::new(),
+        handle: tokio::runtime::Handle::current(),
     });
-    let wake = Condvar::new();
-    let handle = tokio::runtime::Handle::current();
-    let (in_pass, remaining) = (&in_pass, &remaining);
-
-    let work = |thread: usize, local: &mut Local| {
-        let _abort = AbortOnPanic {
-            queue: &queue,
-            wake: &wake,
-        };
-        // The next node this thread evaluates, released by the one it just evaluated.
-        let mut next = None;
-        // Nodes done since this thread last told the queue.
-        let mut done = 0;
-        let mut released = Vec::new();
-        loop {
-            let index = match next.take() {
-                Some(index) => index,
-                None => {
-                    let mut q = lock(&queue);
-                    q.done += std::mem::take(&mut done);
-                    loop {
-                        if q.aborted {
-                            return;
-                        }
-                        if let Some(i) = q.take(thread) {
-                            break i;
-                        }
-                        if q.done >= size {
-                            wake.notify_all();
-                            return;
-                        }
-                        q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
-                    }
-                }
-            };
-            if full_pass {
-                generation.pass_started(index);
-            }
-            let r = &local.report;
-            let before = (r.started.len(), r.updated.len(), r.diagnostics.len());
-            let pending = shared.evaluate(
-                generation,
-                index,
-                full_pass,
-                Some(&mut local.report),
-                Some(&mut local.starts),
-                now,
-            );
-            if let Some(pending) = pending {
-                if !dependants[index].is_empty() {
-                    // Let dependants see the new exports, but never wait long for a slow component.
-                    let wait = shared.update_wait();
-                    let _ = handle.block_on(tokio::time::timeout(wait, pending.finished()));
-                }
-            }
-            let r = &local.report;
-            let after = (r.started.len(), r.updated.len(), r.diagnostics.len());
-            if after != before {
-                local.segments.push((
-                    rank[index],
-                    Segment {
-                        thread,
-                        started: before.0..after.0,
-                        updated: before.1..after.1,
-                        diagnostics: before.2..after.2,
-                    },
-                ));
-            }
-            done += 1;
-            for &d in &dependants[index] {
-                if in_pass[d] && remaining[d].fetch_sub(1, Ordering::AcqRel) == 1 {
-                    if next.is_none() {
-                        next = Some(d);
-                    } else {
-                        released.push(d);
-                    }
-                }
-            }
-            // This thread goes on with one of the released nodes itself; the others go to the queue, for
-            // whichever thread is free.
-            if !released.is_empty() {
-                let mut q = lock(&queue);
-                for node in released.drain(..) {
-                    q.ready[share(node)].push(node);
-                }
-                q.done += std::mem::take(&mut done);
-                drop(q);
-                wake.notify_all();
+    let locals: Vec<Local> = tokio::task::block_in_place(|| {
+        let helpers: Vec<Arc<HelperJob>> = (1..threads)
+            .filter_map(|thread| {
+                let pass = pass.clone();
+                shared.helpers().submit(move || pass.work(thread))
+            })
+            .collect();
+        // The loading thread is the first evaluation thread (the runtime has its worker meanwhile).
+        let mut locals = vec![pass.work(0)];
+        let mut panic = None;
+        for job in helpers {
+            match job.finish() {
+                Some(Ok(local)) => locals.push(local),
+                Some(Err(payload)) => panic = Some(payload),
+                None => {}
             }
         }
-    };
-
-    let local = |shared: &Arc<Shared>| Local {
-        report: LoadReport::default(),
-        starts: DeferredStarts::collecting(shared.clone()),
-        segments: Vec::new(),
-    };
-    let locals: Vec<Local> = tokio::task::block_in_place(|| {
-        std::thread::scope(|scope| {
-            let (handle, work, local) = (&handle, &work, &local);
-            let helper = |thread: usize| {
-                let shared = shared.clone();
-                scope.spawn(move || {
-                    let _runtime = handle.enter();
-                    let mut mine = local(&shared);
-                    work(thread, &mut mine);
-                    mine
-                })
-            };
-            let helpers: Vec<_> = (1..threads).map(helper).collect();
-            // The loading thread is the first evaluation thread (the runtime has its worker meanwhile).
-            let _runtime = handle.enter();
-            let mut mine = local(shared);
-            work(0, &mut mine);
-            let mut locals = vec![mine];
-            let mut panic = None;
-            for worker in helpers {
-                match worker.join() {
-                    Ok(local) => locals.push(local),
-                    Err(payload) => panic = Some(payload),
-                }
-            }
-            if let Some(payload) = panic {
-                std::panic::resume_unwind(payload);
-            }
-            locals
-        })
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
+        }
+        locals
     });
     merge(locals, n, report, starts);
+}
+
+/// A controller's evaluation threads besides the loading thread, started with the controller and idle
+/// between loads: a thread started for each load would start late (starting a thread takes longer than
+/// evaluating dozens of nodes) and with empty allocation caches. They end when the controller is dropped.
+pub(crate) struct Helpers {
+    jobs: Mutex<HelperQueue>,
+    available: Condvar,
+    /// How many helper threads were started.
+    threads: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Default)]
+struct HelperQueue {
+    jobs: std::collections::VecDeque<Arc<HelperJob>>,
+    /// The controller is gone: the threads end.
+    closed: bool,
+}
+
+/// A pass's share of work handed to a helper thread.
+struct HelperJob {
+    state: Mutex<JobState>,
+    changed: Condvar,
+}
+
+enum JobState {
+    /// Waiting for a helper thread.
+    Queued(Box<dyn FnOnce() -> Local + Send>),
+    Running,
+    Done(std::thread::Result<Local>),
+    /// The pass was over before a helper took it.
+    Dropped,
+}
+
+impl Helpers {
+    /// Helper threads for a controller whose loads may be evaluated on up to `threads` threads (see
+    /// [`threads_for`]; `configured` as there): one fewer than that, the loading thread being the first.
+    pub(crate) fn start(configured: usize) -> Arc<Helpers> {
+        let helpers = Arc::new(Helpers {
+            jobs: Mutex::new(HelperQueue::default()),
+            available: Condvar::new(),
+            threads: Default::default(),
+        });
+        let wanted = threads_for(MIN_PARALLEL_NODES, configured).map_or(0, |t| t - 1);
+        for i in 1..=wanted {
+            let serving = helpers.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("rill-eval-{i}"))
+                .spawn(move || serving.serve());
+            match spawned {
+                Ok(_) => {
+                    helpers.threads.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // The loading thread evaluates what no helper takes.
+                    tracing::warn!(error = %e, "could not start an evaluation thread");
+                    break;
+                }
+            }
+        }
+        helpers
+    }
+
+    /// Ends the threads once they are done with what they are doing.
+    pub(crate) fn close(&self) {
+        lock(&self.jobs).closed = true;
+        self.available.notify_all();
+    }
+
+    /// Queues `work` for a helper thread; `None` if there is none.
+    fn submit(&self, work: impl FnOnce() -> Local + Send + 'static) -> Option<Arc<HelperJob>> {
+        if self.threads.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let job = Arc::new(HelperJob {
+            state: Mutex::new(JobState::Queued(Box::new(work))),
+            changed: Condvar::new(),
+        });
+        let mut queue = lock(&self.jobs);
+        if queue.closed {
+            return None;
+        }
+        queue.jobs.push_back(job.clone());
+        drop(queue);
+        self.available.notify_one();
+        Some(job)
+    }
+
+    /// A helper thread: runs queued jobs, one at a time, until the controller is gone.
+    fn serve(&self) {
+        loop {
+            let job = {
+                let mut queue = lock(&self.jobs);
+                loop {
+                    if queue.closed {
+                        return;
+                    }
+                    if let Some(job) = queue.jobs.pop_front() {
+                        break job;
+                    }
+                    queue = self
+                        .available
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let work = match std::mem::replace(&mut *lock(&job.state), JobState::Running) {
+                JobState::Queued(work) => work,
+                other => {
+                    *lock(&job.state) = other;
+                    continue;
+                }
+            };
+            // A panicking `build` is handed back to the pass, which carries it to the loading task.
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            *lock(&job.state) = JobState::Done(result);
+            job.changed.notify_all();
+        }
+    }
+}
+
+impl HelperJob {
+    /// What the job's thread evaluated, once it is done; `None` if no helper had taken it (it never will).
+    fn finish(&self) -> Option<std::thread::Result<Local>> {
+        let mut state = lock(&self.state);
+        loop {
+            match std::mem::replace(&mut *state, JobState::Dropped) {
+                JobState::Queued(_) | JobState::Dropped => return None,
+                JobState::Done(result) => return Some(result),
+                JobState::Running => {
+                    *state = JobState::Running;
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
 }
 
 /// Appends every thread's entries to `report` in rank order, and their components to `starts`. `nodes`: how
