@@ -167,6 +167,8 @@ pub struct ProbeArgs {
     #[serde(default)]
     pub fail_build: String,
     #[serde(default)]
+    pub panic_build: String,
+    #[serde(default)]
     pub fail_update: String,
     #[serde(default)]
     pub panic_update: String,
@@ -185,6 +187,9 @@ impl TypedComponent for Probe {
     fn build(ctx: Context, args: ProbeArgs) -> Result<Self, ComponentError> {
         if !args.fail_build.is_empty() {
             return Err(ComponentError::new(args.fail_build));
+        }
+        if !args.panic_build.is_empty() {
+            panic!("deliberate: {}", args.panic_build);
         }
         record(&ctx, "build");
         ctx.exports.publish(&PassExports {
