@@ -518,47 +518,9 @@ async fn a_dropped_controller_frees_its_components() {
     }
 }
 
-/// Panics in `build` when asked to.
-struct PanicsInBuild;
-
-#[derive(Clone, Debug, Default, serde::Deserialize, serde::Serialize, PartialEq)]
-struct PanicsInBuildArgs {
-    #[serde(default)]
-    panic: bool,
-}
-impl river::decode::Validate for PanicsInBuildArgs {}
-
-#[async_trait::async_trait]
-impl flow::TypedComponent for PanicsInBuild {
-    const NAME: &'static str = "test.panics_in_build";
-    type Arguments = PanicsInBuildArgs;
-
-    fn build(_ctx: flow::Context, args: PanicsInBuildArgs) -> Result<Self, flow::ComponentError> {
-        if args.panic {
-            panic!("a bug in build");
-        }
-        Ok(PanicsInBuild)
-    }
-
-    async fn run(
-        &self,
-        cancel: tokio_util::sync::CancellationToken,
-    ) -> Result<(), flow::ComponentError> {
-        cancel.cancelled().await;
-        Ok(())
-    }
-
-    async fn update(&self, _args: PanicsInBuildArgs) -> Result<(), flow::ComponentError> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_that_panics_in_build_fails_alone_and_the_load_goes_on() {
-    let mut registry = flow::Registry::new();
-    registry.register::<PanicsInBuild>().unwrap();
-    registry.register::<common::Pass>().unwrap();
-    let registry = std::sync::Arc::new(registry);
+    let registry = common::scenario_registry();
     // One thread, and a pass big enough for several.
     for threads in [1, 0] {
         let c = Controller::new(
@@ -572,23 +534,24 @@ async fn a_component_that_panics_in_build_fails_alone_and_the_load_goes_on() {
         let others: String = (0..100)
             .map(|i| format!("test.pass \"n{i}\" {{ input = {i} }}\n"))
             .collect();
-        let text = format!("{others}test.panics_in_build \"bad\" {{ panic = true }}\n");
+        let text = format!("{others}test.probe \"bad\" {{ panic_build = \"a bug in build\" }}\n");
         let report = c.load(sources(&text)).await.expect("the load goes on");
         assert_eq!(report.started.len(), 100, "{threads} threads");
         let errors: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert!(
             errors[0].contains("101:1")
-                && errors[0].contains("failed to build component: panicked: a bug in build"),
+                && errors[0]
+                    .contains("failed to build component: panicked: deliberate: a bug in build"),
             "{}",
             errors[0]
         );
-        let bad = c.component("test.panics_in_build.bad").unwrap();
+        let bad = c.component("test.probe.bad").unwrap();
         assert_eq!(bad.health.state, HealthState::Unhealthy);
         // Fixed by the next load.
-        let fixed = text.replace("panic = true", "panic = false");
+        let fixed = text.replace("panic_build = \"a bug in build\"", "input = 1");
         let report = c.load(sources(&fixed)).await.unwrap();
-        assert_eq!(report.started, vec!["test.panics_in_build.bad".to_string()]);
+        assert_eq!(report.started, vec!["test.probe.bad".to_string()]);
         c.shutdown().await;
     }
 }
