@@ -3,9 +3,9 @@
 //! same time while every node still sees the exports of its dependencies.
 //!
 //! The loading task hands its worker to the runtime for the duration (`block_in_place`) and evaluates with
-//! the helper threads of [`Helpers`], plain threads kept for this, which enter the runtime's context (so
-//! components may spawn tasks from `build`). The load report comes out in the same order as a one-thread pass would give it: by each
-//! node's position in the dependency order.
+//! the controller's [`Helpers`], plain threads kept for this, which enter the runtime's context (so
+//! components may spawn tasks from `build`). The load report comes out in the same order as a one-thread
+//! pass would give it: by each node's position in the dependency order.
 
 use crate::controller::{DeferredStarts, Generation, LoadReport, Shared};
 use std::ops::Range;
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-/// Passes with fewer nodes than this are evaluated on the loading task: starting threads would cost more
-/// than they save.
+/// Passes with fewer nodes than this are evaluated on the loading task: sharing them out would cost more
+/// than it saves.
 const MIN_PARALLEL_NODES: usize = 64;
 
 /// At most this many evaluation threads.
