@@ -226,10 +226,16 @@ impl<'a> Runner<'a> {
                 });
             }
             Step::WriteFile(name, content) => {
+                // Written aside and renamed into place: a reader polling the file must never see it
+                // truncated and half written (as editors save), or it would publish the empty text first.
                 let path = self.dir.path().join(name);
-                std::fs::write(&path, content).map_err(|e| {
-                    self.fail(line, format!("cannot write {}: {e}", path.display()))
-                })?;
+                let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+                let aside = path.with_file_name(format!(".{file_name}.writing"));
+                std::fs::write(&aside, content)
+                    .and_then(|()| std::fs::rename(&aside, &path))
+                    .map_err(|e| {
+                        self.fail(line, format!("cannot write {}: {e}", path.display()))
+                    })?;
             }
             Step::DeleteFile(name) => {
                 let path = self.dir.path().join(name);
