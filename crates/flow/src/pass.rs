@@ -87,7 +87,6 @@ struct Local {
 
 /// The entries of one node's evaluation in its thread's [`Local::report`].
 struct Segment {
-    thread: usize,
     started: Range<usize>,
     updated: Range<usize>,
     diagnostics: Range<usize>,
@@ -198,7 +197,6 @@ impl Pass {
                 local.segments.push((
                     self.generation.rank[index],
                     Segment {
-                        thread,
                         started: before.0..after.0,
                         updated: before.1..after.1,
                         diagnostics: before.2..after.2,
@@ -445,29 +443,53 @@ impl HelperJob {
 /// Appends every thread's entries to `report` in rank order, and their components to `starts`. `nodes`: how
 /// many nodes the graph has (every rank is below it).
 fn merge(locals: Vec<Local>, nodes: usize, report: &mut LoadReport, starts: &mut DeferredStarts) {
-    let mut parts = Vec::with_capacity(locals.len());
-    let mut segments = Vec::new();
-    for mut local in locals {
-        starts.first_polls.append(&mut local.starts.first_polls);
-        segments.append(&mut local.segments);
-        let r = std::mem::take(&mut local.report);
-        let diagnostics: Vec<_> = r.diagnostics.0.into_iter().map(Some).collect();
-        parts.push((r.started, r.updated, diagnostics));
-    }
-    // Each node has its own rank: place the segments by rank rather than sort them.
-    let mut at_rank = vec![u32::MAX; nodes];
-    for (i, (rank, _)) in segments.iter().enumerate() {
-        if let (Some(at), Ok(i)) = (at_rank.get_mut(*rank), u32::try_from(i)) {
-            *at = i;
+    let parts = locals
+        .into_iter()
+        .map(|mut local| {
+            starts.first_polls.append(&mut local.starts.first_polls);
+            (
+                std::mem::take(&mut local.report),
+                std::mem::take(&mut local.segments),
+            )
+        })
+        .collect();
+    merge_reports(parts, nodes, report);
+}
+
+/// Appends the entries of each thread's report (with the segments saying which node added which) to
+/// `report` in rank order. The threads that took part come in any order, and not every thread of the pass
+/// need be among them (a helper the pass did not wait for).
+fn merge_reports(
+    parts: Vec<(LoadReport, Vec<(usize, Segment)>)>,
+    nodes: usize,
+    report: &mut LoadReport,
+) {
+    // Each node has its own rank: place (part, segment) by rank rather than sort.
+    let mut at_rank = vec![(u32::MAX, u32::MAX); nodes];
+    for (p, (_, segments)) in parts.iter().enumerate() {
+        for (i, (rank, _)) in segments.iter().enumerate() {
+            if let (Some(at), Ok(p), Ok(i)) =
+                (at_rank.get_mut(*rank), u32::try_from(p), u32::try_from(i))
+            {
+                *at = (p, i);
+            }
         }
     }
-    let started: usize = parts.iter().map(|p| p.0.len()).sum();
-    report.started.reserve(started);
-    for &i in at_rank.iter().filter(|&&i| i != u32::MAX) {
-        let Some((_, s)) = segments.get(i as usize) else {
+    let mut lists: Vec<_> = parts
+        .into_iter()
+        .map(|(r, segments)| {
+            let diagnostics: Vec<_> = r.diagnostics.0.into_iter().map(Some).collect();
+            (r.started, r.updated, diagnostics, segments)
+        })
+        .collect();
+    report
+        .started
+        .reserve(lists.iter().map(|l| l.0.len()).sum());
+    for &(p, i) in at_rank.iter().filter(|&&(p, _)| p != u32::MAX) {
+        let Some((started, updated, diagnostics, segments)) = lists.get_mut(p as usize) else {
             continue;
         };
-        let Some((started, updated, diagnostics)) = parts.get_mut(s.thread) else {
+        let Some((_, s)) = segments.get(i as usize) else {
             continue;
         };
         if let Some(names) = started.get_mut(s.started.clone()) {
@@ -482,5 +504,40 @@ fn merge(locals: Vec<Local>, nodes: usize, report: &mut LoadReport, starts: &mut
                 .0
                 .extend(found.iter_mut().filter_map(Option::take));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread's report that started `names`, the node of rank `ranks[k]` having started `names[k]`.
+    fn part(names: &[&str], ranks: &[usize]) -> (LoadReport, Vec<(usize, Segment)>) {
+        let mut report = LoadReport::default();
+        let mut segments = Vec::new();
+        for (k, (name, &rank)) in names.iter().zip(ranks).enumerate() {
+            report.started.push(name.to_string());
+            segments.push((
+                rank,
+                Segment {
+                    started: k..k + 1,
+                    updated: 0..0,
+                    diagnostics: 0..0,
+                },
+            ));
+        }
+        (report, segments)
+    }
+
+    #[test]
+    fn reports_merge_in_rank_order_whichever_threads_took_part() {
+        // Threads 0 and 2 of three evaluated nodes; thread 1 never ran.
+        let parts = vec![
+            part(&["a", "d"], &[0, 3]),
+            part(&["c", "b", "e"], &[2, 1, 4]),
+        ];
+        let mut report = LoadReport::default();
+        merge_reports(parts, 5, &mut report);
+        assert_eq!(report.started, ["a", "b", "c", "d", "e"]);
     }
 }

@@ -555,3 +555,30 @@ async fn a_component_that_panics_in_build_fails_alone_and_the_load_goes_on() {
         c.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_thread_s_entries_reach_the_report_even_when_some_helpers_never_ran() {
+    // Many threads for a few nodes: the loading thread often finishes before some helpers take their
+    // share, and the report must still hold what the others evaluated.
+    let c = Controller::new(
+        common::registry(),
+        ControllerOptions {
+            storage_path: std::env::temp_dir().join("rill-flow-tests"),
+            evaluation_threads: 8,
+            ..ControllerOptions::default()
+        },
+    );
+    let config = |round: usize| -> String {
+        (0..6)
+            .map(|i| format!("test.pass \"n{i}\" {{ input = {} }}\n", round * 10 + i))
+            .collect()
+    };
+    let all: Vec<String> = (0..6).map(|i| format!("test.pass.n{i}")).collect();
+    let report = c.load(sources(&config(0))).await.unwrap();
+    assert_eq!(report.started, all);
+    for round in 1..300 {
+        let report = c.load(sources(&config(round))).await.unwrap();
+        assert_eq!(report.updated, all, "round {round}");
+    }
+    c.shutdown().await;
+}
