@@ -52,7 +52,8 @@ pub struct ControllerOptions {
     pub metrics: crate::component_metrics::MetricsHub,
     /// How many threads a load evaluates independent nodes on. 0 (the default): one per core, for loads of
     /// at least 64 nodes on a multi-thread runtime; smaller loads, and every load on a current-thread
-    /// runtime, are evaluated on the loading task.
+    /// runtime, are evaluated on the loading task. The controller keeps one fewer threads than this
+    /// (`rill-eval-N`, idle between loads) from its creation until it is dropped.
     pub evaluation_threads: usize,
 }
 
