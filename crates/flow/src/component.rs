@@ -59,10 +59,15 @@ pub struct Health {
 impl Health {
     /// A report stamped now.
     pub fn new(state: HealthState, message: impl Into<String>) -> Self {
+        Self::at(state, message, SystemTime::now())
+    }
+
+    /// A report stamped `updated`.
+    pub fn at(state: HealthState, message: impl Into<String>, updated: SystemTime) -> Self {
         Health {
             state,
             message: message.into(),
-            updated: SystemTime::now(),
+            updated,
         }
     }
 

@@ -979,11 +979,7 @@ impl Shared {
                         _ => Ok(()),
                     };
                 let health = match result {
-                    Ok(()) => Health {
-                        state: HealthState::Healthy,
-                        message: String::new(),
-                        updated: now,
-                    },
+                    Ok(()) => Health::at(HealthState::Healthy, "", now),
                     Err(diags) => {
                         let message = diags
                             .iter()
@@ -1045,11 +1041,7 @@ impl Shared {
                 return None;
             }
         };
-        state.eval_health = Health {
-            state: HealthState::Healthy,
-            message: String::new(),
-            updated: now,
-        };
+        state.eval_health = Health::at(HealthState::Healthy, "", now);
         state.stamp = Some(stamp);
         if state
             .args
@@ -1274,11 +1266,7 @@ impl NodeState {
             component: None,
             runner: None,
             // Always set by the evaluation that creates the state (under the same lock).
-            eval_health: Health {
-                state: HealthState::Unknown,
-                message: String::new(),
-                updated: now,
-            },
+            eval_health: Health::at(HealthState::Unknown, "", now),
             shared: None,
             alive: None,
         }

@@ -77,6 +77,12 @@ impl Queue {
     }
 }
 
+/// The thread of `threads` whose share holds node `node` of a graph of `nodes` nodes: the nodes are cut into
+/// contiguous ranges of about equal size.
+fn share_of(node: usize, threads: usize, nodes: usize) -> usize {
+    node * threads / nodes.max(1)
+}
+
 /// What one thread's evaluations added to the load report.
 struct Local {
     report: LoadReport,
@@ -130,7 +136,7 @@ impl Drop for AbortOnPanic<'_> {
 impl Pass {
     /// The thread whose share node `node` is in.
     fn share(&self, node: usize) -> usize {
-        node * self.threads / self.in_pass.len().max(1)
+        share_of(node, self.threads, self.in_pass.len())
     }
 
     /// Evaluates nodes as they become ready until the pass is done, as thread `thread` of the pass.
@@ -250,7 +256,6 @@ pub(crate) fn evaluate_in_parallel(
     }
     let mut remaining = Vec::with_capacity(n);
     remaining.resize_with(n, || AtomicU32::new(0));
-    let share = |node: usize| node * threads / n.max(1);
     let mut ready = vec![Vec::new(); threads];
     let mut size = 0;
     // Reversed, so that the first roots in dependency order are taken first.
@@ -258,7 +263,7 @@ pub(crate) fn evaluate_in_parallel(
         let waiting = dependencies[i].iter().filter(|&&d| in_pass[d]).count();
         remaining[i] = AtomicU32::new(u32::try_from(waiting).unwrap_or(u32::MAX));
         if waiting == 0 {
-            ready[share(i)].push(i);
+            ready[share_of(i, threads, n)].push(i);
         }
         size += 1;
     }

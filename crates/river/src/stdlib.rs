@@ -18,16 +18,17 @@ use std::sync::{Arc, OnceLock};
 
 /// The shared standard-library scope, the parent of every evaluation scope. Built once, on first use.
 pub fn scope() -> Arc<Scope> {
-    static SCOPE: OnceLock<Arc<Scope>> = OnceLock::new();
-    SCOPE
-        .get_or_init(|| Arc::new(static_scope().clone()))
-        .clone()
+    shared_scope().clone()
 }
 
-/// The standard library's scope, built once and never freed.
+/// The standard library's scope, never freed: evaluation scopes refer to it without counting references.
 pub(crate) fn static_scope() -> &'static Scope {
-    static SCOPE: OnceLock<Scope> = OnceLock::new();
-    SCOPE.get_or_init(build_scope)
+    shared_scope()
+}
+
+fn shared_scope() -> &'static Arc<Scope> {
+    static SCOPE: OnceLock<Arc<Scope>> = OnceLock::new();
+    SCOPE.get_or_init(|| Arc::new(build_scope()))
 }
 
 /// Whether `name` is a top-level standard-library identifier (a function, namespace or `constants`).
