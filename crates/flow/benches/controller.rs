@@ -21,26 +21,58 @@ use std::alloc::{GlobalAlloc, Layout};
 // chunks freed by the previous config, which says little about the runtime).
 #[cfg(not(target_os = "linux"))]
 use std::alloc::System;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 #[cfg(target_os = "linux")]
 use tikv_jemallocator::Jemalloc as System;
 
 struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+/// Live heap bytes, summed over these counters. Each thread adds to a counter of its own (by the order in which
+/// threads first allocate), on a cache line of its own: with one counter for all, the threads of a parallel
+/// load pass would spend their time pulling its line from each other on every allocation (the `rill` binary
+/// counts nothing).
+static LIVE: [PaddedCounter; 64] = [const { PaddedCounter(AtomicIsize::new(0)) }; 64];
+static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+#[repr(align(128))]
+struct PaddedCounter(AtomicIsize);
+
+thread_local! {
+    /// This thread's counter in [`LIVE`] (`usize::MAX`: not chosen yet). Const-initialized and without a
+    /// destructor, so it is safe to use from the allocator.
+    static COUNTER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+fn count(delta: isize) {
+    let index = COUNTER
+        .try_with(|c| {
+            if c.get() == usize::MAX {
+                c.set(THREADS_SEEN.fetch_add(1, Ordering::Relaxed) % LIVE.len());
+            }
+            c.get()
+        })
+        .unwrap_or(0);
+    LIVE[index].0.fetch_add(delta, Ordering::Relaxed);
+}
+
+/// Live heap bytes of the whole process (allocated by any thread, freed by any thread).
+fn live_bytes() -> isize {
+    LIVE.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
+}
 
 // SAFETY: defers to the underlying allocator; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        count(l.size() as isize);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        count(-(l.size() as isize));
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        count(n as isize - l.size() as isize);
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -266,14 +298,14 @@ fn main() {
         for i in 0..idle {
             text.push_str(&format!("test.pass \"idle{i}\" {{ input = {i} }}\n"));
         }
-        let before = LIVE.load(Ordering::Relaxed);
+        let before = live_bytes();
         let sources = Sources::parse([("idle.river", text.as_str())]).expect("parses");
-        let parsed = LIVE.load(Ordering::Relaxed);
+        let parsed = live_bytes();
         let c = Controller::new(common::registry(), options());
         c.load(sources).await.expect("loads");
         c.settle().await;
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let after = LIVE.load(Ordering::Relaxed);
+        let after = live_bytes();
         let per = (after - before) as f64 / idle as f64;
         let runtime = (after - parsed) as f64 / idle as f64;
         println!("{idle} idle components: {:.0} bytes of heap per component (config source and AST included)", per);

@@ -133,7 +133,7 @@ pub struct ExportsHandle {
     slot: Weak<Slot>,
     /// Cleared when the component is stopped or abandoned: a component that ignores cancellation must not
     /// overwrite the exports of its successor.
-    alive: Arc<std::sync::atomic::AtomicBool>,
+    alive: crate::runner::ExportsLicense,
 }
 
 impl ExportsHandle {
@@ -147,7 +147,7 @@ impl ExportsHandle {
 
     /// Publishes exports already encoded as a River value.
     pub fn publish_value(&self, value: Value) {
-        if !self.alive.load(Ordering::Acquire) {
+        if !self.alive.is_valid() {
             return;
         }
         let Some(slot) = self.slot.upgrade() else {
@@ -290,7 +290,9 @@ struct NodeState {
     /// evaluation (or counters lookup), on the thread evaluating the node rather than the loading thread.
     shared: Option<Arc<NodeShared>>,
     /// The liveness flag shared with the component's exports handle; made when the component is built.
-    alive: Option<Arc<std::sync::atomic::AtomicBool>>,
+    alive: Option<crate::runner::ExportsLicense>,
+    /// How many times the component was built (numbers the builds' [`crate::runner::ExportsLicense`]s).
+    builds: u64,
 }
 
 fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -453,6 +455,8 @@ impl Controller {
             full_pass: full_pass.then(|| generation.clone()),
             evaluation_seconds: Vec::new(),
             source_files: Vec::new(),
+            last_registration: None,
+            resolved: Vec::new(),
         };
         let now = SystemTime::now();
         match crate::pass::threads_for(order.len(), shared.options.evaluation_threads) {
@@ -934,24 +938,32 @@ impl Shared {
                 .exports()
                 .unwrap_or_else(|| Value::object(Object::new()))
         };
+        // In the order of `deps`, which are the references' targets (each once).
         let mut inputs: Vec<(Arc<str>, Value)> = deps
             .iter()
             .map(|&d| (generation.slots[d].id.clone(), exports_of(d)))
             .collect();
-        inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let scope = if generation.graph.shadows_stdlib(index) {
+        let mut scope = if generation.graph.shadows_stdlib(index) {
             // The component's namespace hides the library's: evaluate in the nested objects.
             scope_from_pairs(inputs.iter().map(|(k, v)| (&**k, v)))
         } else {
             // Every other name in an accepted block is the standard library's, so the references are all
-            // there is to resolve.
-            let resolved = node
-                .references
-                .iter()
-                .map(|r| (r.id_span, exports_of(r.target)))
-                .collect();
+            // there is to resolve. Each target's exports were read once, above.
+            // The buffer of the thread's previous evaluation, if any.
+            let mut resolved = starts
+                .as_deref_mut()
+                .map(|s| std::mem::take(&mut s.resolved))
+                .unwrap_or_default();
+            resolved.extend(node.references.iter().map(|r| {
+                let value = match deps.iter().position(|&d| d == r.target) {
+                    Some(at) => inputs[at].1.clone(),
+                    None => exports_of(r.target),
+                };
+                (r.id_span, value)
+            }));
             Scope::with_stdlib().with_resolved(resolved)
         };
+        inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let stamp = EvalStamp {
             source: match starts.as_deref_mut() {
                 Some(starts) => starts.source_file(node.file, &file.source),
@@ -963,7 +975,13 @@ impl Shared {
         let id = &node.id;
 
         let registration = match &node.kind {
-            NodeKind::Component { name } => self.registry.get(name)?,
+            NodeKind::Component { name } => {
+                let position = match starts.as_deref_mut() {
+                    Some(starts) => starts.registration(&self.registry, name)?,
+                    None => self.registry.position(name)?,
+                };
+                self.registry.at(position)?
+            }
             NodeKind::Config { .. } => {
                 let result =
                     match &**id {
@@ -1009,6 +1027,11 @@ impl Shared {
             // would otherwise take in turns for every node.
             Some(starts) => starts.evaluation_seconds.push(seconds),
             None => self.metrics.evaluation_seconds.observe(seconds),
+        }
+        if let Some(starts) = starts.as_deref_mut() {
+            let mut resolved = scope.take_resolved();
+            resolved.clear();
+            starts.resolved = resolved;
         }
         drop(scope);
 
@@ -1063,7 +1086,7 @@ impl Shared {
             return None;
         }
         // Build outside the lock: components publish their first exports from `build`.
-        let alive = state.alive().clone();
+        let alive = state.alive(now).clone();
         drop(state);
         let ctx = Context {
             id: String::from(&**id),
@@ -1110,7 +1133,7 @@ impl Shared {
                 if self.shut_down.load(Ordering::Acquire) {
                     cancel.cancel();
                 }
-                let mut runner = Runner::new(shared, cancel, state.alive().clone(), backoff);
+                let mut runner = Runner::new(shared, cancel, state.alive(now).clone(), backoff);
                 let first_poll = match starts {
                     // Started with the others when the pass is over, in a few runtime tasks.
                     Some(starts) => {
@@ -1137,7 +1160,7 @@ impl Shared {
                 state.stamp = None;
                 // Whatever the failed build left behind must not publish; the next attempt gets a new flag.
                 if let Some(alive) = state.alive.take() {
-                    alive.store(false, Ordering::Release);
+                    alive.revoke();
                 }
                 state.eval_health = Health::new(
                     HealthState::Unhealthy,
@@ -1172,9 +1195,26 @@ pub(crate) struct DeferredStarts {
     /// Each file of the config, referred to by the stamps of the nodes evaluated here. Every evaluation
     /// thread has its own, so that the threads do not all count references on one counter.
     source_files: Vec<Option<Arc<river::SourceFile>>>,
+    /// The registration last looked up, by the graph's interned component name: blocks of one component
+    /// mostly come in a row, and each lookup otherwise compares names through the registry's map.
+    last_registration: Option<(Arc<str>, usize)>,
+    /// An empty buffer for the references resolved by the next evaluation (see [`Scope::with_resolved`]).
+    resolved: Vec<(river::Span, Value)>,
 }
 
 impl DeferredStarts {
+    /// Where the registration of component `name` (interned by the graph) is in `registry`.
+    fn registration(&mut self, registry: &crate::Registry, name: &Arc<str>) -> Option<usize> {
+        if let Some((last, position)) = &self.last_registration {
+            if Arc::ptr_eq(last, name) {
+                return Some(*position);
+            }
+        }
+        let position = registry.position(name)?;
+        self.last_registration = Some((name.clone(), position));
+        Some(position)
+    }
+
     /// This list's reference to file `index` of the config, whose source is `source`.
     fn source_file(&mut self, index: usize, source: &river::SourceFile) -> Arc<river::SourceFile> {
         if self.source_files.len() <= index {
@@ -1194,6 +1234,8 @@ impl DeferredStarts {
             full_pass: None,
             evaluation_seconds: Vec::new(),
             source_files: Vec::new(),
+            last_registration: None,
+            resolved: Vec::new(),
         }
     }
 }
@@ -1269,6 +1311,7 @@ impl NodeState {
             eval_health: Health::at(HealthState::Unknown, "", now),
             shared: None,
             alive: None,
+            builds: 0,
         }
     }
 
@@ -1277,10 +1320,17 @@ impl NodeState {
         self.shared.get_or_insert_with(|| NodeShared::new(now))
     }
 
-    /// The liveness flag of the component's exports handle, made now if there is none.
-    fn alive(&mut self) -> &Arc<AtomicBool> {
-        self.alive
-            .get_or_insert_with(|| Arc::new(AtomicBool::new(true)))
+    /// The license of the component's exports handle, granted to a new build now if there is none (`now`:
+    /// when, should the node's shared state be made too).
+    fn alive(&mut self, now: SystemTime) -> &crate::runner::ExportsLicense {
+        let license = match self.alive.take() {
+            Some(license) => license,
+            None => {
+                self.builds += 1;
+                crate::runner::ExportsLicense::grant(self.shared(now).clone(), self.builds)
+            }
+        };
+        self.alive.insert(license)
     }
 }
 

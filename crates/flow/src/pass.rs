@@ -296,7 +296,7 @@ pub(crate) fn evaluate_in_parallel(
         let mut panic = None;
         for job in helpers {
             match job.finish() {
-                Some(Ok(local)) => locals.push(local),
+                Some(Ok(local)) => locals.push(*local),
                 Some(Err(payload)) => panic = Some(payload),
                 None => {}
             }
@@ -336,7 +336,8 @@ enum JobState {
     /// Waiting for a helper thread.
     Queued(Box<dyn FnOnce() -> Local + Send>),
     Running,
-    Done(std::thread::Result<Local>),
+    /// Boxed: a thread's report is much bigger than the other states.
+    Done(std::thread::Result<Box<Local>>),
     /// The pass was over before a helper took it.
     Dropped,
 }
@@ -422,7 +423,7 @@ impl Helpers {
             };
             // A panicking `build` is handed back to the pass, which carries it to the loading task.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-            *lock(&job.state) = JobState::Done(result);
+            *lock(&job.state) = JobState::Done(result.map(Box::new));
             job.changed.notify_all();
         }
     }
@@ -430,7 +431,7 @@ impl Helpers {
 
 impl HelperJob {
     /// What the job's thread evaluated, once it is done; `None` if no helper had taken it (it never will).
-    fn finish(&self) -> Option<std::thread::Result<Local>> {
+    fn finish(&self) -> Option<std::thread::Result<Box<Local>>> {
         let mut state = lock(&self.state);
         loop {
             match std::mem::replace(&mut *state, JobState::Dropped) {

@@ -346,7 +346,9 @@ impl<C: TypedComponent> Component for Adapter<C> {
 /// from those and adds its own.
 #[derive(Debug, Default)]
 pub struct Registry {
-    entries: BTreeMap<String, Arc<Registration>>,
+    /// Each name's position in `registrations`.
+    entries: BTreeMap<String, usize>,
+    registrations: Vec<Arc<Registration>>,
 }
 
 impl Registry {
@@ -362,8 +364,8 @@ impl Registry {
             return Err(NameError::Duplicate(reg.name.to_string()));
         }
         if let Some(other) = self
-            .entries
-            .values()
+            .registrations
+            .iter()
             .find(|r| r.name.conflicts_with(&reg.name))
         {
             return Err(NameError::PrefixConflict(
@@ -371,13 +373,25 @@ impl Registry {
                 other.name.to_string(),
             ));
         }
-        self.entries.insert(reg.name.to_string(), Arc::new(reg));
+        self.entries
+            .insert(reg.name.to_string(), self.registrations.len());
+        self.registrations.push(Arc::new(reg));
         Ok(self)
     }
 
     /// The registration for a name.
     pub fn get(&self, name: &str) -> Option<&Arc<Registration>> {
-        self.entries.get(name)
+        self.position(name).and_then(|i| self.at(i))
+    }
+
+    /// Where the registration for `name` is, for [`Registry::at`].
+    pub(crate) fn position(&self, name: &str) -> Option<usize> {
+        self.entries.get(name).copied()
+    }
+
+    /// The registration at `position` (see [`Registry::position`]).
+    pub(crate) fn at(&self, position: usize) -> Option<&Arc<Registration>> {
+        self.registrations.get(position)
     }
 
     /// Registered names, sorted.

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
@@ -40,6 +40,40 @@ pub(crate) struct NodeShared {
     /// Set when the last `update` failed or panicked; cleared by a successful one.
     pub(crate) update_health: Mutex<Option<Health>>,
     pub(crate) counters: NodeCounters,
+    /// The build whose exports handle may publish (see [`ExportsLicense`]); 0: none may.
+    exports_build: AtomicU64,
+}
+
+/// What an exports handle needs to know whether it may still publish: the handle of a component that was
+/// stopped, or whose build failed, must not overwrite the exports of its successor. One number per node
+/// rather than a flag of its own per build (an allocation for each of thousands of components).
+#[derive(Clone)]
+pub(crate) struct ExportsLicense {
+    node: Arc<NodeShared>,
+    build: u64,
+}
+
+impl ExportsLicense {
+    /// A license for build number `build` (never 0) of `node`, which is now the one that may publish.
+    pub(crate) fn grant(node: Arc<NodeShared>, build: u64) -> Self {
+        node.exports_build.store(build, Ordering::Release);
+        ExportsLicense { node, build }
+    }
+
+    /// Whether this build may still publish.
+    pub(crate) fn is_valid(&self) -> bool {
+        self.node.exports_build.load(Ordering::Acquire) == self.build
+    }
+
+    /// Ends this build's right to publish (a later build's is left alone).
+    pub(crate) fn revoke(&self) {
+        let _ = self.node.exports_build.compare_exchange(
+            self.build,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
 }
 
 impl NodeShared {
@@ -49,6 +83,7 @@ impl NodeShared {
             run_health: Mutex::new(RunHealth::at(HealthState::Unknown, "not started", now)),
             update_health: Mutex::new(None),
             counters: NodeCounters::default(),
+            exports_build: AtomicU64::new(0),
         })
     }
 }
@@ -127,7 +162,8 @@ pub(crate) struct Runner {
     shared: Arc<Shared>,
     /// The number given to the latest arguments.
     generation: u64,
-    pub(crate) alive: Arc<AtomicBool>,
+    /// Revoked when the runner is stopped.
+    pub(crate) exports: ExportsLicense,
 }
 
 /// An update that had not finished when it was handed over.
@@ -164,7 +200,7 @@ impl Runner {
     pub(crate) fn new(
         shared: Arc<Shared>,
         cancel: CancellationToken,
-        alive: Arc<AtomicBool>,
+        exports: ExportsLicense,
         backoff: Backoff,
     ) -> Runner {
         Runner {
@@ -173,7 +209,7 @@ impl Runner {
             backoff: Some(backoff),
             shared,
             generation: 0,
-            alive,
+            exports,
         }
     }
 
@@ -471,7 +507,7 @@ impl Shared {
 /// Stops a runner: cancels it and waits (at most `timeout`) for its run to return; a component that does
 /// not stop in time is abandoned.
 pub(crate) async fn stop(runner: Runner, timeout: Duration, id: &str) {
-    runner.alive.store(false, Ordering::Release);
+    runner.exports.revoke();
     runner.cancel.cancel();
     let Some(task) = runner.task else {
         // Never started: nothing runs.
@@ -521,11 +557,12 @@ mod tests {
 
     /// A runner for `component` under `id`, its task started as the controller starts it.
     fn started(id: &str, component: Arc<dyn Component>, backoff: Backoff) -> Runner {
-        let shared = Shared::new(Arc::from(id), component, NodeShared::new(SystemTime::now()));
+        let node = NodeShared::new(SystemTime::now());
+        let shared = Shared::new(Arc::from(id), component, node.clone());
         let mut r = Runner::new(
             shared,
             CancellationToken::new(),
-            Arc::new(AtomicBool::new(true)),
+            ExportsLicense::grant(node, 1),
             backoff,
         );
         let runtime = Handle::current();

@@ -124,6 +124,12 @@ impl Scope {
         self
     }
 
+    /// Takes the resolved expressions out (the scope has none left), e.g. to reuse their buffer for the
+    /// next scope.
+    pub fn take_resolved(&mut self) -> Vec<(Span, Value)> {
+        std::mem::take(&mut self.resolved)
+    }
+
     /// The value given for the expression at exactly `span` by [`Scope::with_resolved`].
     fn resolved_at(&self, span: Span) -> Option<&Value> {
         if self.resolved.is_empty() {
