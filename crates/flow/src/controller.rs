@@ -830,9 +830,7 @@ fn insert_path(root: &mut Object, path: &[&str], value: Value) {
             root.insert(last.to_string(), value);
         }
         [first, rest @ ..] => {
-            let entry = root
-                .entry(first.to_string())
-                .or_insert_with(|| Value::object(Object::new()));
+            let entry = root.get_or_insert_with(first, || Value::object(Object::new()));
             if !matches!(entry, Value::Object(_)) {
                 *entry = Value::object(Object::new());
             }

@@ -2571,7 +2571,7 @@ impl<'de> SeqAccess<'de> for ValueSeq<'_> {
 }
 
 struct ValueMap<'v> {
-    iter: indexmap::map::Iter<'v, String, Value>,
+    iter: crate::object::Iter<'v>,
     pending: Option<(&'v String, &'v Value)>,
 }
 

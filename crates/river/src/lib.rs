@@ -14,6 +14,7 @@ pub mod eval;
 pub mod format;
 pub mod lexer;
 pub mod literal;
+pub mod object;
 pub mod ops;
 pub mod parser;
 pub mod render;

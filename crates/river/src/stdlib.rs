@@ -532,7 +532,7 @@ fn combine_maps(args: &[Value]) -> StdResult {
         let Value::Object(lo) = l else { continue };
         for r in sides[1] {
             let Value::Object(ro) = r else { continue };
-            let joins = keys.iter().all(|k| match (lo.get(*k), ro.get(*k)) {
+            let joins = keys.iter().all(|k| match (lo.get(k), ro.get(k)) {
                 (Some(a), Some(b)) => strictly_equal(a, b),
                 _ => false,
             });

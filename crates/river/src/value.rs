@@ -3,13 +3,11 @@
 //! Values are cheap to clone: strings, arrays and objects are reference-counted, because component exports
 //! (target lists, receivers) are copied into every dependant's scope.
 
-use indexmap::IndexMap;
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-/// An insertion-ordered map of object fields.
-pub type Object = IndexMap<String, Value>;
+pub use crate::object::Object;
 
 /// A River value.
 #[derive(Clone, Default)]
