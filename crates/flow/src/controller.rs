@@ -1160,11 +1160,14 @@ impl Shared {
                 if let Some(alive) = state.alive.take() {
                     alive.revoke();
                 }
+                // Nor may what it published before failing: there is no component to export anything.
+                let published = lock_plain(&slot.exports).take();
                 state.eval_health = Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
                 );
                 drop(state);
+                drop(published);
                 tracing::error!(component = %id, error = %e, "failed to build component");
                 if let Some(r) = report {
                     let d = Diagnostic::error(

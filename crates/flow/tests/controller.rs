@@ -582,3 +582,86 @@ async fn every_thread_s_entries_reach_the_report_even_when_some_helpers_never_ra
     }
     c.shutdown().await;
 }
+
+/// Keeps the exports handle of every build (in `HANDLES`), and fails to build while `fail` is set.
+struct Keeper;
+
+static HANDLES: std::sync::Mutex<Vec<flow::ExportsHandle>> = std::sync::Mutex::new(Vec::new());
+
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+struct KeeperArgs {
+    fail: bool,
+}
+impl river::decode::Validate for KeeperArgs {}
+
+#[async_trait::async_trait]
+impl flow::TypedComponent for Keeper {
+    const NAME: &'static str = "test.keeper";
+    type Arguments = KeeperArgs;
+
+    fn build(ctx: flow::Context, args: KeeperArgs) -> Result<Self, flow::ComponentError> {
+        ctx.exports.publish_value(Value::string("built"));
+        HANDLES.lock().unwrap().push(ctx.exports.clone());
+        if args.fail {
+            return Err(flow::ComponentError::new("told to fail"));
+        }
+        Ok(Keeper)
+    }
+
+    async fn run(
+        &self,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<(), flow::ComponentError> {
+        cancel.cancelled().await;
+        Ok(())
+    }
+
+    async fn update(&self, _args: KeeperArgs) -> Result<(), flow::ComponentError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn only_the_latest_successful_build_of_a_component_may_publish() {
+    let mut registry = flow::Registry::new();
+    registry.register::<Keeper>().unwrap();
+    let c = Controller::new(
+        std::sync::Arc::new(registry),
+        ControllerOptions {
+            storage_path: std::env::temp_dir().join("rill-flow-tests"),
+            ..ControllerOptions::default()
+        },
+    );
+    let publish_with = |build: usize, text: &str| {
+        let handle = HANDLES.lock().unwrap()[build].clone();
+        handle.publish_value(Value::string(text));
+    };
+
+    // A failed build: what it published, and what its handle publishes later, never shows.
+    let report = c
+        .load(sources("test.keeper \"k\" { fail = true }"))
+        .await
+        .unwrap();
+    assert!(report.started.is_empty(), "{report:?}");
+    publish_with(0, "from the failed build");
+    assert_eq!(c.exports("test.keeper.k"), None);
+
+    // The next build succeeds and publishes; the failed build's handle still cannot.
+    c.load(sources("test.keeper \"k\" { fail = false }"))
+        .await
+        .unwrap();
+    assert_eq!(c.exports("test.keeper.k"), Some(Value::string("built")));
+    publish_with(0, "from the failed build");
+    assert_eq!(c.exports("test.keeper.k"), Some(Value::string("built")));
+    publish_with(1, "from the running build");
+    assert_eq!(
+        c.exports("test.keeper.k"),
+        Some(Value::string("from the running build"))
+    );
+
+    // Removed: its handle publishes nothing more.
+    c.load(sources("")).await.unwrap();
+    publish_with(1, "after removal");
+    assert_eq!(c.exports("test.keeper.k"), None);
+    c.shutdown().await;
+}
