@@ -131,8 +131,8 @@ pub struct ExportsHandle {
     /// Weak: the slot holds the component, which holds this handle; a strong reference would keep every
     /// component of a dropped controller alive.
     slot: Weak<Slot>,
-    /// Cleared when the component is stopped or abandoned: a component that ignores cancellation must not
-    /// overwrite the exports of its successor.
+    /// Revoked when the component is stopped or abandoned, or its build fails: a component that ignores
+    /// cancellation must not overwrite the exports of its successor.
     alive: crate::runner::ExportsLicense,
 }
 
@@ -289,7 +289,7 @@ struct NodeState {
     /// Run and update health and the counters, shared with the component's task. Made by the first
     /// evaluation (or counters lookup), on the thread evaluating the node rather than the loading thread.
     shared: Option<Arc<NodeShared>>,
-    /// The liveness flag shared with the component's exports handle; made when the component is built.
+    /// The right of the component's exports handle to publish; granted when the component is built.
     alive: Option<crate::runner::ExportsLicense>,
     /// How many times the component was built (numbers the builds' [`crate::runner::ExportsLicense`]s).
     builds: u64,
@@ -1156,7 +1156,7 @@ impl Shared {
             Err(e) => {
                 state.args = None;
                 state.stamp = None;
-                // Whatever the failed build left behind must not publish; the next attempt gets a new flag.
+                // Whatever the failed build left behind must not publish; the next attempt gets a new license.
                 if let Some(alive) = state.alive.take() {
                     alive.revoke();
                 }

@@ -2542,8 +2542,7 @@ impl<'de, 'v> de::Deserializer<'de> for ValueDe<'v> {
     }
 }
 
-static EMPTY_OBJECT: std::sync::LazyLock<crate::value::Object> =
-    std::sync::LazyLock::new(crate::value::Object::new);
+static EMPTY_OBJECT: crate::value::Object = crate::value::Object::new();
 
 struct ValueSeq<'v> {
     items: std::iter::Enumerate<std::slice::Iter<'v, Value>>,

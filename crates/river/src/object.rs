@@ -14,7 +14,7 @@ use std::fmt;
 const SMALL: usize = 8;
 
 /// An insertion-ordered map of object fields (its methods are named like [`IndexMap`]'s).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Object {
     repr: Repr,
 }
@@ -26,16 +26,18 @@ enum Repr {
     Large(IndexMap<String, Value>),
 }
 
-impl Default for Repr {
+impl Default for Object {
     fn default() -> Self {
-        Repr::Small(Vec::new())
+        Object::new()
     }
 }
 
 impl Object {
-    /// An empty object.
-    pub fn new() -> Self {
-        Object::default()
+    /// An empty object (allocates nothing).
+    pub const fn new() -> Self {
+        Object {
+            repr: Repr::Small(Vec::new()),
+        }
     }
 
     /// An empty object with room for `capacity` fields.
@@ -161,18 +163,6 @@ impl Object {
         }
     }
 
-    /// The fields in order, with their values to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Value)> {
-        let (small, large) = match &mut self.repr {
-            Repr::Small(v) => (Some(v.iter_mut().map(|(k, value)| (&*k, value))), None),
-            Repr::Large(m) => (None, Some(m.iter_mut())),
-        };
-        small
-            .into_iter()
-            .flatten()
-            .chain(large.into_iter().flatten())
-    }
-
     /// The keys in order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &String> + DoubleEndedIterator {
         self.iter().map(|(k, _)| k)
@@ -284,12 +274,6 @@ impl FromIterator<(String, Value)> for Object {
         let mut object = Object::with_capacity(fields.size_hint().0);
         object.extend(fields);
         object
-    }
-}
-
-impl<const N: usize> From<[(String, Value); N]> for Object {
-    fn from(fields: [(String, Value); N]) -> Self {
-        fields.into_iter().collect()
     }
 }
 
