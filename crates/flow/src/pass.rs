@@ -169,6 +169,8 @@ impl Pass {
                         }
                         if q.done >= self.size {
                             self.wake.notify_all();
+                            drop(q);
+                            local.starts.make_runners(self.now);
                             return local;
                         }
                         q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
