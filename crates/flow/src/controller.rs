@@ -22,7 +22,7 @@ use river::{Diagnostic, Object, Value};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -224,8 +224,10 @@ pub(crate) struct Generation {
     pub(crate) graph: Graph,
     /// Position of each node in the dependency order.
     pub(crate) rank: Vec<usize>,
-    /// Each node's state, by graph index. A node whose ID stays in the config keeps its slot across loads.
-    slots: Vec<Arc<Slot>>,
+    /// Each node's state, by graph index. A node whose ID stays in the config keeps its slot across loads; a
+    /// new node's slot is made by its first evaluation, on the thread evaluating it (a load of thousands of
+    /// new nodes would otherwise make them all on the loading thread, and then read each back from memory).
+    slots: Vec<OnceLock<Arc<Slot>>>,
 }
 
 /// The state of one node, kept for as long as its ID stays in the config. Each node's state and exports have
@@ -271,10 +273,45 @@ impl Slot {
     }
 }
 
+/// How many slots a node's evaluation makes at most when it has none (see [`Generation::make_slots`]).
+const SLOT_BATCH: usize = 64;
+
 impl Generation {
     /// The slot of the node with this ID.
     fn slot(&self, id: &str) -> Option<&Arc<Slot>> {
-        self.graph.index_of(id).and_then(|i| self.slots.get(i))
+        self.graph.index_of(id).and_then(|i| self.slot_at(i))
+    }
+
+    /// The slot of node `index`, unless the node was never evaluated.
+    fn slot_at(&self, index: usize) -> Option<&Arc<Slot>> {
+        self.slots.get(index)?.get()
+    }
+
+    /// Makes the slot of node `index` and those of the next nodes by index that have none (up to
+    /// [`SLOT_BATCH`] in all; `now`: when they are made), and returns the first. A thread evaluates the nodes
+    /// of its share mostly in the order of their indices: making their slots in a row keeps the code that
+    /// makes them in the cache, and the slots themselves until they are evaluated.
+    fn make_slots(
+        &self,
+        index: usize,
+        shared: &Arc<Shared>,
+        now: SystemTime,
+    ) -> Option<&Arc<Slot>> {
+        let controller = Arc::downgrade(shared);
+        let end = self.slots.len().min(index.saturating_add(SLOT_BATCH));
+        for i in index..end {
+            if let (Some(cell), Some(node)) = (self.slots.get(i), self.graph.nodes.get(i)) {
+                cell.get_or_init(|| {
+                    Arc::new(Slot::new(node.id.clone(), i, now, controller.clone()))
+                });
+            }
+        }
+        self.slot_at(index)
+    }
+
+    /// The slots made so far, by graph index.
+    fn existing_slots(&self) -> impl Iterator<Item = &Arc<Slot>> {
+        self.slots.iter().filter_map(OnceLock::get)
     }
 }
 
@@ -363,7 +400,9 @@ impl Controller {
                     let node = &generation.graph.nodes[i];
                     !matches!(node.kind, NodeKind::Component { .. })
                         || st.dirty.contains(&(generation.rank[i], i))
-                        || generation.slots[i].node().stamp.is_none()
+                        || generation
+                            .slot_at(i)
+                            .is_none_or(|slot| slot.node().stamp.is_none())
                 })
                 .collect();
             (generation, order)
@@ -383,8 +422,7 @@ impl Controller {
             let removed: Vec<Arc<Slot>> = {
                 let st = lock(&shared.state);
                 st.current
-                    .slots
-                    .iter()
+                    .existing_slots()
                     .filter(|slot| graph.get(&slot.id).is_none())
                     .cloned()
                     .collect()
@@ -404,7 +442,6 @@ impl Controller {
             for (r, &i) in graph.order.iter().enumerate() {
                 rank[i] = r;
             }
-            let now = SystemTime::now();
             let mut st = lock(&shared.state);
             let old = &st.current;
             let slots = graph
@@ -414,12 +451,12 @@ impl Controller {
                 .map(|(i, node)| match old.slot(&node.id) {
                     Some(slot) => {
                         slot.index.store(i, Ordering::Release);
-                        slot.clone()
+                        OnceLock::from(slot.clone())
                     }
-                    None => Arc::new(Slot::new(node.id.clone(), i, now, Arc::downgrade(shared))),
+                    None => OnceLock::new(),
                 })
                 .collect();
-            for slot in &old.slots {
+            for slot in old.existing_slots() {
                 if graph.get(&slot.id).is_none() {
                     slot.index.store(usize::MAX, Ordering::Release);
                 }
@@ -445,7 +482,7 @@ impl Controller {
         }
         let full_pass = !same_text;
         if full_pass {
-            for slot in &generation.slots {
+            for slot in generation.existing_slots() {
                 slot.pass_pending.store(true, Ordering::Release);
             }
         }
@@ -525,7 +562,7 @@ impl Controller {
             if let Some(shared) = shared.upgrade() {
                 let generation = lock(&shared.state).current.clone();
                 for slot in &generation.slots {
-                    let state = health_of(slot).state;
+                    let state = health_of(slot.get()).state;
                     if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == state) {
                         slot.1 += 1;
                     }
@@ -543,8 +580,7 @@ impl Controller {
     pub fn cluster_changed(&self) {
         let generation = lock(&self.shared.state).current.clone();
         let components: Vec<Arc<dyn Component>> = generation
-            .slots
-            .iter()
+            .existing_slots()
             .filter_map(|slot| slot.node().component.clone())
             .collect();
         for c in components {
@@ -630,8 +666,7 @@ impl Controller {
         let runners: Vec<(Arc<str>, Runner)> = {
             let generation = lock(&self.shared.state).current.clone();
             generation
-                .slots
-                .iter()
+                .existing_slots()
                 .filter_map(|slot| slot.node().runner.take().map(|r| (slot.id.clone(), r)))
                 .collect()
         };
@@ -721,10 +756,11 @@ pub struct ComponentInfo {
     pub debug_info: serde_json::Value,
 }
 
-/// The least healthy of a node's evaluation, run, update and self-reported health.
-fn health_of(slot: &Slot) -> Health {
+/// The least healthy of a node's evaluation, run, update and self-reported health (`None`: a node not
+/// evaluated yet, which has no slot).
+fn health_of(slot: Option<&Arc<Slot>>) -> Health {
     let mut reports = vec![];
-    {
+    if let Some(slot) = slot {
         let s = slot.node();
         reports.push(s.eval_health.clone());
         if let Some(shared) = &s.shared {
@@ -748,7 +784,7 @@ fn health_of(slot: &Slot) -> Health {
 impl Generation {
     fn info(&self, index: usize) -> Option<ComponentInfo> {
         let node = self.graph.nodes.get(index)?;
-        let slot = self.slots.get(index)?;
+        let slot = self.slot_at(index);
         let (name, label) = match &node.kind {
             NodeKind::Component { name } => (String::from(&**name), node.label().to_string()),
             NodeKind::Config { name } => (name.clone(), String::new()),
@@ -759,16 +795,19 @@ impl Generation {
                 .collect()
         };
         let health = health_of(slot);
-        let (arguments, component) = {
-            let state = slot.node();
-            (
-                state
-                    .args
-                    .as_ref()
-                    .map(|a| a.to_riverjson())
-                    .unwrap_or_default(),
-                state.component.clone(),
-            )
+        let (arguments, component) = match slot {
+            Some(slot) => {
+                let state = slot.node();
+                (
+                    state
+                        .args
+                        .as_ref()
+                        .map(|a| a.to_riverjson())
+                        .unwrap_or_default(),
+                    state.component.clone(),
+                )
+            }
+            None => Default::default(),
         };
         Some(ComponentInfo {
             id: String::from(&*node.id),
@@ -779,7 +818,7 @@ impl Generation {
             referenced_by: ids(&self.graph.dependants[index]),
             arguments,
             exports: slot
-                .exports()
+                .and_then(|slot| slot.exports())
                 .map(|v| river::riverjson::value_to_json(&v))
                 .unwrap_or_default(),
             // Asked without the node's lock held: a component may take its time.
@@ -800,7 +839,7 @@ impl Generation {
 
     /// Marks node `index` as started by the running full pass (see [`Slot::pass_pending`]).
     pub(crate) fn pass_started(&self, index: usize) {
-        if let Some(slot) = self.slots.get(index) {
+        if let Some(slot) = self.slot_at(index) {
             slot.pass_pending.store(false, Ordering::Release);
         }
     }
@@ -859,16 +898,16 @@ impl Shared {
         let State { current, dirty, .. } = &mut *st;
         let index = slot.index.load(Ordering::Acquire);
         // A component removed from the config (or not in it yet) has no dependants.
-        if !current
-            .slots
-            .get(index)
-            .is_some_and(|s| Arc::ptr_eq(s, slot))
-        {
+        if !current.slot_at(index).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             return;
         }
         let mut any = false;
         for &d in &current.graph.dependants[index] {
-            if current.slots[d].pass_pending.load(Ordering::Acquire) {
+            // Not evaluated yet (no slot), or not by the running pass yet: it will see these exports.
+            if current
+                .slot_at(d)
+                .is_none_or(|s| s.pass_pending.load(Ordering::Acquire))
+            {
                 continue;
             }
             any |= dirty.insert((current.rank[d], d));
@@ -904,8 +943,11 @@ impl Shared {
                 self.metrics.queue_size.set(st.dirty.len() as i64);
             }
         }
-        let slot = generation.slots.get(index)?;
         let node = generation.graph.nodes.get(index)?;
+        let slot = match generation.slots.get(index)?.get() {
+            Some(slot) => slot,
+            None => generation.make_slots(index, self, now)?,
+        };
         let file = generation.sources.files.get(node.file)?;
         let ast = &*file.ast;
         let Some(river::ast::Stmt::Block(block)) = ast.top_level().get(node.stmt) else {
@@ -919,7 +961,9 @@ impl Shared {
                 p.same_text(&file.source, block.span)
                     && p.inputs.len() == deps.len()
                     && deps.iter().all(|&d| {
-                        let dep = &generation.slots[d];
+                        let Some(dep) = generation.slot_at(d) else {
+                            return false;
+                        };
                         let Ok(at) = p.inputs.binary_search_by(|(k, _)| (**k).cmp(&*dep.id)) else {
                             return false;
                         };
@@ -934,14 +978,15 @@ impl Shared {
             return None;
         }
         let exports_of = |d: usize| {
-            generation.slots[d]
-                .exports()
+            generation
+                .slot_at(d)
+                .and_then(|dep| dep.exports())
                 .unwrap_or_else(|| Value::object(Object::new()))
         };
         // In the order of `deps`, which are the references' targets (each once).
         let mut inputs: Vec<(Arc<str>, Value)> = deps
             .iter()
-            .map(|&d| (generation.slots[d].id.clone(), exports_of(d)))
+            .map(|&d| (generation.graph.nodes[d].id.clone(), exports_of(d)))
             .collect();
         let mut scope = if generation.graph.shadows_stdlib(index) {
             // The component's namespace hides the library's: evaluate in the nested objects.
@@ -1317,7 +1362,11 @@ impl Drop for DeferredStarts {
                 .slots
                 .iter()
                 .enumerate()
-                .filter(|(_, slot)| slot.pass_pending.swap(false, Ordering::AcqRel))
+                // A node without a slot was never evaluated.
+                .filter(|(_, slot)| {
+                    slot.get()
+                        .is_none_or(|slot| slot.pass_pending.swap(false, Ordering::AcqRel))
+                })
                 .map(|(i, _)| (generation.rank[i], i))
                 .collect();
             if !rest.is_empty() {
@@ -1344,7 +1393,7 @@ impl Drop for Shared {
         // Stops the evaluator and every component still running.
         self.cancel.cancel();
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
-        for slot in &st.current.slots {
+        for slot in st.current.existing_slots() {
             if let Some(runner) = slot.node().runner.as_ref() {
                 runner.cancel.cancel();
             }
