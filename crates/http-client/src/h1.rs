@@ -19,6 +19,7 @@ use bytes::BufMut;
 use http::header::HeaderValue;
 use http::StatusCode;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -981,14 +982,169 @@ async fn tcp_connect(origin: &Origin) -> Result<TcpStream, ConnectError> {
         .await
         .map_err(ConnectError::Dns)?
         .collect();
-    let mut last = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some(e),
+    connect_any(interleave_families(addrs), ATTEMPT_DELAY)
+        .await
+        .map_err(ConnectError::Tcp)
+}
+
+/// How long a connection attempt has before the next address is tried beside it (RFC 8305's "Connection
+/// Attempt Delay"): a host whose first address does not answer (an IPv6 route that drops packets, a dead
+/// replica in round-robin DNS) is reached through the next one this much later, not after the first times out.
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// `addrs` in the order RFC 8305 tries them: the two families alternating, starting with the family the
+/// resolver put first, each family's addresses in the resolver's order.
+fn interleave_families(addrs: Vec<std::net::SocketAddr>) -> Vec<std::net::SocketAddr> {
+    let first_is_v6 = addrs.first().is_some_and(|a| a.is_ipv6());
+    let (first, other): (Vec<_>, Vec<_>) =
+        addrs.into_iter().partition(|a| a.is_ipv6() == first_is_v6);
+    let mut out = Vec::with_capacity(first.len() + other.len());
+    let (mut first, mut other) = (first.into_iter(), other.into_iter());
+    loop {
+        match (first.next(), other.next()) {
+            (None, None) => return out,
+            (a, b) => out.extend(a.into_iter().chain(b)),
         }
     }
-    Err(ConnectError::Tcp(last.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "no addresses to connect to")
-    })))
+}
+
+type Attempt = std::pin::Pin<Box<dyn Future<Output = io::Result<TcpStream>> + Send>>;
+
+/// Connects to the first of `addrs` to accept (happy eyeballs): attempts start in order, the next one when
+/// the last failed or has not connected within `delay`, and the earlier ones go on meanwhile; the first to
+/// connect wins and the others are dropped. All failing gives the last attempt's error.
+async fn connect_any(addrs: Vec<std::net::SocketAddr>, delay: Duration) -> io::Result<TcpStream> {
+    let mut waiting = addrs.into_iter();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut last_error = None;
+    let mut next_due = Box::pin(tokio::time::sleep(delay));
+    let mut start_next = true;
+    std::future::poll_fn(|cx| loop {
+        if start_next || attempts.is_empty() {
+            start_next = false;
+            if let Some(addr) = waiting.next() {
+                attempts.push(Box::pin(TcpStream::connect(addr)));
+                next_due.as_mut().reset(tokio::time::Instant::now() + delay);
+            }
+        }
+        let mut failed = false;
+        let mut i = 0;
+        while i < attempts.len() {
+            match attempts[i].as_mut().poll(cx) {
+                std::task::Poll::Ready(Ok(stream)) => return std::task::Poll::Ready(Ok(stream)),
+                std::task::Poll::Ready(Err(e)) => {
+                    last_error = Some(e);
+                    drop(attempts.swap_remove(i));
+                    failed = true;
+                }
+                std::task::Poll::Pending => i += 1,
+            }
+        }
+        if attempts.is_empty() && waiting.len() == 0 {
+            return std::task::Poll::Ready(Err(last_error.take().unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "no addresses to connect to")
+            })));
+        }
+        // The next address is tried as soon as an attempt fails, or once the last one started has had
+        // `delay` (the timer, polled here, wakes this task then).
+        if failed || (waiting.len() > 0 && next_due.as_mut().poll(cx).is_ready()) {
+            start_next = true;
+            continue;
+        }
+        return std::task::Poll::Pending;
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn v4(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn v6(port: u16) -> SocketAddr {
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))
+    }
+
+    #[test]
+    fn families_alternate_starting_with_the_resolvers_first() {
+        let got = interleave_families(vec![v6(1), v6(2), v6(3), v4(4), v4(5)]);
+        assert_eq!(got, vec![v6(1), v4(4), v6(2), v4(5), v6(3)]);
+        let got = interleave_families(vec![v4(1), v6(2), v4(3)]);
+        assert_eq!(got, vec![v4(1), v6(2), v4(3)]);
+        assert!(interleave_families(Vec::new()).is_empty());
+    }
+
+    /// A loopback address whose connection attempts go unanswered: a listener with a backlog of 0 whose
+    /// queue is full drops further SYNs, as a route that loses packets does. The returned sockets keep the
+    /// queue full.
+    async fn unanswered_address() -> (
+        SocketAddr,
+        Vec<std::net::TcpStream>,
+        tokio::net::TcpListener,
+    ) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(v4(0)).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut held = Vec::new();
+        for _ in 0..16 {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => held.push(stream.into_std().unwrap()),
+                Ok(Err(e)) => panic!("filling the listener's queue: {e}"),
+                // Unanswered: the queue is full.
+                Err(_) => return (addr, held, listener),
+            }
+        }
+        panic!("the listener kept accepting connections into its queue");
+    }
+
+    #[tokio::test]
+    async fn an_address_that_does_not_answer_is_passed_over_for_the_next() {
+        let (silent, _held, _listener) = unanswered_address().await;
+        let good = tokio::net::TcpListener::bind(v4(0)).await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        // Far below the seconds a dropped SYN takes to be retried and given up on.
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            connect_any(vec![silent, good_addr], Duration::from_millis(50)),
+        )
+        .await
+        .expect("connected before the guard ran out")
+        .expect("connected");
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+    }
+
+    #[tokio::test]
+    async fn a_refused_address_is_followed_by_the_next_at_once_and_all_failing_gives_the_last_error(
+    ) {
+        // A port nobody listens on: bound, then closed.
+        let closed = std::net::TcpListener::bind(v4(0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let good = tokio::net::TcpListener::bind(v4(0)).await.unwrap();
+        let good_addr = good.local_addr().unwrap();
+        // With a delay longer than the guard, only the refusal can have started the second attempt.
+        let stream = tokio::time::timeout(
+            Duration::from_secs(5),
+            connect_any(vec![closed, good_addr], Duration::from_secs(60)),
+        )
+        .await
+        .expect("connected without waiting for the delay")
+        .expect("connected");
+        assert_eq!(stream.peer_addr().unwrap(), good_addr);
+
+        let err = connect_any(vec![closed, closed], Duration::from_secs(60))
+            .await
+            .expect_err("nothing listens");
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let err = connect_any(Vec::new(), Duration::from_secs(60))
+            .await
+            .expect_err("no addresses");
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
 }
