@@ -665,3 +665,60 @@ async fn only_the_latest_successful_build_of_a_component_may_publish() {
     assert_eq!(c.exports("test.keeper.k"), None);
     c.shutdown().await;
 }
+
+/// A reload abandoned half-way (its future dropped while it waits for a slow update) leaves the nodes it did
+/// not reach to the evaluator: a node new in that config, never evaluated (it has no state yet), is built and
+/// runs with the latest exports of what it refers to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_an_abandoned_reload_did_not_reach_are_evaluated_afterwards() {
+    let options = ControllerOptions {
+        storage_path: std::env::temp_dir().join("rill-flow-tests-abandoned"),
+        ..ControllerOptions::default()
+    };
+    let c = Controller::new(common::scenario_registry(), options);
+    c.load(sources(
+        r#"
+test.probe "a" { input = 1 }
+test.pass "b" { input = test.probe.a.output }
+"#,
+    ))
+    .await
+    .expect("loads");
+    c.settle().await;
+    assert_eq!(output(&c, "test.pass.b"), Value::int(1));
+
+    // `a` is updated first and takes 300ms; the load waits for it (its dependants should see the new
+    // exports) and is dropped meanwhile, before it evaluates `b` or the new `c`.
+    let reload = c.load(sources(
+        r#"
+test.probe "a" {
+    input = 2
+    update_delay = "300ms"
+}
+test.pass "b" { input = test.probe.a.output }
+test.pass "c" { input = test.probe.a.output }
+"#,
+    ));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), reload)
+            .await
+            .is_err(),
+        "the reload should still wait for the slow update"
+    );
+    // The evaluator takes over at once, so what it finds at first is not checked here.
+    assert!(
+        c.component("test.pass.c").is_some(),
+        "c is in the running config"
+    );
+    eventually(|| c.exports("test.pass.c").is_some() && output(&c, "test.pass.c") == Value::int(2))
+        .await;
+    eventually(|| output(&c, "test.pass.b") == Value::int(2)).await;
+    let c_info = c.component("test.pass.c").expect("listed");
+    assert_eq!(c_info.references_to, vec!["test.probe.a".to_string()]);
+    eventually(|| {
+        c.component("test.pass.c")
+            .is_some_and(|i| i.health.state == HealthState::Healthy)
+    })
+    .await;
+    c.shutdown().await;
+}
