@@ -762,7 +762,10 @@ fn health_of(slot: Option<&Arc<Slot>>) -> Health {
     let mut reports = vec![];
     if let Some(slot) = slot {
         let s = slot.node();
-        reports.push(s.eval_health.clone());
+        // Unknown without a message: what a slot holds until its first evaluation.
+        if s.eval_health.state != HealthState::Unknown || !s.eval_health.message.is_empty() {
+            reports.push(s.eval_health.clone());
+        }
         if let Some(shared) = &s.shared {
             if s.component.is_some() {
                 let run = lock_plain(&shared.run_health);
@@ -1506,5 +1509,21 @@ mod tests {
                 assert_eq!(data_dir(storage, id), storage.join(id), "{storage:?} {id}");
             }
         }
+    }
+
+    #[test]
+    fn a_node_not_evaluated_yet_says_so_with_or_without_a_slot() {
+        let slot = Arc::new(Slot::new(
+            Arc::from("test.pass.a"),
+            0,
+            SystemTime::now(),
+            Weak::new(),
+        ));
+        for health in [health_of(None), health_of(Some(&slot))] {
+            assert_eq!(health.state, HealthState::Unknown);
+            assert_eq!(health.message, "not evaluated yet");
+        }
+        slot.node().eval_health = Health::new(HealthState::Healthy, "");
+        assert_eq!(health_of(Some(&slot)).state, HealthState::Healthy);
     }
 }
