@@ -251,15 +251,14 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// `now`: when the slot is created (see [`NodeState::new`]).
-    fn new(id: Arc<str>, index: usize, now: SystemTime, controller: Weak<Shared>) -> Self {
+    fn new(id: Arc<str>, index: usize, controller: Weak<Shared>) -> Self {
         Slot {
             id,
             controller,
             index: AtomicUsize::new(index),
             pass_pending: AtomicBool::new(false),
             building_in_pass: AtomicBool::new(false),
-            node: Mutex::new(NodeState::new(now)),
+            node: Mutex::new(NodeState::default()),
             exports: Mutex::new(None),
         }
     }
@@ -288,22 +287,15 @@ impl Generation {
     }
 
     /// Makes the slot of node `index` and those of the next nodes by index that have none (up to
-    /// [`SLOT_BATCH`] in all; `now`: when they are made), and returns the first. A thread evaluates the nodes
+    /// [`SLOT_BATCH`] in all), and returns the first. A thread evaluates the nodes
     /// of its share mostly in the order of their indices: making their slots in a row keeps the code that
     /// makes them in the cache, and the slots themselves until they are evaluated.
-    fn make_slots(
-        &self,
-        index: usize,
-        shared: &Arc<Shared>,
-        now: SystemTime,
-    ) -> Option<&Arc<Slot>> {
+    fn make_slots(&self, index: usize, shared: &Arc<Shared>) -> Option<&Arc<Slot>> {
         let controller = Arc::downgrade(shared);
         let end = self.slots.len().min(index.saturating_add(SLOT_BATCH));
         for i in index..end {
             if let (Some(cell), Some(node)) = (self.slots.get(i), self.graph.nodes.get(i)) {
-                cell.get_or_init(|| {
-                    Arc::new(Slot::new(node.id.clone(), i, now, controller.clone()))
-                });
+                cell.get_or_init(|| Arc::new(Slot::new(node.id.clone(), i, controller.clone())));
             }
         }
         self.slot_at(index)
@@ -315,6 +307,7 @@ impl Generation {
     }
 }
 
+#[derive(Default)]
 struct NodeState {
     args: Option<Arguments>,
     /// What the last successful evaluation saw; an identical block with identical inputs is not
@@ -322,7 +315,8 @@ struct NodeState {
     stamp: Option<EvalStamp>,
     component: Option<Arc<dyn Component>>,
     runner: Option<Runner>,
-    eval_health: Health,
+    /// The health of the last evaluation; `None` until the first.
+    eval_health: Option<Health>,
     /// Run and update health and the counters, shared with the component's task. Made by the first
     /// evaluation (or counters lookup), on the thread evaluating the node rather than the loading thread.
     shared: Option<Arc<NodeShared>>,
@@ -429,7 +423,7 @@ impl Controller {
             };
             for slot in removed {
                 lock_plain(&slot.exports).take();
-                let state = std::mem::replace(&mut *slot.node(), NodeState::new(SystemTime::now()));
+                let state = std::mem::take(&mut *slot.node());
                 if let Some(r) = state.runner {
                     stop_runner(r, shared.options.stop_timeout, &slot.id).await;
                 }
@@ -762,10 +756,7 @@ fn health_of(slot: Option<&Arc<Slot>>) -> Health {
     let mut reports = vec![];
     if let Some(slot) = slot {
         let s = slot.node();
-        // Unknown without a message: what a slot holds until its first evaluation.
-        if s.eval_health.state != HealthState::Unknown || !s.eval_health.message.is_empty() {
-            reports.push(s.eval_health.clone());
-        }
+        reports.extend(s.eval_health.clone());
         if let Some(shared) = &s.shared {
             if s.component.is_some() {
                 let run = lock_plain(&shared.run_health);
@@ -949,7 +940,7 @@ impl Shared {
         let node = generation.graph.nodes.get(index)?;
         let slot = match generation.slots.get(index)?.get() {
             Some(slot) => slot,
-            None => generation.make_slots(index, self, now)?,
+            None => generation.make_slots(index, self)?,
         };
         let file = generation.sources.files.get(node.file)?;
         let ast = &*file.ast;
@@ -1063,7 +1054,7 @@ impl Shared {
                         )
                     }
                 };
-                slot.node().eval_health = health;
+                slot.node().eval_health = Some(health);
                 return None;
             }
         };
@@ -1098,10 +1089,10 @@ impl Shared {
                     .map(|d| file.source.one_line(d))
                     .collect::<Vec<_>>()
                     .join("; ");
-                state.eval_health = Health::new(
+                state.eval_health = Some(Health::new(
                     HealthState::Unhealthy,
                     format!("failed to evaluate config: {message}"),
-                );
+                ));
                 drop(state);
                 tracing::error!(component = %id, error = %message, "failed to evaluate component arguments");
                 if let Some(r) = report.as_deref_mut() {
@@ -1112,7 +1103,7 @@ impl Shared {
                 return None;
             }
         };
-        state.eval_health = Health::at(HealthState::Healthy, "", now);
+        state.eval_health = Some(Health::at(HealthState::Healthy, "", now));
         state.stamp = Some(stamp);
         if state
             .args
@@ -1203,10 +1194,10 @@ impl Shared {
                 }
                 // Nor may what it published before failing: there is no component to export anything.
                 let published = lock_plain(&slot.exports).take();
-                state.eval_health = Health::new(
+                state.eval_health = Some(Health::new(
                     HealthState::Unhealthy,
                     format!("failed to build component: {e}"),
-                );
+                ));
                 drop(state);
                 drop(published);
                 tracing::error!(component = %id, error = %e, "failed to build component");
@@ -1405,22 +1396,6 @@ impl Drop for Shared {
 }
 
 impl NodeState {
-    /// `now`: when the node was created. Read once for all the nodes a load creates: the clock costs as much
-    /// as the rest of a node's creation.
-    fn new(now: SystemTime) -> Self {
-        NodeState {
-            args: None,
-            stamp: None,
-            component: None,
-            runner: None,
-            // Always set by the evaluation that creates the state (under the same lock).
-            eval_health: Health::at(HealthState::Unknown, "", now),
-            shared: None,
-            alive: None,
-            builds: 0,
-        }
-    }
-
     /// The node's health and counters, made now if the node has none yet (`now`: when).
     fn shared(&mut self, now: SystemTime) -> &Arc<NodeShared> {
         self.shared.get_or_insert_with(|| NodeShared::new(now))
@@ -1513,17 +1488,12 @@ mod tests {
 
     #[test]
     fn a_node_not_evaluated_yet_says_so_with_or_without_a_slot() {
-        let slot = Arc::new(Slot::new(
-            Arc::from("test.pass.a"),
-            0,
-            SystemTime::now(),
-            Weak::new(),
-        ));
+        let slot = Arc::new(Slot::new(Arc::from("test.pass.a"), 0, Weak::new()));
         for health in [health_of(None), health_of(Some(&slot))] {
             assert_eq!(health.state, HealthState::Unknown);
             assert_eq!(health.message, "not evaluated yet");
         }
-        slot.node().eval_health = Health::new(HealthState::Healthy, "");
+        slot.node().eval_health = Some(Health::new(HealthState::Healthy, ""));
         assert_eq!(health_of(Some(&slot)).state, HealthState::Healthy);
     }
 }
