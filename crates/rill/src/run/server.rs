@@ -207,13 +207,31 @@ async fn reload(State(s): State<AppState>) -> Response {
         Ok(report) => {
             tracing::info!("config reloaded");
             super::reload::log_warnings(&report);
-            text(StatusCode::OK, "config reloaded")
+            text(StatusCode::OK, reload_reply(&report))
         }
         Err(e) => {
             tracing::error!(error = %e, "config reload failed; the running config is unchanged");
             text(StatusCode::BAD_REQUEST, e.to_string())
         }
     }
+}
+
+/// The reply to an accepted reload: `config reloaded`, then what it could not apply, one diagnostic per line. The
+/// reload is still accepted (200): the rest of the config runs, and each of those components keeps its last
+/// good arguments, but a `curl` of `/-/reload` must not hide that part of the edit did not take effect.
+fn reload_reply(report: &flow::LoadReport) -> String {
+    let problems: Vec<String> = report.diagnostics.iter().map(|d| d.to_string()).collect();
+    if problems.is_empty() {
+        return "config reloaded".into();
+    }
+    format!(
+        "config reloaded, but {} could not be applied (each keeps its last good arguments):\n{}",
+        match problems.len() {
+            1 => "1 problem".to_string(),
+            n => format!("{n} problems"),
+        },
+        problems.join("\n")
+    )
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -4,7 +4,10 @@ use super::server::{router, AppState};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use flow::{ComponentError, Context, ControllerOptions, HttpRequest, HttpResponse, TypedComponent};
+use flow::{
+    ComponentError, Context, ControllerOptions, HealthState, HttpRequest, HttpResponse,
+    TypedComponent,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::Path;
@@ -163,6 +166,42 @@ async fn reload_accepts_good_and_rejects_bad_configs_with_positions() {
         body.contains(":2:13: component \"nope.x.y\" does not exist"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn reload_that_cannot_apply_a_component_says_so_and_keeps_its_last_good_arguments() {
+    let a = app(ECHO);
+    a.state.reloader().reload().await.unwrap();
+    // The graph is valid, but `a`'s new arguments are not (an array where a string goes); `b` is new and good.
+    write(
+        &a.config,
+        "test.echo \"a\" {\n\tgreeting = [1]\n}\n\ntest.echo \"b\" {\n\tgreeting = \"yo\"\n}\n",
+    );
+    let (status, body) = get(&a.app, "/-/reload").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let name = a.config.display().to_string();
+    let mut lines = body.lines();
+    assert_eq!(
+        lines.next(),
+        Some("config reloaded, but 1 problem could not be applied (each keeps its last good arguments):")
+    );
+    let problem = lines.next().unwrap_or_default();
+    assert!(problem.starts_with(&format!("{name}:2:13: ")), "{body}");
+    assert_eq!(lines.next(), None, "{body}");
+    let components = a.state.controller().components();
+    let ids: Vec<&str> = components.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["test.echo.a", "test.echo.b"]);
+    // `a` runs on with its last good arguments, marked unhealthy; `b` started.
+    assert_eq!(components[0].health.state, HealthState::Unhealthy);
+    assert!(
+        components[0]
+            .health
+            .message
+            .starts_with("failed to evaluate config: "),
+        "{:?}",
+        components[0].health
+    );
+    assert_eq!(components[1].health.state, HealthState::Healthy);
 }
 
 #[tokio::test]
