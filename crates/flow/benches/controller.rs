@@ -29,10 +29,10 @@ use tikv_jemallocator::Jemalloc as System;
 struct Counting;
 
 /// Live heap bytes, summed over these counters. Each of the first 64 threads to allocate owns a counter, on a
-/// cache line of its own, and updates it with a plain load and store: an atomic read-modify-write (`lock xadd`)
-/// on every allocation would drain the CPU's store buffer each time, and with one counter for all, the threads
-/// of a parallel load pass would pull its line from each other. Either would slow the allocation-heavy parts
-/// of the benchmark far more than the `rill` binary, which counts nothing. Later threads share [`OVERFLOW`].
+/// cache line of its own, and updates it with a plain load and store: the `rill` binary counts nothing, and an
+/// atomic read-modify-write (`lock xadd`) on every allocation would add a full barrier to each; one counter
+/// for all would also have the threads of a parallel load pass pull its line from each other. Later threads
+/// share [`OVERFLOW`].
 static LIVE: [PaddedCounter; 64] = [const { PaddedCounter(AtomicIsize::new(0)) }; 64];
 static OVERFLOW: PaddedCounter = PaddedCounter(AtomicIsize::new(0));
 static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
