@@ -9,6 +9,8 @@
 //! scenarios, e.g. to profile one of them. `RILL_BENCH_ROUNDS` (default 12) sets how many fresh controllers the
 //! load scenario loads into: the first runs in a cold process, the best of the others is the figure.
 //! `RILL_BENCH_THREADS` sets `ControllerOptions::evaluation_threads` (1: evaluate on the loading task).
+//! `RILL_BENCH_PAUSE_MS` idles that long between load rounds, as a process does between reloads: the next
+//! load then finds its memory out of the caches (slower on a shared machine, where others evict it).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -238,6 +240,9 @@ fn main() {
             assert!(report.updated.is_empty(), "an unchanged reload updated {:?}", report.updated);
             c.shutdown().await;
             drop(c);
+            if let Some(ms) = std::env::var("RILL_BENCH_PAUSE_MS").ok().and_then(|v| v.parse().ok()) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             loads.push((load, load_cpu, reload, reload_cpu, own));
         }
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
