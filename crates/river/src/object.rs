@@ -8,10 +8,16 @@
 
 use crate::value::Value;
 use indexmap::IndexMap;
+use smallvec::SmallVec;
 use std::fmt;
 
 /// Up to this many fields, an object is a vector searched in place.
 const SMALL: usize = 8;
+
+/// The fields of a small object. One is kept inline: it takes no more room than the map of a large object
+/// does, and an object of one field (a component's exports such as `{ receiver = ... }`, built for every
+/// publish) then needs no allocation of its own.
+type Fields = SmallVec<[(String, Value); 1]>;
 
 /// An insertion-ordered map of object fields (its methods are named like [`IndexMap`]'s).
 #[derive(Clone)]
@@ -22,7 +28,7 @@ pub struct Object {
 #[derive(Clone)]
 enum Repr {
     /// At most [`SMALL`] fields, distinct keys.
-    Small(Vec<(String, Value)>),
+    Small(Fields),
     Large(IndexMap<String, Value>),
 }
 
@@ -36,14 +42,14 @@ impl Object {
     /// An empty object (allocates nothing).
     pub const fn new() -> Self {
         Object {
-            repr: Repr::Small(Vec::new()),
+            repr: Repr::Small(Fields::new_const()),
         }
     }
 
     /// An empty object with room for `capacity` fields.
     pub fn with_capacity(capacity: usize) -> Self {
         let repr = if capacity <= SMALL {
-            Repr::Small(Vec::with_capacity(capacity))
+            Repr::Small(Fields::with_capacity(capacity))
         } else {
             Repr::Large(IndexMap::with_capacity(capacity))
         };
@@ -224,7 +230,7 @@ impl<'a> IntoIterator for &'a Object {
 pub struct IntoIter(IntoIterRepr);
 
 enum IntoIterRepr {
-    Small(std::vec::IntoIter<(String, Value)>),
+    Small(smallvec::IntoIter<[(String, Value); 1]>),
     Large(indexmap::map::IntoIter<String, Value>),
 }
 
