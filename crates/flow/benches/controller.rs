@@ -221,6 +221,8 @@ fn main() {
         // Per warm round, the load against a parse timed right before it, in the same stretch of the
         // machine's load: steadier than two figures taken seconds apart.
         let mut round_ratios = Vec::new();
+        // The same warm rounds' parse and load times on their own (ms), for their medians.
+        let (mut round_parses, mut round_loads) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let (round_parse, _) = best_of(3, || Sources::parse([("bench.river", text.as_str())]).expect("parses"));
             let c = Controller::new(common::registry(), options());
@@ -231,6 +233,8 @@ fn main() {
             let own = thread_cpu() - own;
             if round > 0 {
                 round_ratios.push(load.as_secs_f64() / round_parse.as_secs_f64());
+                round_parses.push(round_parse.as_secs_f64() * 1e3);
+                round_loads.push(load.as_secs_f64() * 1e3);
             }
             c.settle().await;
             let (t, cpu) = (Instant::now(), process_cpu());
@@ -268,6 +272,11 @@ fn main() {
                 round_ratios.len(),
                 round_ratios[0]
             );
+        }
+        round_parses.sort_by(f64::total_cmp);
+        round_loads.sort_by(f64::total_cmp);
+        if let (Some(p), Some(l)) = (round_parses.get(round_parses.len() / 2), round_loads.get(round_loads.len() / 2)) {
+            println!("medians of those rounds: parse {p:.2} ms, load + evaluate {l:.2} ms");
         }
         println!(
             "first load:       {:>9.2} ms  ({:.1}x parse; cold process)",
