@@ -225,7 +225,7 @@ fn reload_reply(report: &flow::LoadReport) -> String {
         return "config reloaded".into();
     }
     format!(
-        "config reloaded, but {} could not be applied (each keeps its last good arguments):\n{}",
+        "config reloaded with {} (those components are unhealthy and keep their last good arguments, if any):\n{}",
         match problems.len() {
             1 => "1 problem".to_string(),
             n => format!("{n} problems"),

@@ -183,7 +183,7 @@ async fn reload_that_cannot_apply_a_component_says_so_and_keeps_its_last_good_ar
     let mut lines = body.lines();
     assert_eq!(
         lines.next(),
-        Some("config reloaded, but 1 problem could not be applied (each keeps its last good arguments):")
+        Some("config reloaded with 1 problem (those components are unhealthy and keep their last good arguments, if any):")
     );
     let problem = lines.next().unwrap_or_default();
     assert!(problem.starts_with(&format!("{name}:2:13: ")), "{body}");
