@@ -19,6 +19,9 @@ const SMALL: usize = 8;
 /// publish) then needs no allocation of its own.
 type Fields = SmallVec<[(String, Value); 1]>;
 
+/// The room a small object takes when it outgrows its inline field: what a vector's first allocation holds.
+const SPILL: usize = 4;
+
 /// An insertion-ordered map of object fields (its methods are named like [`IndexMap`]'s).
 #[derive(Clone)]
 pub struct Object {
@@ -107,6 +110,10 @@ impl Object {
                     return Some(std::mem::replace(old, value));
                 }
                 if v.len() < SMALL {
+                    // Leaving the inline field, grow as a vector would (straight to 4), not to 2 first.
+                    if !v.spilled() && v.len() == v.inline_size() {
+                        v.reserve_exact(SPILL - v.len());
+                    }
                     v.push((key, value));
                     return None;
                 }
@@ -317,6 +324,26 @@ mod tests {
 
     fn key(i: usize) -> String {
         format!("k{i}")
+    }
+
+    #[test]
+    fn one_field_is_inline_and_more_grow_as_a_vector_would() {
+        let mut o = Object::new();
+        let capacity = |o: &Object| match &o.repr {
+            Repr::Small(v) => (v.spilled(), v.capacity()),
+            Repr::Large(_) => (true, usize::MAX),
+        };
+        o.insert(key(0), Value::int(0));
+        assert_eq!(capacity(&o), (false, 1));
+        // The second field moves both to the heap with room for four, as a vector's first allocation has.
+        o.insert(key(1), Value::int(1));
+        assert_eq!(capacity(&o), (true, SPILL));
+        for i in 2..SPILL {
+            o.insert(key(i), Value::int(i as i64));
+        }
+        assert_eq!(capacity(&o), (true, SPILL));
+        assert_eq!(Object::with_capacity(1).len(), 0);
+        assert_eq!(capacity(&Object::with_capacity(1)), (false, 1));
     }
 
     #[test]
