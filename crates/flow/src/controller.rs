@@ -464,7 +464,10 @@ impl Controller {
             st.dirty.clear();
             let old = std::mem::replace(&mut st.current, generation.clone());
             drop(st);
-            drop_later(old, big);
+            // Judged by the old config's size: the first load replaces an empty one, which is not worth a
+            // blocking thread (starting one takes longer than the drop).
+            let old_is_big = old.graph.nodes.len() > 100;
+            drop_later(old, old_is_big);
             let order = generation.graph.order.clone();
             (generation, order)
         };
