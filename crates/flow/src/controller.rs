@@ -941,7 +941,7 @@ impl Shared {
             }
         }
         let node = generation.graph.nodes.get(index)?;
-        let slot = match generation.slots.get(index)?.get() {
+        let slot = match generation.slot_at(index) {
             Some(slot) => slot,
             None => generation.make_slots(index, self)?,
         };

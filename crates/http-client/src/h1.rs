@@ -1020,7 +1020,8 @@ async fn connect_any(addrs: Vec<std::net::SocketAddr>, delay: Duration) -> io::R
     let mut next_due = Box::pin(tokio::time::sleep(delay));
     let mut start_next = true;
     std::future::poll_fn(|cx| loop {
-        if start_next || attempts.is_empty() {
+        // Set at first, and after a failure or once the delay is up (see below).
+        if start_next {
             start_next = false;
             if let Some(addr) = waiting.next() {
                 attempts.push(Box::pin(TcpStream::connect(addr)));
