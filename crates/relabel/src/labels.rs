@@ -3,7 +3,7 @@
 use river::Value;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -178,14 +178,21 @@ impl Hasher for Fnv {
 /// Label names, shared by every target that has them.
 ///
 /// Thousands of targets carry the same dozen names; one copy of each saves memory and keeps the names hot in
-/// the cache when rules look labels up. Names no target uses any more are purged whenever the set has
-/// doubled since the last purge, so odd inputs cannot make it grow without bound.
+/// the cache when rules look labels up. Targets with the same names share one list of them too, whichever
+/// order they are made in (several discoveries may interleave). Names and lists no target uses any more are
+/// purged whenever their set has doubled since the last purge, so odd inputs cannot make it grow without
+/// bound.
 pub(crate) struct Names {
     set: HashSet<Arc<str>, BuildHasherDefault<Fnv>>,
     purge_at: usize,
-    /// The last list of names made, for the next target with the same names.
-    last: Arc<[Arc<str>]>,
+    /// Lists of names, by a hash of their names' addresses (names are interned, so the addresses say it all).
+    lists: HashMap<u64, Vec<NameList>, BuildHasherDefault<Fnv>>,
+    list_count: usize,
+    lists_purge_at: usize,
 }
+
+/// A shared list of label names.
+type NameList = Arc<[Arc<str>]>;
 
 const MIN_PURGE_AT: usize = 1024;
 
@@ -196,6 +203,8 @@ impl Names {
             return n.clone();
         }
         if self.set.len() >= self.purge_at {
+            // Unused lists hold names too: they go first.
+            self.purge_lists();
             self.set.retain(|n| Arc::strong_count(n) > 1);
             self.purge_at = (self.set.len() * 2).max(MIN_PURGE_AT);
         }
@@ -204,21 +213,43 @@ impl Names {
         n
     }
 
-    /// A shared list of these (interned) names: the last one made if it has the same.
+    /// The shared list of these (interned) names.
     pub(crate) fn list<'a>(
         &mut self,
         names: impl ExactSizeIterator<Item = &'a Arc<str>> + Clone,
     ) -> Arc<[Arc<str>]> {
-        let same = self.last.len() == names.len()
-            && self
-                .last
-                .iter()
-                .zip(names.clone())
-                .all(|(a, b)| Arc::ptr_eq(a, b));
-        if !same {
-            self.last = names.cloned().collect();
+        let mut h = Fnv::default();
+        for n in names.clone() {
+            h.write_usize(n.as_ptr() as usize);
         }
-        self.last.clone()
+        let key = h.finish();
+        let same = |l: &Arc<[Arc<str>]>| {
+            l.len() == names.len() && l.iter().zip(names.clone()).all(|(a, b)| Arc::ptr_eq(a, b))
+        };
+        if let Some(l) = self
+            .lists
+            .get(&key)
+            .and_then(|b| b.iter().find(|l| same(l)))
+        {
+            return l.clone();
+        }
+        if self.list_count >= self.lists_purge_at {
+            self.purge_lists();
+        }
+        let l: Arc<[Arc<str>]> = names.cloned().collect();
+        self.lists.entry(key).or_default().push(l.clone());
+        self.list_count += 1;
+        l
+    }
+
+    /// Drops the lists only this table holds.
+    fn purge_lists(&mut self) {
+        self.lists.retain(|_, b| {
+            b.retain(|l| Arc::strong_count(l) > 1);
+            !b.is_empty()
+        });
+        self.list_count = self.lists.values().map(Vec::len).sum();
+        self.lists_purge_at = (self.list_count * 2).max(MIN_PURGE_AT);
     }
 }
 
@@ -226,7 +257,9 @@ static NAMES: LazyLock<Mutex<Names>> = LazyLock::new(|| {
     Mutex::new(Names {
         set: HashSet::default(),
         purge_at: MIN_PURGE_AT,
-        last: Arc::from([]),
+        lists: HashMap::default(),
+        list_count: 0,
+        lists_purge_at: MIN_PURGE_AT,
     })
 });
 
@@ -315,6 +348,7 @@ mod tests {
             drop(Target::from_pairs([(format!("gone_{i}"), "v")]));
         }
         assert!(names().set.len() < 3 * MIN_PURGE_AT);
+        assert!(names().list_count < 3 * MIN_PURGE_AT);
         let c = Target::from_pairs([("shared_name_x", "3")]);
         assert!(Arc::ptr_eq(a.name(0), c.name(0)));
     }
@@ -322,8 +356,11 @@ mod tests {
     #[test]
     fn targets_with_the_same_names_share_them() {
         let a = Target::from_pairs([("x", "1"), ("y", "2")]);
+        // Made in between (here, or by another test's thread): no matter.
+        let other = Target::from_pairs([("x", "1"), ("z", "2")]);
         let b = Target::from_pairs([("y", "3"), ("x", "4")]);
         assert!(Arc::ptr_eq(a.names(), b.names()));
+        assert!(!Arc::ptr_eq(a.names(), other.names()));
         assert_ne!(a, b);
         assert!(!a.ptr_eq(&b));
         let c = Target::from_pairs([("x", "1"), ("y", "2")]);
