@@ -53,7 +53,7 @@ pub(crate) enum Outcome {
     /// The response; the body was read only for a success status.
     Done(crate::Fetched),
     /// A redirect to follow, to this URL (the `Location`, resolved against the request's URL): the caller
-    /// carries on from there through reqwest, which follows any further redirects.
+    /// carries on from there (here again if this pool serves it, else through reqwest).
     Redirect(url::Url),
     /// The body is larger than the limit.
     TooLarge,
@@ -62,6 +62,8 @@ pub(crate) enum Outcome {
 /// The idle connections per origin and how to make new ones.
 pub(crate) struct Pool {
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The name sent in the TLS ServerName extension instead of the URL's host (`tls_config.server_name`).
+    sni: Option<rustls::pki_types::ServerName<'static>>,
     user_agent: Option<HeaderValue>,
     connect_timeout: Option<Duration>,
     max_idle_per_host: usize,
@@ -280,11 +282,13 @@ fn invalid(kind: io::ErrorKind, text: &'static str) -> io::Error {
 impl Pool {
     pub(crate) fn new(
         tls: Option<rustls::ClientConfig>,
+        sni: Option<rustls::pki_types::ServerName<'static>>,
         options: &crate::ClientOptions,
         follow_redirects: bool,
     ) -> Pool {
         Pool {
             tls: tls.map(|c| tokio_rustls::TlsConnector::from(Arc::new(c))),
+            sni,
             user_agent: options
                 .user_agent
                 .as_deref()
@@ -305,12 +309,13 @@ impl Pool {
         }
     }
 
-    /// GETs `url` with `authorization`; bodies above `limit` bytes are refused. Not bounded in time: the
-    /// caller bounds it (dropping the future drops the connection).
+    /// GETs `url` with `authorization` (and `referer`, on a redirect); bodies above `limit` bytes are
+    /// refused. Not bounded in time: the caller bounds it (dropping the future drops the connection).
     pub(crate) async fn get(
         &self,
         url: &url::Url,
         authorization: Option<HeaderValue>,
+        referer: Option<&HeaderValue>,
         limit: usize,
     ) -> Result<Outcome, Failure> {
         let Some(host) = url.host_str() else {
@@ -324,7 +329,7 @@ impl Pool {
                 .port_or_known_default()
                 .unwrap_or(if https { 443 } else { 80 }),
         };
-        let request = self.request(url, &origin, authorization.as_ref());
+        let request = self.request(url, &origin, authorization.as_ref(), referer);
         let mut idle = self.checkout(&origin);
         let (head, mut c) = loop {
             let (mut c, reused) = match idle.take() {
@@ -395,6 +400,7 @@ impl Pool {
         url: &url::Url,
         origin: &Origin,
         authorization: Option<&HeaderValue>,
+        referer: Option<&HeaderValue>,
     ) -> Vec<u8> {
         let path = url.path();
         let query = url.query();
@@ -403,7 +409,8 @@ impl Pool {
                 + query.map_or(0, str::len)
                 + origin.host.len()
                 + self.user_agent.as_ref().map_or(0, HeaderValue::len)
-                + authorization.map_or(0, HeaderValue::len),
+                + authorization.map_or(0, HeaderValue::len)
+                + referer.map_or(0, HeaderValue::len),
         );
         r.extend_from_slice(b"GET ");
         r.extend_from_slice(path.as_bytes());
@@ -426,6 +433,11 @@ impl Pool {
         if let Some(a) = authorization {
             r.extend_from_slice(b"authorization: ");
             r.extend_from_slice(a.as_bytes());
+            r.extend_from_slice(b"\r\n");
+        }
+        if let Some(referer) = referer {
+            r.extend_from_slice(b"referer: ");
+            r.extend_from_slice(referer.as_bytes());
             r.extend_from_slice(b"\r\n");
         }
         r.extend_from_slice(b"\r\n");
@@ -477,7 +489,10 @@ impl Pool {
             let _ = tcp.set_nodelay(true);
             let io = match (&self.tls, origin.https) {
                 (Some(tls), true) => {
-                    let name = server_name(&origin.host)?;
+                    let name = match &self.sni {
+                        Some(n) => n.clone(),
+                        None => server_name(&origin.host)?,
+                    };
                     let stream = tls.connect(name, tcp).await?;
                     Io::Tls(Box::new(stream))
                 }

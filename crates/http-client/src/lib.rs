@@ -93,9 +93,15 @@
 //! origin and driven by the fetching task itself, without reqwest's pool and per-connection tasks, at
 //! about half the CPU per request; a connection the server closed while idle is replaced, and the request
 //! retried once. Everything else goes through reqwest, with the same headers and the same error texts
-//! ([`ClientOptions::lean_http1`] turns the lean path off). When the lean path gets a redirect to follow,
-//! reqwest carries on from its `Location` with the `Authorization` and `Referer` its own redirect would
-//! send, so no hop is asked twice (reqwest then allows its 10 redirects after that first one).
+//! ([`ClientOptions::lean_http1`] turns the lean path off). The lean path follows redirects itself while
+//! it serves their targets (10 at most, as Go); from the first `Location` it does not serve, reqwest
+//! carries on with the `Authorization` and `Referer` its own redirect would send, so no hop is asked twice.
+//!
+//! `tls_config.server_name` is sent as the TLS ServerName (SNI), as Go's `tls.Config.ServerName` is, only
+//! by the lean path, which therefore also serves `https` fetches without a proxy when it is set (over
+//! HTTP/1.1, even with `enable_http2`). reqwest has no way to send another name than the URL's host:
+//! through it (a proxy, [`HttpClient::request`]) the name is only the one the certificate is verified
+//! against.
 //!
 //! Errors of `send()` are [`reqwest::Error`]s; [`describe_error`] prints one with its causes (e.g.
 //! `... invalid peer certificate: UnknownIssuer`).
@@ -108,6 +114,9 @@ pub mod config;
 mod h1;
 mod tls;
 mod transport;
+
+/// Redirects followed at most, as Go's http.Client.
+pub(crate) const MAX_REDIRECTS: usize = 10;
 
 pub use config::{
     default_true, Authorization, BasicAuth, ConfigError, HttpClientConfig, OAuth2Config, ProxyUrl,
@@ -386,18 +395,29 @@ impl HttpClient {
         let mut from = std::borrow::Cow::Borrowed(url);
         let mut referer = None;
         let mut authorization = authorization;
-        if let Some(lean) = clients.lean.as_ref().filter(|l| l.serves(url)) {
-            match lean.get(url, authorization.clone(), limit).await {
+        // The lean path follows redirects while it serves their targets; reqwest carries on from the first
+        // one it does not, with the headers its own redirect would send there.
+        let mut hops = 0;
+        while let Some(lean) = clients.lean.as_ref().filter(|l| l.serves(&from)) {
+            match lean
+                .get(&from, authorization.clone(), referer.as_ref(), limit)
+                .await
+            {
                 Ok(h1::Outcome::Done(f)) => return Ok(f),
                 Ok(h1::Outcome::TooLarge) => return Err(FetchError::TooLarge),
+                Ok(h1::Outcome::Redirect(_)) if hops == MAX_REDIRECTS => {
+                    // reqwest's limit and words.
+                    return Err(FetchError::Transport(format!(
+                        "error following redirect for url ({from}): too many redirects"
+                    )));
+                }
                 Ok(h1::Outcome::Redirect(next)) => {
-                    // The first hop is answered: reqwest carries on from the next one, with the headers its
-                    // own redirect would send there.
-                    referer = redirect_referer(url, &next);
-                    if !same_origin(url, &next) {
+                    referer = redirect_referer(&from, &next);
+                    if !same_origin(&from, &next) {
                         authorization = None;
                     }
                     from = std::borrow::Cow::Owned(next);
+                    hops += 1;
                 }
                 Err(h1::Failure::Text(text)) => return Err(FetchError::Transport(text)),
                 Err(h1::Failure::Timeout) => return Err(FetchError::Timeout),

@@ -149,13 +149,7 @@ pub(crate) fn client_config(
             })?,
         ),
     };
-    let name_override = match non_empty(&cfg.server_name) {
-        Some(n) => Some(
-            ServerName::try_from(n.to_owned())
-                .map_err(|_| Error::Tls(format!("invalid server_name {n:?}")))?,
-        ),
-        None => None,
-    };
+    let name_override = server_name(cfg)?;
     let verifier = Arc::new(Verifier {
         inner,
         name_override,
@@ -188,6 +182,17 @@ pub(crate) fn client_config(
     };
     config.alpn_protocols = alpn;
     Ok(config)
+}
+
+/// The configured `server_name`: the name to verify the server's certificate against and to send as the
+/// TLS ServerName instead of the URL's host.
+pub(crate) fn server_name(cfg: &TlsConfig) -> Result<Option<ServerName<'static>>, Error> {
+    match non_empty(&cfg.server_name) {
+        Some(n) => ServerName::try_from(n.to_owned())
+            .map(Some)
+            .map_err(|_| Error::Tls(format!("invalid server_name {n:?}"))),
+        None => Ok(None),
+    }
 }
 
 /// Verifies the server against the configured CAs, under the configured name, or not at all.

@@ -130,16 +130,35 @@ fn build(
         vec![b"http/1.1".to_vec()]
     };
     let tls = tls::client_config(&settings.tls, material, alpn)?;
-    // The lean path: no proxy; https only when ALPN cannot pick h2.
-    let lean = (options.lean_http1 && settings.proxy.is_none()).then(|| {
-        let lean_tls = (!settings.enable_http2).then(|| tls.clone());
-        Arc::new(Pool::new(lean_tls, options, settings.follow_redirects))
-    });
+    let sni = tls::server_name(&settings.tls)?;
+    // The lean path: no proxy; https only when ALPN cannot pick h2, or when `server_name` must be sent as
+    // the TLS ServerName (reqwest always sends the URL's host), over HTTP/1.1.
+    let lean = (options.lean_http1 && settings.proxy.is_none())
+        .then(|| -> Result<_, Error> {
+            let lean_tls = if !settings.enable_http2 {
+                Some(tls.clone())
+            } else if sni.is_some() {
+                Some(tls::client_config(
+                    &settings.tls,
+                    material,
+                    vec![b"http/1.1".to_vec()],
+                )?)
+            } else {
+                None
+            };
+            Ok(Arc::new(Pool::new(
+                lean_tls,
+                sni,
+                options,
+                settings.follow_redirects,
+            )))
+        })
+        .transpose()?;
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(if settings.follow_redirects {
             // Go's http.Client follows at most 10 redirects.
-            reqwest::redirect::Policy::limited(10)
+            reqwest::redirect::Policy::limited(crate::MAX_REDIRECTS)
         } else {
             reqwest::redirect::Policy::none()
         });

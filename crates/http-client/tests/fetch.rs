@@ -500,6 +500,49 @@ async fn https_takes_the_lean_path_only_without_http2_and_is_verified_either_way
 }
 
 #[tokio::test]
+async fn server_name_is_sent_as_the_tls_server_name_over_http1_even_with_http2_on() {
+    let ca = Ca::new("ca");
+    // The certificate names only the name the target is known by, not the address scraped.
+    let srv = Server::https(ServerTls::new(ca.leaf(&["scrape.example"])), |s| {
+        match s.uri.path() {
+            "/old" => hyper::Response::builder()
+                .status(302)
+                .header("location", "/new")
+                .body(Default::default())
+                .unwrap(),
+            _ => respond(200, "named"),
+        }
+    })
+    .await;
+    let named = client(
+        &format!(
+            "tls_config {{\n ca_pem = `{}`\n server_name = \"scrape.example\"\n}}",
+            ca.pem
+        ),
+        true,
+    );
+    let f = fetch(&named, &srv.url("https", "/old"), 100).await.unwrap();
+    assert_eq!((f.status.as_u16(), &f.body[..]), (200, &b"named"[..]));
+    let seen: Vec<_> = srv
+        .seen()
+        .iter()
+        .map(|s| (s.uri.path().to_string(), s.sni.clone(), s.version))
+        .collect();
+    let sni = Some("scrape.example".to_string());
+    assert_eq!(
+        seen,
+        [
+            ("/old".to_string(), sni.clone(), hyper::Version::HTTP_11),
+            ("/new".to_string(), sni, hyper::Version::HTTP_11),
+        ]
+    );
+    // Without it the address is the name: verification fails (and no ServerName is sent for an address).
+    let unnamed = client(&format!("tls_config {{ ca_pem = `{}` }}", ca.pem), true);
+    let err = summary(&fetch(&unnamed, &srv.url("https", "/new"), 100).await);
+    assert!(err.contains("not valid for name"), "{err}");
+}
+
+#[tokio::test]
 async fn a_proxy_sends_fetches_through_reqwest() {
     let proxy = Server::http(|_| respond(200, "via proxy")).await;
     let c = client(&format!("proxy_url = \"http://{}\"", proxy.addr), true);

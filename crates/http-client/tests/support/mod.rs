@@ -127,6 +127,8 @@ pub struct Seen {
     pub version: hyper::Version,
     pub headers: hyper::HeaderMap,
     pub body: Bytes,
+    /// The TLS ServerName the client sent (none over plain HTTP, or for an IP address).
+    pub sni: Option<String>,
 }
 
 impl Seen {
@@ -188,9 +190,21 @@ impl Server {
                 let seen = seen2.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let (tls, plain) = match &acceptor {
+                        // Failed handshakes are what some tests want; nothing to do.
+                        Some(a) => match a.accept(tcp).await {
+                            Ok(tls) => (Some(tls), None),
+                            Err(_) => return,
+                        },
+                        None => (None, Some(tcp)),
+                    };
+                    let sni = tls
+                        .as_ref()
+                        .and_then(|t| t.get_ref().1.server_name().map(str::to_owned));
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let handler = handler.clone();
                         let seen = seen.clone();
+                        let sni = sni.clone();
                         async move {
                             let (parts, body) = req.into_parts();
                             let body = body
@@ -204,6 +218,7 @@ impl Server {
                                 version: parts.version,
                                 headers: parts.headers,
                                 body,
+                                sni,
                             };
                             let resp = handler(&s);
                             seen.lock().unwrap().push(s);
@@ -212,17 +227,15 @@ impl Server {
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match acceptor {
-                        Some(a) => {
-                            // Failed handshakes are what some tests want; nothing to do.
-                            if let Ok(tls) = a.accept(tcp).await {
-                                let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-                            }
+                    let _ = match (tls, plain) {
+                        (Some(tls), _) => {
+                            builder.serve_connection(TokioIo::new(tls), service).await
                         }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                        (None, Some(tcp)) => {
+                            builder.serve_connection(TokioIo::new(tcp), service).await
                         }
-                    }
+                        (None, None) => return,
+                    };
                 });
             }
         });
