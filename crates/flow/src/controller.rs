@@ -316,7 +316,7 @@ struct NodeState {
     component: Option<Arc<dyn Component>>,
     runner: Option<Runner>,
     /// The health of the last evaluation; `None` until the first.
-    eval_health: Option<Health>,
+    eval_health: Option<EvalHealth>,
     /// Run and update health and the counters, shared with the component's task. Made by the first
     /// evaluation (or counters lookup), on the thread evaluating the node rather than the loading thread.
     shared: Option<Arc<NodeShared>>,
@@ -324,6 +324,34 @@ struct NodeState {
     alive: Option<crate::runner::ExportsLicense>,
     /// How many times the component was built (numbers the builds' [`crate::runner::ExportsLicense`]s).
     builds: u64,
+}
+
+/// The health of a node's last evaluation. A successful one, by far the most common, is only its time: every
+/// node keeps one, and a whole [`Health`] (with its message) would make each node's state 24 bytes larger.
+enum EvalHealth {
+    /// Evaluated without error at this time (healthy, no message).
+    Evaluated(SystemTime),
+    /// Anything else.
+    Other(Box<Health>),
+}
+
+impl EvalHealth {
+    fn to_health(&self) -> Health {
+        match self {
+            EvalHealth::Evaluated(at) => Health::at(HealthState::Healthy, "", *at),
+            EvalHealth::Other(h) => (**h).clone(),
+        }
+    }
+}
+
+impl From<Health> for EvalHealth {
+    fn from(h: Health) -> Self {
+        if h.state == HealthState::Healthy && h.message.is_empty() {
+            EvalHealth::Evaluated(h.updated)
+        } else {
+            EvalHealth::Other(Box::new(h))
+        }
+    }
 }
 
 fn lock_plain<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -759,7 +787,7 @@ fn health_of(slot: Option<&Arc<Slot>>) -> Health {
     let mut reports = vec![];
     if let Some(slot) = slot {
         let s = slot.node();
-        reports.extend(s.eval_health.clone());
+        reports.extend(s.eval_health.as_ref().map(EvalHealth::to_health));
         if let Some(shared) = &s.shared {
             if s.component.is_some() {
                 let run = lock_plain(&shared.run_health);
@@ -1057,7 +1085,7 @@ impl Shared {
                         )
                     }
                 };
-                slot.node().eval_health = Some(health);
+                slot.node().eval_health = Some(health.into());
                 return None;
             }
         };
@@ -1092,10 +1120,13 @@ impl Shared {
                     .map(|d| file.source.one_line(d))
                     .collect::<Vec<_>>()
                     .join("; ");
-                state.eval_health = Some(Health::new(
-                    HealthState::Unhealthy,
-                    format!("failed to evaluate config: {message}"),
-                ));
+                state.eval_health = Some(
+                    Health::new(
+                        HealthState::Unhealthy,
+                        format!("failed to evaluate config: {message}"),
+                    )
+                    .into(),
+                );
                 drop(state);
                 tracing::error!(component = %id, error = %message, "failed to evaluate component arguments");
                 if let Some(r) = report.as_deref_mut() {
@@ -1106,7 +1137,7 @@ impl Shared {
                 return None;
             }
         };
-        state.eval_health = Some(Health::at(HealthState::Healthy, "", now));
+        state.eval_health = Some(EvalHealth::Evaluated(now));
         state.stamp = Some(stamp);
         if state
             .args
@@ -1197,10 +1228,13 @@ impl Shared {
                 }
                 // Nor may what it published before failing: there is no component to export anything.
                 let published = lock_plain(&slot.exports).take();
-                state.eval_health = Some(Health::new(
-                    HealthState::Unhealthy,
-                    format!("failed to build component: {e}"),
-                ));
+                state.eval_health = Some(
+                    Health::new(
+                        HealthState::Unhealthy,
+                        format!("failed to build component: {e}"),
+                    )
+                    .into(),
+                );
                 drop(state);
                 drop(published);
                 tracing::error!(component = %id, error = %e, "failed to build component");
@@ -1245,8 +1279,8 @@ impl Shared {
         if self.shut_down.load(Ordering::Acquire) {
             cancel.cancel();
         }
-        let mut runner = Runner::new(shared, cancel, state.alive(now).clone(), backoff);
-        let first_poll = runner.start(&self.runtime, now);
+        let mut runner = Runner::new(shared, cancel, state.alive(now).clone());
+        let first_poll = runner.start(&self.runtime, now, backoff);
         state.runner = Some(runner);
         first_poll
     }
@@ -1496,7 +1530,7 @@ mod tests {
             assert_eq!(health.state, HealthState::Unknown);
             assert_eq!(health.message, "not evaluated yet");
         }
-        slot.node().eval_health = Some(Health::new(HealthState::Healthy, ""));
+        slot.node().eval_health = Some(Health::new(HealthState::Healthy, "").into());
         assert_eq!(health_of(Some(&slot)).state, HealthState::Healthy);
     }
 }

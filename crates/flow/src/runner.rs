@@ -157,8 +157,6 @@ pub(crate) struct Runner {
     pub(crate) cancel: CancellationToken,
     /// The component's task, once started.
     task: Option<LazyTask>,
-    /// How to supervise `run`, until the task is started.
-    backoff: Option<Backoff>,
     shared: Arc<Shared>,
     /// The number given to the latest arguments.
     generation: u64,
@@ -201,12 +199,10 @@ impl Runner {
         shared: Arc<Shared>,
         cancel: CancellationToken,
         exports: ExportsLicense,
-        backoff: Backoff,
     ) -> Runner {
         Runner {
             cancel,
             task: None,
-            backoff: Some(backoff),
             shared,
             generation: 0,
             exports,
@@ -219,8 +215,16 @@ impl Runner {
     /// [`crate::lazy_task`]), so an idle component costs no runtime task of its own.
     /// `now`: the time to report the start at (a load starts thousands of components and reads the clock
     /// once).
-    pub(crate) fn start(&mut self, runtime: &Handle, now: SystemTime) -> Option<FirstPoll> {
-        let backoff = self.backoff.take()?;
+    /// `backoff`: how to supervise `run` (given here rather than kept by every runner until it starts).
+    pub(crate) fn start(
+        &mut self,
+        runtime: &Handle,
+        now: SystemTime,
+        backoff: Backoff,
+    ) -> Option<FirstPoll> {
+        if self.task.is_some() {
+            return None;
+        }
         *lock(&self.shared.node.run_health) = RunHealth::at(HealthState::Healthy, "started", now);
         let (task, first_poll) = LazyTask::new(
             drive(self.shared.clone(), self.cancel.clone(), backoff),
@@ -563,10 +567,9 @@ mod tests {
             shared,
             CancellationToken::new(),
             ExportsLicense::grant(node, 1),
-            backoff,
         );
         let runtime = Handle::current();
-        if let Some(first_poll) = r.start(&runtime, SystemTime::now()) {
+        if let Some(first_poll) = r.start(&runtime, SystemTime::now(), backoff) {
             crate::lazy_task::start_all(&runtime, vec![first_poll], &Default::default());
         }
         r
