@@ -1,6 +1,7 @@
 //! Runtime benchmarks (figures printed, not asserted): `cargo bench -p flow --bench controller`.
 //!
-//! 1. Load + evaluate a generated 5,000-component config (chains and fan-in), against the time to parse it.
+//! 1. Load + evaluate a generated 5,000-component config (chains and fan-in), against the time to parse it,
+//!    and the heap bytes each allocates per component (a load's time goes mostly into writing them).
 //! 2. Reload the same config unchanged (no component may be updated), against the parse time.
 //! 3. An export change at the root of a 1,000-long chain: time until the leaf has it, per hop.
 //! 4. 10,000 idle components: heap bytes per component (counting allocator), and no deadlock.
@@ -35,12 +36,29 @@ struct Counting;
 /// atomic read-modify-write (`lock xadd`) on every allocation would add a full barrier to each; one counter
 /// for all would also have the threads of a parallel load pass pull its line from each other. Later threads
 /// share [`OVERFLOW`].
-static LIVE: [PaddedCounter; 64] = [const { PaddedCounter(AtomicIsize::new(0)) }; 64];
-static OVERFLOW: PaddedCounter = PaddedCounter(AtomicIsize::new(0));
+static LIVE: [PaddedCounter; 64] = [const { PaddedCounter::new() }; 64];
+static OVERFLOW: PaddedCounter = PaddedCounter::new();
 static THREADS_SEEN: AtomicUsize = AtomicUsize::new(0);
 
+/// One thread's counts.
 #[repr(align(128))]
-struct PaddedCounter(AtomicIsize);
+struct PaddedCounter {
+    /// Live bytes: allocated minus freed.
+    live: AtomicIsize,
+    /// Bytes allocated (a reallocation counts its new size), and allocations made.
+    allocated: AtomicIsize,
+    allocations: AtomicIsize,
+}
+
+impl PaddedCounter {
+    const fn new() -> Self {
+        PaddedCounter {
+            live: AtomicIsize::new(0),
+            allocated: AtomicIsize::new(0),
+            allocations: AtomicIsize::new(0),
+        }
+    }
+}
 
 thread_local! {
     /// This thread's counter in [`LIVE`] (`usize::MAX`: not chosen yet). Const-initialized and without a
@@ -48,7 +66,8 @@ thread_local! {
     static COUNTER: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
 }
 
-fn count(delta: isize) {
+/// Counts `delta` live bytes, and `allocated` bytes written into by a new allocation (0 for a free).
+fn count(delta: isize, allocated: isize) {
     let index = COUNTER
         .try_with(|c| {
             if c.get() == usize::MAX {
@@ -57,13 +76,22 @@ fn count(delta: isize) {
             c.get()
         })
         .unwrap_or(usize::MAX);
+    let add = |c: &AtomicIsize, d: isize| c.store(c.load(Ordering::Relaxed) + d, Ordering::Relaxed);
     match LIVE.get(index) {
         // Only this thread writes its counter, so no update is lost.
-        Some(own) => own
-            .0
-            .store(own.0.load(Ordering::Relaxed) + delta, Ordering::Relaxed),
+        Some(own) => {
+            add(&own.live, delta);
+            if allocated > 0 {
+                add(&own.allocated, allocated);
+                add(&own.allocations, 1);
+            }
+        }
         None => {
-            OVERFLOW.0.fetch_add(delta, Ordering::Relaxed);
+            OVERFLOW.live.fetch_add(delta, Ordering::Relaxed);
+            if allocated > 0 {
+                OVERFLOW.allocated.fetch_add(allocated, Ordering::Relaxed);
+                OVERFLOW.allocations.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -72,22 +100,32 @@ fn count(delta: isize) {
 fn live_bytes() -> isize {
     LIVE.iter()
         .chain([&OVERFLOW])
-        .map(|c| c.0.load(Ordering::Relaxed))
+        .map(|c| c.live.load(Ordering::Relaxed))
         .sum()
+}
+
+/// Bytes allocated and allocations made so far by the whole process.
+fn allocated() -> (isize, isize) {
+    LIVE.iter().chain([&OVERFLOW]).fold((0, 0), |(b, n), c| {
+        (
+            b + c.allocated.load(Ordering::Relaxed),
+            n + c.allocations.load(Ordering::Relaxed),
+        )
+    })
 }
 
 // SAFETY: defers to the underlying allocator; only counts bytes.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        count(l.size() as isize);
+        count(l.size() as isize, l.size() as isize);
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        count(-(l.size() as isize));
+        count(-(l.size() as isize), 0);
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        count(n as isize - l.size() as isize);
+        count(n as isize - l.size() as isize, n as isize);
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -223,13 +261,20 @@ fn main() {
         let mut round_ratios = Vec::new();
         // The same warm rounds' parse and load times on their own (ms), for their medians.
         let (mut round_parses, mut round_loads) = (Vec::new(), Vec::new());
+        // Heap bytes and allocations of the last round's parse and load.
+        let (mut load_allocated, mut parse_allocated) = ((0, 0), (0, 0));
         for round in 0..rounds {
             let (round_parse, _) = best_of(3, || Sources::parse([("bench.river", text.as_str())]).expect("parses"));
             let c = Controller::new(common::registry(), options());
             let (t, cpu, own) = (Instant::now(), process_cpu(), thread_cpu());
+            let before_parse = allocated();
             let sources = Sources::parse([("bench.river", text.as_str())]).expect("parses");
+            let before_load = allocated();
+            parse_allocated = (before_load.0 - before_parse.0, before_load.1 - before_parse.1);
             c.load(sources).await.expect("loads");
             let (load, load_cpu) = (t.elapsed(), process_cpu() - cpu);
+            let after_load = allocated();
+            load_allocated = (after_load.0 - before_load.0, after_load.1 - before_load.1);
             let own = thread_cpu() - own;
             if round > 0 {
                 round_ratios.push(load.as_secs_f64() / round_parse.as_secs_f64());
@@ -278,6 +323,11 @@ fn main() {
         if let (Some(p), Some(l)) = (round_parses.get(round_parses.len() / 2), round_loads.get(round_loads.len() / 2)) {
             println!("medians of those rounds: parse {p:.2} ms, load + evaluate {l:.2} ms");
         }
+        // Nearly all of a load's time is writing its nodes' new state into memory that is not in the cache:
+        // the bytes it allocates say more about its cost than its instructions do.
+        let per_node = |(bytes, n): (isize, isize)| (bytes as f64 / nodes.max(1) as f64, n as f64 / nodes.max(1) as f64);
+        let ((pb, pn), (lb, ln)) = (per_node(parse_allocated), per_node(load_allocated));
+        println!("heap allocated per component: parse {pb:.0} bytes in {pn:.1} allocations; load + evaluate (without the parse) {lb:.0} bytes in {ln:.1}");
         println!(
             "first load:       {:>9.2} ms  ({:.1}x parse; cold process)",
             ms(cold_load),
