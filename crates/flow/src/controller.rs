@@ -155,10 +155,14 @@ impl ExportsHandle {
         };
         let old = {
             let mut exports = lock_plain(&slot.exports);
-            if exports.as_ref().is_some_and(|old| same_value(old, &value)) {
+            if exports
+                .value
+                .as_ref()
+                .is_some_and(|old| same_value(old, &value))
+            {
                 return;
             }
-            exports.replace(value)
+            exports.set(value)
         };
         // Freed outside the lock: readers need not wait for a big value to be dropped.
         drop(old);
@@ -247,7 +251,51 @@ pub(crate) struct Slot {
     /// While a full pass builds this component: whatever refers to it is not evaluated yet.
     building_in_pass: AtomicBool,
     node: Mutex<NodeState>,
-    exports: Mutex<Option<Value>>,
+    exports: Mutex<Published>,
+}
+
+/// A node's exports and which publication they are.
+#[derive(Default)]
+struct Published {
+    value: Option<Value>,
+    /// 0 while nothing is published (what a reader then sees is an empty object, whichever node it is);
+    /// otherwise the publication's number, unique in the process (see [`next_publication`]). An evaluation
+    /// records the numbers of what it read, so that it can tell whether its inputs changed without keeping
+    /// (or comparing) the values themselves.
+    version: u64,
+}
+
+impl Published {
+    /// Sets the exports, as a new publication.
+    fn set(&mut self, value: Value) -> Option<Value> {
+        self.version = next_publication();
+        self.value.replace(value)
+    }
+
+    /// Clears the exports (a reader then sees an empty object).
+    fn take(&mut self) -> Option<Value> {
+        self.version = 0;
+        self.value.take()
+    }
+}
+
+/// The next number for a publication of exports: unique in the process, never 0. Each thread takes a block
+/// of numbers at a time, so that evaluation threads publishing at once do not contend on one counter.
+fn next_publication() -> u64 {
+    const BLOCK: u64 = 4096;
+    static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static RANGE: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
+    RANGE.with(|range| {
+        let (mut next, mut end) = range.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            end = next + BLOCK;
+        }
+        range.set((next + 1, end));
+        next
+    })
 }
 
 impl Slot {
@@ -259,7 +307,7 @@ impl Slot {
             pass_pending: AtomicBool::new(false),
             building_in_pass: AtomicBool::new(false),
             node: Mutex::new(NodeState::default()),
-            exports: Mutex::new(None),
+            exports: Mutex::new(Published::default()),
         }
     }
 
@@ -268,7 +316,17 @@ impl Slot {
     }
 
     fn exports(&self) -> Option<Value> {
-        lock_plain(&self.exports).clone()
+        lock_plain(&self.exports).value.clone()
+    }
+
+    /// The exports as an evaluation reads them (none published: an empty object), and their publication.
+    fn exports_for_evaluation(&self) -> (Value, u64) {
+        let published = lock_plain(&self.exports);
+        let value = match &published.value {
+            Some(v) => v.clone(),
+            None => Value::object(Object::new()),
+        };
+        (value, published.version)
     }
 }
 
@@ -981,41 +1039,41 @@ impl Shared {
         let deps = &generation.graph.dependencies[index];
         let is_component = matches!(node.kind, NodeKind::Component { .. });
         // Compared in place: an unchanged node (most of an unchanged reload) costs no copies.
+        // Publication numbers are unique, so equal numbers are the same exports of the same node (or nothing
+        // published, an empty object either way).
         let unchanged = is_component
             && slot.node().stamp.as_ref().is_some_and(|p| {
                 p.same_text(&file.source, block.span)
                     && p.inputs.len() == deps.len()
-                    && deps.iter().all(|&d| {
-                        let Some(dep) = generation.slot_at(d) else {
-                            return false;
-                        };
-                        let Ok(at) = p.inputs.binary_search_by(|(k, _)| (**k).cmp(&*dep.id)) else {
-                            return false;
-                        };
-                        let seen = &p.inputs[at].1;
-                        match &*lock_plain(&dep.exports) {
-                            Some(v) => same_value(seen, v),
-                            None => matches!(seen, Value::Object(o) if o.is_empty()),
-                        }
+                    && deps.iter().zip(&p.inputs).all(|(&d, &seen)| {
+                        generation
+                            .slot_at(d)
+                            .is_some_and(|dep| lock_plain(&dep.exports).version == seen)
                     })
             });
         if unchanged {
             return None;
         }
-        let exports_of = |d: usize| {
-            generation
-                .slot_at(d)
-                .and_then(|dep| dep.exports())
-                .unwrap_or_else(|| Value::object(Object::new()))
+        let exports_of = |d: usize| match generation.slot_at(d) {
+            Some(dep) => dep.exports_for_evaluation(),
+            None => (Value::object(Object::new()), 0),
         };
         // In the order of `deps`, which are the references' targets (each once).
-        let mut inputs: Vec<(Arc<str>, Value)> = deps
-            .iter()
-            .map(|&d| (generation.graph.nodes[d].id.clone(), exports_of(d)))
-            .collect();
+        let mut values: smallvec::SmallVec<[Value; 2]> =
+            smallvec::SmallVec::with_capacity(deps.len());
+        let mut inputs = Inputs::with_capacity(deps.len());
+        for &d in deps {
+            let (value, version) = exports_of(d);
+            values.push(value);
+            inputs.push(version);
+        }
         let mut scope = if generation.graph.shadows_stdlib(index) {
             // The component's namespace hides the library's: evaluate in the nested objects.
-            scope_from_pairs(inputs.iter().map(|(k, v)| (&**k, v)))
+            scope_from_pairs(
+                deps.iter()
+                    .zip(&values)
+                    .map(|(&d, v)| (&*generation.graph.nodes[d].id, v)),
+            )
         } else {
             // Every other name in an accepted block is the standard library's, so the references are all
             // there is to resolve. Each target's exports were read once, above.
@@ -1024,16 +1082,24 @@ impl Shared {
                 .as_deref_mut()
                 .map(|s| std::mem::take(&mut s.resolved))
                 .unwrap_or_default();
-            resolved.extend(node.references.iter().map(|r| {
-                let value = match deps.iter().position(|&d| d == r.target) {
-                    Some(at) => inputs[at].1.clone(),
-                    None => exports_of(r.target),
+            // Mostly each dependency is referred to once, in order: its value then moves to its reference.
+            // (Each is referred to once when there are as many references as dependencies, so a value
+            // moved is never asked for again.)
+            let one_each = node.references.len() == deps.len();
+            resolved.extend(node.references.iter().enumerate().map(|(k, r)| {
+                let value = if one_each && deps.get(k) == Some(&r.target) {
+                    std::mem::take(&mut values[k])
+                } else {
+                    match deps.iter().position(|&d| d == r.target) {
+                        Some(at) => values[at].clone(),
+                        None => exports_of(r.target).0,
+                    }
                 };
                 (r.id_span, value)
             }));
             Scope::with_stdlib().with_resolved(resolved)
         };
-        inputs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        drop(values);
         let stamp = EvalStamp {
             source: match starts.as_deref_mut() {
                 Some(starts) => starts.source_file(node.file, &file.source),
@@ -1452,15 +1518,18 @@ impl NodeState {
     }
 }
 
-/// The inputs of one evaluation: the block's text and the exports it read, by component ID.
+/// The publications an evaluation read ([`Published::version`]), in the order of the node's dependencies;
+/// most nodes have one or two.
+type Inputs = smallvec::SmallVec<[u64; 2]>;
+
+/// The inputs of one evaluation: the block's text and the exports it read.
 #[derive(Clone, Debug)]
 struct EvalStamp {
     /// The file the block was read from and where. Behind an `Arc` of the evaluating thread's own (see
     /// [`DeferredStarts::source_file`]).
     source: Arc<river::SourceFile>,
     span: river::Span,
-    /// Sorted by ID.
-    inputs: Vec<(Arc<str>, Value)>,
+    inputs: Inputs,
 }
 
 impl EvalStamp {

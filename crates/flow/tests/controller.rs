@@ -92,6 +92,34 @@ async fn an_unchanged_reload_updates_and_restarts_nothing() {
 }
 
 #[tokio::test]
+async fn a_dependency_that_changes_and_changes_back_is_followed_each_time_and_only_then() {
+    let config = |a: &str, x: i64| {
+        format!(
+            "test.pass \"a\" {{ input = {a} }}\ntest.pass \"b\" {{ input = test.pass.a.output }}\ntest.pass \"x\" {{ input = {x} }}\n"
+        )
+    };
+    let c = controller();
+    c.load(sources(&config("1", 0))).await.unwrap();
+    c.settle().await;
+    let updates = |id: &str| counts(&c, id).0;
+    let (a0, b0) = (updates("test.pass.a"), updates("test.pass.b"));
+    for (round, (a, want)) in [("2", 2), ("1", 1), ("3 - 2", 1), ("1", 1)]
+        .into_iter()
+        .enumerate()
+    {
+        c.load(sources(&config(a, round as i64 + 1))).await.unwrap();
+        c.settle().await;
+        assert_eq!(output(&c, "test.pass.b"), Value::int(want), "round {round}");
+    }
+    // `a` changed twice (1 -> 2 -> 1); `3 - 2` and `1` evaluate to what it had, so neither `a` nor what
+    // refers to it is updated for them, while `x` changed every time.
+    assert_eq!(updates("test.pass.a") - a0, 2);
+    assert_eq!(updates("test.pass.b") - b0, 2);
+    assert_eq!(output(&c, "test.pass.x"), Value::int(4));
+    c.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_rejected_reload_leaves_everything_running_as_it_was() {
     let c = controller();
     c.load(sources(DIAMOND)).await.unwrap();
