@@ -851,7 +851,7 @@ fn health_of(slot: Option<&Arc<Slot>>) -> Health {
                 let run = lock_plain(&shared.run_health);
                 reports.push(run.to_health());
             }
-            if let Some(h) = lock_plain(&shared.update_health).clone() {
+            if let Some(h) = lock_plain(&shared.update_health).as_deref().cloned() {
                 reports.push(h);
             }
         }

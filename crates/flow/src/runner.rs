@@ -38,7 +38,8 @@ type UpdateFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 pub(crate) struct NodeShared {
     pub(crate) run_health: Mutex<RunHealth>,
     /// Set when the last `update` failed or panicked; cleared by a successful one.
-    pub(crate) update_health: Mutex<Option<Health>>,
+    /// Boxed: rarely set, and every node keeps one.
+    pub(crate) update_health: Mutex<Option<Box<Health>>>,
     pub(crate) counters: NodeCounters,
     /// The build whose exports handle may publish (see [`ExportsLicense`]); 0: none may.
     exports_build: AtomicU64,
@@ -311,7 +312,8 @@ fn finish(shared: &Shared, generation: u64, outcome: Outcome) {
     if let Some(message) = &message {
         tracing::error!(component = %shared.id, error = %message, "component update failed");
     }
-    *lock(&shared.node.update_health) = message.map(|m| Health::new(HealthState::Unhealthy, m));
+    *lock(&shared.node.update_health) =
+        message.map(|m| Box::new(Health::new(HealthState::Unhealthy, m)));
     let more = {
         let mut slot = lock(&shared.slot);
         slot.busy = false;
