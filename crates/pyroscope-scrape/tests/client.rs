@@ -155,6 +155,36 @@ async fn conflicting_auth_settings_are_rejected_on_the_component() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_name_is_the_name_verified_and_sent_as_sni() {
+    let ca = Ca::new();
+    // Known by a name its address does not have, as behind a proxy that routes TLS by name.
+    let target = Target::start_with(go_handler, Some(ca.server(&["scrape.example"])), None).await;
+    let env = Env::new();
+    let targets = format!(
+        r#"{{"__address__" = "{}", "service_name" = "named"}}"#,
+        target.address()
+    );
+    let extra = format!(
+        "scheme = \"https\"\n  tls_config {{\n    ca_pem = {}\n    server_name = \"scrape.example\"\n  }}",
+        river::parser::go_quote(&ca.pem)
+    );
+    let report = env.load(&config("sni", &targets, &extra)).await;
+    assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
+    eventually("profiles over TLS", Duration::from_secs(5), || {
+        !recorded("sni", "test.recorder.out").is_empty()
+    })
+    .await;
+    assert_eq!(env.target_status("pyroscope.scrape.c", "named").0, "up");
+    let names = target.server_names.lock().unwrap().clone();
+    assert!(!names.is_empty());
+    assert!(
+        names.iter().all(|n| n.as_deref() == Some("scrape.example")),
+        "{names:?}"
+    );
+    env.c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scrapes_reuse_one_keep_alive_connection_per_target_over_http_and_https() {
     let plain = Target::go().await;
     let ca = Ca::new();

@@ -46,6 +46,8 @@ pub struct Target {
     pub hits: Arc<Mutex<Vec<Hit>>>,
     /// Connections accepted so far.
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    /// The TLS ServerName each TLS connection arrived with (none for an IP address).
+    pub server_names: Arc<Mutex<Vec<Option<String>>>>,
     stop: CancellationToken,
 }
 
@@ -79,6 +81,8 @@ impl Target {
         let (h2, s2) = (hits.clone(), stop.clone());
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let a2 = accepted.clone();
+        let server_names: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+        let names2 = server_names.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = tokio::select! {
@@ -87,7 +91,7 @@ impl Target {
                 };
                 a2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let (hits, counts, handler) = (h2.clone(), counts.clone(), handler.clone());
-                let (acceptor, auth) = (acceptor.clone(), auth.clone());
+                let (acceptor, auth, names) = (acceptor.clone(), auth.clone(), names2.clone());
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -152,6 +156,8 @@ impl Target {
                             let Ok(tls) = acceptor.accept(stream).await else {
                                 return;
                             };
+                            let name = tls.get_ref().1.server_name().map(str::to_owned);
+                            names.lock().unwrap().push(name);
                             let _ = builder
                                 .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                                 .await;
@@ -164,6 +170,7 @@ impl Target {
             addr,
             hits,
             accepted,
+            server_names,
             stop,
         }
     }
