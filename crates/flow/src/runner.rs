@@ -360,14 +360,20 @@ type RunFuture<'a> = CatchUnwind<
     AssertUnwindSafe<Pin<Box<dyn Future<Output = Result<(), ComponentError>> + Send + 'a>>>,
 >;
 
+/// `d` in whole milliseconds, at least 1 unless zero, at most `u32::MAX` (49 days).
+fn millis(d: Duration) -> u32 {
+    let floor = u128::from(!d.is_zero());
+    d.as_millis().clamp(floor, u128::from(u32::MAX)) as u32
+}
+
 /// The component's task: runs it, restarting it with backoff when its run ends or panics, and drives the
 /// updates handed to it, until cancelled.
 async fn drive(shared: Arc<Shared>, cancel: CancellationToken, backoff: Backoff) {
     let mut drive = Drive {
         shared: &shared,
         cancel: &cancel,
-        delay: backoff.first,
-        max_delay: backoff.max,
+        delay_ms: millis(backoff.first),
+        max_delay_ms: millis(backoff.max),
         run: None,
         restart: None,
         update: None,
@@ -378,14 +384,15 @@ async fn drive(shared: Arc<Shared>, cancel: CancellationToken, backoff: Backoff)
 }
 
 /// The state of a component's task, polled by hand rather than through `select!`: that would keep a future
-/// for every branch in the task (472 bytes in all, against 184 now), while most of them are only needed
+/// for every branch in the task (472 bytes in all, against 160 now), while most of them are only needed
 /// once something went wrong.
 struct Drive<'a> {
     shared: &'a Shared,
     cancel: &'a CancellationToken,
-    /// How long to wait before the next restart.
-    delay: Duration,
-    max_delay: Duration,
+    /// How long to wait before the next restart, and at most, in milliseconds (24 bytes less in every
+    /// component's task than two `Duration`s).
+    delay_ms: u32,
+    max_delay_ms: u32,
     run: Option<RunFuture<'a>>,
     /// Boxed, like `cancelled`, to keep the task small: only a component that exited needs it.
     restart: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -484,10 +491,11 @@ impl<'a> Drive<'a> {
             Ok(Err(e)) => format!("run exited with error: {e}"),
             Err(payload) => format!("run panicked: {}", panic_message(payload.as_ref())),
         };
-        tracing::error!(component = %self.shared.id, reason = %why, backoff = ?self.delay, "component exited; restarting");
+        let delay = Duration::from_millis(u64::from(self.delay_ms));
+        tracing::error!(component = %self.shared.id, reason = %why, backoff = ?delay, "component exited; restarting");
         set_health(&self.shared.node.run_health, HealthState::Exited, why);
-        self.restart = Some(Box::pin(tokio::time::sleep(self.delay)));
-        self.delay = (self.delay * 2).min(self.max_delay);
+        self.restart = Some(Box::pin(tokio::time::sleep(delay)));
+        self.delay_ms = self.delay_ms.saturating_mul(2).min(self.max_delay_ms);
     }
 }
 
@@ -560,6 +568,15 @@ mod tests {
     use super::*;
     use async_trait::async_trait;
     use std::sync::atomic::AtomicU32;
+
+    #[test]
+    fn backoff_delays_are_whole_milliseconds_and_never_round_to_zero() {
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_micros(500)), 1);
+        assert_eq!(millis(Duration::from_micros(1_500)), 1);
+        assert_eq!(millis(Duration::from_secs(30)), 30_000);
+        assert_eq!(millis(Duration::from_secs(u64::MAX)), u32::MAX);
+    }
 
     /// A runner for `component` under `id`, its task started as the controller starts it.
     fn started(id: &str, component: Arc<dyn Component>, backoff: Backoff) -> Runner {
