@@ -38,6 +38,7 @@ pub struct ControllerOptions {
     /// How long a removed or shut-down component may take to stop before it is abandoned.
     pub stop_timeout: Duration,
     /// The first delay before restarting a component whose run ended; doubles up to `max_restart_backoff`.
+    /// Both are kept in whole milliseconds (a nonzero delay shorter than that waits 1 ms).
     pub restart_backoff: Duration,
     /// The longest delay between restarts.
     pub max_restart_backoff: Duration,
