@@ -133,27 +133,14 @@ fn build(
     let sni = tls::server_name(&settings.tls)?;
     // The lean path: no proxy; https only when ALPN cannot pick h2, or when `server_name` must be sent as
     // the TLS ServerName (reqwest always sends the URL's host), over HTTP/1.1.
-    let lean = (options.lean_http1 && settings.proxy.is_none())
-        .then(|| -> Result<_, Error> {
-            let lean_tls = if !settings.enable_http2 {
-                Some(tls.clone())
-            } else if sni.is_some() {
-                Some(tls::client_config(
-                    &settings.tls,
-                    material,
-                    vec![b"http/1.1".to_vec()],
-                )?)
-            } else {
-                None
-            };
-            Ok(Arc::new(Pool::new(
-                lean_tls,
-                sni,
-                options,
-                settings.follow_redirects,
-            )))
-        })
-        .transpose()?;
+    let lean = (options.lean_http1 && settings.proxy.is_none()).then(|| {
+        let lean_tls = (!settings.enable_http2 || sni.is_some()).then(|| {
+            let mut lean_tls = tls.clone();
+            lean_tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+            lean_tls
+        });
+        Arc::new(Pool::new(lean_tls, sni, options, settings.follow_redirects))
+    });
     let mut b = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(if settings.follow_redirects {

@@ -217,13 +217,13 @@ impl Names {
     pub(crate) fn list<'a>(
         &mut self,
         names: impl ExactSizeIterator<Item = &'a Arc<str>> + Clone,
-    ) -> Arc<[Arc<str>]> {
+    ) -> NameList {
         let mut h = Fnv::default();
         for n in names.clone() {
             h.write_usize(n.as_ptr() as usize);
         }
         let key = h.finish();
-        let same = |l: &Arc<[Arc<str>]>| {
+        let same = |l: &NameList| {
             l.len() == names.len() && l.iter().zip(names.clone()).all(|(a, b)| Arc::ptr_eq(a, b))
         };
         if let Some(l) = self
@@ -236,7 +236,7 @@ impl Names {
         if self.list_count >= self.lists_purge_at {
             self.purge_lists();
         }
-        let l: Arc<[Arc<str>]> = names.cloned().collect();
+        let l: NameList = names.cloned().collect();
         self.lists.entry(key).or_default().push(l.clone());
         self.list_count += 1;
         l
