@@ -7,7 +7,7 @@
 //! 4. 10,000 idle components: heap bytes per component (counting allocator), and no deadlock.
 //!
 //! `RILL_BENCH=load,chain` (any of `load`, `chain`, `idle`; `load` covers the reload too) runs only those
-//! scenarios, e.g. to profile one of them. `RILL_BENCH_ROUNDS` (default 12) sets how many fresh controllers the
+//! scenarios, e.g. to profile one of them (`graph`: only the graph build of the load's config, 500 times). `RILL_BENCH_ROUNDS` (default 12) sets how many fresh controllers the
 //! load scenario loads into: the first runs in a cold process, the best of the others is the figure.
 //! `RILL_BENCH_THREADS` sets `ControllerOptions::evaluation_threads` (1: evaluate on the loading task).
 //! `RILL_BENCH_PAUSE_MS` idles that long between load rounds, as a process does between reloads: the next
@@ -16,7 +16,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use flow::{Controller, ControllerOptions, Sources};
+use flow::{Controller, ControllerOptions, Graph, Sources};
 use river::Value;
 use std::alloc::{GlobalAlloc, Layout};
 
@@ -186,6 +186,21 @@ fn thread_cpu() -> Duration {
     Duration::ZERO
 }
 
+/// Minor page faults of this process so far (a page the allocator had handed back to the system, or never
+/// had, is faulted in when first written); zero where unknown.
+fn page_faults() -> i64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: an all-zero rusage is valid, and `usage` is writable for the duration of the call.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0 {
+            return usage.ru_minflt;
+        }
+    }
+    0
+}
+
 #[cfg(target_os = "linux")]
 fn cpu_clock(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
@@ -239,6 +254,15 @@ fn main() {
         drop(sources);
         std::process::exit(0);
       }
+      // `graph` builds the graph of the load's config 500 times and exits: to profile the build alone.
+      if only == "graph" {
+        let text = generated_config(5_000);
+        let sources = Sources::parse([("bench.river", text.as_str())]).expect("parses");
+        let registry = common::registry();
+        let (best, _) = best_of(500, || Graph::build(&sources, registry.as_ref()).expect("builds"));
+        println!("graph build: {:.3} ms (best of 500)", best.as_secs_f64() * 1e3);
+        std::process::exit(0);
+      }
       if runs("load") {
         // 1 and 2.
         let text = generated_config(5_000);
@@ -251,6 +275,11 @@ fn main() {
             let _ = Sources::parse([("bench.river", text.as_str())]).expect("parses");
         }
         let parse_cpu = (process_cpu() - cpu) / 5;
+        // The part of the load no evaluation thread can share: names, references and the dependency order.
+        let parsed = Sources::parse([("bench.river", text.as_str())]).expect("parses");
+        let registry = common::registry();
+        let (graph_build, _) = best_of(PARSE_RUNS, || Graph::build(&parsed, registry.as_ref()).expect("builds"));
+        drop(parsed);
         // Each round loads into a fresh controller and reloads it unchanged. The first round runs in a cold
         // process (every page of the graph is faulted in for the first time); later rounds reuse memory the
         // allocator kept, as the parse timings above do. Both are printed; the ratios use the best round.
@@ -261,18 +290,29 @@ fn main() {
         let mut round_ratios = Vec::new();
         // The same warm rounds' parse and load times on their own (ms), for their medians.
         let (mut round_parses, mut round_loads) = (Vec::new(), Vec::new());
+        // The same rounds' parse inside the load's timing (ms).
+        let mut window_parses = Vec::new();
         // Heap bytes and allocations of the last round's parse and load.
         let (mut load_allocated, mut parse_allocated) = ((0, 0), (0, 0));
+        // Minor page faults of each warm round's parse and load.
+        let (mut parse_faults, mut load_faults) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let (round_parse, _) = best_of(3, || Sources::parse([("bench.river", text.as_str())]).expect("parses"));
             let c = Controller::new(common::registry(), options());
             let (t, cpu, own) = (Instant::now(), process_cpu(), thread_cpu());
             let before_parse = allocated();
+            let faults_before_parse = page_faults();
             let sources = Sources::parse([("bench.river", text.as_str())]).expect("parses");
+            let in_window_parse = t.elapsed();
+            let faults_before_load = page_faults();
             let before_load = allocated();
             parse_allocated = (before_load.0 - before_parse.0, before_load.1 - before_parse.1);
             c.load(sources).await.expect("loads");
             let (load, load_cpu) = (t.elapsed(), process_cpu() - cpu);
+            if round > 0 {
+                parse_faults.push(faults_before_load - faults_before_parse);
+                load_faults.push(page_faults() - faults_before_load);
+            }
             let after_load = allocated();
             load_allocated = (after_load.0 - before_load.0, after_load.1 - before_load.1);
             let own = thread_cpu() - own;
@@ -280,6 +320,7 @@ fn main() {
                 round_ratios.push(load.as_secs_f64() / round_parse.as_secs_f64());
                 round_parses.push(round_parse.as_secs_f64() * 1e3);
                 round_loads.push(load.as_secs_f64() * 1e3);
+                window_parses.push(in_window_parse.as_secs_f64() * 1e3);
             }
             c.settle().await;
             let (t, cpu) = (Instant::now(), process_cpu());
@@ -321,13 +362,21 @@ fn main() {
         round_parses.sort_by(f64::total_cmp);
         round_loads.sort_by(f64::total_cmp);
         if let (Some(p), Some(l)) = (round_parses.get(round_parses.len() / 2), round_loads.get(round_loads.len() / 2)) {
-            println!("medians of those rounds: parse {p:.2} ms, load + evaluate {l:.2} ms");
+            window_parses.sort_by(f64::total_cmp);
+            let w = window_parses.get(window_parses.len() / 2).copied().unwrap_or_default();
+            println!("medians of those rounds: parse {p:.2} ms, load + evaluate {l:.2} ms (of which its own parse {w:.2} ms)");
         }
         // Nearly all of a load's time is writing its nodes' new state into memory that is not in the cache:
         // the bytes it allocates say more about its cost than its instructions do.
         let per_node = |(bytes, n): (isize, isize)| (bytes as f64 / nodes.max(1) as f64, n as f64 / nodes.max(1) as f64);
         let ((pb, pn), (lb, ln)) = (per_node(parse_allocated), per_node(load_allocated));
         println!("heap allocated per component: parse {pb:.0} bytes in {pn:.1} allocations; load + evaluate (without the parse) {lb:.0} bytes in {ln:.1}");
+        parse_faults.sort_unstable();
+        load_faults.sort_unstable();
+        if let (Some(p), Some(l)) = (parse_faults.get(parse_faults.len() / 2), load_faults.get(load_faults.len() / 2)) {
+            println!("minor page faults (median of the warm rounds): parse {p}, load + evaluate (without the parse) {l}");
+        }
+        println!("of which graph build (names, references, order; one thread): {:.2} ms (best of {PARSE_RUNS})", ms(graph_build));
         println!(
             "first load:       {:>9.2} ms  ({:.1}x parse; cold process)",
             ms(cold_load),
