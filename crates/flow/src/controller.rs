@@ -208,6 +208,10 @@ pub(crate) struct Shared {
     runtime: tokio::runtime::Handle,
     /// Components started whose `run` has not been polled yet.
     pending_starts: crate::lazy_task::PendingStarts,
+    /// Components built by a load whose runners are not made yet (see [`start_built`]), and notified when
+    /// that reaches none.
+    unmade_runners: AtomicUsize,
+    runners_made: Notify,
     /// The threads that evaluate a big load with the loading thread.
     helpers: Arc<crate::pass::Helpers>,
 }
@@ -438,6 +442,8 @@ impl Controller {
             shut_down: AtomicBool::new(false),
             runtime: tokio::runtime::Handle::current(),
             pending_starts: Default::default(),
+            unmade_runners: AtomicUsize::new(0),
+            runners_made: Notify::new(),
             helpers,
         });
         tokio::spawn(evaluator(
@@ -452,6 +458,8 @@ impl Controller {
     pub async fn load(&self, sources: Sources) -> Result<LoadReport, LoadDiagnostics> {
         let shared = &self.shared;
         let _guard = shared.load_lock.lock().await;
+        // What the previous load built is stopped or updated through its runner.
+        shared.runners_made().await;
         // The same text as the running config makes the same graph: keep the running one (and its
         // syntax trees) and only evaluate what may have changed.
         let same_text = {
@@ -616,7 +624,6 @@ impl Controller {
                 }
             }
         }
-        starts.make_runners(now);
         drop(starts);
         lock(&shared.state).loaded = true;
         shared.metrics.evaluating.set(0);
@@ -747,6 +754,9 @@ impl Controller {
         let _guard = self.shared.load_lock.lock().await;
         self.shared.shut_down.store(true, Ordering::Release);
         self.shared.cancel.cancel();
+        // Components whose runners a load is still making get them cancelled from the start (nothing new
+        // may run now); they are stopped with the others.
+        self.shared.runners_made().await;
         let runners: Vec<(Arc<str>, Runner)> = {
             let generation = lock(&self.shared.state).current.clone();
             generation
@@ -1222,8 +1232,27 @@ impl Shared {
             }
             return crate::runner::submit(&runner, generation, args);
         }
-        if state.component.is_some() {
-            return None;
+        if let Some(component) = state.component.clone() {
+            // Built by a load whose tasks are still being started (see [`start_built`]): started now, so
+            // that it is given these arguments.
+            let first_poll = self.start_runner(id.clone(), &mut state, component, now);
+            let Some(runner) = state.runner.as_mut() else {
+                return None;
+            };
+            let (runner, generation) = runner.next_update();
+            drop(state);
+            match starts.as_deref_mut() {
+                Some(starts) => starts.first_polls.extend(first_poll),
+                None => crate::lazy_task::start_all(
+                    &self.runtime,
+                    first_poll.into_iter().collect(),
+                    &self.pending_starts,
+                ),
+            }
+            if let Some(r) = report {
+                r.updated.push(String::from(&**id));
+            }
+            return crate::runner::submit(&runner, generation, args);
         }
         // Build outside the lock: components publish their first exports from `build`.
         let alive = state.alive(now).clone();
@@ -1261,14 +1290,12 @@ impl Shared {
             Ok(component) => {
                 state.component = Some(component.clone());
                 match starts {
-                    // Made in batches of what this thread built (see [`RUNNER_BATCH`]): dependants need the
-                    // exports, not the runner.
+                    // Made when the load is over, on the runtime's workers (see [`start_built`]): dependants
+                    // need the exports, not the runner.
                     Some(starts) => {
+                        state.shared(now).started(now);
                         drop(state);
                         starts.runners.push((slot.clone(), component));
-                        if starts.runners.len() >= RUNNER_BATCH {
-                            starts.make_runners(now);
-                        }
                     }
                     None => {
                         let first_poll = self.start_runner(id.clone(), &mut state, component, now);
@@ -1318,12 +1345,6 @@ impl Shared {
     }
 }
 
-/// How many components a thread of a load builds before it makes their runners, one after another. A pass
-/// that alternated evaluating one node and making its runner had the code of each evict the other's from the
-/// instruction cache at every node (about 12% of a 5,000-component load); a batch much larger lets the
-/// nodes' state leave the data cache before its runner is made.
-const RUNNER_BATCH: usize = 64;
-
 impl Shared {
     /// Makes and starts the runner of `component`, just built for the node whose state is `state`; returns
     /// the first poll of its task, for the caller to make.
@@ -1372,8 +1393,8 @@ pub(crate) struct DeferredStarts {
     last_registration: Option<(Arc<str>, usize)>,
     /// An empty buffer for the references resolved by the next evaluation (see [`Scope::with_resolved`]).
     resolved: Vec<(river::Span, Value)>,
-    /// Components built here whose runners are not made yet (see [`DeferredStarts::make_runners`]).
-    runners: Vec<(Arc<Slot>, Arc<dyn Component>)>,
+    /// Components built here whose runners are not made yet (see [`start_built`]).
+    pub(crate) runners: Vec<(Arc<Slot>, Arc<dyn Component>)>,
 }
 
 impl DeferredStarts {
@@ -1399,26 +1420,6 @@ impl DeferredStarts {
             .clone()
     }
 
-    /// Makes the runners of the components built here, on the calling thread (`now`: when they start). A
-    /// component whose node was rebuilt or given a runner meanwhile is skipped.
-    pub(crate) fn make_runners(&mut self, now: SystemTime) {
-        for (slot, component) in std::mem::take(&mut self.runners) {
-            let mut state = slot.node();
-            let current = state
-                .component
-                .as_ref()
-                .is_some_and(|c| Arc::ptr_eq(c, &component));
-            if !current || state.runner.is_some() {
-                continue;
-            }
-            let first_poll = self
-                .shared
-                .start_runner(slot.id.clone(), &mut state, component, now);
-            drop(state);
-            self.first_polls.extend(first_poll);
-        }
-    }
-
     /// An empty list for one evaluation thread of a pass ([`crate::pass`]); its first polls are moved to the
     /// load's own list.
     pub(crate) fn collecting(shared: Arc<Shared>) -> Self {
@@ -1437,8 +1438,6 @@ impl DeferredStarts {
 
 impl Drop for DeferredStarts {
     fn drop(&mut self) {
-        // Normally made already, by the thread that built them.
-        self.make_runners(SystemTime::now());
         let seconds = std::mem::take(&mut self.evaluation_seconds);
         if seconds.len() > 64 {
             // A big pass's thousands of observations take the histogram's lock each: recorded off the load's
@@ -1477,11 +1476,91 @@ impl Drop for DeferredStarts {
                 }
             }
         }
-        crate::lazy_task::start_all(
-            &self.shared.runtime,
+        start_built(
+            &self.shared,
+            std::mem::take(&mut self.runners),
             std::mem::take(&mut self.first_polls),
-            &self.shared.pending_starts,
         );
+    }
+}
+
+/// Starts the tasks of the components a load built (`built`) and made runners for (`first_polls`), on the
+/// runtime's workers, counted in the controller's pending starts until done. A load returns once every
+/// node is evaluated: making thousands of runners on its way would hold up the load (and whatever waits
+/// for it) for work that nothing in the config waits for, since dependants need exports, not runners. A
+/// component whose node was rebuilt, removed or given a runner meanwhile (re-evaluated with new
+/// arguments: see [`Shared::evaluate`]) is skipped. The next load, and a shutdown, wait until these runners
+/// are made (see [`Shared::runners_made`]), so that they stop what the load started.
+fn start_built(
+    shared: &Arc<Shared>,
+    built: Vec<(Arc<Slot>, Arc<dyn Component>)>,
+    first_polls: Vec<crate::lazy_task::FirstPoll>,
+) {
+    crate::lazy_task::start_all(&shared.runtime, first_polls, &shared.pending_starts);
+    if built.is_empty() {
+        return;
+    }
+    shared
+        .unmade_runners
+        .fetch_add(built.len(), Ordering::AcqRel);
+    let controller = shared.clone();
+    crate::lazy_task::start_all_with(
+        &shared.runtime,
+        built,
+        &shared.pending_starts,
+        move |batch: Vec<(Arc<Slot>, Arc<dyn Component>)>| {
+            // Every runner of the batch is made before any is polled: a first poll may take its time.
+            let mut first_polls = Vec::with_capacity(batch.len());
+            let made = Made(&controller, batch.len());
+            let now = SystemTime::now();
+            for (slot, component) in batch {
+                let mut state = slot.node();
+                let current = state
+                    .component
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, &component));
+                if !current || state.runner.is_some() {
+                    continue;
+                }
+                first_polls.extend(controller.start_runner(
+                    slot.id.clone(),
+                    &mut state,
+                    component,
+                    now,
+                ));
+            }
+            drop(made);
+            for first_poll in first_polls {
+                first_poll.poll();
+            }
+        },
+    );
+}
+
+/// Takes `.1` runners off [`Shared::unmade_runners`] when dropped (even by a panic), waking whoever waits
+/// for none to be left.
+struct Made<'a>(&'a Shared, usize);
+
+impl Drop for Made<'_> {
+    fn drop(&mut self) {
+        if self.0.unmade_runners.fetch_sub(self.1, Ordering::AcqRel) == self.1 {
+            self.0.runners_made.notify_waiters();
+        }
+    }
+}
+
+impl Shared {
+    /// Waits until the runners of every component built by earlier loads are made (see [`start_built`]).
+    async fn runners_made(&self) {
+        loop {
+            let made = self.runners_made.notified();
+            tokio::pin!(made);
+            made.as_mut().enable();
+            if self.unmade_runners.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            made.await;
+        }
     }
 }
 

@@ -37,28 +37,52 @@ impl PendingStarts {
 /// until made. Like spawning a task per future, it returns before any is polled; unlike it, a load of
 /// thousands of components costs its caller one spawn.
 pub(crate) fn start_all(runtime: &Handle, first_polls: Vec<FirstPoll>, pending: &PendingStarts) {
+    start_all_with(runtime, first_polls, pending, |batch| {
+        for first_poll in batch {
+            first_poll.poll();
+        }
+    });
+}
+
+/// Like [`start_all`], for starts that are more than a first poll: `start` is called with batches of
+/// `starts` in runtime tasks, and each is counted in `pending` until its batch is done.
+pub(crate) fn start_all_with<T: Send + 'static>(
+    runtime: &Handle,
+    starts: Vec<T>,
+    pending: &PendingStarts,
+    start: impl Fn(Vec<T>) + Clone + Send + 'static,
+) {
     use std::sync::atomic::Ordering;
-    if first_polls.is_empty() {
+    if starts.is_empty() {
         return;
     }
-    pending.0.fetch_add(first_polls.len(), Ordering::AcqRel);
+    pending.0.fetch_add(starts.len(), Ordering::AcqRel);
     let (spawner, pending) = (runtime.clone(), pending.clone());
     // One task spawns the others, so that the caller is not held up competing with the workers that
-    // already make the first polls.
+    // already make the first starts.
     runtime.spawn(async move {
-        let mut first_polls = first_polls.into_iter().peekable();
-        while first_polls.peek().is_some() {
-            let batch: Vec<FirstPoll> = first_polls.by_ref().take(FIRST_POLLS_PER_TASK).collect();
-            let pending = pending.clone();
+        let mut starts = starts.into_iter().peekable();
+        while starts.peek().is_some() {
+            let batch: Vec<T> = starts.by_ref().take(FIRST_POLLS_PER_TASK).collect();
+            let (pending, start) = (pending.clone(), start.clone());
             spawner.spawn(async move {
-                let n = batch.len();
-                for first_poll in batch {
-                    first_poll.poll();
-                }
-                pending.0.fetch_sub(n, Ordering::AcqRel);
+                // Counted off even if a start panics (ending this task): a settle must not wait forever.
+                let _counted = Counted(&pending, batch.len());
+                start(batch);
             });
         }
     });
+}
+
+/// Takes `.1` starts off the count of `.0` when dropped.
+struct Counted<'a>(&'a PendingStarts, usize);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        (self.0)
+            .0
+            .fetch_sub(self.1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// A started future: parked after its first poll, or a runtime task since it was woken.

@@ -170,7 +170,6 @@ impl Pass {
                         if q.done >= self.size {
                             self.wake.notify_all();
                             drop(q);
-                            local.starts.make_runners(self.now);
                             return local;
                         }
                         q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -455,6 +454,7 @@ fn merge(locals: Vec<Local>, nodes: usize, report: &mut LoadReport, starts: &mut
         .into_iter()
         .map(|mut local| {
             starts.first_polls.append(&mut local.starts.first_polls);
+            starts.runners.append(&mut local.starts.runners);
             (
                 std::mem::take(&mut local.report),
                 std::mem::take(&mut local.segments),

@@ -89,6 +89,14 @@ impl NodeShared {
     }
 }
 
+impl NodeShared {
+    /// Reports the component's run as started at `now` (its task starts now, or right after the load that
+    /// built it).
+    pub(crate) fn started(&self, now: SystemTime) {
+        *lock(&self.run_health) = RunHealth::at(HealthState::Healthy, "started", now);
+    }
+}
+
 /// The health of a component's run: a [`Health`] whose message is mostly one of the runtime's own constants,
 /// kept without allocating it (every component is "started" once).
 pub(crate) struct RunHealth {
@@ -226,7 +234,7 @@ impl Runner {
         if self.task.is_some() {
             return None;
         }
-        *lock(&self.shared.node.run_health) = RunHealth::at(HealthState::Healthy, "started", now);
+        self.shared.node.started(now);
         let (task, first_poll) = LazyTask::new(
             drive(self.shared.clone(), self.cancel.clone(), backoff),
             runtime,
