@@ -1236,10 +1236,7 @@ impl Shared {
             // Built by a load whose tasks are still being started (see [`start_built`]): started now, so
             // that it is given these arguments.
             let first_poll = self.start_runner(id.clone(), &mut state, component, now);
-            let Some(runner) = state.runner.as_mut() else {
-                return None;
-            };
-            let (runner, generation) = runner.next_update();
+            let (runner, generation) = state.runner.as_mut()?.next_update();
             drop(state);
             match starts.as_deref_mut() {
                 Some(starts) => starts.first_polls.extend(first_poll),
