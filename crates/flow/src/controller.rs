@@ -229,7 +229,8 @@ struct State {
 /// A loaded config: its sources, its graph and the state of each node, by graph index.
 #[derive(Default)]
 pub(crate) struct Generation {
-    sources: Sources,
+    /// Shared with the evaluation threads while the graph is built.
+    sources: Arc<Sources>,
     pub(crate) graph: Graph,
     /// Position of each node in the dependency order.
     pub(crate) rank: Vec<usize>,
@@ -496,7 +497,13 @@ impl Controller {
                 .collect();
             (generation, order)
         } else {
-            let graph = match Graph::build(&sources, shared.registry.as_ref()) {
+            let sources = Arc::new(sources);
+            let graph = match crate::pass::build_graph(
+                &sources,
+                &shared.registry,
+                &shared.helpers,
+                shared.options.evaluation_threads,
+            ) {
                 Ok(graph) => graph,
                 Err(diags) => {
                     shared.metrics.last_load_successful.set(0);
@@ -583,6 +590,7 @@ impl Controller {
             first_polls: Vec::new(),
             full_pass: full_pass.then(|| generation.clone()),
             evaluation_seconds: Vec::new(),
+            timed: false,
             source_files: Vec::new(),
             last_registration: None,
             resolved: Vec::new(),
@@ -601,18 +609,21 @@ impl Controller {
                 now,
             ),
             None => {
+                let mut clock = EvaluationClock::start();
                 for index in order {
                     if full_pass {
                         generation.pass_started(index);
                     }
-                    let Some(pending) = shared.evaluate(
+                    let pending = shared.evaluate(
                         &generation,
                         index,
                         full_pass,
                         Some(&mut report),
                         Some(&mut starts),
                         now,
-                    ) else {
+                    );
+                    clock.lap(&mut starts);
+                    let Some(pending) = pending else {
                         continue;
                     };
                     if generation.has_dependants(index) {
@@ -620,6 +631,8 @@ impl Controller {
                         let _ =
                             tokio::time::timeout(shared.options.update_wait, pending.finished())
                                 .await;
+                        // Waiting is not evaluating.
+                        clock = EvaluationClock::start();
                     }
                 }
             }
@@ -1166,14 +1179,15 @@ impl Shared {
                 return None;
             }
         };
-        let started = std::time::Instant::now();
+        // A load times its evaluations itself, one clock reading per node (see [`EvaluationClock`]).
+        let started = starts.is_none().then(std::time::Instant::now);
         let decoded = registration.decode(block, ast, &scope);
-        let seconds = started.elapsed().as_secs_f64();
         match starts.as_deref_mut() {
-            // Recorded when the pass is over: the histogram has one lock, which the threads of a pass
-            // would otherwise take in turns for every node.
-            Some(starts) => starts.evaluation_seconds.push(seconds),
-            None => self.metrics.evaluation_seconds.observe(seconds),
+            Some(starts) => starts.timed = true,
+            None => {
+                let seconds = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
+                self.metrics.evaluation_seconds.observe(seconds);
+            }
         }
         if let Some(starts) = starts.as_deref_mut() {
             let mut resolved = scope.take_resolved();
@@ -1380,8 +1394,11 @@ pub(crate) struct DeferredStarts {
     /// The config a full pass evaluates (see [`Slot::pass_pending`]). A pass abandoned half-way leaves
     /// the nodes it did not reach dirty, for the evaluator.
     full_pass: Option<Arc<Generation>>,
-    /// How long each evaluation took, for the controller's histogram.
+    /// How long each evaluation took, for the controller's histogram (recorded when the load is over: the
+    /// histogram has one lock, which the threads of a pass would otherwise take in turns for every node).
     evaluation_seconds: Vec<f64>,
+    /// The last evaluation decoded arguments, so that [`EvaluationClock::lap`] records its time.
+    timed: bool,
     /// Each file of the config, referred to by the stamps of the nodes evaluated here. Every evaluation
     /// thread has its own, so that the threads do not all count references on one counter.
     source_files: Vec<Option<Arc<river::SourceFile>>>,
@@ -1419,16 +1436,18 @@ impl DeferredStarts {
 
     /// An empty list for one evaluation thread of a pass ([`crate::pass`]); its first polls are moved to the
     /// load's own list.
-    pub(crate) fn collecting(shared: Arc<Shared>) -> Self {
+    /// `expected`: about how many nodes it will evaluate.
+    pub(crate) fn collecting(shared: Arc<Shared>, expected: usize) -> Self {
         DeferredStarts {
             shared,
             first_polls: Vec::new(),
             full_pass: None,
-            evaluation_seconds: Vec::new(),
+            evaluation_seconds: Vec::with_capacity(expected),
+            timed: false,
             source_files: Vec::new(),
             last_registration: None,
             resolved: Vec::new(),
-            runners: Vec::new(),
+            runners: Vec::with_capacity(expected),
         }
     }
 }
@@ -1478,6 +1497,29 @@ impl Drop for DeferredStarts {
             std::mem::take(&mut self.runners),
             std::mem::take(&mut self.first_polls),
         );
+    }
+}
+
+/// Times the evaluations of a load's thread with one clock reading per node: each evaluation lasts from the
+/// end of the one before (or the thread's last wait) to its own end, including the thread's bookkeeping
+/// between the two, which is tiny.
+pub(crate) struct EvaluationClock(std::time::Instant);
+
+impl EvaluationClock {
+    /// Starts timing now (the thread is about to evaluate).
+    pub(crate) fn start() -> Self {
+        EvaluationClock(std::time::Instant::now())
+    }
+
+    /// An evaluation just ended: its time is recorded in `starts` if it decoded arguments.
+    pub(crate) fn lap(&mut self, starts: &mut DeferredStarts) {
+        let end = std::time::Instant::now();
+        if std::mem::take(&mut starts.timed) {
+            starts
+                .evaluation_seconds
+                .push(end.duration_since(self.0).as_secs_f64());
+        }
+        self.0 = end;
     }
 }
 

@@ -444,9 +444,18 @@ impl Graph {
     /// (with a suggestion), missing labels, duplicate IDs (pointing at both places), top-level attributes,
     /// unresolvable and self references, and cycles (naming every member).
     pub fn build(sources: &Sources, names: &dyn NameCatalog) -> Result<Graph, LoadDiagnostics> {
-        let mut diags = LoadDiagnostics::default();
-        let (mut graph, root_is_stdlib) = Graph::declare(sources, names, &mut diags);
-        graph.resolve_references(sources, names, &root_is_stdlib, &mut diags);
+        let declared = Declared::new(sources, names);
+        let references = declared.resolve(sources, names, 0..declared.len());
+        declared.finish(sources, names, vec![references])
+    }
+
+    /// The rest of [`Graph::build`], once the references of every node are resolved.
+    fn finish(
+        mut self,
+        sources: &Sources,
+        mut diags: LoadDiagnostics,
+    ) -> Result<Graph, LoadDiagnostics> {
+        let graph = &mut self;
         graph.dependants = graph.dependencies.transpose();
 
         // Every node is ordered unless some are in a cycle: only then look for the cycles to report.
@@ -468,7 +477,7 @@ impl Graph {
             return Err(diags);
         }
         graph.order = order;
-        Ok(graph)
+        Ok(self)
     }
 
     /// The nodes of `sources`, with their IDs, and no references yet; and for each node, whether the first part
@@ -591,76 +600,6 @@ impl Graph {
         (graph, root_is_stdlib)
     }
 
-    /// Resolves the references of every node, now that every ID is known, and sets
-    /// [`Graph::dependencies`] and [`Graph::shadowing`] from them. One buffer holds the parts of every
-    /// traversal of a node, so collecting them does not allocate per traversal.
-    fn resolve_references(
-        &mut self,
-        sources: &Sources,
-        names: &dyn NameCatalog,
-        root_is_stdlib: &[bool],
-        diags: &mut LoadDiagnostics,
-    ) {
-        let graph = self;
-        let n = graph.nodes.len();
-        let mut dependencies = Adjacency::with_capacity(n, n);
-        let mut shadowing = Vec::with_capacity(n);
-        let mut parts = Vec::new();
-        let mut traversals = Vec::new();
-        let mut key = String::new();
-        for index in 0..n {
-            let node = &graph.nodes[index];
-            let file = &sources.files[node.file];
-            let src = file.source.text();
-            parts.clear();
-            traversals.clear();
-            if let Some(block) = node.block(sources) {
-                collect_body(block.body, &file.ast, &mut parts, &mut traversals);
-            }
-            let mut shadows = false;
-            if !traversals.is_empty() {
-                let mut refs = Vec::with_capacity(traversals.len());
-                for &(from, to) in &traversals {
-                    // The parts, last first.
-                    let t = &parts[from..to];
-                    let root = t[t.len() - 1];
-                    let span = cover(root, t[0]);
-                    match graph.resolve(t, src, &mut key) {
-                        Some((target, _)) if target == index => {
-                            diags.push(
-                                &file.source,
-                                Diagnostic::error(span, "cannot reference self"),
-                            );
-                        }
-                        Some((target, id_span)) => {
-                            refs.push(Reference {
-                                target,
-                                span,
-                                id_span,
-                            });
-                            dependencies.push(target);
-                            shadows |= root_is_stdlib[target];
-                        }
-                        None if names.is_stdlib(root.text(src)) => {}
-                        None => {
-                            let full: Vec<&str> = t.iter().rev().map(|p| p.text(src)).collect();
-                            let msg = format!(
-                                "component {:?} does not exist or is out of scope",
-                                full.join(".")
-                            );
-                            diags.push(&file.source, Diagnostic::error(span, msg));
-                        }
-                    }
-                }
-                graph.nodes[index].references = refs;
-            }
-            dependencies.end_list();
-            shadowing.push(shadows);
-        }
-        graph.dependencies = dependencies;
-        graph.shadowing = shadowing;
-    }
-
     /// Resolves a traversal to (target node, span of the prefix naming it) by growing its prefix until it is
     /// an ID. `key` is scratch space for traversals written with blanks around their dots.
     fn resolve(&self, rev: &[Span], src: &str, key: &mut String) -> Option<(usize, Span)> {
@@ -712,6 +651,169 @@ impl Graph {
                 return Some((target, cover(root, last)));
             }
         }
+    }
+}
+
+/// A graph whose nodes are declared (every ID is known) and whose references are not resolved yet: the
+/// nodes' references can then be resolved in parts, on several threads (see [`Declared::resolve`]).
+#[derive(Clone)]
+pub(crate) struct Declared {
+    graph: Graph,
+    /// For each node, whether the first part of its ID is a standard-library name.
+    root_is_stdlib: Vec<bool>,
+    diags: LoadDiagnostics,
+}
+
+/// The references of a range of nodes (see [`Declared::resolve`]).
+pub(crate) struct ResolvedPart {
+    start: usize,
+    references: Vec<Vec<Reference>>,
+    /// The nodes' dependency lists, as an adjacency of their own.
+    dependencies: Adjacency,
+    shadowing: Vec<bool>,
+    diags: LoadDiagnostics,
+}
+
+impl Declared {
+    /// Declares the nodes of `sources`.
+    pub(crate) fn new(sources: &Sources, names: &dyn NameCatalog) -> Declared {
+        let mut diags = LoadDiagnostics::default();
+        let (graph, root_is_stdlib) = Graph::declare(sources, names, &mut diags);
+        Declared {
+            graph,
+            root_is_stdlib,
+            diags,
+        }
+    }
+
+    /// How many nodes were declared.
+    pub(crate) fn len(&self) -> usize {
+        self.graph.nodes.len()
+    }
+
+    /// Resolves the references of nodes `range` (every ID being known). One buffer holds the parts of every
+    /// traversal of a node, so collecting them does not allocate per traversal.
+    pub(crate) fn resolve(
+        &self,
+        sources: &Sources,
+        names: &dyn NameCatalog,
+        range: std::ops::Range<usize>,
+    ) -> ResolvedPart {
+        let graph = &self.graph;
+        let range = range.start.min(graph.nodes.len())..range.end.min(graph.nodes.len());
+        let n = range.len();
+        let mut part = ResolvedPart {
+            start: range.start,
+            references: Vec::with_capacity(n),
+            dependencies: Adjacency::with_capacity(n, n),
+            shadowing: Vec::with_capacity(n),
+            diags: LoadDiagnostics::default(),
+        };
+        let diags = &mut part.diags;
+        let mut parts = Vec::new();
+        let mut traversals = Vec::new();
+        let mut key = String::new();
+        for index in range {
+            let node = &graph.nodes[index];
+            let file = &sources.files[node.file];
+            let src = file.source.text();
+            parts.clear();
+            traversals.clear();
+            if let Some(block) = node.block(sources) {
+                collect_body(block.body, &file.ast, &mut parts, &mut traversals);
+            }
+            let mut shadows = false;
+            let mut refs = Vec::new();
+            if !traversals.is_empty() {
+                refs.reserve_exact(traversals.len());
+                for &(from, to) in &traversals {
+                    // The parts, last first.
+                    let t = &parts[from..to];
+                    let root = t[t.len() - 1];
+                    let span = cover(root, t[0]);
+                    match graph.resolve(t, src, &mut key) {
+                        Some((target, _)) if target == index => {
+                            diags.push(
+                                &file.source,
+                                Diagnostic::error(span, "cannot reference self"),
+                            );
+                        }
+                        Some((target, id_span)) => {
+                            refs.push(Reference {
+                                target,
+                                span,
+                                id_span,
+                            });
+                            part.dependencies.push(target);
+                            shadows |= self.root_is_stdlib[target];
+                        }
+                        None if names.is_stdlib(root.text(src)) => {}
+                        None => {
+                            let full: Vec<&str> = t.iter().rev().map(|p| p.text(src)).collect();
+                            let msg = format!(
+                                "component {:?} does not exist or is out of scope",
+                                full.join(".")
+                            );
+                            diags.push(&file.source, Diagnostic::error(span, msg));
+                        }
+                    }
+                }
+            }
+            part.references.push(refs);
+            part.dependencies.end_list();
+            part.shadowing.push(shadows);
+        }
+        part
+    }
+
+    /// Checks and orders the graph, given the references of its nodes: `parts`, in node order. Nodes that no
+    /// part covers (there should be none) are resolved here.
+    pub(crate) fn finish(
+        self,
+        sources: &Sources,
+        names: &dyn NameCatalog,
+        parts: Vec<ResolvedPart>,
+    ) -> Result<Graph, LoadDiagnostics> {
+        let n = self.len();
+        let mut complete = Vec::with_capacity(parts.len() + 1);
+        let mut next = 0;
+        for part in parts {
+            if part.start < next {
+                continue;
+            }
+            if part.start > next {
+                complete.push(self.resolve(sources, names, next..part.start));
+            }
+            next = part.start + part.shadowing.len();
+            complete.push(part);
+        }
+        if next < n {
+            complete.push(self.resolve(sources, names, next..n));
+        }
+        let Declared {
+            mut graph,
+            mut diags,
+            ..
+        } = self;
+        let items = complete.iter().map(|p| p.dependencies.items.len()).sum();
+        let mut dependencies = Adjacency::with_capacity(n, items);
+        let mut shadowing = Vec::with_capacity(n);
+        for part in complete {
+            for (k, refs) in part.references.into_iter().enumerate() {
+                if let Some(node) = graph.nodes.get_mut(part.start + k) {
+                    node.references = refs;
+                }
+            }
+            for list in part.dependencies.iter() {
+                dependencies.items.extend_from_slice(list);
+                dependencies.starts.push(dependencies.items.len());
+            }
+            shadowing.extend(part.shadowing);
+            diags.0.extend(part.diags.0);
+        }
+        graph.dependencies = dependencies;
+        graph.shadowing = shadowing;
+        graph.finish(sources, diags)
     }
 }
 

@@ -7,7 +7,9 @@
 //! components may spawn tasks from `build`). The load report comes out in the same order as a one-thread
 //! pass would give it: by each node's position in the dependency order.
 
-use crate::controller::{DeferredStarts, Generation, LoadReport, Shared};
+use crate::controller::{DeferredStarts, EvaluationClock, Generation, LoadReport, Shared};
+use crate::graph::Declared;
+use crate::{Graph, LoadDiagnostics, Registry, Sources};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -143,17 +145,23 @@ impl Pass {
     fn work(&self, thread: usize) -> Local {
         let _runtime = self.handle.enter();
         let _abort = AbortOnPanic(self);
+        // About this thread's share of the pass, reserved at once rather than grown (and copied) by doubling.
+        let share = self.size / self.threads.max(1) + 1;
         let mut local = Local {
             report: LoadReport::default(),
-            starts: DeferredStarts::collecting(self.shared.clone()),
+            starts: DeferredStarts::collecting(self.shared.clone(), share),
             segments: Vec::new(),
         };
+        if self.full_pass {
+            local.report.started.reserve(share);
+        }
         let graph = &self.generation.graph;
         // The next node this thread evaluates, released by the one it just evaluated.
         let mut next = None;
         // Nodes done since this thread last told the queue.
         let mut done = 0;
         let mut released = Vec::new();
+        let mut clock = EvaluationClock::start();
         loop {
             let index = match next.take() {
                 Some(index) => index,
@@ -173,6 +181,8 @@ impl Pass {
                             return local;
                         }
                         q = self.wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                        // Waiting is not evaluating.
+                        clock = EvaluationClock::start();
                     }
                 }
             };
@@ -189,6 +199,7 @@ impl Pass {
                 Some(&mut local.starts),
                 self.now,
             );
+            clock.lap(&mut local.starts);
             if let Some(pending) = pending {
                 if !graph.dependants[index].is_empty() {
                     // Let dependants see the new exports, but never wait long for a slow component.
@@ -196,6 +207,7 @@ impl Pass {
                     let _ = self
                         .handle
                         .block_on(tokio::time::timeout(wait, pending.finished()));
+                    clock = EvaluationClock::start();
                 }
             }
             let r = &local.report;
@@ -286,7 +298,7 @@ pub(crate) fn evaluate_in_parallel(
         handle: tokio::runtime::Handle::current(),
     });
     let locals: Vec<Local> = tokio::task::block_in_place(|| {
-        let helpers: Vec<Arc<HelperJob>> = (1..threads)
+        let helpers: Vec<Arc<HelperJob<Local>>> = (1..threads)
             .filter_map(|thread| {
                 let pass = pass.clone();
                 shared.helpers().submit(move || pass.work(thread))
@@ -310,6 +322,38 @@ pub(crate) fn evaluate_in_parallel(
     merge(locals, n, report, starts);
 }
 
+/// Builds the graph of `sources` as [`crate::Graph::build`] does. For a config big enough to be evaluated on
+/// several threads (`configured` as in [`threads_for`]), a helper thread resolves the references of the
+/// second half of the nodes while the loading thread resolves the first: with a pass that shares the
+/// evaluation, resolving them was most of what the loading thread did alone.
+pub(crate) fn build_graph(
+    sources: &Arc<Sources>,
+    registry: &Arc<Registry>,
+    helpers: &Helpers,
+    configured: usize,
+) -> Result<Graph, LoadDiagnostics> {
+    let declared = Declared::new(sources, registry.as_ref());
+    let n = declared.len();
+    if threads_for(n, configured).is_none_or(|t| t < 2) {
+        let all = declared.resolve(sources, registry.as_ref(), 0..n);
+        return declared.finish(sources, registry.as_ref(), vec![all]);
+    }
+    let declared = Arc::new(declared);
+    let split = n / 2;
+    let second = {
+        let (declared, sources, registry) = (declared.clone(), sources.clone(), registry.clone());
+        helpers.submit(move || declared.resolve(&sources, registry.as_ref(), split..n))
+    };
+    let mut parts = vec![declared.resolve(sources, registry.as_ref(), 0..split)];
+    // A part no helper took, or that panicked, is resolved by `finish` here.
+    if let Some(Some(Ok(part))) = second.map(|job| job.finish()) {
+        parts.push(*part);
+    }
+    // Every job has dropped its reference by now (a job's captures go before it is marked done).
+    let declared = Arc::try_unwrap(declared).unwrap_or_else(|shared| (*shared).clone());
+    declared.finish(sources, registry.as_ref(), parts)
+}
+
 /// A controller's evaluation threads besides the loading thread, started with the controller and idle
 /// between loads: a thread started for each load would start late (starting a thread takes longer than
 /// evaluating dozens of nodes) and with empty allocation caches. They end when the controller is dropped.
@@ -322,25 +366,52 @@ pub(crate) struct Helpers {
 
 #[derive(Default)]
 struct HelperQueue {
-    jobs: std::collections::VecDeque<Arc<HelperJob>>,
+    jobs: std::collections::VecDeque<Arc<dyn QueuedJob>>,
     /// The controller is gone: the threads end.
     closed: bool,
 }
 
-/// A pass's share of work handed to a helper thread.
-struct HelperJob {
-    state: Mutex<JobState>,
+/// Work handed to a helper thread (a pass's share of a load, or part of a graph's references), whose result
+/// `T` the submitter takes with [`HelperJob::finish`].
+pub(crate) struct HelperJob<T> {
+    state: Mutex<JobState<T>>,
     changed: Condvar,
 }
 
-enum JobState {
+enum JobState<T> {
     /// Waiting for a helper thread.
-    Queued(Box<dyn FnOnce() -> Local + Send>),
+    Queued(Box<dyn FnOnce() -> T + Send>),
     Running,
     /// Boxed: a thread's report is much bigger than the other states.
-    Done(std::thread::Result<Box<Local>>),
-    /// The pass was over before a helper took it.
+    Done(std::thread::Result<Box<T>>),
+    /// The submitter was done before a helper took it.
     Dropped,
+}
+
+/// A job as the helper threads see it, whatever its result.
+trait QueuedJob: Send + Sync {
+    /// Runs the job on this thread, unless it was dropped meanwhile.
+    fn run(&self);
+}
+
+impl<T: Send> QueuedJob for HelperJob<T> {
+    fn run(&self) {
+        // Taken in a statement of its own: the guard of a `match` scrutinee lives to the end of the match,
+        // and putting back what was not queued would then wait for it forever.
+        let taken = std::mem::replace(&mut *lock(&self.state), JobState::Running);
+        let work = match taken {
+            JobState::Queued(work) => work,
+            other => {
+                *lock(&self.state) = other;
+                return;
+            }
+        };
+        // A panicking `build` is handed back to the pass, which carries it to the loading task. The work's
+        // captures are dropped before it is marked done.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        *lock(&self.state) = JobState::Done(result.map(Box::new));
+        self.changed.notify_all();
+    }
 }
 
 impl Helpers {
@@ -379,7 +450,10 @@ impl Helpers {
     }
 
     /// Queues `work` for a helper thread; `None` if there is none.
-    fn submit(&self, work: impl FnOnce() -> Local + Send + 'static) -> Option<Arc<HelperJob>> {
+    pub(crate) fn submit<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<Arc<HelperJob<T>>> {
         if self.threads.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -391,7 +465,7 @@ impl Helpers {
         if queue.closed {
             return None;
         }
-        queue.jobs.push_back(job.clone());
+        queue.jobs.push_back(job.clone() as Arc<dyn QueuedJob>);
         drop(queue);
         self.available.notify_one();
         Some(job)
@@ -415,24 +489,14 @@ impl Helpers {
                         .unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let work = match std::mem::replace(&mut *lock(&job.state), JobState::Running) {
-                JobState::Queued(work) => work,
-                other => {
-                    *lock(&job.state) = other;
-                    continue;
-                }
-            };
-            // A panicking `build` is handed back to the pass, which carries it to the loading task.
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
-            *lock(&job.state) = JobState::Done(result.map(Box::new));
-            job.changed.notify_all();
+            job.run();
         }
     }
 }
 
-impl HelperJob {
-    /// What the job's thread evaluated, once it is done; `None` if no helper had taken it (it never will).
-    fn finish(&self) -> Option<std::thread::Result<Box<Local>>> {
+impl<T> HelperJob<T> {
+    /// What the job's thread made, once it is done; `None` if no helper had taken it (it never will).
+    pub(crate) fn finish(&self) -> Option<std::thread::Result<Box<T>>> {
         let mut state = lock(&self.state);
         loop {
             match std::mem::replace(&mut *state, JobState::Dropped) {
@@ -547,5 +611,36 @@ mod tests {
         let mut report = LoadReport::default();
         merge_reports(parts, 5, &mut report);
         assert_eq!(report.started, ["a", "b", "c", "d", "e"]);
+    }
+
+    #[test]
+    fn a_helper_goes_on_after_a_job_dropped_before_it_was_taken() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let _entered = rt.enter();
+        let helpers = Helpers::start(2);
+        // The helper is kept busy, so that the next job is still queued when its submitter is done with it.
+        let (release, busy) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let first = helpers
+            .submit(move || started.send(()).is_ok() && busy.recv().is_ok())
+            .unwrap();
+        running
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .unwrap();
+        let dropped = helpers.submit(|| 0u8).unwrap();
+        assert!(dropped.finish().is_none(), "no helper took it yet");
+        release.send(()).unwrap();
+        assert!(matches!(first.finish(), Some(Ok(ok)) if *ok));
+        // The helper skips the dropped job and takes the next one.
+        let (done, ran) = std::sync::mpsc::channel();
+        let _next = helpers.submit(move || done.send(()).is_ok()).unwrap();
+        assert!(
+            ran.recv_timeout(std::time::Duration::from_secs(10)).is_ok(),
+            "the helper never took the job after the dropped one"
+        );
+        helpers.close();
     }
 }
