@@ -1238,19 +1238,14 @@ impl Shared {
             return None;
         }
         state.args = Some(args.clone());
+        // Built by a load whose tasks are still being started (see [`start_built`]): its runner is made now,
+        // so that it is given these arguments.
+        let first_poll = match (&state.runner, state.component.clone()) {
+            (None, Some(component)) => self.start_runner(id.clone(), &mut state, component, now),
+            _ => None,
+        };
         if let Some(runner) = state.runner.as_mut() {
             let (runner, generation) = runner.next_update();
-            drop(state);
-            if let Some(r) = report {
-                r.updated.push(String::from(&**id));
-            }
-            return crate::runner::submit(&runner, generation, args);
-        }
-        if let Some(component) = state.component.clone() {
-            // Built by a load whose tasks are still being started (see [`start_built`]): started now, so
-            // that it is given these arguments.
-            let first_poll = self.start_runner(id.clone(), &mut state, component, now);
-            let (runner, generation) = state.runner.as_mut()?.next_update();
             drop(state);
             match starts.as_deref_mut() {
                 Some(starts) => starts.first_polls.extend(first_poll),
