@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use river::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_util::sync::CancellationToken;
@@ -123,10 +123,10 @@ pub type HttpResponse = http::Response<bytes::Bytes>;
 #[derive(Clone)]
 pub struct Context {
     /// The component's ID, e.g. `pyroscope.scrape.default`.
-    pub id: String,
-    /// A private directory for the component's state: `<storage.path>/<id>` (created on first use by the
-    /// component).
-    pub data_dir: PathBuf,
+    pub id: ComponentId,
+    /// Where every component's data directory is (`storage.path`): [`Context::data_dir`] is made from it
+    /// when asked for, so that thousands of components do not each keep a copy of the path.
+    pub(crate) storage: Arc<Path>,
     /// A tracing span carrying the ID; enter it (or instrument futures with it) for structured logs.
     pub span: tracing::Span,
     /// Publishes the component's exports.
@@ -137,11 +137,144 @@ pub struct Context {
     pub cluster: std::sync::Arc<dyn crate::cluster::Cluster>,
 }
 
+impl Context {
+    /// A private directory for the component's state: `<storage.path>/<id>` (created on first use by the
+    /// component).
+    pub fn data_dir(&self) -> PathBuf {
+        data_dir(&self.storage, &self.id)
+    }
+}
+
+/// `<storage>/<id>`, like `storage.join(id)` (an ID is never absolute) without parsing the path again.
+pub(crate) fn data_dir(storage: &Path, id: &str) -> PathBuf {
+    let base = storage.as_os_str();
+    let mut dir = std::ffi::OsString::with_capacity(base.len() + 1 + id.len());
+    dir.push(base);
+    let ends_with_separator = base
+        .as_encoded_bytes()
+        .last()
+        .is_some_and(|&b| std::path::is_separator(b as char));
+    if !base.is_empty() && !ends_with_separator {
+        dir.push(std::path::MAIN_SEPARATOR_STR);
+    }
+    dir.push(id);
+    PathBuf::from(dir)
+}
+
+/// A component's ID, such as `pyroscope.scrape.default`: shared with the runtime's own copy rather than
+/// copied for every use (a load of thousands of components names each in its context and in its report).
+/// It reads as a `str` and compares with strings.
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ComponentId(Arc<str>);
+
+impl ComponentId {
+    /// The ID as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The shared string itself.
+    pub fn as_arc(&self) -> &Arc<str> {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for ComponentId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ComponentId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ComponentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for ComponentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<Arc<str>> for ComponentId {
+    fn from(id: Arc<str>) -> Self {
+        ComponentId(id)
+    }
+}
+
+impl From<&str> for ComponentId {
+    fn from(id: &str) -> Self {
+        ComponentId(id.into())
+    }
+}
+
+impl From<String> for ComponentId {
+    fn from(id: String) -> Self {
+        ComponentId(id.into())
+    }
+}
+
+impl From<ComponentId> for String {
+    fn from(id: ComponentId) -> Self {
+        String::from(&*id.0)
+    }
+}
+
+impl PartialEq<str> for ComponentId {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for ComponentId {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for ComponentId {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<ComponentId> for str {
+    fn eq(&self, other: &ComponentId) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<ComponentId> for &str {
+    fn eq(&self, other: &ComponentId) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<ComponentId> for String {
+    fn eq(&self, other: &ComponentId) -> bool {
+        **self == *other.0
+    }
+}
+
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Context")
             .field("id", &self.id)
-            .field("data_dir", &self.data_dir)
+            .field("data_dir", &self.data_dir())
             .finish()
     }
 }

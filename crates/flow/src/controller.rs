@@ -12,7 +12,7 @@
 //!   a slow component never holds up the others.
 //! - **Supervision**: a component whose `run` returns or panics is marked exited and restarted with backoff.
 
-use crate::component::{Component, ComponentError, Context, Health, HealthState};
+use crate::component::{Component, ComponentError, ComponentId, Context, Health, HealthState};
 use crate::graph::{Graph, NodeKind};
 use crate::registry::{Arguments, Registry};
 use crate::runner::{NodeShared, PendingUpdate, Runner};
@@ -90,11 +90,11 @@ pub struct LoadReport {
     /// good arguments and are unhealthy).
     pub diagnostics: LoadDiagnostics,
     /// Components started by this load.
-    pub started: Vec<String>,
+    pub started: Vec<ComponentId>,
     /// Components updated by this load.
-    pub updated: Vec<String>,
+    pub updated: Vec<ComponentId>,
     /// Components stopped by this load.
-    pub stopped: Vec<String>,
+    pub stopped: Vec<ComponentId>,
 }
 
 /// Counters per component, for tests and metrics.
@@ -214,6 +214,8 @@ pub(crate) struct Shared {
     runners_made: Notify,
     /// The threads that evaluate a big load with the loading thread.
     helpers: Arc<crate::pass::Helpers>,
+    /// `options.storage_path`, shared with every component's [`Context`].
+    storage: Arc<std::path::Path>,
 }
 
 #[derive(Default)]
@@ -432,6 +434,7 @@ impl Controller {
     /// A controller with no config loaded yet. Must be created inside a tokio runtime.
     pub fn new(registry: Arc<Registry>, options: ControllerOptions) -> Self {
         let helpers = crate::pass::Helpers::start(options.evaluation_threads);
+        let storage = Arc::from(options.storage_path.as_path());
         let shared = Arc::new(Shared {
             registry,
             metrics: crate::metrics::ControllerMetrics::default(),
@@ -446,6 +449,7 @@ impl Controller {
             unmade_runners: AtomicUsize::new(0),
             runners_made: Notify::new(),
             helpers,
+            storage,
         });
         tokio::spawn(evaluator(
             Arc::downgrade(&shared),
@@ -530,7 +534,7 @@ impl Controller {
                     stop_runner(r, shared.options.stop_timeout, &slot.id).await;
                 }
                 shared.options.metrics.remove_component(&slot.id);
-                report.stopped.push(String::from(&*slot.id));
+                report.stopped.push(ComponentId::from(slot.id.clone()));
             }
 
             // Swap in the new graph; surviving nodes keep their slots.
@@ -787,23 +791,6 @@ impl Controller {
             .map(|(id, r)| async move { stop_runner(r, timeout, &id).await });
         futures_join_all(stops).await;
     }
-}
-
-/// `<storage>/<id>`, like `storage.join(id)` (an ID is never absolute) without parsing the path again for
-/// every component.
-fn data_dir(storage: &std::path::Path, id: &str) -> PathBuf {
-    let base = storage.as_os_str();
-    let mut dir = std::ffi::OsString::with_capacity(base.len() + 1 + id.len());
-    dir.push(base);
-    let ends_with_separator = base
-        .as_encoded_bytes()
-        .last()
-        .is_some_and(|&b| std::path::is_separator(b as char));
-    if !base.is_empty() && !ends_with_separator {
-        dir.push(std::path::MAIN_SEPARATOR_STR);
-    }
-    dir.push(id);
-    PathBuf::from(dir)
 }
 
 /// Whether two configs are the same files with the same text.
@@ -1256,7 +1243,7 @@ impl Shared {
                 ),
             }
             if let Some(r) = report {
-                r.updated.push(String::from(&**id));
+                r.updated.push(ComponentId::from(id.clone()));
             }
             return crate::runner::submit(&runner, generation, args);
         }
@@ -1264,8 +1251,8 @@ impl Shared {
         let alive = state.alive(now).clone();
         drop(state);
         let ctx = Context {
-            id: String::from(&**id),
-            data_dir: data_dir(&self.options.storage_path, id),
+            id: ComponentId::from(id.clone()),
+            storage: self.storage.clone(),
             span: tracing::info_span!("component", component = %id),
             exports: ExportsHandle {
                 slot: Arc::downgrade(slot),
@@ -1316,7 +1303,7 @@ impl Shared {
                     }
                 }
                 if let Some(r) = report {
-                    r.started.push(String::from(&**id));
+                    r.started.push(ComponentId::from(id.clone()));
                 }
             }
             Err(e) => {
@@ -1701,7 +1688,11 @@ mod tests {
         for storage in ["data-rill", "data-rill/", "/var/lib/rill", "", "/"] {
             for id in ["local.file.a", "test.pass.with/slash"] {
                 let storage = std::path::Path::new(storage);
-                assert_eq!(data_dir(storage, id), storage.join(id), "{storage:?} {id}");
+                assert_eq!(
+                    crate::component::data_dir(storage, id),
+                    storage.join(id),
+                    "{storage:?} {id}"
+                );
             }
         }
     }

@@ -23,7 +23,7 @@ pub mod testing;
 
 pub use cluster::{Cluster, Peer, PeerState, Standalone};
 pub use component::{
-    Component, ComponentError, Context, Health, HealthState, HttpRequest, HttpResponse,
+    Component, ComponentError, ComponentId, Context, Health, HealthState, HttpRequest, HttpResponse,
 };
 pub use component_metrics::{ComponentFamily, ComponentMetrics, MetricsError, MetricsHub};
 pub use controller::{

@@ -588,7 +588,7 @@ mod tests {
         let mut report = LoadReport::default();
         let mut segments = Vec::new();
         for (k, (name, &rank)) in names.iter().zip(ranks).enumerate() {
-            report.started.push(name.to_string());
+            report.started.push(crate::ComponentId::from(*name));
             segments.push((
                 rank,
                 Segment {

@@ -214,7 +214,7 @@ async fn a_missing_file_at_start_fails_the_build_with_a_clear_error() {
     let report = env.load(&env.config("missing.txt", "")).await;
     assert!(report.diagnostics.is_empty(), "{}", report.diagnostics);
     assert!(
-        report.started.contains(&"local.file.a".to_string()),
+        report.started.iter().any(|id| id == "local.file.a"),
         "{report:?}"
     );
     assert_eq!(env.health().state, HealthState::Healthy);

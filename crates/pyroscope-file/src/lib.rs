@@ -257,7 +257,7 @@ impl TypedComponent for PyroscopeFile {
                 health: Health::new(HealthState::Unknown, "opening store"),
                 last_error: None,
             }),
-            data_dir: ctx.data_dir.clone(),
+            data_dir: ctx.data_dir(),
             metrics,
             span: ctx.span.clone(),
         });

@@ -291,7 +291,7 @@ impl TypedComponent for PyroscopeScrape {
             (Metrics::new(&ctx.metrics), TaskCounters::new(&ctx.metrics))
         };
         let shared = Arc::new(Shared {
-            id: ctx.id.clone(),
+            id: ctx.id.to_string(),
             span: ctx.span.clone(),
             cluster: ctx.cluster.clone(),
             metrics,

@@ -130,7 +130,7 @@ fn events() -> &'static Mutex<HashMap<PathBuf, Vec<String>>> {
 
 fn record(ctx: &Context, what: &str) {
     let key = ctx
-        .data_dir
+        .data_dir()
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default();

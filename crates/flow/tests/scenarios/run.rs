@@ -485,11 +485,11 @@ impl<'a> Runner<'a> {
     }
 }
 
-fn show_ids(ids: &[String]) -> String {
+fn show_ids<S: AsRef<str>>(ids: &[S]) -> String {
     if ids.is_empty() {
         "none".into()
     } else {
-        ids.join(", ")
+        ids.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(", ")
     }
 }
 
