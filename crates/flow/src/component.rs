@@ -278,3 +278,28 @@ impl std::fmt::Debug for Context {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ComponentId;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn a_component_id_reads_compares_and_prints_as_its_string() {
+        let id = ComponentId::from("pyroscope.scrape.default");
+        assert_eq!(id, "pyroscope.scrape.default");
+        assert_eq!(id, "pyroscope.scrape.default".to_string());
+        assert_eq!("pyroscope.scrape.default", id);
+        assert_ne!(id, "pyroscope.scrape.other");
+        assert_eq!(id.len(), "pyroscope.scrape.default".len());
+        assert_eq!(id.to_string(), "pyroscope.scrape.default");
+        assert_eq!(format!("{id:?}"), "\"pyroscope.scrape.default\"");
+        assert_eq!(String::from(id.clone()), "pyroscope.scrape.default");
+        // A clone shares the string rather than copying it.
+        assert!(std::sync::Arc::ptr_eq(id.as_arc(), id.clone().as_arc()));
+        // Looked up by `&str` in sets and maps keyed by IDs.
+        let set: BTreeSet<ComponentId> = [id.clone()].into();
+        assert!(set.contains("pyroscope.scrape.default"));
+        assert_eq!(vec![id], ["pyroscope.scrape.default"]);
+    }
+}
